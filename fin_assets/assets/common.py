@@ -1,0 +1,56 @@
+"""What every fin-assets asset does the same way: turn our errors into Dagster outcomes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+
+from resources.errors import (
+    FinAssetsError,
+    ProviderError,
+    SchemaError,
+    WaitBudgetExceededError,
+)
+
+# A step whose wait exceeds its budget asks Dagster to run it again later, this many times.
+MAX_RESCHEDULES = 5
+
+
+@contextlib.contextmanager
+def dagster_errors(*, asset: str) -> Iterator[None]:
+    """Map fin-assets errors to Dagster: reschedule long waits, fail the rest with one message.
+
+    ``Failure`` carries our message (which already names provider, symbol, partition, field)
+    as the description, so the UI shows one clear line instead of a stack of wrappers.
+    """
+    try:
+        yield
+    except WaitBudgetExceededError as exc:
+        raise dg.RetryRequested(
+            max_retries=MAX_RESCHEDULES, seconds_to_wait=exc.seconds_to_wait
+        ) from None
+    except FinAssetsError as exc:
+        metadata: dict[str, str] = {"asset": asset, "error": type(exc).__name__}
+        if isinstance(exc, ProviderError):
+            metadata["provider"] = exc.provider
+        if isinstance(exc, SchemaError):
+            for name in ("symbol", "partition", "field"):
+                value = getattr(exc, name)
+                if value is not None:
+                    metadata[name] = str(value)
+        raise dg.Failure(
+            description=f"{asset}: {exc}", metadata=metadata, allow_retries=False
+        ) from None
+
+
+def window_metadata(context: dg.AssetExecutionContext) -> dict[str, object]:
+    window = context.partition_time_window
+    keys = context.partition_keys
+    return {
+        "time_window": f"{window.start.isoformat()} .. {window.end.isoformat()}",
+        "partitions": len(keys),
+        "first_partition": keys[0],
+        "last_partition": keys[-1],
+    }

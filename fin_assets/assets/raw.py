@@ -1,0 +1,95 @@
+"""Raw layer: provider responses kept verbatim, one manifest per hourly partition."""
+
+# No `from __future__ import annotations`: Dagster reads the asset's parameter annotations
+# (config class, resources) at decoration time and cannot resolve them as strings.
+
+from datetime import UTC, datetime
+
+import dagster as dg
+from pydantic import Field
+
+from fin_assets.assets.common import dagster_errors, window_metadata
+from fin_assets.partitions import hourly_partitions
+from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
+from resources.ingest import build_manifest, ingest_bars
+
+RAW_BARS_MANIFESTS = "raw_bars"
+# One pool per provider (limits live in dagster.yaml): runs that call the same API queue for it.
+SIMULATOR_POOL = "provider_simulator"
+
+
+class RawBarsConfig(dg.Config):
+    refresh: bool = Field(
+        default=False,
+        description="Fetch again even where snapshots already cover the window.",
+    )
+
+
+@dg.asset(
+    key=["raw", "bars"],
+    group_name="raw",
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=SIMULATOR_POOL,
+    kinds={"json"},
+)
+def raw_bars(
+    context: dg.AssetExecutionContext,
+    config: RawBarsConfig,
+    market_api: MarketApiResource,
+    snapshots: SnapshotStoreResource,
+    universe: UniverseResource,
+) -> dg.MaterializeResult:
+    """1-minute bars exactly as the provider sent them, one snapshot file per response page,
+    for every symbol of the universe. Hourly UTC partitions; a partition's materialization is
+    the manifest of the snapshots covering its hour. A range run fetches the whole range with
+    the provider's largest page (not one request per hour) and reuses snapshots it already has,
+    so a retry or re-run resumes without spending quota again."""
+    window = context.partition_time_window
+    now = datetime.now(UTC)
+    if window.end > now:
+        raise dg.Failure(
+            description=f"raw/bars: window {window.start:%Y-%m-%d %H:%M}..{window.end:%H:%M} UTC "
+            "has not closed yet; partitions are fetched once their hour is over",
+            allow_retries=False,
+        )
+    symbols = universe.list()
+    store = snapshots.store()
+    store.sweep()
+    with dagster_errors(asset="raw/bars"), market_api.client() as client:
+        stats = ingest_bars(
+            client, store, symbols, start=window.start, end=window.end, refresh=config.refresh
+        )
+        for key in context.partition_keys:
+            hour = hourly_partitions.time_window_for_partition_key(key)
+            manifest = build_manifest(
+                store,
+                provider=client.provider,
+                symbols=symbols,
+                partition_key=key,
+                start=hour.start,
+                end=hour.end,
+                prefer=stats.fetched_refs if config.refresh else (),
+            )
+            store.write_manifest(asset=RAW_BARS_MANIFESTS, partition_key=key, manifest=manifest)
+    context.log.info(
+        "raw/bars: %d partition(s), %d symbol(s): %d snapshot(s) written, %d reused, %d request(s)",
+        len(context.partition_keys),
+        len(symbols),
+        stats.snapshots_written,
+        stats.snapshots_reused,
+        client.stats.requests,
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **window_metadata(context),
+            "provider": client.provider,
+            "symbols": ", ".join(symbols),
+            "symbol_count": len(symbols),
+            "rows": stats.bars_fetched,
+            "snapshots_written": stats.snapshots_written,
+            "snapshots_reused": stats.snapshots_reused,
+            **client.stats.as_metadata(),
+            "snapshot_root": dg.MetadataValue.path(str(store.root)),
+        }
+    )

@@ -1,0 +1,103 @@
+"""The fin-assets code location: every asset, job, schedule and resource, listed explicitly.
+
+This is the only module that binds resources or reads environment variables, and it reads them
+when Dagster loads the definitions (``@dg.definitions``), not at import time. Secrets go through
+``dg.EnvVar`` so their values never appear in run config or the UI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+
+from fin_assets.assets.bars import core_bars
+from fin_assets.assets.daily import core_daily_bars, core_daily_returns
+from fin_assets.assets.raw import raw_bars
+from fin_assets.schedules import (
+    bars_hourly_job,
+    bars_hourly_schedule,
+    daily_tables_job,
+    daily_tables_schedule,
+)
+from resources.dagster_resources import (
+    MarketApiResource,
+    SnapshotStoreResource,
+    UniverseResource,
+    WarehouseResource,
+)
+from resources.errors import InvalidInputError
+from resources.providers import get_adapter
+from resources.validation import parse_symbols
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Every setting, its default, and what it means (the README's configuration table mirrors this).
+DEFAULTS: dict[str, str] = {
+    "FIN_PROVIDER": "simulator",
+    "FIN_API_BASE_URL": "http://127.0.0.1:8765",
+    "FIN_SYMBOLS": "AAPL,MSFT,GOOG,AMZN,NVDA",
+    "FIN_DATA_DIR": str(PROJECT_ROOT / "data"),
+    "FIN_WAREHOUSE_URL": "",  # empty = <FIN_DATA_DIR>/warehouse (Parquet)
+    "FIN_REQUESTS_PER_SECOND": "20",
+    "FIN_BURST": "5",
+    "FIN_MAX_ATTEMPTS": "5",
+    "FIN_MAX_WAIT_SECONDS": "120",
+}
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> float:
+    raw = env.get(name) or DEFAULTS[name]
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InvalidInputError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    if value < 0:
+        raise InvalidInputError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def build_resources(env: Mapping[str, str]) -> dict[str, dg.ConfigurableResource]:
+    """Resources from an environment mapping; bad values fail here, at load time."""
+
+    def setting(name: str) -> str:
+        return env.get(name) or DEFAULTS[name]
+
+    provider = setting("FIN_PROVIDER")
+    adapter = get_adapter(provider)
+    if adapter.requires_key and not env.get("FIN_API_KEY"):
+        raise InvalidInputError(f"provider {provider} needs an API key: set FIN_API_KEY")
+    symbols = ",".join(parse_symbols(setting("FIN_SYMBOLS")))
+    data_dir = Path(setting("FIN_DATA_DIR")).expanduser().resolve()
+    warehouse_url = env.get("FIN_WAREHOUSE_URL") or str(data_dir / "warehouse")
+    return {
+        "market_api": MarketApiResource(
+            provider=provider,
+            base_url=setting("FIN_API_BASE_URL"),
+            # EnvVar keeps the key out of run config, the UI and event logs.
+            api_key=dg.EnvVar("FIN_API_KEY") if env.get("FIN_API_KEY") else None,
+            requests_per_second=_number(env, "FIN_REQUESTS_PER_SECOND", float),
+            burst=int(_number(env, "FIN_BURST", int)),
+            max_attempts=int(_number(env, "FIN_MAX_ATTEMPTS", int)),
+            max_wait_s=_number(env, "FIN_MAX_WAIT_SECONDS", float),
+        ),
+        "snapshots": SnapshotStoreResource(root=str(data_dir)),
+        "warehouse": WarehouseResource(url=warehouse_url),
+        "universe": UniverseResource(symbols=symbols),
+    }
+
+
+def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[raw_bars, core_bars, core_daily_bars, core_daily_returns],
+        jobs=[bars_hourly_job, daily_tables_job],
+        schedules=[bars_hourly_schedule, daily_tables_schedule],
+        resources=build_resources(env),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(os.environ)

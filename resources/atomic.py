@@ -1,0 +1,61 @@
+"""Atomic file writes: temp file in the target's folder, fsync, ``os.replace``, fsync the folder.
+
+A reader sees either the previous complete file or the new complete file, never a torn one,
+even if the writer is SIGKILLed halfway (the temp file is left behind and swept later).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Let ``write`` fill a temp file next to ``path``, then swap it in atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def sweep_temp_files(root: Path, *, older_than_s: float = 3600.0) -> int:
+    """Remove temp files orphaned by killed writers; young ones may belong to a live writer."""
+    if not root.exists():
+        return 0
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for tmp in root.rglob(f"{TEMP_PREFIX}*"):
+        with contextlib.suppress(FileNotFoundError):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+    return removed

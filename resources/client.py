@@ -1,0 +1,314 @@
+"""``MarketApiClient``: the one way fin-assets talks to a market-data API.
+
+httpx underneath; on top: pacing before the server has to say no (a ``Pacer``), retries with
+exponential backoff and full jitter for 5xx/timeouts/connection errors, ``Retry-After`` obeyed
+for 429 and in-body throttles, fail-fast on other 4xx, attempts *and* total wait capped, decoded
+body size capped, and the API key kept out of every URL, log line and exception we produce.
+
+Waits never hold a response: a response is read, classified and released before any sleep.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from resources.errors import (
+    FatalResponseError,
+    ResponseFormatError,
+    RetriesExhaustedError,
+    WaitBudgetExceededError,
+)
+from resources.providers.base import ApiRequest, ProviderAdapter, Verdict
+from resources.ratelimit import NoPacer, Pacer
+from resources.validation import ensure_utc, validate_symbol
+
+logger = logging.getLogger("fin_assets.client")
+
+# Headers worth keeping next to a snapshot: they explain quota and caching, and hold no secret.
+RECORDED_HEADERS = (
+    "content-type",
+    "date",
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "ratelimit",
+    "ratelimit-policy",
+)
+REDACTED = "***"
+
+
+@dataclass
+class ClientStats:
+    """Counters for one client's lifetime; assets copy them into materialization metadata."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0  # 429s and throttle messages in 200 bodies
+    seconds_waited: float = 0.0
+    bytes_received: int = 0
+    pages: int = 0
+
+    def as_metadata(self) -> dict[str, float | int]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled_429": self.throttled,
+            "seconds_waited": round(self.seconds_waited, 3),
+            "bytes_received": self.bytes_received,
+        }
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    url: str  # redacted
+    status: int
+    headers: dict[str, str]
+    body: bytes  # decoded (content-encoding removed), otherwise verbatim
+    payload: Any
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
+class FetchedPage:
+    symbol: str
+    response: ApiResponse
+    coverage_start: datetime
+    coverage_end: datetime
+    bar_count: int
+
+
+@dataclass
+class _Attempt:
+    number: int = 0
+    last_reason: str = ""
+    kind: str = "retry"
+    history: list[str] = field(default_factory=list)
+
+
+class MarketApiClient:
+    def __init__(
+        self,
+        adapter: ProviderAdapter,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        max_attempts: int = 5,
+        max_wait_s: float = 120.0,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 30.0,
+        pacer: Pacer | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if adapter.requires_key and not api_key:
+            raise FatalResponseError(
+                f"{adapter.name} needs an API key: set FIN_API_KEY", provider=adapter.name
+            )
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.adapter = adapter
+        self.provider = adapter.name
+        self._api_key = api_key or None
+        self._max_attempts = max_attempts
+        self._max_wait_s = max_wait_s
+        self._max_body_bytes = max_body_bytes
+        self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
+        self._pacer = pacer or NoPacer()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._now = now
+        self.stats = ClientStats()
+        # httpx logs every request URL at INFO, key included: keep it at WARNING.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("httpcore").setLevel(logging.WARNING)
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout_s,
+            transport=transport,
+            headers={"user-agent": "fin-assets/0.1", "accept-encoding": "gzip"},
+            follow_redirects=False,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> MarketApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- secrets -----------------------------------------------------------------------------
+    def redact(self, text: str) -> str:
+        """Remove the key from any text we are about to log, raise or store."""
+        if self._api_key:
+            text = text.replace(self._api_key, REDACTED)
+        return text
+
+    def _display_url(self, request: ApiRequest) -> str:
+        params = {
+            k: (REDACTED if k in self.adapter.secret_params else v)
+            for k, v in request.params.items()
+        }
+        query = urlencode(params)
+        return self.redact(
+            f"{self._http.base_url.join(request.path)}" + (f"?{query}" if query else "")
+        )
+
+    # -- waiting -----------------------------------------------------------------------------
+    def _wait(self, seconds: float, *, reason: str) -> None:
+        if seconds <= 0:
+            return
+        if self.stats.seconds_waited + seconds > self._max_wait_s:
+            raise WaitBudgetExceededError(
+                f"{self.provider}: need to wait {seconds:.1f} s ({reason}) but only "
+                f"{max(0.0, self._max_wait_s - self.stats.seconds_waited):.1f} s of the "
+                f"{self._max_wait_s:.0f} s wait budget is left; reschedule instead of sleeping",
+                provider=self.provider,
+                seconds_to_wait=seconds,
+            )
+        logger.info("waiting %.2f s: %s", seconds, reason)
+        self.stats.seconds_waited += seconds
+        self._sleep(seconds)
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter (AWS architecture blog): uniform over [0, min(cap, base * 2^n)].
+        return self._rng.uniform(
+            0, min(self._backoff_cap_s, self._backoff_base_s * 2 ** (attempt - 1))
+        )
+
+    # -- one logical request -----------------------------------------------------------------
+    def _send_once(self, request: ApiRequest) -> tuple[int, dict[str, str], bytes]:
+        """Send and read one response, refusing bodies over the cap while streaming."""
+        sent = self.adapter.authenticate(request, self._api_key) if self._api_key else request
+        self.stats.requests += 1
+        with self._http.stream(
+            "GET", sent.path, params=dict(sent.params), headers=dict(sent.headers)
+        ) as resp:
+            declared = resp.headers.get("content-length")
+            if (
+                declared
+                and not resp.headers.get("content-encoding")
+                and int(declared) > self._max_body_bytes
+            ):
+                raise FatalResponseError(
+                    f"{self.provider}: response of {declared} bytes from "
+                    f"{self._display_url(request)} exceeds the {self._max_body_bytes}-byte cap; "
+                    "ask for smaller pages",
+                    provider=self.provider,
+                    status=resp.status_code,
+                )
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():  # decoded bytes: the cap holds against gzip bombs
+                size += len(chunk)
+                if size > self._max_body_bytes:
+                    raise FatalResponseError(
+                        f"{self.provider}: decoded response from {self._display_url(request)} "
+                        f"exceeds the {self._max_body_bytes}-byte cap; ask for smaller pages",
+                        provider=self.provider,
+                        status=resp.status_code,
+                    )
+                chunks.append(chunk)
+            headers = {k.lower(): v for k, v in resp.headers.items()}
+            self.stats.bytes_received += size
+            return resp.status_code, headers, b"".join(chunks)
+
+    def get(self, request: ApiRequest, *, what: str) -> ApiResponse:
+        """One logical GET with pacing, retries and budgets. ``what`` names it in messages."""
+        url = self._display_url(request)
+        attempt = _Attempt()
+        while True:
+            attempt.number += 1
+            self._wait(
+                self._pacer.reserve(request.weight), reason=f"pacing for {self.provider} quota"
+            )
+            server_wait: float | None = None
+            status: int | None = None
+            try:
+                status, headers, body = self._send_once(request)
+            except httpx.TransportError as exc:  # timeouts, refused connections, cut bodies
+                verdict = Verdict("retry", f"{type(exc).__name__}: {self.redact(str(exc))}")
+            else:
+                verdict = self.adapter.classify(status=status, headers=headers, body=body)
+                server_wait = verdict.server_wait_s
+                if verdict.kind == "ok":
+                    return ApiResponse(
+                        url=url,
+                        status=status,
+                        headers={k: headers[k] for k in RECORDED_HEADERS if k in headers},
+                        body=body,
+                        payload=verdict.payload,
+                        fetched_at=self._now(),
+                    )
+            reason = self.redact(verdict.reason)
+            attempt.history.append(reason)
+            if verdict.kind == "fatal":
+                raise FatalResponseError(
+                    f"{self.provider}: {what}: {reason} for GET {url}; not retried "
+                    "(check the symbol, the time window and the API key)",
+                    provider=self.provider,
+                    status=status,
+                ) from None
+            if attempt.number >= self._max_attempts:
+                error = ResponseFormatError if "malformed JSON" in reason else RetriesExhaustedError
+                raise error(
+                    f"{self.provider}: {what}: gave up after {attempt.number} attempts "
+                    f"for GET {url}; last error: {reason}",
+                    provider=self.provider,
+                ) from None
+            self.stats.retries += 1
+            if verdict.kind == "throttled":
+                self.stats.throttled += 1
+            if server_wait is not None:
+                wait, source = server_wait, "Retry-After"
+                if verdict.kind == "throttled":
+                    # Everybody sharing this quota stops, not just this request.
+                    self._pacer.pause_for(server_wait)
+            else:
+                wait, source = self._backoff(attempt.number), "backoff"
+            self._wait(wait, reason=f"{source} after {reason} (attempt {attempt.number})")
+
+    # -- bars ----------------------------------------------------------------------------------
+    def iter_pages(self, symbol: str, *, start: datetime, end: datetime) -> Iterator[FetchedPage]:
+        """Yield pages of 1-minute bars for [start, end), so callers can checkpoint each one."""
+        validate_symbol(symbol)
+        start, end = ensure_utc(start), ensure_utc(end)
+        request: ApiRequest | None = self.adapter.bars_request(symbol, start=start, end=end)
+        while request is not None:
+            what = f"symbol {symbol}, window {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ}"
+            response = self.get(request, what=what)
+            page = self.adapter.read_page(response.payload, request=request, start=start, end=end)
+            self.stats.pages += 1
+            yield FetchedPage(
+                symbol, response, page.coverage_start, page.coverage_end, page.bar_count
+            )
+            if page.next_request is not None and page.coverage_end <= page.coverage_start:
+                raise ResponseFormatError(
+                    f"{self.provider}: {what}: pagination did not advance past "
+                    f"{page.coverage_start.isoformat()}",
+                    provider=self.provider,
+                )
+            request = page.next_request
+
+    def latest_bar_time(self, symbol: str) -> datetime:
+        """Open time of the newest bar the provider has: the cheap 'is there new data' probe."""
+        validate_symbol(symbol)
+        response = self.get(self.adapter.latest_request(symbol), what=f"latest bar of {symbol}")
+        return self.adapter.parse_latest(response.payload, symbol=symbol)

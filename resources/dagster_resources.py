@@ -1,0 +1,81 @@
+"""Thin Dagster ``ConfigurableResource`` wrappers over the plain classes in ``resources/``.
+
+Each one holds typed configuration and hands out the plain object, so the real logic can be
+used and tested without Dagster. Values come from ``fin_assets/definitions.py``, the only
+place that reads environment variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from resources.client import MarketApiClient
+from resources.providers import get_adapter
+from resources.ratelimit import NoPacer, Pacer, TokenBucketPacer
+from resources.snapshots import SnapshotStore
+from resources.validation import parse_symbols
+from resources.warehouse import ParquetWarehouse, warehouse_from_url
+
+
+class MarketApiResource(dg.ConfigurableResource):
+    """The rate-limit-aware market-data API client for one provider."""
+
+    provider: str = Field(default="simulator", description="Provider adapter name.")
+    base_url: str = Field(default="http://127.0.0.1:8765", description="Provider base URL.")
+    api_key: str | None = Field(default=None, description="API key (pass via dg.EnvVar).")
+    requests_per_second: float = Field(default=20.0, description="Client-side pacing; 0 = off.")
+    burst: int = Field(default=5, description="Requests allowed back to back before pacing.")
+    timeout_s: float = 30.0
+    max_attempts: int = 5
+    max_wait_s: float = Field(
+        default=120.0,
+        description="Total seconds one step may wait; a longer wait reschedules the step.",
+    )
+    max_body_bytes: int = 16 * 1024 * 1024
+
+    def pacer(self) -> Pacer:
+        if self.requests_per_second <= 0:
+            return NoPacer()
+        return TokenBucketPacer(rate_per_s=self.requests_per_second, burst=self.burst)
+
+    def client(self) -> MarketApiClient:
+        return MarketApiClient(
+            get_adapter(self.provider),
+            base_url=self.base_url,
+            api_key=self.api_key,
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
+            max_wait_s=self.max_wait_s,
+            max_body_bytes=self.max_body_bytes,
+            pacer=self.pacer(),
+        )
+
+
+class SnapshotStoreResource(dg.ConfigurableResource):
+    """Where raw API responses are kept verbatim."""
+
+    root: str
+
+    def store(self) -> SnapshotStore:
+        return SnapshotStore(Path(self.root))
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Processed tables; the URL selects the backend (a directory = Parquet lake)."""
+
+    url: str
+
+    def warehouse(self) -> ParquetWarehouse:
+        return warehouse_from_url(self.url)
+
+
+class UniverseResource(dg.ConfigurableResource):
+    """The symbols every market-data asset covers (comma-separated)."""
+
+    symbols: str
+
+    def list(self) -> tuple[str, ...]:
+        return parse_symbols(self.symbols)

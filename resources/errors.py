@@ -1,0 +1,79 @@
+"""Errors a fin-assets user can meet, each naming what went wrong and where.
+
+The tree::
+
+    FinAssetsError
+    ├── InvalidInputError           a symbol, provider, partition key or table name refused
+    │                               before it became a request, a path or an identifier
+    ├── ProviderError               anything about talking to a provider (has .provider)
+    │   ├── FatalResponseError      a 4xx other than 429, or a body we refuse (too large):
+    │   │                           retrying cannot help, the message says what to fix
+    │   ├── RetriesExhaustedError   429/5xx/timeouts kept coming until the attempt cap
+    │   ├── WaitBudgetExceededError the next wait would pass the total-wait budget; carries
+    │   │                           seconds_to_wait so the caller can reschedule instead of sleep
+    │   └── ResponseFormatError     a body that is not what the provider documents
+    │       └── SchemaError         a field missing or of the wrong type (names provider,
+    │                               symbol, partition and field)
+    ├── DataValidationError         parsed rows that break an invariant (OHLC, prices)
+    └── StorageError                a snapshot or warehouse partition that is missing or corrupt
+"""
+
+from __future__ import annotations
+
+
+class FinAssetsError(Exception):
+    """Base class of every error fin-assets raises on purpose."""
+
+
+class InvalidInputError(FinAssetsError, ValueError):
+    """A value was refused before it could become a request, a path or an identifier."""
+
+
+class ProviderError(FinAssetsError):
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class FatalResponseError(ProviderError):
+    def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
+        super().__init__(message, provider=provider)
+        self.status = status
+
+
+class RetriesExhaustedError(ProviderError):
+    pass
+
+
+class WaitBudgetExceededError(ProviderError):
+    def __init__(self, message: str, *, provider: str, seconds_to_wait: float) -> None:
+        super().__init__(message, provider=provider)
+        self.seconds_to_wait = seconds_to_wait
+
+
+class ResponseFormatError(ProviderError):
+    pass
+
+
+class SchemaError(ResponseFormatError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        symbol: str | None = None,
+        partition: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.symbol = symbol
+        self.partition = partition
+        self.field = field
+
+
+class DataValidationError(FinAssetsError):
+    pass
+
+
+class StorageError(FinAssetsError):
+    pass

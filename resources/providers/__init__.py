@@ -1,0 +1,22 @@
+"""Provider adapters: how to ask one API for bars and how to read its answers."""
+
+from __future__ import annotations
+
+from resources.errors import InvalidInputError
+from resources.providers.base import ProviderAdapter
+from resources.providers.simulator import SimulatorAdapter
+
+_ADAPTERS: dict[str, type[ProviderAdapter]] = {
+    SimulatorAdapter.name: SimulatorAdapter,
+}
+
+
+def get_adapter(name: str) -> ProviderAdapter:
+    try:
+        return _ADAPTERS[name]()
+    except KeyError:
+        known = ", ".join(sorted(_ADAPTERS))
+        raise InvalidInputError(f"unknown provider {name!r}: expected one of {known}") from None
+
+
+__all__ = ["ProviderAdapter", "SimulatorAdapter", "get_adapter"]

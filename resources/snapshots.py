@@ -1,0 +1,242 @@
+"""``SnapshotStore``: raw API responses kept verbatim, so anything downstream can be rebuilt
+without spending quota again.
+
+Layout under ``root``::
+
+    raw/<provider>/<dataset>/<symbol>/<start>_<end>.<sha256[:12]>.json       the bytes
+    raw/<provider>/<dataset>/<symbol>/<start>_<end>.<sha256[:12]>.meta.json  the sidecar
+    manifests/<asset>/<partition>.json                                         partition contents
+
+``<start>_<end>`` is the window the page covers (UTC, ``20260105T0000Z``), so coverage is known
+from file names alone. The body is written before its sidecar and a snapshot only counts once
+its sidecar exists: a writer killed in between leaves a body that is ignored and later replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from resources.atomic import TEMP_PREFIX, atomic_write_bytes, sweep_temp_files
+from resources.errors import StorageError
+from resources.validation import (
+    ensure_utc,
+    partition_file_stem,
+    safe_join,
+    validate_provider,
+    validate_symbol,
+    validate_table,
+)
+
+STAMP = "%Y%m%dT%H%MZ"
+
+
+def _stamp(ts: datetime) -> str:
+    return ensure_utc(ts).strftime(STAMP)
+
+
+def _unstamp(text: str) -> datetime:
+    return datetime.strptime(text, STAMP).replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    provider: str
+    dataset: str
+    symbol: str
+    start: datetime
+    end: datetime
+    sha256: str  # first 12 hex digits, as in the file name
+    path: str  # relative to the store root
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.start < end and start < self.end
+
+    def as_manifest_entry(self) -> dict[str, str]:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+        }
+
+
+class SnapshotStore:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+
+    # -- paths -------------------------------------------------------------------------------
+    def _symbol_dir(self, provider: str, dataset: str, symbol: str) -> Path:
+        return safe_join(
+            self.root,
+            "raw",
+            validate_provider(provider),
+            validate_table(dataset),
+            validate_symbol(symbol),
+        )
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def write(
+        self,
+        *,
+        provider: str,
+        dataset: str,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        body: bytes,
+        meta: Mapping[str, Any],
+    ) -> SnapshotRef:
+        """Store one response verbatim with its sidecar; the same bytes land at the same path."""
+        digest = hashlib.sha256(body).hexdigest()
+        directory = self._symbol_dir(provider, dataset, symbol)
+        name = f"{_stamp(start)}_{_stamp(end)}.{digest[:12]}"
+        atomic_write_bytes(directory / f"{name}.json", body)
+        sidecar = {
+            **meta,
+            "provider": provider,
+            "dataset": dataset,
+            "symbol": symbol,
+            "coverage_start": ensure_utc(start).isoformat(),
+            "coverage_end": ensure_utc(end).isoformat(),
+            "sha256": digest,
+            "bytes": len(body),
+        }
+        atomic_write_bytes(
+            directory / f"{name}.meta.json",
+            json.dumps(sidecar, sort_keys=True, indent=1).encode(),
+        )
+        return SnapshotRef(
+            provider,
+            dataset,
+            symbol,
+            ensure_utc(start),
+            ensure_utc(end),
+            digest[:12],
+            str((directory / f"{name}.json").relative_to(self.root)),
+        )
+
+    def list(
+        self,
+        *,
+        provider: str,
+        dataset: str,
+        symbol: str,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[SnapshotRef]:
+        """Complete snapshots (sidecar present) of a symbol, optionally only those overlapping."""
+        directory = self._symbol_dir(provider, dataset, symbol)
+        if not directory.is_dir():
+            return []
+        names = {e.name for e in os.scandir(directory) if not e.name.startswith(TEMP_PREFIX)}
+        refs = []
+        for name in names:
+            if not name.endswith(".meta.json"):
+                continue
+            stem = name[: -len(".meta.json")]
+            if f"{stem}.json" not in names:
+                continue
+            try:
+                window, digest = stem.split(".")
+                first, last = window.split("_")
+                ref = SnapshotRef(
+                    provider,
+                    dataset,
+                    symbol,
+                    _unstamp(first),
+                    _unstamp(last),
+                    digest,
+                    str((directory / f"{stem}.json").relative_to(self.root)),
+                )
+            except ValueError:
+                continue  # not ours
+            if start is None or end is None or ref.overlaps(ensure_utc(start), ensure_utc(end)):
+                refs.append(ref)
+        return sorted(refs, key=lambda r: (r.start, r.end, r.sha256))
+
+    def uncovered(
+        self, *, provider: str, dataset: str, symbol: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        """Sub-windows of [start, end) that no stored snapshot covers yet."""
+        gaps: list[tuple[datetime, datetime]] = []
+        cursor = ensure_utc(start)
+        end = ensure_utc(end)
+        for ref in self.list(
+            provider=provider, dataset=dataset, symbol=symbol, start=start, end=end
+        ):
+            if ref.start > cursor:
+                gaps.append((cursor, min(ref.start, end)))
+            cursor = max(cursor, ref.end)
+            if cursor >= end:
+                break
+        if cursor < end:
+            gaps.append((cursor, end))
+        return gaps
+
+    def _resolve(self, ref_path: str) -> Path:
+        return safe_join(self.root, *Path(ref_path).parts)
+
+    def read(self, ref: SnapshotRef | Mapping[str, str]) -> bytes:
+        """The stored bytes, checked against the digest in their name."""
+        path, digest = (
+            (ref.path, ref.sha256) if isinstance(ref, SnapshotRef) else (ref["path"], ref["sha256"])
+        )
+        try:
+            body = self._resolve(path).read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"snapshot {path} is missing from {self.root}") from None
+        if not hashlib.sha256(body).hexdigest().startswith(digest):
+            raise StorageError(f"snapshot {path} is corrupt: its sha256 no longer matches")
+        return body
+
+    def read_meta(self, ref: SnapshotRef | Mapping[str, str]) -> dict[str, Any]:
+        path = ref.path if isinstance(ref, SnapshotRef) else ref["path"]
+        sidecar = self._resolve(path[: -len(".json")] + ".meta.json")
+        try:
+            meta: dict[str, Any] = json.loads(sidecar.read_bytes())
+        except FileNotFoundError:
+            raise StorageError(f"snapshot sidecar {sidecar} is missing") from None
+        return meta
+
+    # -- manifests ---------------------------------------------------------------------------
+    def _manifest_path(self, asset: str, partition_key: str) -> Path:
+        return safe_join(
+            self.root,
+            "manifests",
+            validate_table(asset),
+            f"{partition_file_stem(partition_key)}.json",
+        )
+
+    def write_manifest(
+        self, *, asset: str, partition_key: str, manifest: Mapping[str, Any]
+    ) -> Path:
+        path = self._manifest_path(asset, partition_key)
+        atomic_write_bytes(path, json.dumps(manifest, sort_keys=True, indent=1).encode())
+        return path
+
+    def read_manifest(self, *, asset: str, partition_key: str) -> dict[str, Any]:
+        path = self._manifest_path(asset, partition_key)
+        try:
+            manifest: dict[str, Any] = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise StorageError(
+                f"no manifest for {asset} partition {partition_key} under {self.root}: "
+                "materialize raw/bars for it first"
+            ) from None
+        return manifest
+
+    def sweep(self, *, older_than_s: float = 3600.0) -> int:
+        return sweep_temp_files(self.root, older_than_s=older_than_s)
+
+
+def iter_manifest_refs(manifest: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, str]]]:
+    for symbol, entries in manifest.get("symbols", {}).items():
+        for entry in entries:
+            yield symbol, entry

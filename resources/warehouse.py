@@ -1,0 +1,130 @@
+"""``Warehouse``: processed tables, one file (or one row set) per partition, replaced atomically.
+
+Backends are selected by URL. The embedded default is a Parquet lake; PostgreSQL lands in the
+production issue behind this same interface.
+
+Parquet layout: ``<root>/<table>/<partition>.parquet`` where ``<partition>`` is the partition key
+without its colon (``2026-01-05-0300``). Replacing a partition writes a temp file and renames it
+over the old one, so a crash mid-write leaves the previous version readable, and re-running a
+partition replaces exactly that partition instead of appending to it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+import polars as pl
+
+from resources.atomic import TEMP_PREFIX, atomic_write, sweep_temp_files
+from resources.errors import InvalidInputError, StorageError
+from resources.validation import (
+    partition_file_stem,
+    safe_join,
+    validate_partition_key,
+    validate_table,
+)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    partition_key: str
+    rows: int
+    bytes: int
+    location: str
+
+
+class Warehouse(Protocol):
+    def replace_partition(
+        self, table: str, partition_key: str, frame: pl.DataFrame
+    ) -> WriteResult: ...
+    def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None: ...
+    def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame: ...
+    def partition_keys(self, table: str) -> list[str]: ...
+    @property
+    def location(self) -> str: ...
+
+
+def _key_from_stem(stem: str) -> str:
+    # 2026-01-05-0300 -> 2026-01-05-03:00 ; daily stems have no colon to restore.
+    if len(stem) == len("2026-01-05-0300"):
+        return f"{stem[:-2]}:{stem[-2:]}"
+    return stem
+
+
+class ParquetWarehouse:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def _path(self, table: str, partition_key: str) -> Path:
+        return safe_join(
+            self.root, validate_table(table), f"{partition_file_stem(partition_key)}.parquet"
+        )
+
+    def replace_partition(self, table: str, partition_key: str, frame: pl.DataFrame) -> WriteResult:
+        path = self._path(table, partition_key)
+        atomic_write(
+            path, lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True)
+        )
+        return WriteResult(table, partition_key, frame.height, path.stat().st_size, str(path))
+
+    def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None:
+        path = self._path(table, partition_key)
+        if not path.exists():
+            return None
+        try:
+            return pl.read_parquet(path)
+        except pl.exceptions.PolarsError as exc:
+            raise StorageError(
+                f"{table} partition {partition_key}: unreadable file {path}: {exc}"
+            ) from None
+
+    def partition_keys(self, table: str) -> list[str]:
+        directory = safe_join(self.root, validate_table(table))
+        if not directory.is_dir():
+            return []
+        stems = [
+            e.name[: -len(".parquet")]
+            for e in os.scandir(directory)
+            if e.name.endswith(".parquet") and not e.name.startswith(TEMP_PREFIX)
+        ]
+        return sorted(_key_from_stem(s) for s in stems)
+
+    def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame:
+        keys = self.partition_keys(table) if partition_keys is None else partition_keys
+        paths = [self._path(table, validate_partition_key(k)) for k in keys]
+        missing = [k for k, p in zip(keys, paths, strict=True) if not p.exists()]
+        if missing:
+            raise StorageError(f"{table}: partitions not materialized yet: {', '.join(missing)}")
+        if not paths:
+            raise StorageError(f"{table}: no partitions under {self.root}")
+        return pl.scan_parquet(paths)
+
+    def sweep(self, *, older_than_s: float = 3600.0) -> int:
+        return sweep_temp_files(self.root, older_than_s=older_than_s)
+
+
+def warehouse_from_url(url: str) -> ParquetWarehouse:
+    """``parquet:///abs/dir``, ``file:///abs/dir`` or a plain directory path."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file", "parquet"):
+        path = parsed.path if parsed.scheme else url
+        if not path:
+            raise InvalidInputError(f"warehouse URL {url!r} has no directory")
+        return ParquetWarehouse(path)
+    if parsed.scheme.startswith("postgres"):
+        raise InvalidInputError(
+            "the PostgreSQL warehouse backend is not built yet: unset FIN_WAREHOUSE_URL to use "
+            "the Parquet lake"
+        )
+    raise InvalidInputError(
+        f"unsupported warehouse URL scheme {parsed.scheme!r} in FIN_WAREHOUSE_URL"
+    )
