@@ -19,36 +19,42 @@ from resources.errors import DataValidationError
 from resources.providers.base import BAR_SCHEMA, ProviderAdapter
 from resources.snapshots import SnapshotStore, iter_manifest_refs
 
-CANONICAL_SCHEMA: dict[str, pl.DataType] = {
-    **BAR_SCHEMA,
-    "provider": pl.String(),
-    "ingested_at": pl.Datetime("us", "UTC"),
-}
+CANONICAL_SCHEMA = pl.Schema(
+    {
+        **BAR_SCHEMA,
+        "provider": pl.String(),
+        "ingested_at": pl.Datetime("us", "UTC"),
+    }
+)
 
-DAILY_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "date": pl.Date(),
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume": pl.Float64(),
-    "vwap": pl.Float64(),
-    "trades": pl.Int64(),
-    "bar_count": pl.UInt32(),
-}
+DAILY_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "date": pl.Date(),
+        "open": pl.Float64(),
+        "high": pl.Float64(),
+        "low": pl.Float64(),
+        "close": pl.Float64(),
+        "volume": pl.Float64(),
+        "vwap": pl.Float64(),
+        "trades": pl.Int64(),
+        "bar_count": pl.UInt32(),
+    }
+)
 
-RETURNS_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "date": pl.Date(),
-    "open": pl.Float64(),
-    "close": pl.Float64(),
-    "return_oc": pl.Float64(),
-    "log_return_oc": pl.Float64(),
-    "realized_vol": pl.Float64(),
-    "realized_vol_annualized": pl.Float64(),
-    "minutes": pl.UInt32(),
-}
+RETURNS_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "date": pl.Date(),
+        "open": pl.Float64(),
+        "close": pl.Float64(),
+        "return_oc": pl.Float64(),
+        "log_return_oc": pl.Float64(),
+        "realized_vol": pl.Float64(),
+        "realized_vol_annualized": pl.Float64(),
+        "minutes": pl.UInt32(),
+    }
+)
 
 MINUTES_PER_YEAR = 365 * 24 * 60  # markets we model trade around the clock (crypto, FX)
 

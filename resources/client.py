@@ -286,13 +286,19 @@ class MarketApiClient:
             self._wait(wait, reason=f"{source} after {reason} (attempt {attempt.number})")
 
     # -- bars ----------------------------------------------------------------------------------
-    def iter_pages(self, symbol: str, *, start: datetime, end: datetime) -> Iterator[FetchedPage]:
-        """Yield pages of 1-minute bars for [start, end), so callers can checkpoint each one."""
+    def iter_pages(
+        self, symbol: str, *, start: datetime, end: datetime, label: str | None = None
+    ) -> Iterator[FetchedPage]:
+        """Yield pages of 1-minute bars for [start, end), so callers can checkpoint each one.
+
+        ``label`` (e.g. the partitions being filled) is added to every error message."""
         validate_symbol(symbol)
         start, end = ensure_utc(start), ensure_utc(end)
         request: ApiRequest | None = self.adapter.bars_request(symbol, start=start, end=end)
         while request is not None:
-            what = f"symbol {symbol}, window {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ}"
+            what = f"symbol {symbol}, window {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ}" + (
+                f" ({label})" if label else ""
+            )
             response = self.get(request, what=what)
             page = self.adapter.read_page(response.payload, request=request, start=start, end=end)
             self.stats.pages += 1

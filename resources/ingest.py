@@ -36,6 +36,7 @@ def ingest_bars(
     end: datetime,
     refresh: bool = False,
     on_page: Callable[[SnapshotRef], None] | None = None,
+    label: str | None = None,
 ) -> IngestStats:
     start, end = ensure_utc(start), ensure_utc(end)
     stats = IngestStats()
@@ -53,7 +54,7 @@ def ingest_bars(
                 )
             )
         for gap_start, gap_end in gaps:
-            for page in client.iter_pages(symbol, start=gap_start, end=gap_end):
+            for page in client.iter_pages(symbol, start=gap_start, end=gap_end, label=label):
                 ref = store.write(
                     provider=provider,
                     dataset=BARS_DATASET,

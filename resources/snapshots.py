@@ -14,6 +14,7 @@ its sidecar exists: a writer killed in between leaves a body that is ignored and
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -122,7 +123,7 @@ class SnapshotStore:
             str((directory / f"{name}.json").relative_to(self.root)),
         )
 
-    def list(
+    def list(  # noqa: A003 - reads naturally as store.list(...)
         self,
         *,
         provider: str,
@@ -130,7 +131,7 @@ class SnapshotStore:
         symbol: str,
         start: datetime | None = None,
         end: datetime | None = None,
-    ) -> list[SnapshotRef]:
+    ) -> builtins.list[SnapshotRef]:
         """Complete snapshots (sidecar present) of a symbol, optionally only those overlapping."""
         directory = self._symbol_dir(provider, dataset, symbol)
         if not directory.is_dir():
@@ -163,7 +164,7 @@ class SnapshotStore:
 
     def uncovered(
         self, *, provider: str, dataset: str, symbol: str, start: datetime, end: datetime
-    ) -> list[tuple[datetime, datetime]]:
+    ) -> builtins.list[tuple[datetime, datetime]]:
         """Sub-windows of [start, end) that no stored snapshot covers yet."""
         gaps: list[tuple[datetime, datetime]] = []
         cursor = ensure_utc(start)

@@ -54,3 +54,8 @@ def window_metadata(context: dg.AssetExecutionContext) -> dict[str, object]:
         "first_partition": keys[0],
         "last_partition": keys[-1],
     }
+
+
+def partition_label(keys: list[str] | tuple[str, ...]) -> str:
+    """How error messages name the partitions a step was filling."""
+    return f"partition {keys[0]}" if len(keys) == 1 else f"partitions {keys[0]}...{keys[-1]}"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
-from fin_assets.assets.common import dagster_errors, window_metadata
+from fin_assets.assets.common import dagster_errors, partition_label, window_metadata
 from fin_assets.partitions import hourly_partitions
 from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
 from resources.ingest import build_manifest, ingest_bars
@@ -58,7 +58,13 @@ def raw_bars(
     store.sweep()
     with dagster_errors(asset="raw/bars"), market_api.client() as client:
         stats = ingest_bars(
-            client, store, symbols, start=window.start, end=window.end, refresh=config.refresh
+            client,
+            store,
+            symbols,
+            start=window.start,
+            end=window.end,
+            refresh=config.refresh,
+            label=partition_label(context.partition_keys),
         )
         for key in context.partition_keys:
             hour = hourly_partitions.time_window_for_partition_key(key)

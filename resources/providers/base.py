@@ -155,7 +155,7 @@ class ProviderAdapter(ABC):
             payload = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             # A body cut short by a proxy or a flaky upstream is worth another attempt.
-            return Verdict("retry", f"malformed JSON body from {self.name} ({exc})")
+            return Verdict("retry", f"malformed JSON body from {self.name}: field 'body' ({exc})")
         throttle = self.body_throttle(payload)
         if throttle is not None:
             return throttle

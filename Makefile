@@ -1,0 +1,49 @@
+# The README's two quick-start commands, `make demo` and `make test`, work on a fresh clone of a
+# machine that has only Python (>= 3.11) and pip: uv is bootstrapped into .tools/ if missing,
+# and everything else is installed from uv.lock.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+RUN := $(UV) run --no-sync
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+
+.PHONY: demo test test-unit test-integration lint ui simulator clean
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked
+	@touch $@
+
+demo: .venv/.synced  ## simulator + Dagster, 2 days x 5 symbols, prints a summary
+	$(RUN) fin-assets demo
+
+test: .venv/.synced  ## unit + integration tests
+	$(RUN) pytest
+
+test-unit: .venv/.synced
+	$(RUN) pytest tests/unit
+
+test-integration: .venv/.synced
+	$(RUN) pytest tests/integration
+
+lint: .venv/.synced
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+ui: .venv/.synced $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI + daemon on http://127.0.0.1:3000
+	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+simulator: .venv/.synced  ## the market-data simulator on http://127.0.0.1:8765
+	$(RUN) fin-assets simulator --port 8765
+
+clean:  ## remove generated data and the demo's Dagster home (keeps .venv)
+	rm -rf data .dagster_home
