@@ -12,19 +12,16 @@ import dagster as dg
 from fin_assets.assets.bars import core_bars
 from fin_assets.assets.daily import core_daily_bars, core_daily_returns
 from fin_assets.assets.raw import raw_bars
-from fin_assets.partitions import daily_partitions, hourly_partitions
 
 bars_hourly_job = dg.define_asset_job(
     "bars_hourly_job",
     selection=dg.AssetSelection.assets(raw_bars, core_bars),
-    partitions_def=hourly_partitions,
     description="Fetch and process one hour of 1-minute bars for the whole universe.",
 )
 
 daily_tables_job = dg.define_asset_job(
     "daily_tables_job",
     selection=dg.AssetSelection.assets(core_daily_bars, core_daily_returns),
-    partitions_def=daily_partitions,
     description="Aggregate one UTC day of core/bars into the daily tables.",
 )
 

@@ -162,13 +162,14 @@ class MarketApiClient:
         return text
 
     def _display_url(self, request: ApiRequest) -> str:
+        """The URL as sent, with secret parameters shown as *** (safe to log and store)."""
+        sent = self.adapter.authenticate(request, self._api_key) if self._api_key else request
         params = {
-            k: (REDACTED if k in self.adapter.secret_params else v)
-            for k, v in request.params.items()
+            k: (REDACTED if k in self.adapter.secret_params else v) for k, v in sent.params.items()
         }
-        query = urlencode(params)
+        query = urlencode(params, safe="*:")
         return self.redact(
-            f"{self._http.base_url.join(request.path)}" + (f"?{query}" if query else "")
+            str(self._http.base_url.join(sent.path)) + (f"?{query}" if query else "")
         )
 
     # -- waiting -----------------------------------------------------------------------------

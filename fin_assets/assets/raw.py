@@ -53,9 +53,10 @@ def raw_bars(
             "has not closed yet; partitions are fetched once their hour is over",
             allow_retries=False,
         )
-    symbols = universe.list()
-    store = snapshots.store()
-    store.sweep()
+    with dagster_errors(asset="raw/bars"):
+        symbols = universe.list()  # refused here, before any request or file
+        store = snapshots.store()
+        store.sweep()
     with dagster_errors(asset="raw/bars"), market_api.client() as client:
         stats = ingest_bars(
             client,
