@@ -121,8 +121,8 @@ def validate_ohlc(frame: pl.DataFrame, *, partition: str) -> None:
         "high below open/close": pl.col("high") < pl.max_horizontal("open", "close"),
         "low above open/close": pl.col("low") > pl.min_horizontal("open", "close"),
         "negative volume": pl.col("volume") < 0,
-        "non-finite value": ~pl.all_horizontal(
-            pl.col("open", "high", "low", "close", "volume").is_finite()
+        "missing or non-finite value": ~pl.all_horizontal(
+            pl.col("open", "high", "low", "close", "volume").is_finite().fill_null(False)
         ),
     }
     flagged = frame.with_columns(**{k: v for k, v in problems.items()}).filter(

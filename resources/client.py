@@ -133,6 +133,7 @@ class MarketApiClient:
         self._rng = rng or random.Random()
         self._now = now
         self.stats = ClientStats()
+        self._budget_spent = 0.0  # seconds of retry/throttle waiting so far
         # httpx logs every request URL at INFO, key included: keep it at WARNING.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -173,18 +174,24 @@ class MarketApiClient:
         )
 
     # -- waiting -----------------------------------------------------------------------------
-    def _wait(self, seconds: float, *, reason: str) -> None:
+    def _wait(self, seconds: float, *, reason: str, budgeted: bool = True) -> None:
+        """Sleep, visibly. Retry and throttle waits count against the step's wait budget;
+        pacing waits are the normal price of the quota and only a single pacing wait longer
+        than the whole budget (a shared pause after a ban, say) reschedules the step."""
         if seconds <= 0:
             return
-        if self.stats.seconds_waited + seconds > self._max_wait_s:
+        spent = self._budget_spent if budgeted else 0.0
+        if spent + seconds > self._max_wait_s:
             raise WaitBudgetExceededError(
                 f"{self.provider}: need to wait {seconds:.1f} s ({reason}) but only "
-                f"{max(0.0, self._max_wait_s - self.stats.seconds_waited):.1f} s of the "
+                f"{max(0.0, self._max_wait_s - spent):.1f} s of the "
                 f"{self._max_wait_s:.0f} s wait budget is left; reschedule instead of sleeping",
                 provider=self.provider,
                 seconds_to_wait=seconds,
             )
         logger.info("waiting %.2f s: %s", seconds, reason)
+        if budgeted:
+            self._budget_spent += seconds
         self.stats.seconds_waited += seconds
         self._sleep(seconds)
 
@@ -205,6 +212,7 @@ class MarketApiClient:
             declared = resp.headers.get("content-length")
             if (
                 declared
+                and declared.isdigit()
                 and not resp.headers.get("content-encoding")
                 and int(declared) > self._max_body_bytes
             ):
@@ -238,7 +246,9 @@ class MarketApiClient:
         while True:
             attempt.number += 1
             self._wait(
-                self._pacer.reserve(request.weight), reason=f"pacing for {self.provider} quota"
+                self._pacer.reserve(request.weight),
+                reason=f"pacing for {self.provider} quota",
+                budgeted=False,
             )
             server_wait: float | None = None
             status: int | None = None

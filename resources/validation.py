@@ -17,12 +17,12 @@ from resources.errors import InvalidInputError
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,10}([.-][A-Z0-9]{1,5})?$")
 PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 TABLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-HOURLY_KEY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}:00$")
-DAILY_KEY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+HOURLY_KEY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}:00$")
+DAILY_KEY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def validate_symbol(symbol: str) -> str:
-    if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
+    if not isinstance(symbol, str) or not SYMBOL_RE.fullmatch(symbol):
         raise InvalidInputError(
             f"invalid symbol {symbol!r}: expected 1-10 upper-case letters or digits, "
             "optionally followed by '.' or '-' and 1-5 more (e.g. AAPL, BTCUSDT, BRK.B)"
@@ -42,13 +42,13 @@ def parse_symbols(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 def validate_provider(provider: str) -> str:
-    if not isinstance(provider, str) or not PROVIDER_RE.match(provider):
+    if not isinstance(provider, str) or not PROVIDER_RE.fullmatch(provider):
         raise InvalidInputError(f"invalid provider name {provider!r}: expected [a-z][a-z0-9_]*")
     return provider
 
 
 def validate_table(table: str) -> str:
-    if not isinstance(table, str) or not TABLE_RE.match(table):
+    if not isinstance(table, str) or not TABLE_RE.fullmatch(table):
         raise InvalidInputError(f"invalid table name {table!r}: expected [a-z][a-z0-9_]*")
     return table
 
@@ -57,10 +57,10 @@ def validate_partition_key(key: str) -> str:
     """Accept the hourly (``2026-01-05-03:00``) and daily (``2026-01-05``) keys we partition by."""
     if isinstance(key, str):
         try:
-            if HOURLY_KEY_RE.match(key):
+            if HOURLY_KEY_RE.fullmatch(key):
                 datetime.strptime(key, "%Y-%m-%d-%H:%M")
                 return key
-            if DAILY_KEY_RE.match(key):
+            if DAILY_KEY_RE.fullmatch(key):
                 datetime.strptime(key, "%Y-%m-%d")
                 return key
         except ValueError:

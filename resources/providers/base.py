@@ -151,6 +151,12 @@ class ProviderAdapter(ABC):
             )
         if status >= 400:
             return Verdict("fatal", f"HTTP {status} from {self.name}: {self.error_message(body)}")
+        if status >= 300:
+            # We never follow redirects: a moved API is a configuration problem to fix.
+            where = headers.get("location", "?")
+            return Verdict(
+                "fatal", f"HTTP {status} redirect from {self.name} to {where}: check the base URL"
+            )
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

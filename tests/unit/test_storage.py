@@ -1,0 +1,477 @@
+"""SnapshotStore, ParquetWarehouse and atomic writes: what lands on disk, what survives a crash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from resources.atomic import TEMP_PREFIX, atomic_write, atomic_write_bytes, sweep_temp_files
+from resources.errors import InvalidInputError, StorageError
+from resources.snapshots import SnapshotStore, iter_manifest_refs
+from resources.warehouse import ParquetWarehouse, warehouse_from_url
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+
+
+def minutes(n: int) -> datetime:
+    return T0 + timedelta(minutes=n)
+
+
+def all_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SnapshotStore:
+    return SnapshotStore(tmp_path / "store")
+
+
+def put(store: SnapshotStore, start: int, end: int, body: bytes | None = None, symbol="AAPL"):
+    return store.write(
+        provider="simulator",
+        dataset="bars_1m",
+        symbol=symbol,
+        start=minutes(start),
+        end=minutes(end),
+        body=body if body is not None else f"body {start}-{end}".encode(),
+        meta={"fetched_at": "2026-01-06T00:00:00+00:00", "status": 200},
+    )
+
+
+def listed(store: SnapshotStore, start: int | None = None, end: int | None = None):
+    bounds = {} if start is None else {"start": minutes(start), "end": minutes(end)}
+    refs = store.list(provider="simulator", dataset="bars_1m", symbol="AAPL", **bounds)
+    return [(r.start, r.end) for r in refs]
+
+
+def gaps(store: SnapshotStore, start: int, end: int) -> list[tuple[datetime, datetime]]:
+    return store.uncovered(
+        provider="simulator",
+        dataset="bars_1m",
+        symbol="AAPL",
+        start=minutes(start),
+        end=minutes(end),
+    )
+
+
+# -- SnapshotStore ---------------------------------------------------------------------------
+
+
+def test_write_then_read_returns_identical_bytes(store: SnapshotStore) -> None:
+    body = b'{"bars": [], "note": "\xc3\xa9 verbatim \\u00e9"}  \n'
+    ref = put(store, 0, 60, body)
+
+    assert store.read(ref) == body
+    assert (store.root / ref.path).read_bytes() == body
+    assert ref.path == (
+        f"raw/simulator/bars_1m/AAPL/20260105T0000Z_20260105T0100Z."
+        f"{hashlib.sha256(body).hexdigest()[:12]}.json"
+    )
+    assert (ref.start, ref.end) == (minutes(0), minutes(60))
+    # a manifest entry reads back the same bytes
+    assert store.read(ref.as_manifest_entry()) == body
+
+
+def test_sidecar_records_digest_size_and_coverage(store: SnapshotStore) -> None:
+    body = b'{"bars": [1, 2, 3]}'
+    ref = put(store, 0, 60, body)
+
+    meta = store.read_meta(ref)
+    assert meta["sha256"] == hashlib.sha256(body).hexdigest()
+    assert meta["bytes"] == len(body)
+    assert meta["coverage_start"] == "2026-01-05T00:00:00+00:00"
+    assert meta["coverage_end"] == "2026-01-05T01:00:00+00:00"
+    assert meta["fetched_at"] == "2026-01-06T00:00:00+00:00"
+    assert (meta["provider"], meta["dataset"], meta["symbol"]) == ("simulator", "bars_1m", "AAPL")
+    sidecar = store.root / ref.path.replace(".json", ".meta.json")
+    assert json.loads(sidecar.read_bytes()) == meta
+
+
+def test_same_body_written_twice_lands_at_the_same_path(store: SnapshotStore) -> None:
+    first = put(store, 0, 60, b"same bytes")
+    second = put(store, 0, 60, b"same bytes")
+    assert first == second
+    assert len(listed(store)) == 1
+    other = put(store, 0, 60, b"other bytes")
+    assert other.path != first.path
+    assert len(listed(store)) == 2
+
+
+def test_list_returns_only_snapshots_overlapping_the_window(store: SnapshotStore) -> None:
+    put(store, 0, 10)
+    put(store, 10, 20)
+    put(store, 30, 40)
+    put(store, 0, 100, symbol="MSFT")
+
+    assert listed(store) == [
+        (minutes(0), minutes(10)),
+        (minutes(10), minutes(20)),
+        (minutes(30), minutes(40)),
+    ]
+    # end-exclusive on both sides: [0,10) and [30,40) do not overlap [10,30)
+    assert listed(store, 10, 30) == [(minutes(10), minutes(20))]
+    assert listed(store, 5, 31) == [
+        (minutes(0), minutes(10)),
+        (minutes(10), minutes(20)),
+        (minutes(30), minutes(40)),
+    ]
+    assert listed(store, 20, 30) == []
+
+
+def test_list_of_an_unknown_symbol_is_empty(store: SnapshotStore) -> None:
+    assert store.list(provider="simulator", dataset="bars_1m", symbol="NONE") == []
+
+
+def test_a_body_without_its_sidecar_does_not_count(store: SnapshotStore) -> None:
+    ref = put(store, 0, 60)
+    sidecar = store.root / ref.path.replace(".json", ".meta.json")
+    sidecar.unlink()
+
+    assert listed(store) == []
+    assert gaps(store, 0, 60) == [(minutes(0), minutes(60))]
+
+
+def test_temp_files_and_foreign_files_are_not_listed(store: SnapshotStore) -> None:
+    ref = put(store, 0, 60)
+    directory = (store.root / ref.path).parent
+    (directory / f"{TEMP_PREFIX}abc-20260105T0100Z_20260105T0200Z.aaaaaaaaaaaa.meta.json").touch()
+    (directory / "notes.meta.json").touch()
+    (directory / "notes.json").touch()
+    assert listed(store) == [(minutes(0), minutes(60))]
+
+
+@pytest.mark.parametrize(
+    ("stored", "window", "expected"),
+    [
+        ([], (0, 60), [(0, 60)]),
+        ([(10, 20)], (0, 60), [(0, 10), (20, 60)]),
+        ([(0, 30), (30, 60)], (0, 60), []),
+        ([(-5, 10), (5, 30), (40, 70)], (0, 60), [(30, 40)]),
+        ([(0, 10), (50, 60)], (0, 60), [(10, 50)]),
+        ([(-60, 120)], (0, 60), []),
+        ([(20, 40)], (0, 30), [(0, 20)]),
+        ([(100, 200)], (0, 60), [(0, 60)]),
+    ],
+)
+def test_uncovered_returns_the_exact_gaps(store, stored, window, expected) -> None:
+    for start, end in stored:
+        put(store, start, end)
+    assert gaps(store, *window) == [(minutes(a), minutes(b)) for a, b in expected]
+
+
+def test_read_of_a_tampered_snapshot_raises(store: SnapshotStore) -> None:
+    ref = put(store, 0, 60, b'{"bars": [{"c": 100.0}]}')
+    (store.root / ref.path).write_bytes(b'{"bars": [{"c": 999.0}]}')
+    with pytest.raises(StorageError, match="corrupt") as info:
+        store.read(ref)
+    assert ref.path in str(info.value)
+
+
+def test_read_of_a_missing_snapshot_raises(store: SnapshotStore) -> None:
+    ref = put(store, 0, 60)
+    (store.root / ref.path).unlink()
+    with pytest.raises(StorageError, match="missing"):
+        store.read(ref)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        {"symbol": "../etc"},
+        {"symbol": "A;DROP"},
+        {"symbol": "AAPL\n"},
+        {"provider": "../simulator"},
+        {"dataset": "bars/../../x"},
+    ],
+)
+def test_invalid_names_create_nothing(tmp_path: Path, names: dict[str, str]) -> None:
+    root = tmp_path / "store"
+    store = SnapshotStore(root)
+    args = {"provider": "simulator", "dataset": "bars_1m", "symbol": "AAPL", **names}
+    with pytest.raises(InvalidInputError):
+        store.write(**args, start=minutes(0), end=minutes(60), body=b"x", meta={})
+    with pytest.raises(InvalidInputError):
+        store.list(**args)
+    assert not root.exists()
+    assert all_files(tmp_path) == []
+
+
+def test_a_manifest_path_escaping_the_root_is_refused(store: SnapshotStore) -> None:
+    with pytest.raises(InvalidInputError, match="escapes its root"):
+        store.read({"path": "../../etc/passwd", "sha256": "0" * 12})
+
+
+def test_manifest_round_trip(store: SnapshotStore) -> None:
+    ref = put(store, 180, 240)
+    manifest = {
+        "asset": "raw/bars",
+        "partition": "2026-01-05-03:00",
+        "symbols": {"AAPL": [ref.as_manifest_entry()]},
+    }
+    path = store.write_manifest(
+        asset="raw_bars", partition_key="2026-01-05-03:00", manifest=manifest
+    )
+
+    assert path == store.root / "manifests" / "raw_bars" / "2026-01-05-0300.json"
+    assert store.read_manifest(asset="raw_bars", partition_key="2026-01-05-03:00") == manifest
+    entries = list(iter_manifest_refs(manifest))
+    assert [(symbol, store.read(entry)) for symbol, entry in entries] == [("AAPL", b"body 180-240")]
+
+
+def test_missing_manifest_names_the_partition(store: SnapshotStore) -> None:
+    with pytest.raises(StorageError) as info:
+        store.read_manifest(asset="raw_bars", partition_key="2026-01-05-04:00")
+    assert "raw_bars partition 2026-01-05-04:00" in str(info.value)
+
+
+def test_manifest_with_an_invalid_partition_key_is_refused(store: SnapshotStore) -> None:
+    with pytest.raises(InvalidInputError):
+        store.write_manifest(asset="raw_bars", partition_key="../x", manifest={})
+    assert not store.root.exists()
+
+
+# -- ParquetWarehouse ------------------------------------------------------------------------
+
+
+def frame(version: int, rows: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "symbol": ["AAPL"] * rows,
+            "i": list(range(rows)),
+            "version": [version] * rows,
+            "close": [100.0 + version + i / 100 for i in range(rows)],
+        }
+    )
+
+
+def test_replace_partition_replaces_instead_of_appending(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    first = wh.replace_partition("bars", "2026-01-05-03:00", frame(1, 5))
+    second = wh.replace_partition("bars", "2026-01-05-03:00", frame(2, 3))
+
+    result = wh.read_partition("bars", "2026-01-05-03:00")
+    assert_frame_equal(result, frame(2, 3))
+    assert wh.scan("bars").collect().height == 3
+    assert (first.rows, second.rows) == (5, 3)
+    assert second.location == str(tmp_path / "wh" / "bars" / "2026-01-05-0300.parquet")
+    assert second.bytes == Path(second.location).stat().st_size
+    assert [p.name for p in (tmp_path / "wh" / "bars").iterdir()] == ["2026-01-05-0300.parquet"]
+
+
+def test_partition_keys_restore_the_colon(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    for key in ("2026-01-05-04:00", "2026-01-05-03:00", "2026-01-06-00:00"):
+        wh.replace_partition("bars", key, frame(1, 2))
+    wh.replace_partition("daily", "2026-01-05", frame(1, 2))
+
+    assert wh.partition_keys("bars") == ["2026-01-05-03:00", "2026-01-05-04:00", "2026-01-06-00:00"]
+    assert wh.partition_keys("daily") == ["2026-01-05"]
+    assert wh.partition_keys("nothing_yet") == []
+
+
+def test_scan_reads_the_requested_partitions(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    wh.replace_partition("bars", "2026-01-05-03:00", frame(1, 2))
+    wh.replace_partition("bars", "2026-01-05-04:00", frame(2, 3))
+
+    assert wh.scan("bars", ["2026-01-05-04:00"]).collect()["version"].to_list() == [2, 2, 2]
+    assert sorted(wh.scan("bars").collect()["version"].to_list()) == [1, 1, 2, 2, 2]
+
+
+def test_scan_of_a_missing_partition_names_it(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    wh.replace_partition("bars", "2026-01-05-03:00", frame(1, 2))
+    with pytest.raises(StorageError) as info:
+        wh.scan("bars", ["2026-01-05-03:00", "2026-01-05-05:00"])
+    assert "2026-01-05-05:00" in str(info.value)
+    assert "2026-01-05-03:00" not in str(info.value)
+    with pytest.raises(StorageError, match="no partitions"):
+        wh.scan("empty_table")
+
+
+def test_read_of_a_missing_partition_is_none(tmp_path: Path) -> None:
+    assert ParquetWarehouse(tmp_path / "wh").read_partition("bars", "2026-01-05") is None
+
+
+def test_read_of_a_corrupt_partition_raises(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    result = wh.replace_partition("bars", "2026-01-05", frame(1, 2))
+    Path(result.location).write_bytes(b"not parquet at all")
+    with pytest.raises(StorageError, match="bars partition 2026-01-05: unreadable"):
+        wh.read_partition("bars", "2026-01-05")
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("Bars", "2026-01-05"),
+        ("../bars", "2026-01-05"),
+        ("bars;drop", "2026-01-05"),
+        ("bars", "../x"),
+        ("bars", "2026-01-05-03:30"),
+        ("bars", "2026-13-01"),
+    ],
+)
+def test_invalid_table_or_partition_key_is_refused(tmp_path: Path, table: str, key: str) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    with pytest.raises(InvalidInputError):
+        wh.replace_partition(table, key, frame(1, 2))
+    with pytest.raises(InvalidInputError):
+        wh.read_partition(table, key)
+    assert all_files(tmp_path) == []
+
+
+def test_warehouse_from_url(tmp_path: Path) -> None:
+    assert warehouse_from_url(f"parquet://{tmp_path}").location == str(tmp_path)
+    assert warehouse_from_url(f"file://{tmp_path}").location == str(tmp_path)
+    assert warehouse_from_url(str(tmp_path)).location == str(tmp_path)
+    with pytest.raises(InvalidInputError, match="PostgreSQL"):
+        warehouse_from_url("postgresql://localhost/db")
+    with pytest.raises(InvalidInputError, match="'s3'"):
+        warehouse_from_url("s3://bucket/x")
+
+
+# -- crash safety ----------------------------------------------------------------------------
+
+CHILD = """
+import sys
+import polars as pl
+from resources.warehouse import ParquetWarehouse
+
+rows = int(sys.argv[2])
+ids = pl.arange(0, rows, eager=True)
+frame = pl.DataFrame({"i": ids, "version": 2, "x": ids.cast(pl.Float64).sin()})
+print("writing", flush=True)
+ParquetWarehouse(sys.argv[1]).replace_partition("bars", "2026-01-05-03:00", frame)
+"""
+
+
+def temp_files(directory: Path) -> list[str]:
+    return [e.name for e in os.scandir(directory) if e.name.startswith(TEMP_PREFIX)]
+
+
+def kill_while_writing(root: Path, rows: int) -> tuple[int, list[str]]:
+    """Start a writer, SIGKILL it as soon as its temp file shows up; (returncode, temps)."""
+    table_dir = root / "bars"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root), str(rows)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60  # a hang guard, not an assertion on speed
+        while proc.poll() is None and time.monotonic() < deadline:
+            if temp_files(table_dir):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.0005)
+        else:
+            if proc.poll() is None:
+                proc.kill()
+    finally:
+        _, stderr = proc.communicate(timeout=60)
+    if proc.returncode not in (0, -signal.SIGKILL):
+        pytest.fail(f"writer failed on its own (rc {proc.returncode}): {stderr.decode()}")
+    return proc.returncode, temp_files(table_dir)
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_version(tmp_path: Path) -> None:
+    root = tmp_path / "wh"
+    wh = ParquetWarehouse(root)
+    version_1 = frame(1, 10)
+    rows = 3_000_000
+    for _attempt in range(3):
+        wh.replace_partition("bars", "2026-01-05-03:00", version_1)
+        returncode, temps = kill_while_writing(root, rows)
+        if returncode == -signal.SIGKILL and temps:
+            break
+        # The child got to its rename before the kill landed: give it more to write.
+        for name in temps:
+            (root / "bars" / name).unlink()
+        rows *= 2
+    else:
+        pytest.fail("never caught the writer mid-write in 3 attempts")
+
+    assert returncode == -signal.SIGKILL
+    assert len(temps) == 1
+    assert temps[0].endswith("-2026-01-05-0300.parquet")
+
+    # Readers see version 1, whole, and the orphaned temp file is not a partition.
+    assert_frame_equal(wh.read_partition("bars", "2026-01-05-03:00"), version_1)
+    assert wh.partition_keys("bars") == ["2026-01-05-03:00"]
+    assert wh.scan("bars").collect().height == 10
+
+    # A young temp file may belong to a live writer; an old one is swept.
+    assert sweep_temp_files(root) == 0
+    assert temp_files(root / "bars") == temps
+    assert sweep_temp_files(root, older_than_s=0) == 1
+    assert temp_files(root / "bars") == []
+    assert_frame_equal(wh.read_partition("bars", "2026-01-05-03:00"), version_1)
+
+
+# -- atomic_write ----------------------------------------------------------------------------
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "data" / "file.json"
+    atomic_write_bytes(target, b"old contents")
+
+    def half_write(tmp: Path) -> None:
+        tmp.write_bytes(b"new cont")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, half_write)
+
+    assert target.read_bytes() == b"old contents"
+    assert [p.name for p in target.parent.iterdir()] == ["file.json"]
+
+
+def test_a_writer_interrupted_before_creating_its_file_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "file.json"
+
+    def interrupted(tmp: Path) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_bytes_replaces_the_contents(tmp_path: Path) -> None:
+    target = tmp_path / "nested" / "dir" / "file.bin"
+    atomic_write_bytes(target, b"one")
+    atomic_write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_sweep_keeps_young_temp_files_and_ignores_a_missing_root(tmp_path: Path) -> None:
+    young = tmp_path / "t" / f"{TEMP_PREFIX}young"
+    old = tmp_path / "t" / f"{TEMP_PREFIX}old"
+    keep = tmp_path / "t" / "keep.parquet"
+    young.parent.mkdir()
+    for path in (young, old, keep):
+        path.write_bytes(b"x")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    os.utime(keep, (hours_ago, hours_ago))
+
+    assert sweep_temp_files(tmp_path) == 1
+    assert sorted(p.name for p in young.parent.iterdir()) == [f"{TEMP_PREFIX}young", "keep.parquet"]
+    assert sweep_temp_files(tmp_path / "absent") == 0
