@@ -245,9 +245,10 @@ class MarketApiClient:
         attempt = _Attempt()
         while True:
             attempt.number += 1
+            pacing_wait = self._pacer.reserve(request.weight)
             self._wait(
-                self._pacer.reserve(request.weight),
-                reason=f"pacing for {self.provider} quota",
+                pacing_wait,
+                reason=f"{self._pacer.describe_last_wait()} for {self.provider}",
                 budgeted=False,
             )
             server_wait: float | None = None
@@ -257,6 +258,7 @@ class MarketApiClient:
             except httpx.TransportError as exc:  # timeouts, refused connections, cut bodies
                 verdict = Verdict("retry", f"{type(exc).__name__}: {self.redact(str(exc))}")
             else:
+                self._pacer.observe(self.adapter.rate_limit_signal(headers))
                 verdict = self.adapter.classify(status=status, headers=headers, body=body)
                 server_wait = verdict.server_wait_s
                 if verdict.kind == "ok":
@@ -270,6 +272,8 @@ class MarketApiClient:
                     )
             reason = self.redact(verdict.reason)
             attempt.history.append(reason)
+            if verdict.kind == "throttled":
+                self.stats.throttled += 1
             if verdict.kind == "fatal":
                 raise FatalResponseError(
                     f"{self.provider}: {what}: {reason} for GET {url}; not retried "
@@ -285,15 +289,14 @@ class MarketApiClient:
                     provider=self.provider,
                 ) from None
             self.stats.retries += 1
-            if verdict.kind == "throttled":
-                self.stats.throttled += 1
             if server_wait is not None:
-                wait, source = server_wait, "Retry-After"
-                if verdict.kind == "throttled":
-                    # Everybody sharing this quota stops, not just this request.
-                    self._pacer.pause_for(server_wait)
+                wait, source = server_wait, f"Retry-After from {self.provider}"
             else:
                 wait, source = self._backoff(attempt.number), "backoff"
+            if verdict.kind == "throttled":
+                # Everybody sharing this quota stops, not just this request (before the budget
+                # check: a step that reschedules itself must still hold the others back).
+                self._pacer.pause_for(wait, reason=f"{source} ({reason})")
             self._wait(wait, reason=f"{source} after {reason} (attempt {attempt.number})")
 
     # -- bars ----------------------------------------------------------------------------------

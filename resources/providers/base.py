@@ -20,6 +20,7 @@ from typing import Any, Literal
 import polars as pl
 
 from resources.errors import ResponseFormatError
+from resources.ratelimit import QuotaPolicy, RateLimitSignal, parse_rate_limit_headers
 
 VerdictKind = Literal["ok", "retry", "throttled", "fatal"]
 
@@ -112,6 +113,8 @@ class ProviderAdapter(ABC):
     requires_key: bool = False
     # Query parameter names whose values are secrets (redacted from every URL we record).
     secret_params: frozenset[str] = frozenset()
+    # The provider's documented quota; None = learn it from the server's headers.
+    default_quota: QuotaPolicy | None = None
 
     @abstractmethod
     def bars_request(self, symbol: str, *, start: datetime, end: datetime) -> ApiRequest: ...
@@ -166,6 +169,11 @@ class ProviderAdapter(ABC):
         if throttle is not None:
             return throttle
         return Verdict("ok", "ok", payload=payload)
+
+    def rate_limit_signal(self, headers: Mapping[str, str]) -> RateLimitSignal | None:
+        """Hook: what a response says about the quota. The default reads the standard
+        headers; a provider with its own (e.g. a used-weight header) overrides this."""
+        return parse_rate_limit_headers(headers)
 
     def body_throttle(self, payload: Any) -> Verdict | None:
         """Hook: a provider that reports throttling inside a 200 body returns a Verdict here."""

@@ -546,8 +546,14 @@ class FixedPacer:
     def reserve(self, weight: int = 1) -> float:
         return self.wait
 
-    def pause_for(self, seconds: float) -> None:
+    def pause_for(self, seconds: float, *, reason: str = "") -> None:
         return None
+
+    def observe(self, signal: object) -> None:
+        return None
+
+    def describe_last_wait(self) -> str:
+        return "fixed pacing"
 
 
 def test_pacing_waits_do_not_use_up_the_retry_wait_budget(make_client, sleeps) -> None:

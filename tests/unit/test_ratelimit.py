@@ -1,0 +1,273 @@
+"""The rate-limit engine: header forms, learning, shared pauses and shared state, exact waits."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from resources.client import MarketApiClient
+from resources.providers.base import parse_retry_after
+from resources.providers.simulator import SimulatorAdapter
+from resources.ratelimit import (
+    SAFETY_RATE,
+    MemoryQuotaStore,
+    QuotaPolicy,
+    RateLimitSignal,
+    SharedPacer,
+    SQLiteQuotaStore,
+    parse_rate_limit_headers,
+    quota_key,
+    reset_to_seconds,
+)
+
+NOW = 1_800_000_000.0  # a fixed epoch for header parsing
+BASE_URL = "http://provider.test"
+
+
+class Clock:
+    def __init__(self, start: float = NOW) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- header forms ------------------------------------------------------------------------
+def test_retry_after_delta_seconds_and_http_date() -> None:
+    now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    assert parse_retry_after("7") == 7.0
+    later = email.utils.format_datetime(now + timedelta(seconds=42), usegmt=True)
+    assert parse_retry_after(later, now=now) == 42.0
+    assert parse_retry_after("soon") is None
+
+
+def test_ietf_ratelimit_policy_draft_08_structured_form() -> None:
+    signal = parse_rate_limit_headers(
+        {"RateLimit-Policy": '"default";q=100;w=60', "RateLimit": '"default";r=50;t=30'},
+        now_epoch=NOW,
+    )
+    assert signal is not None
+    assert signal.policy == QuotaPolicy(100, 60, 1, "RateLimit-Policy")
+    assert (signal.limit, signal.remaining, signal.reset_s) == (100, 50, 30)
+
+
+def test_ietf_ratelimit_draft_07_forms() -> None:
+    signal = parse_rate_limit_headers(
+        {"ratelimit-policy": "10;w=1, 1000;w=3600", "ratelimit": "limit=10, remaining=4, reset=1"},
+        now_epoch=NOW,
+    )
+    assert signal is not None
+    assert signal.policy is not None and signal.policy.rate == 10.0
+    assert (signal.limit, signal.remaining, signal.reset_s) == (10, 4, 1)
+
+
+@pytest.mark.parametrize(
+    ("reset", "seconds"),
+    [("12", 12.0), (str(int(NOW) + 45), 45.0), (str(int(NOW * 1000) + 2500), 2.5), ("0", 0.0)],
+    ids=["delta-seconds", "epoch-seconds", "epoch-ms", "zero"],
+)
+def test_x_ratelimit_reset_as_delta_or_epoch(reset: str, seconds: float) -> None:
+    signal = parse_rate_limit_headers(
+        {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+        now_epoch=NOW,
+    )
+    assert signal is not None
+    assert signal.limit == 60 and signal.remaining == 0
+    assert signal.reset_s == pytest.approx(seconds)
+
+
+def test_reset_in_the_past_is_zero_and_garbage_is_ignored() -> None:
+    assert reset_to_seconds(NOW - 10, now_epoch=NOW) == 0.0
+    assert parse_rate_limit_headers({"X-RateLimit-Remaining": "lots"}, now_epoch=NOW) is None
+    assert parse_rate_limit_headers({"Content-Type": "application/json"}) is None
+
+
+# -- pacing and learning -----------------------------------------------------------------
+def test_configured_quota_paces_with_margin_and_keeps_one_unit_of_burst_spare() -> None:
+    clock = Clock()
+    pacer = SharedPacer(MemoryQuotaStore(), "k", policy=QuotaPolicy(20, 1, 5), clock=clock)
+    waits = [pacer.reserve() for _ in range(6)]
+    interval = 1 / (20 * SAFETY_RATE)
+    # burst 5 -> 4 back to back, then one every interval
+    assert waits == pytest.approx([0, 0, 0, 0, interval, 2 * interval])
+
+
+def test_weights_cost_several_units() -> None:
+    clock = Clock()
+    pacer = SharedPacer(MemoryQuotaStore(), "k", policy=QuotaPolicy(10, 1, 1), clock=clock)
+    interval = 1 / (10 * SAFETY_RATE)
+    assert pacer.reserve(weight=5) == pytest.approx(4 * interval)
+    assert pacer.reserve(weight=1) == pytest.approx(5 * interval)
+
+
+def test_learns_the_quota_from_ratelimit_policy_then_paces() -> None:
+    clock = Clock()
+    store = MemoryQuotaStore()
+    pacer = SharedPacer(store, "k", clock=clock)
+    assert [pacer.reserve() for _ in range(3)] == [0, 0, 0]  # nothing known: no pacing
+    pacer.observe(parse_rate_limit_headers({"RateLimit-Policy": "20;w=1"}, now_epoch=NOW))
+    assert store.learned("k") == QuotaPolicy(20, 1, 1, "RateLimit-Policy")
+    interval = 1 / (20 * SAFETY_RATE)
+    assert [pacer.reserve() for _ in range(3)] == pytest.approx([0, interval, 2 * interval])
+    # A second process (another pacer on the same store) uses what the first one learned.
+    other = SharedPacer(store, "k", clock=clock)
+    assert other.reserve() == pytest.approx(3 * interval)
+
+
+def test_counters_only_quota_spent_waits_for_the_reset() -> None:
+    clock = Clock()
+    pacer = SharedPacer(MemoryQuotaStore(), "k", clock=clock)
+    pacer.observe(
+        parse_rate_limit_headers(
+            {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3"},
+            now_epoch=NOW,
+        )
+    )
+    assert pacer.reserve() == pytest.approx(3.0)
+    assert "quota spent" in pacer.describe_last_wait()
+
+
+def test_counters_only_learn_a_conservative_rate() -> None:
+    clock = Clock()
+    store = MemoryQuotaStore()
+    pacer = SharedPacer(store, "k", clock=clock)
+    pacer.observe(RateLimitSignal(limit=60, remaining=59, reset_s=60, source="x-ratelimit"))
+    learned = store.learned("k")
+    assert learned is not None and learned.rate == 1.0 and learned.burst == 1
+
+
+def test_a_pause_holds_everyone_then_resumes_at_the_paced_rate() -> None:
+    clock = Clock()
+    store = MemoryQuotaStore()
+    policy = QuotaPolicy(10, 1, 3)
+    a = SharedPacer(store, "k", policy=policy, clock=clock)
+    b = SharedPacer(store, "k", policy=policy, clock=clock)
+    a.pause_for(2.5, reason="Retry-After from simulator")
+    assert b.reserve() == pytest.approx(2.5)
+    assert "shared pause: Retry-After from simulator" in b.describe_last_wait()
+    interval = 1 / (10 * SAFETY_RATE)
+    assert a.reserve() == pytest.approx(2.5 + interval)
+
+
+def test_provider_hook_reads_a_custom_used_weight_header() -> None:
+    class UsedWeightAdapter(SimulatorAdapter):
+        def rate_limit_signal(self, headers: Mapping[str, str]) -> RateLimitSignal | None:
+            used = headers.get("x-used-weight-1m")
+            if used is None:
+                return None
+            return RateLimitSignal(
+                limit=1200,
+                remaining=1200 - float(used),
+                reset_s=60,
+                policy=QuotaPolicy(1200, 60, 1, "x-used-weight"),
+                source="x-used-weight",
+            )
+
+    signal = UsedWeightAdapter().rate_limit_signal({"x-used-weight-1m": "1150"})
+    assert signal is not None and signal.remaining == 50 and signal.policy.rate == 20
+
+
+# -- the client with the engine ----------------------------------------------------------
+def page() -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "window": {"start": "2026-01-05T00:00:00Z", "end": "2026-01-05T00:01:00Z"},
+            "bars": [],
+            "next_cursor": None,
+        },
+    )
+
+
+def test_a_429_in_one_client_pauses_another_sharing_the_store() -> None:
+    clock = Clock()
+    store = MemoryQuotaStore()
+    sleeps: list[float] = []
+    responses = iter([httpx.Response(429, headers={"Retry-After": "4"}), page()])
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    key = quota_key("simulator", BASE_URL, None)
+    first = MarketApiClient(
+        SimulatorAdapter(),
+        base_url=BASE_URL,
+        sleep=sleep,
+        rng=random.Random(0),
+        pacer=SharedPacer(store, key, clock=clock),
+        transport=httpx.MockTransport(lambda request: next(responses)),
+    )
+    second_pacer = SharedPacer(store, key, clock=lambda: NOW)
+    first.get(SimulatorAdapter().latest_request("AAPL"), what="t")
+    assert sleeps == [4.0]
+    # The other process asks at the moment of the 429: it must hold for the whole Retry-After.
+    assert second_pacer.reserve() == pytest.approx(4.0)
+    first.close()
+
+
+def test_learning_client_paces_after_the_first_response(caplog) -> None:
+    clock = Clock()
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = page()
+        response.headers["RateLimit-Policy"] = '"default";q=5;w=1'
+        return response
+
+    client = MarketApiClient(
+        SimulatorAdapter(),
+        base_url=BASE_URL,
+        sleep=sleep,
+        pacer=SharedPacer(MemoryQuotaStore(), "k", clock=clock),
+        transport=httpx.MockTransport(handler),
+    )
+    caplog.set_level("INFO", logger="fin_assets.client")
+    for _ in range(3):
+        client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
+    interval = 1 / (5 * SAFETY_RATE)
+    # 1st: nothing known, not booked; 2nd: the bucket's one unit; 3rd: one interval later.
+    assert sleeps == pytest.approx([interval])
+    assert any(
+        "pacing to quota 5/1s burst 1 (RateLimit-Policy) for simulator" in r.getMessage()
+        for r in caplog.records
+    )
+    client.close()
+
+
+# -- SQLite shared state -----------------------------------------------------------------
+def test_sqlite_store_shares_bookings_pauses_and_learned_quotas(tmp_path: Path) -> None:
+    path = tmp_path / "quota.sqlite"
+    one, two = SQLiteQuotaStore(path), SQLiteQuotaStore(path)  # two "processes"
+    policy = QuotaPolicy(10, 1, 1)
+    interval = 1 / (10 * SAFETY_RATE)
+    waits = [
+        store.reserve("k", weight=1, now=NOW, policy=policy).wait_s
+        for store in (one, two, one, two)
+    ]
+    assert waits == pytest.approx([0, interval, 2 * interval, 3 * interval])
+    one.pause("k", until=NOW + 30, reason="HTTP 418 ban", policy=policy)
+    booking = two.reserve("k", weight=1, now=NOW + 1, policy=policy)
+    assert booking.wait_s == pytest.approx(29.0)
+    assert "HTTP 418 ban" in booking.reason
+    one.learn("other", QuotaPolicy(5, 1, 2, "RateLimit-Policy"))
+    assert two.learned("other") == QuotaPolicy(5, 1, 2, "RateLimit-Policy")
+    one.close()
+    two.close()
+
+
+def test_quota_key_never_contains_the_api_key() -> None:
+    key = quota_key("simulator", "http://x:1/", "sk-secret-value")
+    assert "sk-secret-value" not in key
+    assert key.startswith("simulator|http://x:1|")
+    assert quota_key("simulator", "http://x:1", None).endswith("|anonymous")
