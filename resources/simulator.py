@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import collections
 import contextlib
 import functools
 import hashlib
@@ -53,6 +54,7 @@ SYMBOL_PATTERN: re.Pattern[str] = re.compile(r"^[A-Z0-9]{1,10}([.-][A-Z0-9]{1,5}
 
 # Order matters: faults are considered in this order and at most one fires per request.
 FAULT_NAMES: tuple[str, ...] = (
+    "rate_limited",
     "server_error",
     "truncated_body",
     "malformed_json",
@@ -103,6 +105,11 @@ class SimulatorConfig:
     api_keys: frozenset[str] | None = None  # None = no auth required
     quota_requests: int | None = None  # per key per quota window; None = unlimited
     quota_window_s: float = 1.0
+    # With a burst the quota is a token bucket (GCRA): quota_requests per quota_window_s on
+    # average, at most quota_burst back to back. Without one it is a fixed window.
+    quota_burst: int | None = None
+    # Retry-After (seconds) sent by the injected "rate_limited" fault.
+    fault_retry_after_s: int = 2
     page_limit_max: int = 1000
     seed: int = 0
     now: datetime | None = None  # fixed "now" (UTC) for tests; None = wall clock
@@ -523,6 +530,8 @@ class MarketSimulator:
             raise ValueError("quota_requests must be None or >= 0")
         if not cfg.quota_window_s > 0:
             raise ValueError("quota_window_s must be > 0")
+        if cfg.quota_burst is not None and (cfg.quota_burst < 1 or not cfg.quota_requests):
+            raise ValueError("quota_burst needs quota_requests > 0 and must be >= 1")
         self._check_faults(cfg.faults)
         self._check_latency(cfg.latency_ms)
         self._api_keys = tuple(k.encode("utf-8") for k in cfg.api_keys or ())
@@ -535,6 +544,7 @@ class MarketSimulator:
         self._fault_used: dict[str, int] = dict.fromkeys(FAULT_NAMES, 0)
         self._fault_rng = random.Random(cfg.seed)
         self._quota: dict[str, list[float]] = {}  # label -> [window_start, used]
+        self._buckets: dict[str, float] = {}  # label -> GCRA theoretical arrival time
         self._clear_stats()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -627,13 +637,18 @@ class MarketSimulator:
             self._fault_used = dict.fromkeys(FAULT_NAMES, 0)
             self._fault_rng = random.Random(self.config.seed)
             self._quota = {}
+            self._buckets = {}
 
     def _clear_stats(self) -> None:
         self._requests = 0
         self._by_path: dict[str, int] = {}
         self._by_key: dict[str, int] = {}
         self._rejected_429 = 0
+        self._accepted = 0
         self._faults_injected: dict[str, int] = dict.fromkeys(FAULT_NAMES, 0)
+        # (epoch seconds, path, status, key label) of recent /v1 requests, for tests and
+        # benchmarks that check who was sending when.
+        self._log: collections.deque[tuple[float, str, int, str]] = collections.deque(maxlen=50_000)
 
     def stats(self) -> dict:
         with self._lock:
@@ -642,6 +657,7 @@ class MarketSimulator:
                 "requests_by_path": dict(self._by_path),
                 "requests_by_key": dict(self._by_key),
                 "rejected_429": self._rejected_429,
+                "accepted": self._accepted,
                 "faults_injected": dict(self._faults_injected),
             }
 
@@ -673,6 +689,8 @@ class MarketSimulator:
     def _handle_admin(self, method: str, path: str, body: bytes) -> _Response:
         if path == "/_sim/stats" and method == "GET":
             return _Response(200, _dumps(self.stats()))
+        if path == "/_sim/requests" and method == "GET":
+            return _Response(200, _dumps({"requests": self.request_log()}))
         if path == "/_sim/health" and method == "GET":
             return _Response(200, _dumps({"status": "ok"}))
         if path == "/_sim/reset" and method == "POST":
@@ -680,7 +698,7 @@ class MarketSimulator:
             return _Response(200, _dumps({"status": "reset"}))
         if path == "/_sim/faults" and method == "POST":
             return self._post_faults(body)
-        if path in ("/_sim/stats", "/_sim/health", "/_sim/reset", "/_sim/faults"):
+        if path in ("/_sim/stats", "/_sim/health", "/_sim/reset", "/_sim/faults", "/_sim/requests"):
             return _Response(405, _dumps({"error": "method not allowed"}))
         return _Response(404, _dumps({"error": "not found"}))
 
@@ -745,11 +763,51 @@ class MarketSimulator:
         # Bad keys share one label so guessing cannot grow the stats/quota tables.
         return ok, _key_label(key) if ok else "invalid"
 
+    def request_log(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"t": t, "path": p, "status": s, "key": k} for t, p, s, k in self._log]
+
+    def _policy_headers(self, remaining: int, reset_s: float) -> dict[str, str]:
+        """The IETF draft headers, next to the X-RateLimit-* family every quota sends."""
+        cfg = self.config
+        return {
+            "RateLimit-Policy": f'"default";q={cfg.quota_requests};w={cfg.quota_window_s:g}',
+            "RateLimit": f'"default";r={remaining};t={max(0, math.ceil(reset_s))}',
+        }
+
+    def _bucket_check(self, label: str, *, consume: bool) -> tuple[bool, dict[str, str]]:
+        """Token-bucket quota (GCRA): rate quota_requests/quota_window_s, burst quota_burst."""
+        cfg = self.config
+        assert cfg.quota_requests and cfg.quota_burst
+        interval = cfg.quota_window_s / cfg.quota_requests
+        tolerance = cfg.quota_burst * interval
+        now = time.monotonic()
+        with self._lock:
+            tat = max(self._buckets.get(label, now), now)
+            allowed = tat + interval - now <= tolerance + 1e-9
+            if allowed and consume:
+                tat += interval
+                self._buckets[label] = tat
+            elif not allowed and consume:
+                self._rejected_429 += 1
+        remaining = max(0, math.floor((tolerance - (tat - now)) / interval + 1e-9))
+        headers = {
+            "X-RateLimit-Limit": str(cfg.quota_requests),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(max(0, math.ceil(tat - now))),  # until the bucket is full
+            **self._policy_headers(remaining, tat - now),
+        }
+        if not allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(tat + interval - tolerance - now)))
+        return allowed, headers
+
     def _quota_check(self, label: str, *, consume: bool) -> tuple[bool, dict[str, str]]:
         """Fixed-window quota. Returns (allowed, rate-limit headers). Caller holds no lock."""
         limit = self.config.quota_requests
         if limit is None:
             return True, {}
+        if self.config.quota_burst is not None:
+            return self._bucket_check(label, consume=consume)
         window_s = self.config.quota_window_s
         now = time.monotonic()
         with self._lock:
@@ -773,12 +831,22 @@ class MarketSimulator:
             "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": str(max(0, limit - used)),
             "X-RateLimit-Reset": str(reset_s),
+            **(self._policy_headers(max(0, limit - used), reset_in) if limit else {}),
         }
         if not allowed:
             headers["Retry-After"] = str(reset_s)
         return allowed, headers
 
     def _handle_v1(self, path: str, query: dict[str, list[str]], headers: Any) -> _Response:
+        label = self._authenticate(query, headers)[1]
+        resp = self._answer_v1(path, query, headers)
+        with self._lock:
+            self._log.append((time.time(), path, resp.status, label))
+            if resp.status == 200:
+                self._accepted += 1
+        return resp
+
+    def _answer_v1(self, path: str, query: dict[str, list[str]], headers: Any) -> _Response:
         authorised, label = self._authenticate(query, headers)
         with self._lock:
             self._requests += 1
@@ -857,6 +925,15 @@ class MarketSimulator:
             next_cursor = _encode_cursor(page_end) if page_end < clipped_end else None
 
         fault = self._pick_fault()
+        if fault == "rate_limited":
+            wait = self.config.fault_retry_after_s
+            with self._lock:
+                self._rejected_429 += 1
+            return _Response(
+                429,
+                _dumps({"error": "rate limit exceeded", "retry_after": wait}),
+                {"Retry-After": str(wait)},
+            )
         if fault == "server_error":
             return _Response(503, _dumps({"error": "upstream unavailable"}))
         if fault == "throttle_body":
@@ -948,11 +1025,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quota", type=int, default=None, help="requests per key per window")
     p.add_argument("--quota-window", type=float, default=1.0, help="quota window seconds")
+    p.add_argument(
+        "--quota-burst",
+        type=int,
+        default=None,
+        help="token-bucket quota: at most this many back to back (default: fixed window)",
+    )
     p.add_argument("--page-limit", type=int, default=1000, help="max bars per page")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--now", type=_iso_arg, default=None, help="fixed 'now' (UTC ISO-8601)")
     p.add_argument("--latency-ms", type=int, default=0)
     for flag, name in (
+        ("--rate-limited-rate", "rate_limited"),
         ("--error-rate", "server_error"),
         ("--truncate-rate", "truncated_body"),
         ("--malformed-rate", "malformed_json"),
@@ -967,6 +1051,7 @@ def serve_forever_from_args(argv: list[str] | None = None) -> int:
     """Run the simulator in the foreground until SIGINT/SIGTERM; returns the exit code."""
     args = _build_parser().parse_args(argv)
     rates = {
+        "rate_limited": args.rate_limited_rate,
         "server_error": args.error_rate,
         "truncated_body": args.truncate_rate,
         "malformed_json": args.malformed_rate,
@@ -980,6 +1065,7 @@ def serve_forever_from_args(argv: list[str] | None = None) -> int:
             api_keys=frozenset(args.api_keys) if args.api_keys else None,
             quota_requests=args.quota,
             quota_window_s=args.quota_window,
+            quota_burst=args.quota_burst,
             page_limit_max=args.page_limit,
             seed=args.seed,
             now=args.now,

@@ -428,8 +428,9 @@ def test_faults_checked_in_order_one_per_request(
     sim: MarketSimulator, client: httpx.Client
 ) -> None:
     sim.set_faults({name: FaultSpec(rate=1.0, count=1) for name in FAULT_NAMES})
+    assert client.get("/v1/bars", params=day_params(limit=5)).status_code == 429
     assert client.get("/v1/bars", params=day_params(limit=5)).status_code == 503
-    assert sum(sim.stats()["faults_injected"].values()) == 1
+    assert sum(sim.stats()["faults_injected"].values()) == 2
 
 
 def test_latency(sim: MarketSimulator, client: httpx.Client) -> None:
@@ -479,6 +480,7 @@ def test_stats_counts(sim: MarketSimulator, client: httpx.Client) -> None:
         "requests_by_path",
         "requests_by_key",
         "rejected_429",
+        "accepted",
         "faults_injected",
     ]
     assert stats["requests"] == 6
@@ -560,3 +562,38 @@ def test_cli_serves_and_stops_on_sigterm() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+# -- token-bucket quota, IETF headers, request log -----------------------------------------
+def test_token_bucket_quota_allows_the_burst_then_the_rate(make_sim) -> None:
+    sim = make_sim(quota_requests=10, quota_window_s=1.0, quota_burst=3)
+    with httpx.Client(base_url=sim.url) as http:
+        statuses = [http.get("/v1/latest", params={"symbol": "AAPL"}).status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        rejected = http.get("/v1/latest", params={"symbol": "AAPL"})
+        assert rejected.status_code == 429
+        assert rejected.headers["Retry-After"] == "1"
+        assert rejected.headers["RateLimit-Policy"] == '"default";q=10;w=1'
+        assert rejected.headers["X-RateLimit-Remaining"] == "0"
+        time.sleep(0.12)  # one token back (0.1 s per request)
+        ok = http.get("/v1/latest", params={"symbol": "AAPL"})
+        assert ok.status_code == 200
+        assert ok.headers["RateLimit"].startswith('"default";r=0;t=')
+    stats = sim.stats()
+    assert stats["rejected_429"] == 2
+    assert stats["accepted"] == 4
+    log = sim.request_log()
+    assert [entry["status"] for entry in log] == [200, 200, 200, 429, 429, 200]
+    assert all(entry["path"] == "/v1/latest" for entry in log)
+    assert log == sorted(log, key=lambda e: e["t"])
+
+
+def test_rate_limited_fault_sends_the_configured_retry_after(make_sim) -> None:
+    sim = make_sim(fault_retry_after_s=7)
+    sim.set_faults({"rate_limited": FaultSpec(rate=1.0, count=1)})
+    with httpx.Client(base_url=sim.url) as http:
+        first = http.get("/v1/bars", params=day_params(limit=5))
+        assert first.status_code == 429 and first.headers["Retry-After"] == "7"
+        assert http.get("/v1/bars", params=day_params(limit=5)).status_code == 200
+        assert http.get("/_sim/requests").json()["requests"][0]["status"] == 429
+    assert sim.stats()["rejected_429"] == 1
