@@ -41,8 +41,10 @@ DEFAULTS: dict[str, str] = {
     "FIN_SYMBOLS": "AAPL,MSFT,GOOG,AMZN,NVDA",
     "FIN_DATA_DIR": str(PROJECT_ROOT / "data"),
     "FIN_WAREHOUSE_URL": "",  # empty = <FIN_DATA_DIR>/warehouse (Parquet)
-    "FIN_REQUESTS_PER_SECOND": "20",
-    "FIN_BURST": "5",
+    "FIN_QUOTA_REQUESTS": "",  # empty = the provider's documented quota, else learn it
+    "FIN_QUOTA_WINDOW_SECONDS": "1",
+    "FIN_QUOTA_BURST": "1",
+    "FIN_QUOTA_STORE": "",  # empty = $DAGSTER_HOME/fin_assets_quota.sqlite (or FIN_DATA_DIR)
     "FIN_MAX_ATTEMPTS": "5",
     "FIN_MAX_WAIT_SECONDS": "120",
 }
@@ -72,14 +74,25 @@ def build_resources(env: Mapping[str, str]) -> dict[str, dg.ConfigurableResource
     symbols = ",".join(parse_symbols(setting("FIN_SYMBOLS")))
     data_dir = Path(setting("FIN_DATA_DIR")).expanduser().resolve()
     warehouse_url = env.get("FIN_WAREHOUSE_URL") or str(data_dir / "warehouse")
+    # One quota state for every process of the instance: a file next to it.
+    instance_dir = Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else data_dir
+    quota_store = env.get("FIN_QUOTA_STORE") or str(instance_dir / "fin_assets_quota.sqlite")
+    quota = setting("FIN_QUOTA_REQUESTS").strip().lower()
+    learn = quota == "learn"
+    quota_requests = None if quota in ("", "learn") else _number(env, "FIN_QUOTA_REQUESTS", float)
+    if quota_requests == 0:
+        raise InvalidInputError("FIN_QUOTA_REQUESTS=0 would never send: use a number or 'learn'")
     return {
         "market_api": MarketApiResource(
             provider=provider,
             base_url=setting("FIN_API_BASE_URL"),
             # EnvVar keeps the key out of run config, the UI and event logs.
             api_key=dg.EnvVar("FIN_API_KEY") if env.get("FIN_API_KEY") else None,
-            requests_per_second=_number(env, "FIN_REQUESTS_PER_SECOND", float),
-            burst=int(_number(env, "FIN_BURST", int)),
+            quota_requests=quota_requests,
+            quota_window_s=_number(env, "FIN_QUOTA_WINDOW_SECONDS", float),
+            quota_burst=max(1, int(_number(env, "FIN_QUOTA_BURST", int))),
+            learn_quota=learn,
+            quota_store=quota_store,
             max_attempts=int(_number(env, "FIN_MAX_ATTEMPTS", int)),
             max_wait_s=_number(env, "FIN_MAX_WAIT_SECONDS", float),
         ),

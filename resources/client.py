@@ -57,6 +57,16 @@ class ClientStats:
     seconds_waited: float = 0.0
     bytes_received: int = 0
     pages: int = 0
+    # Monotonic time of the first send and the last answer: the span requests/s is taken over.
+    first_sent: float | None = None
+    last_answered: float | None = None
+
+    @property
+    def requests_per_second(self) -> float:
+        if self.first_sent is None or self.last_answered is None:
+            return 0.0
+        span = self.last_answered - self.first_sent
+        return self.requests / span if span > 0 else float(self.requests)
 
     def as_metadata(self) -> dict[str, float | int]:
         return {
@@ -65,6 +75,7 @@ class ClientStats:
             "throttled_429": self.throttled,
             "seconds_waited": round(self.seconds_waited, 3),
             "bytes_received": self.bytes_received,
+            "requests_per_second": round(self.requests_per_second, 3),
         }
 
 
@@ -148,6 +159,9 @@ class MarketApiClient:
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
         self._http.close()
+        close_pacer = getattr(self._pacer, "close", None)
+        if close_pacer is not None:
+            close_pacer()
 
     def __enter__(self) -> MarketApiClient:
         return self
@@ -206,6 +220,8 @@ class MarketApiClient:
         """Send and read one response, refusing bodies over the cap while streaming."""
         sent = self.adapter.authenticate(request, self._api_key) if self._api_key else request
         self.stats.requests += 1
+        if self.stats.first_sent is None:
+            self.stats.first_sent = time.monotonic()
         with self._http.stream(
             "GET", sent.path, params=dict(sent.params), headers=dict(sent.headers)
         ) as resp:
@@ -237,6 +253,7 @@ class MarketApiClient:
                 chunks.append(chunk)
             headers = {k.lower(): v for k, v in resp.headers.items()}
             self.stats.bytes_received += size
+            self.stats.last_answered = time.monotonic()
             return resp.status_code, headers, b"".join(chunks)
 
     def get(self, request: ApiRequest, *, what: str) -> ApiResponse:

@@ -14,7 +14,14 @@ from pydantic import Field
 
 from resources.client import MarketApiClient
 from resources.providers import get_adapter
-from resources.ratelimit import NoPacer, Pacer, TokenBucketPacer
+from resources.ratelimit import (
+    MemoryQuotaStore,
+    QuotaPolicy,
+    QuotaStore,
+    SharedPacer,
+    SQLiteQuotaStore,
+    quota_key,
+)
 from resources.snapshots import SnapshotStore
 from resources.validation import parse_symbols
 from resources.warehouse import ParquetWarehouse, warehouse_from_url
@@ -26,20 +33,42 @@ class MarketApiResource(dg.ConfigurableResource):
     provider: str = Field(default="simulator", description="Provider adapter name.")
     base_url: str = Field(default="http://127.0.0.1:8765", description="Provider base URL.")
     api_key: str | None = Field(default=None, description="API key (pass via dg.EnvVar).")
-    requests_per_second: float = Field(default=20.0, description="Client-side pacing; 0 = off.")
-    burst: int = Field(default=5, description="Requests allowed back to back before pacing.")
+    quota_requests: float | None = Field(
+        default=None,
+        description="Quota in requests (or weight) per quota_window_s; None = the provider's "
+        "documented quota, or learned from the server's rate-limit headers if it has none.",
+    )
+    quota_window_s: float = Field(default=1.0, description="Quota window in seconds.")
+    quota_burst: int = Field(default=1, description="Requests allowed back to back.")
+    learn_quota: bool = Field(
+        default=False, description="Ignore configured/documented quotas; learn from headers."
+    )
+    quota_store: str = Field(
+        default="",
+        description="SQLite file holding the quota state shared by every process and run "
+        "(empty = this process only).",
+    )
     timeout_s: float = 30.0
     max_attempts: int = 5
     max_wait_s: float = Field(
         default=120.0,
-        description="Total seconds one step may wait; a longer wait reschedules the step.",
+        description="Retry/throttle seconds one step may wait; a longer wait reschedules it.",
     )
     max_body_bytes: int = 16 * 1024 * 1024
 
-    def pacer(self) -> Pacer:
-        if self.requests_per_second <= 0:
-            return NoPacer()
-        return TokenBucketPacer(rate_per_s=self.requests_per_second, burst=self.burst)
+    def policy(self) -> QuotaPolicy | None:
+        if self.learn_quota:
+            return None
+        if self.quota_requests:
+            return QuotaPolicy(self.quota_requests, self.quota_window_s, self.quota_burst)
+        return get_adapter(self.provider).default_quota
+
+    def pacer(self) -> SharedPacer:
+        store: QuotaStore = (
+            SQLiteQuotaStore(Path(self.quota_store)) if self.quota_store else MemoryQuotaStore()
+        )
+        key = quota_key(self.provider, self.base_url, self.api_key)
+        return SharedPacer(store, key, policy=self.policy())
 
     def client(self) -> MarketApiClient:
         return MarketApiClient(

@@ -432,6 +432,11 @@ class SharedPacer:
     def describe_last_wait(self) -> str:
         return self._last_reason
 
+    def close(self) -> None:
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
     def pause_for(self, seconds: float, *, reason: str = "") -> None:
         self.store.pause(
             self.key,

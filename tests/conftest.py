@@ -44,8 +44,8 @@ def fin_env(sim: MarketSimulator, data_dir: Path, **overrides: str) -> dict[str,
         "FIN_API_BASE_URL": sim.url,
         "FIN_DATA_DIR": str(data_dir),
         "FIN_SYMBOLS": "AAPL,MSFT,GOOG,AMZN,NVDA",
-        # Tests should not sleep for pacing; the rate-limit engine's own tests cover it.
-        "FIN_REQUESTS_PER_SECOND": "0",
+        # Each test its own quota state: a pause in one test must not hold up the next.
+        "FIN_QUOTA_STORE": str(data_dir / "quota.sqlite"),
     }
     env.update(overrides)
     return env

@@ -41,7 +41,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         **os.environ,
         "DAGSTER_HOME": str(home),
         "FIN_DATA_DIR": str(tmp_path / "data"),
-        "FIN_REQUESTS_PER_SECOND": "0",
+        "FIN_QUOTA_STORE": str(tmp_path / "quota.sqlite"),
     }
     env.update(extra)
     return env
