@@ -268,6 +268,10 @@ class MarketApiClient:
                 reason=f"{self._pacer.describe_last_wait()} for {self.provider}",
                 budgeted=False,
             )
+            # A 429 seen by another process while we slept for our slot wins over the slot.
+            if pacing_wait > 0:
+                paused, why = self._pacer.pause_remaining()
+                self._wait(paused, reason=f"shared pause: {why}", budgeted=False)
             server_wait: float | None = None
             status: int | None = None
             try:

@@ -196,6 +196,10 @@ class QuotaStore(Protocol):
 
     def learned(self, key: str) -> QuotaPolicy | None: ...
 
+    def paused_until(self, key: str) -> tuple[float, str]:
+        """(epoch seconds before which nobody may send, why)."""
+        ...
+
 
 @dataclass
 class _State:
@@ -266,6 +270,11 @@ class MemoryQuotaStore:
         with self._lock:
             state = self._states.get(key)
             return state.learned if state else None
+
+    def paused_until(self, key: str) -> tuple[float, str]:
+        with self._lock:
+            state = self._states.get(key)
+            return (state.paused_until, state.pause_reason) if state else (0.0, "")
 
 
 class SQLiteQuotaStore:
@@ -368,6 +377,11 @@ class SQLiteQuotaStore:
         with self._lock:
             return self._load(key, 0.0).learned
 
+    def paused_until(self, key: str) -> tuple[float, str]:
+        with self._lock:
+            state = self._load(key, 0.0)
+            return state.paused_until, state.pause_reason
+
 
 def quota_key(provider: str, base_url: str, api_key: str | None) -> str:
     """One quota per provider, server and credential; the key itself is never stored."""
@@ -391,6 +405,10 @@ class Pacer(Protocol):
 
     def describe_last_wait(self) -> str: ...
 
+    def pause_remaining(self) -> tuple[float, str]:
+        """Seconds of a shared pause still to run (set after our slot was booked), and why."""
+        ...
+
 
 class NoPacer:
     def reserve(self, weight: int = 1) -> float:
@@ -404,6 +422,9 @@ class NoPacer:
 
     def describe_last_wait(self) -> str:
         return "no pacing"
+
+    def pause_remaining(self) -> tuple[float, str]:
+        return 0.0, ""
 
 
 class SharedPacer:
@@ -431,6 +452,10 @@ class SharedPacer:
 
     def describe_last_wait(self) -> str:
         return self._last_reason
+
+    def pause_remaining(self) -> tuple[float, str]:
+        until, reason = self.store.paused_until(self.key)
+        return max(0.0, until - self._clock()), reason
 
     def close(self) -> None:
         close = getattr(self.store, "close", None)

@@ -555,6 +555,9 @@ class FixedPacer:
     def describe_last_wait(self) -> str:
         return "fixed pacing"
 
+    def pause_remaining(self) -> tuple[float, str]:
+        return 0.0, ""
+
 
 def test_pacing_waits_do_not_use_up_the_retry_wait_budget(make_client, sleeps) -> None:
     # 10 requests paced 5 s apart = 50 s of pacing, over a 20 s budget: still fine, because

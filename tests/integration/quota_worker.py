@@ -1,0 +1,51 @@
+"""A worker process for the shared-quota tests: N requests through MarketApiClient with the
+SQLite quota store, then one JSON line with what it saw. Run as
+``python -m tests.integration.quota_worker URL STORE N [--quota Q --window W --burst B]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+from resources.client import MarketApiClient
+from resources.providers.simulator import SimulatorAdapter
+from resources.ratelimit import QuotaPolicy, SharedPacer, SQLiteQuotaStore, quota_key
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("store")
+    parser.add_argument("requests", type=int)
+    parser.add_argument("--quota", type=float, default=None)
+    parser.add_argument("--window", type=float, default=1.0)
+    parser.add_argument("--burst", type=int, default=1)
+    parser.add_argument("--start-at", type=float, default=0.0)
+    args = parser.parse_args()
+    policy = QuotaPolicy(args.quota, args.window, args.burst) if args.quota else None
+    adapter = SimulatorAdapter()
+    pacer = SharedPacer(
+        SQLiteQuotaStore(args.store), quota_key(adapter.name, args.url, None), policy=policy
+    )
+    client = MarketApiClient(adapter, base_url=args.url, pacer=pacer, max_wait_s=30)
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    request = adapter.bars_request("AAPL", start=start, end=start + timedelta(minutes=1))
+    time.sleep(max(0.0, args.start_at - time.time()))  # all workers start together
+    for _ in range(args.requests):
+        client.get(request, what="quota worker")
+    print(
+        json.dumps(
+            {
+                "requests": client.stats.requests,
+                "throttled": client.stats.throttled,
+                "waited": client.stats.seconds_waited,
+            }
+        )
+    )
+    client.close()
+
+
+if __name__ == "__main__":
+    main()
