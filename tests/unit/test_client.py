@@ -86,10 +86,10 @@ def make_client(sleeps: list[float]) -> Iterator[Callable[..., MarketApiClient]]
         if handler is not None:
             kwargs["transport"] = httpx.MockTransport(handler)
         kwargs.setdefault("rng", random.Random(0))
+        kwargs.setdefault("sleep", sleeps.append)
         client = MarketApiClient(
             SimulatorAdapter(),
             base_url=BASE_URL,
-            sleep=sleeps.append,
             **kwargs,  # type: ignore[arg-type]
         )
         clients.append(client)
@@ -208,16 +208,25 @@ def test_429_with_retry_after_seconds_waits_exactly_that_long(make_client, sleep
     assert len(recorder.requests) == 2
 
 
-def test_429_pauses_the_shared_pacer_for_the_retry_after(make_client, sleeps) -> None:
+def test_429_pauses_the_shared_pacer_for_the_retry_after(make_client) -> None:
     clock = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
     pacer = TokenBucketPacer(rate_per_s=10, burst=1, clock=lambda: clock[0])
     client = make_client(
-        Recorder(httpx.Response(429, headers={"Retry-After": "3"}), ok(page_body())), pacer=pacer
+        Recorder(httpx.Response(429, headers={"Retry-After": "3"}), ok(page_body())),
+        pacer=pacer,
+        sleep=sleep,
     )
     client.get(bars_request(), what="test")
-    # The Retry-After sleep is followed by the pacer's own wait: everybody sharing the quota
-    # was told to stop for 3 s, and the fake clock did not move.
-    assert sleeps == [3.0, pytest.approx(3.0)]
+    # One 3 s wait, and the retry goes out the moment it ends; anyone else sharing the quota
+    # is held until then too.
+    assert slept == [3.0]
+    assert pacer.reserve() == pytest.approx(0.1)
 
 
 def test_parse_retry_after_forms() -> None:
