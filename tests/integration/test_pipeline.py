@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -171,37 +172,68 @@ def test_server_errors_and_429s_are_retried_and_reported(
     assert sim.stats()["faults_injected"]["server_error"] == 2
 
 
-def test_api_key_never_lands_in_snapshots_event_log_or_errors(
-    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+def test_api_key_never_lands_in_logs_event_log_metadata_files_or_errors(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
+    """A succeeding run (with a 429 and a retry, so waits are logged) and a failing run (wrong
+    key) with known keys; then every place a key could end up is searched for it."""
     secret = "sk-live-DO-NOT-LEAK-4242"
     wrong = "sk-wrong-ALSO-SECRET-77"
-    with MarketSimulator(SimulatorConfig(port=0, api_keys=frozenset({secret}))) as keyed:
+    caplog.set_level(logging.DEBUG)
+    overrides = {
+        "python_logs": {
+            "managed_python_loggers": ["fin_assets.client", "httpx", "httpcore"],
+            "python_log_level": "DEBUG",
+        }
+    }
+    config = SimulatorConfig(port=0, api_keys=frozenset({secret}), fault_retry_after_s=1)
+    with MarketSimulator(config) as keyed, dg.instance_for_test(overrides=overrides) as instance:
+        keyed.set_faults({"rate_limited": FaultSpec(rate=1.0, count=1)})
         monkeypatch.setenv("FIN_API_KEY", secret)
         env = {**fin_env(keyed, tmp_path, FIN_SYMBOLS="AAPL"), "FIN_API_KEY": secret}
         good = hourly(build_definitions(env), HOURS[0], HOURS[0], instance)
         assert good.success
+        assert materialization_metadata(good, ["raw", "bars"])["throttled_429"] == 1
         monkeypatch.setenv("FIN_API_KEY", wrong)
         env["FIN_API_KEY"] = wrong
         bad = hourly(build_definitions(env), HOURS[1], HOURS[1], instance)
         assert not bad.success
-        assert keyed.stats()["requests"] == 2  # a 401 is not retried
-    (failure,) = step_failure_messages(bad)
-    assert "HTTP 401" in failure and "apikey=***" in failure
-    # Every file we or Dagster wrote: snapshots, sidecars, tables, event log, captured logs.
-    written = [p for root in (tmp_path, Path(instance.root_directory)) for p in root.rglob("*")]
-    assert any(p.suffix == ".db" for p in written)
-    leaks = [
-        p
-        for p in written
-        if p.is_file() and any(s.encode() in p.read_bytes() for s in (secret, wrong))
-    ]
-    assert leaks == []
-    sidecars = list(tmp_path.rglob("*.meta.json"))
-    assert sidecars and all(b"apikey=***" in p.read_bytes() for p in sidecars)
-    for run in (good, bad):
-        stored = instance.all_logs(run.run_id)
-        assert stored
+        assert keyed.stats()["requests"] == 3  # 429 + retry, then a 401 that is not retried
+        (failure,) = step_failure_messages(bad)
+        assert "HTTP 401" in failure and "apikey=***" in failure
+        # Every file we or Dagster wrote: snapshots, sidecars, tables, event log, compute logs.
+        written = [p for root in (tmp_path, Path(instance.root_directory)) for p in root.rglob("*")]
+        assert any(p.suffix == ".db" for p in written)
+        leaks = [
+            p
+            for p in written
+            if p.is_file() and any(s.encode() in p.read_bytes() for s in (secret, wrong))
+        ]
+        assert leaks == []
+        sidecars = list(tmp_path.rglob("*.meta.json"))
+        assert sidecars and all(b"apikey=***" in p.read_bytes() for p in sidecars)
+        # Event-log entries, including the managed loggers' lines and every metadata value.
+        stored = [entry for run in (good, bad) for entry in instance.all_logs(run.run_id)]
+        assert any("waiting 1.00 s: Retry-After" in (e.user_message or "") for e in stored)
         for entry in stored:
-            text = str(entry)
-            assert secret not in text and wrong not in text
+            assert secret not in str(entry) and wrong not in str(entry)
+        for event in good.get_asset_materialization_events():
+            for value in event.materialization.metadata.values():
+                assert secret not in str(value.value)
+        # Exceptions, with their whole chain, as Dagster recorded them.
+        for event in bad.all_events:
+            if event.event_type_value == "STEP_FAILURE":
+                error = event.step_failure_data.error
+                while error is not None:
+                    assert secret not in error.to_string() and wrong not in error.to_string()
+                    error = error.cause
+    # Every log line any Python logger emitted, and everything printed to stdout/stderr.
+    assert caplog.records
+    for record in caplog.records:
+        assert secret not in record.getMessage() and wrong not in record.getMessage()
+    out, err = capfd.readouterr()
+    assert "Retry-After" in err
+    assert secret not in out + err and wrong not in out + err
