@@ -240,7 +240,7 @@ class Result:
     max_429_per_process: int
     rejected_after_startup: int
     sent_after_end: int
-    late_s: float  # latest worker to be ready, after the shared start (< 0: before it)
+    setup_s: float  # from launching the N workers to the last of them being ready
     first_send_skew_s: float  # last worker's first request, after the shared start
     log_complete: bool
     notes: list[str] = field(default_factory=list)
@@ -269,7 +269,9 @@ def wait_until_ready(procs: list[subprocess.Popen[str]], timeout_s: float) -> li
             if left <= 0:
                 raise RuntimeError(f"only {len(ready)} of {len(procs)} workers got ready")
             for key, _ in selector.select(timeout=left):
-                line = key.fileobj.readline()  # type: ignore[union-attr]
+                stdout = procs[key.data].stdout
+                assert stdout is not None
+                line = stdout.readline()
                 if not line:
                     raise RuntimeError("a worker exited before it was ready")
                 ready[key.data] = json.loads(line)["ready"]
@@ -301,6 +303,7 @@ def run_scenario(
     ]
     procs: list[subprocess.Popen[str]] = []
     outputs: list[dict[str, Any]] = []
+    launched = time.time()
     try:
         for index in range(n):
             with (tmp / f"worker-{strategy}-{n}-{index}.err").open("w") as err:
@@ -331,7 +334,13 @@ def run_scenario(
             if proc.returncode != 0:
                 err = (tmp / f"worker-{strategy}-{n}-{index}.err").read_text()
                 raise RuntimeError(f"{strategy} worker failed ({proc.returncode}): {err[-2000:]}")
-            outputs.append({"ready": ready[index], **json.loads(out.strip().splitlines()[-1])})
+            outputs.append(
+                {
+                    "launched": launched,
+                    "ready": ready[index],
+                    **json.loads(out.strip().splitlines()[-1]),
+                }
+            )
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -387,7 +396,7 @@ def summarize(
         max_429_per_process=max(per_process_429, default=0),
         rejected_after_startup=rejected_after,
         sent_after_end=sum(1 for e in log if e["t"] >= until),
-        late_s=max(ready, default=start_at) - start_at,
+        setup_s=max(ready, default=start_at) - min(out["launched"] for out in outputs),
         first_send_skew_s=max(firsts, default=start_at) - start_at,
         log_complete=len(log) == stats["requests"],
     )
@@ -397,8 +406,6 @@ def summarize(
         )
     if sum(1 for e in log if e["t"] < start_at):
         result.notes.append("requests before the shared start")
-    if result.late_s > 0:
-        result.notes.append(f"a worker was ready {result.late_s:.2f} s after the start")
     if sum(per_process_429) != rejected and strategy != "fixed-sleep":
         result.notes.append(f"workers saw {sum(per_process_429)} 429s, server sent {rejected}")
     return result
@@ -461,8 +468,8 @@ def details(results: list[Result]) -> list[str]:
         lines.append(
             f"{r.strategy:<13} N={r.n}: {r.logical} logical requests ({statuses}); "
             f"429s: max {r.max_429_per_process}/process, {r.rejected_after_startup} after 1 s; "
-            f"{r.sent_after_end} sent after the span; last worker ready "
-            f"{-r.late_s:.2f} s before start, all first sends within "
+            f"{r.sent_after_end} sent after the span; workers ready "
+            f"{r.setup_s:.1f} s after launch; all first sends within "
             f"{r.first_send_skew_s * 1000:.0f} ms of it"
             + "".join(f"; NOTE {note}" for note in r.notes)
         )
