@@ -279,8 +279,9 @@ class MarketApiClient:
             except httpx.TransportError as exc:  # timeouts, refused connections, cut bodies
                 verdict = Verdict("retry", f"{type(exc).__name__}: {self.redact(str(exc))}")
             else:
-                self._pacer.observe(self.adapter.rate_limit_signal(headers))
-                verdict = self.adapter.classify(status=status, headers=headers, body=body)
+                now = self._now()  # injectable: HTTP-date and epoch resets are relative to it
+                self._pacer.observe(self.adapter.rate_limit_signal(headers, now=now))
+                verdict = self.adapter.classify(status=status, headers=headers, body=body, now=now)
                 server_wait = verdict.server_wait_s
                 if verdict.kind == "ok":
                     return ApiResponse(

@@ -138,19 +138,26 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def parse_latest(self, payload: Any, *, symbol: str) -> datetime: ...
 
-    def classify(self, *, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
+    def classify(
+        self,
+        *,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: datetime | None = None,
+    ) -> Verdict:
         """Decide what a response means. Override ``body_throttle`` for in-body throttles."""
         if status == 429:
             return Verdict(
                 "throttled",
                 f"HTTP 429 from {self.name}",
-                server_wait_s=parse_retry_after(headers.get("retry-after")),
+                server_wait_s=parse_retry_after(headers.get("retry-after"), now=now),
             )
         if status >= 500 or status == 408:
             return Verdict(
                 "retry",
                 f"HTTP {status} from {self.name}",
-                server_wait_s=parse_retry_after(headers.get("retry-after")),
+                server_wait_s=parse_retry_after(headers.get("retry-after"), now=now),
             )
         if status >= 400:
             return Verdict("fatal", f"HTTP {status} from {self.name}: {self.error_message(body)}")
@@ -170,10 +177,14 @@ class ProviderAdapter(ABC):
             return throttle
         return Verdict("ok", "ok", payload=payload)
 
-    def rate_limit_signal(self, headers: Mapping[str, str]) -> RateLimitSignal | None:
+    def rate_limit_signal(
+        self, headers: Mapping[str, str], *, now: datetime | None = None
+    ) -> RateLimitSignal | None:
         """Hook: what a response says about the quota. The default reads the standard
         headers; a provider with its own (e.g. a used-weight header) overrides this."""
-        return parse_rate_limit_headers(headers)
+        return parse_rate_limit_headers(
+            headers, now_epoch=now.timestamp() if now is not None else None
+        )
 
     def body_throttle(self, payload: Any) -> Verdict | None:
         """Hook: a provider that reports throttling inside a 200 body returns a Verdict here."""

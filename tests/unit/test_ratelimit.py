@@ -157,7 +157,9 @@ def test_a_pause_holds_everyone_then_resumes_at_the_paced_rate() -> None:
 
 def test_provider_hook_reads_a_custom_used_weight_header() -> None:
     class UsedWeightAdapter(SimulatorAdapter):
-        def rate_limit_signal(self, headers: Mapping[str, str]) -> RateLimitSignal | None:
+        def rate_limit_signal(
+            self, headers: Mapping[str, str], *, now: datetime | None = None
+        ) -> RateLimitSignal | None:
             used = headers.get("x-used-weight-1m")
             if used is None:
                 return None
@@ -271,3 +273,60 @@ def test_quota_key_never_contains_the_api_key() -> None:
     assert "sk-secret-value" not in key
     assert key.startswith("simulator|http://x:1|")
     assert quota_key("simulator", "http://x:1", None).endswith("|anonymous")
+
+
+def _client_with(responses: list[httpx.Response], clock: Clock, sleeps: list[float]):
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    replies = iter(responses)
+    return MarketApiClient(
+        SimulatorAdapter(),
+        base_url=BASE_URL,
+        sleep=sleep,
+        rng=random.Random(0),
+        now=lambda: datetime.fromtimestamp(clock.now, UTC),
+        pacer=SharedPacer(MemoryQuotaStore(), "k", clock=clock),
+        transport=httpx.MockTransport(lambda request: next(replies)),
+    )
+
+
+def test_client_waits_exactly_until_an_http_date_retry_after() -> None:
+    clock, sleeps = Clock(), []
+    when = email.utils.formatdate(NOW + 17, usegmt=True)
+    client = _client_with(
+        [httpx.Response(429, headers={"Retry-After": when}), page()], clock, sleeps
+    )
+    client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
+    assert sleeps == [17.0]
+    client.close()
+
+
+def test_client_waits_until_an_epoch_reset_when_the_quota_is_spent() -> None:
+    clock, sleeps = Clock(), []
+    spent = page()
+    spent.headers.update(
+        {
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(NOW) + 9),
+        }
+    )
+    client = _client_with([spent, page()], clock, sleeps)
+    client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
+    client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
+    assert sleeps == [pytest.approx(9.0)]
+    client.close()
+
+
+def test_client_obeys_a_throttle_message_in_a_200_body_exactly() -> None:
+    clock, sleeps = Clock(), []
+    throttled = httpx.Response(
+        200, json={"status": "error", "code": "THROTTLED", "message": "slow down", "retry_after": 3}
+    )
+    client = _client_with([throttled, page()], clock, sleeps)
+    client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
+    assert sleeps == [3.0]
+    assert client.stats.throttled == 1
+    client.close()
