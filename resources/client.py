@@ -209,6 +209,25 @@ class MarketApiClient:
         self.stats.seconds_waited += seconds
         self._sleep(seconds)
 
+    def _wait_for_slot(self, weight: int) -> None:
+        """Book a slot in the shared quota and sleep until it comes."""
+        while True:
+            wait = self._pacer.reserve(weight)
+            self._wait(
+                wait,
+                reason=f"{self._pacer.describe_last_wait()} for {self.provider}",
+                budgeted=False,
+            )
+            if wait <= 0:
+                return
+            # A 429 seen by another process while we slept outranks our slot. Sit out the
+            # pause, then book again: every slot booked before it would otherwise fire at the
+            # same instant when it ends and draw the next 429.
+            paused, why = self._pacer.pause_remaining()
+            if paused <= 0:
+                return
+            self._wait(paused, reason=f"shared pause: {why}", budgeted=False)
+
     def _backoff(self, attempt: int) -> float:
         # Full jitter (AWS architecture blog): uniform over [0, min(cap, base * 2^n)].
         return self._rng.uniform(
@@ -262,16 +281,7 @@ class MarketApiClient:
         attempt = _Attempt()
         while True:
             attempt.number += 1
-            pacing_wait = self._pacer.reserve(request.weight)
-            self._wait(
-                pacing_wait,
-                reason=f"{self._pacer.describe_last_wait()} for {self.provider}",
-                budgeted=False,
-            )
-            # A 429 seen by another process while we slept for our slot wins over the slot.
-            if pacing_wait > 0:
-                paused, why = self._pacer.pause_remaining()
-                self._wait(paused, reason=f"shared pause: {why}", budgeted=False)
+            self._wait_for_slot(request.weight)
             server_wait: float | None = None
             status: int | None = None
             try:

@@ -389,6 +389,9 @@ class _Response:
 
 
 class _SimHTTPServer(ThreadingHTTPServer):
+    # Many worker processes connect at once in tests and benchmarks: the default backlog of 5
+    # drops connection attempts, which clients see as a one-second SYN retry.
+    request_queue_size = 128
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], sim: MarketSimulator) -> None:

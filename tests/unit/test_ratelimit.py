@@ -330,3 +330,39 @@ def test_client_obeys_a_throttle_message_in_a_200_body_exactly() -> None:
     assert sleeps == [3.0]
     assert client.stats.throttled == 1
     client.close()
+
+
+def test_slots_booked_before_a_pause_are_booked_again_after_it_not_fired_together() -> None:
+    """Processes sleeping for their slots when another one gets a 429 must not all send the
+    instant the pause ends (that herd draws the next 429)."""
+    clock, store = Clock(start=0.0), MemoryQuotaStore()
+    policy = QuotaPolicy(10, 1, 1)
+    interval = 1 / (10 * SAFETY_RATE)
+    others = [SharedPacer(store, "k", policy=policy, clock=clock) for _ in range(3)]
+    for other in others:
+        other.reserve()  # three slots booked ahead of us: 0, 1 and 2 intervals
+    sent_at: list[float] = []
+    paused = []
+
+    def sleep(seconds: float) -> None:
+        if not paused:  # while we sleep for our slot, another process is told Retry-After: 2
+            others[0].pause_for(2.0, reason="Retry-After from simulator")
+            paused.append(True)
+        clock.now += seconds
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent_at.append(clock.now)
+        return page()
+
+    client = MarketApiClient(
+        SimulatorAdapter(),
+        base_url=BASE_URL,
+        sleep=sleep,
+        pacer=SharedPacer(store, "k", policy=policy, clock=clock),
+        transport=httpx.MockTransport(handler),
+    )
+    client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
+    assert sent_at == [pytest.approx(2.0)]
+    # A second process that had booked before the pause gets the next slot, not the same one.
+    assert others[1].reserve() == pytest.approx(interval)
+    client.close()
