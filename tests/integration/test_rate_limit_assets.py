@@ -28,13 +28,13 @@ def logged_instance() -> Iterator[dg.DagsterInstance]:
 
 
 def test_a_wait_beyond_the_budget_raises_retry_requested_with_the_servers_wait(
-    tmp_path: Path,
+    tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     with MarketSimulator(SimulatorConfig(port=0, fault_retry_after_s=500)) as sim:
         sim.set_faults({"rate_limited": FaultSpec(rate=1.0, count=1)})
         env = fin_env(sim, tmp_path, FIN_SYMBOLS="AAPL", FIN_MAX_WAIT_SECONDS="60")
         resources = build_definitions(env).resources
-        context = dg.build_asset_context(partition_key=HOUR)
+        context = dg.build_asset_context(partition_key=HOUR, instance=instance)
         before = time.time()
         with pytest.raises(dg.RetryRequested) as info:
             raw_bars(
