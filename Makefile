@@ -8,7 +8,7 @@ RUN := $(UV) run --no-sync
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: demo test test-unit test-integration lint ui simulator clean
+.PHONY: demo test test-unit test-integration lint ui simulator bench bench-rate-limit clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -34,6 +34,11 @@ lint: .venv/.synced
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+
+bench: bench-rate-limit  ## every benchmark; each prints a table and exits 1 on a missed target
+
+bench-rate-limit: .venv/.synced  ## shared quota vs fixed sleep vs retry-on-429 (about 2 min)
+	$(RUN) python benchmarks/rate_limit.py
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
