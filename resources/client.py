@@ -302,6 +302,7 @@ class MarketApiClient:
                         payload=verdict.payload,
                         fetched_at=self._now(),
                     )
+            body = b""  # a rejected response is not kept alive through the wait that follows
             reason = self.redact(verdict.reason)
             attempt.history.append(reason)
             if verdict.kind == "throttled":
