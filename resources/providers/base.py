@@ -12,14 +12,14 @@ import email.utils
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import polars as pl
 
-from resources.errors import ResponseFormatError
+from resources.errors import ResponseFormatError, SchemaError
 from resources.ratelimit import QuotaPolicy, RateLimitSignal, parse_rate_limit_headers
 
 VerdictKind = Literal["ok", "retry", "throttled", "fatal"]
@@ -33,6 +33,14 @@ class ApiRequest:
     params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     weight: int = 1
+    # For a continuation page: where its coverage starts (the previous page's end).
+    covers_from: datetime | None = None
+
+    def with_params(self, **params: str) -> ApiRequest:
+        return replace(self, params={**self.params, **params})
+
+    def with_headers(self, **headers: str) -> ApiRequest:
+        return replace(self, headers={**self.headers, **headers})
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,170 @@ BAR_SCHEMA: dict[str, pl.DataType] = {
     "trades": pl.Int64(),
     "vwap": pl.Float64(),
 }
+
+
+FieldKind = Literal["iso", "ms", "number", "decimal", "int"]
+_EXPECTED = {
+    "iso": "an ISO-8601 UTC string",
+    "ms": "an integer of epoch milliseconds",
+    "number": "a number",
+    "decimal": "a decimal number in a string",
+    "int": "an integer",
+}
+ISO_FMT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class BarField:
+    """Where a provider keeps one value of a bar (a key, or a position in an array) and how
+    it is typed; ``column`` is the canonical column it becomes (``_name`` = helper column)."""
+
+    source: str | int
+    column: str
+    kind: FieldKind
+    required: bool = True
+
+
+def _valid(value: Any, kind: FieldKind) -> bool:
+    if isinstance(value, bool):
+        return False
+    if kind == "iso":
+        return isinstance(value, str)
+    if kind in ("ms", "int"):
+        return isinstance(value, int)
+    if kind == "number":
+        return isinstance(value, int | float)
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+def frame_from_records(
+    records: Sequence[Any],
+    fields: Sequence[BarField],
+    *,
+    provider: str,
+    symbol: str,
+    partition: str | None,
+    known_keys: frozenset[str] | None = None,
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Typed columns from a provider's bar records (objects or arrays), strictly: a missing
+    required value or a value of the wrong type is a SchemaError naming provider, symbol,
+    partition, field and record; object keys we do not map are counted, not fatal."""
+    where = f"{provider}: symbol {symbol}" + (f", partition {partition}" if partition else "")
+    unknown: dict[str, int] = {}
+    by_key = bool(records) and isinstance(records[0], dict)
+    for index, record in enumerate(records):
+        if not isinstance(record, dict | list) or isinstance(record, dict) != by_key:
+            raise SchemaError(
+                f"{where}: bar {index} is a {type(record).__name__}, not like bar 0",
+                provider=provider,
+                symbol=symbol,
+                partition=partition,
+            )
+        if by_key and known_keys is not None:
+            for key in record:
+                if key not in known_keys:
+                    unknown[key] = unknown.get(key, 0) + 1
+    columns: dict[str, list[Any]] = {}
+    for spec in fields:
+        values = []
+        for index, record in enumerate(records):
+            if by_key:
+                value = record.get(spec.source)
+                present = spec.source in record
+            else:
+                present = isinstance(spec.source, int) and spec.source < len(record)
+                value = record[spec.source] if present else None
+            if value is None:
+                if spec.required:
+                    state = "is null" if present else "missing"
+                    raise SchemaError(
+                        f"{where}: field {spec.source!r} {state} in bar {index}; "
+                        "the provider's schema changed",
+                        provider=provider,
+                        symbol=symbol,
+                        partition=partition,
+                        field=str(spec.source),
+                    )
+            elif not _valid(value, spec.kind):
+                raise SchemaError(
+                    f"{where}: field {spec.source!r} in bar {index} is {type(value).__name__} "
+                    f"{value!r:.40}, expected {_EXPECTED[spec.kind]}",
+                    provider=provider,
+                    symbol=symbol,
+                    partition=partition,
+                    field=str(spec.source),
+                )
+            elif spec.kind == "decimal":
+                value = float(value)
+            values.append(value)
+        columns[spec.column] = values
+    dtypes = {
+        "iso": pl.String(),
+        "ms": pl.Int64(),
+        "number": pl.Float64(),
+        "decimal": pl.Float64(),
+        "int": pl.Int64(),
+    }
+    frame = pl.DataFrame(
+        columns, schema={spec.column: dtypes[spec.kind] for spec in fields}, strict=False
+    )
+    conversions = []
+    for spec in fields:
+        if spec.kind == "ms":
+            conversions.append(
+                pl.from_epoch(pl.col(spec.column), time_unit="ms")
+                .dt.cast_time_unit("us")
+                .dt.replace_time_zone("UTC")
+            )
+        elif spec.kind == "iso":
+            conversions.append(
+                pl.col(spec.column).str.to_datetime(
+                    ISO_FMT, time_unit="us", time_zone="UTC", strict=False
+                )
+            )
+    if conversions:
+        converted = frame.with_columns(conversions)
+        for spec in fields:
+            if spec.kind == "iso":
+                bad = converted[spec.column].is_null() & frame[spec.column].is_not_null()
+                if bad.any():
+                    index = int(bad.arg_max() or 0)
+                    raise SchemaError(
+                        f"{where}: field {spec.source!r} in bar {index} is not a timestamp "
+                        f"like 2026-01-05T00:00:00Z",
+                        provider=provider,
+                        symbol=symbol,
+                        partition=partition,
+                        field=str(spec.source),
+                    )
+        frame = converted
+    return frame, unknown
+
+
+def canonical_bars(frame: pl.DataFrame, *, symbol: str) -> pl.DataFrame:
+    """Add the symbol and any optional column the provider does not have, in BAR_SCHEMA order."""
+    missing = [
+        pl.lit(None, dtype).alias(name)
+        for name, dtype in BAR_SCHEMA.items()
+        if name not in frame.columns and name != "symbol"
+    ]
+    return (
+        frame.with_columns(pl.lit(symbol, pl.String()).alias("symbol"), *missing)
+        .select(list(BAR_SCHEMA))
+        .cast(BAR_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def epoch_ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def from_epoch_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -115,6 +287,9 @@ class ProviderAdapter(ABC):
     secret_params: frozenset[str] = frozenset()
     # The provider's documented quota; None = learn it from the server's headers.
     default_quota: QuotaPolicy | None = None
+    default_base_url: str = ""
+    # Statuses that mean "slow down" (Binance adds 418, its IP ban): they pause every process.
+    throttle_statuses: frozenset[int] = frozenset({429})
 
     @abstractmethod
     def bars_request(self, symbol: str, *, start: datetime, end: datetime) -> ApiRequest: ...
@@ -147,10 +322,10 @@ class ProviderAdapter(ABC):
         now: datetime | None = None,
     ) -> Verdict:
         """Decide what a response means. Override ``body_throttle`` for in-body throttles."""
-        if status == 429:
+        if status in self.throttle_statuses:
             return Verdict(
                 "throttled",
-                f"HTTP 429 from {self.name}",
+                f"HTTP {status} from {self.name}: {self.error_message(body)}",
                 server_wait_s=parse_retry_after(headers.get("retry-after"), now=now),
             )
         if status >= 500 or status == 408:

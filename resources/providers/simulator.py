@@ -3,32 +3,39 @@
 Its dialect: ``GET /v1/bars`` with ISO-8601 ``start``/``end``, at most 1000 bars a page, an
 opaque ``next_cursor``, and each page stating the ``window`` it covers; the key travels as the
 ``apikey`` query parameter (like several real providers), which is why URLs are redacted.
+It has no documented quota: the client learns it from the RateLimit headers it sends.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-import polars as pl
-
 from resources.errors import SchemaError
 from resources.providers.base import (
-    BAR_SCHEMA,
+    ISO_FMT,
     ApiRequest,
+    BarField,
     PageInfo,
     ParsedBars,
     ProviderAdapter,
     Verdict,
+    canonical_bars,
     decode_json,
+    frame_from_records,
 )
 
-ISO_FMT = "%Y-%m-%dT%H:%M:%SZ"
-# Field in the provider's bar -> canonical column; required fields fail loudly when absent.
-REQUIRED_FIELDS = {"t": "ts", "o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"}
-OPTIONAL_FIELDS = {"n": "trades", "vw": "vwap"}
-KNOWN_FIELDS = frozenset(REQUIRED_FIELDS) | frozenset(OPTIONAL_FIELDS)
+FIELDS = (
+    BarField("t", "ts", "iso"),
+    BarField("o", "open", "number"),
+    BarField("h", "high", "number"),
+    BarField("l", "low", "number"),
+    BarField("c", "close", "number"),
+    BarField("v", "volume", "number"),
+    BarField("n", "trades", "int", required=False),
+    BarField("vw", "vwap", "number", required=False),
+)
+KNOWN_KEYS = frozenset(str(f.source) for f in FIELDS)
 
 
 def iso(ts: datetime) -> str:
@@ -43,6 +50,7 @@ class SimulatorAdapter(ProviderAdapter):
     name = "simulator"
     page_limit = 1000
     secret_params = frozenset({"apikey"})
+    default_base_url = "http://127.0.0.1:8765"
 
     def bars_request(self, symbol: str, *, start: datetime, end: datetime) -> ApiRequest:
         params = {
@@ -57,9 +65,7 @@ class SimulatorAdapter(ProviderAdapter):
         return ApiRequest("/v1/latest", {"symbol": symbol})
 
     def authenticate(self, request: ApiRequest, api_key: str) -> ApiRequest:
-        return ApiRequest(
-            request.path, {**request.params, "apikey": api_key}, request.headers, request.weight
-        )
+        return request.with_params(apikey=api_key)
 
     def body_throttle(self, payload: Any) -> Verdict | None:
         if isinstance(payload, dict) and payload.get("code") == "THROTTLED":
@@ -120,71 +126,12 @@ class SimulatorAdapter(ProviderAdapter):
                 partition=partition,
                 field="bars",
             )
-        unknown: Counter[str] = Counter()
-        for index, bar in enumerate(bars):
-            if not isinstance(bar, dict):
-                raise SchemaError(
-                    f"{where}: bar {index} is not an object",
-                    provider=self.name,
-                    symbol=symbol,
-                    partition=partition,
-                )
-            missing = [f for f in REQUIRED_FIELDS if f not in bar]
-            if missing:
-                raise SchemaError(
-                    f"{where}: field {missing[0]!r} missing in bar {index} "
-                    f"(bar has {sorted(bar)}); the provider's schema changed",
-                    provider=self.name,
-                    symbol=symbol,
-                    partition=partition,
-                    field=missing[0],
-                )
-            unknown.update(k for k in bar if k not in KNOWN_FIELDS)
-        columns: dict[str, list[Any]] = {}
-        for src, dst in {**REQUIRED_FIELDS, **OPTIONAL_FIELDS}.items():
-            values = [bar.get(src) for bar in bars]
-            kind = str if src == "t" else (int if src == "n" else (int, float))
-            for index, value in enumerate(values):
-                ok = (
-                    value is None
-                    and src in OPTIONAL_FIELDS
-                    or (isinstance(value, kind) and not isinstance(value, bool))
-                )
-                if not ok:
-                    expected = (
-                        "an ISO-8601 string"
-                        if src == "t"
-                        else ("an integer" if src == "n" else "a number")
-                    )
-                    raise SchemaError(
-                        f"{where}: field {src!r} in bar {index} is {type(value).__name__} "
-                        f"{value!r:.40}, expected {expected}",
-                        provider=self.name,
-                        symbol=symbol,
-                        partition=partition,
-                        field=src,
-                    )
-            columns[dst] = values
-        frame = pl.DataFrame(
-            {
-                "symbol": [symbol] * len(bars),
-                "ts": columns["ts"],
-                **{c: columns[c] for c in ("open", "high", "low", "close", "volume")},
-                "trades": columns["trades"],
-                "vwap": columns["vwap"],
-            },
-            schema={**BAR_SCHEMA, "ts": pl.String()},
+        frame, unknown = frame_from_records(
+            bars,
+            FIELDS,
+            provider=self.name,
+            symbol=symbol,
+            partition=partition,
+            known_keys=KNOWN_KEYS,
         )
-        try:
-            frame = frame.with_columns(
-                pl.col("ts").str.to_datetime(ISO_FMT, time_unit="us", time_zone="UTC", strict=True)
-            )
-        except pl.exceptions.PolarsError:
-            raise SchemaError(
-                f"{where}: field 't' holds a timestamp not in {ISO_FMT}",
-                provider=self.name,
-                symbol=symbol,
-                partition=partition,
-                field="t",
-            ) from None
-        return ParsedBars(frame, dict(unknown))
+        return ParsedBars(canonical_bars(frame, symbol=symbol), unknown)
