@@ -15,7 +15,7 @@ import dagster as dg
 
 from fin_assets.assets.bars import core_bars
 from fin_assets.assets.daily import core_daily_bars, core_daily_returns
-from fin_assets.assets.raw import raw_bars
+from fin_assets.assets.raw import build_raw_bars
 from fin_assets.schedules import (
     bars_hourly_job,
     bars_hourly_schedule,
@@ -37,7 +37,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Every setting, its default, and what it means (the README's configuration table mirrors this).
 DEFAULTS: dict[str, str] = {
     "FIN_PROVIDER": "simulator",
-    "FIN_API_BASE_URL": "http://127.0.0.1:8765",
+    "FIN_API_BASE_URL": "",  # empty = the provider's own (simulator: http://127.0.0.1:8765)
     "FIN_SYMBOLS": "AAPL,MSFT,GOOG,AMZN,NVDA",
     "FIN_DATA_DIR": str(PROJECT_ROOT / "data"),
     "FIN_WAREHOUSE_URL": "",  # empty = <FIN_DATA_DIR>/warehouse (Parquet)
@@ -85,7 +85,7 @@ def build_resources(env: Mapping[str, str]) -> dict[str, dg.ConfigurableResource
     return {
         "market_api": MarketApiResource(
             provider=provider,
-            base_url=setting("FIN_API_BASE_URL"),
+            base_url=env.get("FIN_API_BASE_URL") or adapter.default_base_url,
             # EnvVar keeps the key out of run config, the UI and event logs.
             api_key=dg.EnvVar("FIN_API_KEY") if env.get("FIN_API_KEY") else None,
             quota_requests=quota_requests,
@@ -103,11 +103,13 @@ def build_resources(env: Mapping[str, str]) -> dict[str, dg.ConfigurableResource
 
 
 def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
+    resources = build_resources(env)
+    provider = resources["market_api"].provider  # type: ignore[attr-defined]
     return dg.Definitions(
-        assets=[raw_bars, core_bars, core_daily_bars, core_daily_returns],
+        assets=[build_raw_bars(provider=provider), core_bars, core_daily_bars, core_daily_returns],
         jobs=[bars_hourly_job, daily_tables_job],
         schedules=[bars_hourly_schedule, daily_tables_schedule],
-        resources=build_resources(env),
+        resources=resources,
     )
 
 

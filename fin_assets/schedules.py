@@ -11,11 +11,11 @@ import dagster as dg
 
 from fin_assets.assets.bars import core_bars
 from fin_assets.assets.daily import core_daily_bars, core_daily_returns
-from fin_assets.assets.raw import raw_bars
+from fin_assets.assets.raw import RAW_BARS_KEY
 
 bars_hourly_job = dg.define_asset_job(
     "bars_hourly_job",
-    selection=dg.AssetSelection.assets(raw_bars, core_bars),
+    selection=dg.AssetSelection.assets(RAW_BARS_KEY, core_bars),
     description="Fetch and process one hour of 1-minute bars for the whole universe.",
 )
 

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from resources.client import MarketApiClient
 from resources.providers import get_adapter
+from resources.quota_postgres import PostgresQuotaStore
 from resources.ratelimit import (
     MemoryQuotaStore,
     QuotaPolicy,
@@ -24,7 +25,7 @@ from resources.ratelimit import (
 )
 from resources.snapshots import SnapshotStore
 from resources.validation import parse_symbols
-from resources.warehouse import ParquetWarehouse, warehouse_from_url
+from resources.warehouse import Warehouse, warehouse_from_url
 
 
 class MarketApiResource(dg.ConfigurableResource):
@@ -45,8 +46,9 @@ class MarketApiResource(dg.ConfigurableResource):
     )
     quota_store: str = Field(
         default="",
-        description="SQLite file holding the quota state shared by every process and run "
-        "(empty = this process only).",
+        description="Where the quota state shared by every process and run lives: a SQLite file "
+        "(one host), a postgresql:// URL (several hosts; keep the password in PGPASSWORD or "
+        "~/.pgpass, not in the URL), or empty = this process only.",
     )
     timeout_s: float = 30.0
     max_attempts: int = 5
@@ -64,9 +66,13 @@ class MarketApiResource(dg.ConfigurableResource):
         return get_adapter(self.provider).default_quota
 
     def pacer(self) -> SharedPacer:
-        store: QuotaStore = (
-            SQLiteQuotaStore(Path(self.quota_store)) if self.quota_store else MemoryQuotaStore()
-        )
+        store: QuotaStore
+        if not self.quota_store:
+            store = MemoryQuotaStore()
+        elif self.quota_store.startswith(("postgresql://", "postgres://")):
+            store = PostgresQuotaStore(self.quota_store)
+        else:
+            store = SQLiteQuotaStore(Path(self.quota_store))
         key = quota_key(self.provider, self.base_url, self.api_key)
         return SharedPacer(store, key, policy=self.policy())
 
@@ -93,11 +99,12 @@ class SnapshotStoreResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Processed tables; the URL selects the backend (a directory = Parquet lake)."""
+    """Processed tables; the URL selects the backend (a directory = Parquet lake,
+    postgresql://user@host:5432/db = PostgreSQL)."""
 
     url: str
 
-    def warehouse(self) -> ParquetWarehouse:
+    def warehouse(self) -> Warehouse:
         return warehouse_from_url(self.url)
 
 

@@ -477,10 +477,11 @@ class SharedPacer:
             learned = signal.policy or self._policy_from_counters(signal)
             if learned is not None and learned != self.store.learned(self.key):
                 self.store.learn(self.key, learned)
-        # The quota is spent: wait for the server's reset instead of collecting a 429. With a
-        # stated policy the pacer already spaces requests; counters alone need this safety net.
+        # The quota is spent (someone else may share it: another tool on the same IP or key):
+        # wait for the server's reset instead of collecting a 429. Under a stated token-bucket
+        # policy, remaining 0 is the normal state of a paced client, not a reason to stop.
         spent = signal.remaining is not None and signal.remaining <= 0
-        if spent and signal.reset_s and self.policy is None and signal.policy is None:
+        if spent and signal.reset_s and signal.policy is None:
             self.pause_for(signal.reset_s, reason=f"quota spent ({signal.source})")
 
     def _policy_from_counters(self, signal: RateLimitSignal) -> QuotaPolicy | None:

@@ -1,7 +1,8 @@
 """``Warehouse``: processed tables, one file (or one row set) per partition, replaced atomically.
 
-Backends are selected by URL. The embedded default is a Parquet lake; PostgreSQL lands in the
-production issue behind this same interface.
+Backends are selected by URL (``warehouse_from_url``): the embedded default is a Parquet lake;
+``postgresql://`` selects ``PostgresWarehouse`` (``resources/warehouse_postgres.py``), the same
+interface over PostgreSQL tables.
 
 Parquet layout: ``<root>/<table>/<partition>.parquet`` where ``<partition>`` is the partition key
 without its colon (``2026-01-05-0300``). Replacing a partition writes a temp file and renames it
@@ -112,18 +113,25 @@ class ParquetWarehouse:
         return sweep_temp_files(self.root, older_than_s=older_than_s)
 
 
-def warehouse_from_url(url: str) -> ParquetWarehouse:
-    """``parquet:///abs/dir``, ``file:///abs/dir`` or a plain directory path."""
+def warehouse_from_url(url: str) -> Warehouse:
+    """``parquet:///abs/dir``, ``file:///abs/dir`` or a plain directory path: the Parquet lake;
+    ``postgresql://user@host:5432/db`` (or ``postgres://``): PostgreSQL."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file", "parquet"):
         path = parsed.path if parsed.scheme else url
         if not path:
             raise InvalidInputError(f"warehouse URL {url!r} has no directory")
         return ParquetWarehouse(path)
+    if parsed.scheme in ("postgresql", "postgres"):
+        # Imported here: the Parquet lake does not need psycopg2, and warehouse_postgres
+        # imports WriteResult from this module.
+        from resources.warehouse_postgres import PostgresWarehouse
+
+        return PostgresWarehouse(url)
     if parsed.scheme.startswith("postgres"):
         raise InvalidInputError(
-            "the PostgreSQL warehouse backend is not built yet: unset FIN_WAREHOUSE_URL to use "
-            "the Parquet lake"
+            f"unsupported PostgreSQL URL scheme {parsed.scheme!r} in FIN_WAREHOUSE_URL: "
+            "use postgresql://user@host:5432/db"
         )
     raise InvalidInputError(
         f"unsupported warehouse URL scheme {parsed.scheme!r} in FIN_WAREHOUSE_URL"

@@ -6,7 +6,7 @@
 import dagster as dg
 
 from fin_assets.assets.common import dagster_errors, window_metadata
-from fin_assets.assets.raw import RAW_BARS_MANIFESTS, raw_bars
+from fin_assets.assets.raw import RAW_BARS_KEY, RAW_BARS_MANIFESTS
 from fin_assets.partitions import hourly_partitions
 from resources.bars import BuildStats, bars_from_manifest
 from resources.dagster_resources import SnapshotStoreResource, WarehouseResource
@@ -19,7 +19,7 @@ CORE_BARS_TABLE = "core_bars"
     key=["core", "bars"],
     group_name="core",
     partitions_def=hourly_partitions,
-    deps=[raw_bars],
+    deps=[RAW_BARS_KEY],
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"polars", "parquet"},
 )

@@ -14,8 +14,13 @@ from resources.dagster_resources import MarketApiResource, SnapshotStoreResource
 from resources.ingest import build_manifest, ingest_bars
 
 RAW_BARS_MANIFESTS = "raw_bars"
-# One pool per provider (limits live in dagster.yaml): runs that call the same API queue for it.
-SIMULATOR_POOL = "provider_simulator"
+RAW_BARS_KEY = dg.AssetKey(["raw", "bars"])
+
+
+def provider_pool(provider: str) -> str:
+    """One concurrency pool per provider (limits in dagster.yaml): steps calling the same API
+    queue for it instead of splitting one quota between runs."""
+    return f"provider_{provider}"
 
 
 class RawBarsConfig(dg.Config):
@@ -25,14 +30,6 @@ class RawBarsConfig(dg.Config):
     )
 
 
-@dg.asset(
-    key=["raw", "bars"],
-    group_name="raw",
-    partitions_def=hourly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=SIMULATOR_POOL,
-    kinds={"json"},
-)
 def raw_bars(
     context: dg.AssetExecutionContext,
     config: RawBarsConfig,
@@ -100,3 +97,15 @@ def raw_bars(
             "snapshot_root": dg.MetadataValue.path(str(store.root)),
         }
     )
+
+
+def build_raw_bars(*, provider: str) -> dg.AssetsDefinition:
+    """raw/bars bound to the configured provider's concurrency pool."""
+    return dg.asset(
+        key=RAW_BARS_KEY,
+        group_name="raw",
+        partitions_def=hourly_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=provider_pool(provider),
+        kinds={"json"},
+    )(raw_bars)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from resources.errors import InvalidInputError
 from resources.providers.base import ProviderAdapter
+from resources.providers.binance import BinanceAdapter
+from resources.providers.polygon import PolygonAdapter
 from resources.providers.simulator import SimulatorAdapter
 
 _ADAPTERS: dict[str, type[ProviderAdapter]] = {
-    SimulatorAdapter.name: SimulatorAdapter,
+    adapter.name: adapter for adapter in (SimulatorAdapter, BinanceAdapter, PolygonAdapter)
 }
 
 
@@ -19,4 +21,15 @@ def get_adapter(name: str) -> ProviderAdapter:
         raise InvalidInputError(f"unknown provider {name!r}: expected one of {known}") from None
 
 
-__all__ = ["ProviderAdapter", "SimulatorAdapter", "get_adapter"]
+__all__ = [
+    "BinanceAdapter",
+    "PolygonAdapter",
+    "ProviderAdapter",
+    "SimulatorAdapter",
+    "get_adapter",
+    "provider_names",
+]
+
+
+def provider_names() -> list[str]:
+    return sorted(_ADAPTERS)

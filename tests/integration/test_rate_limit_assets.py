@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fin_assets.assets.raw import RawBarsConfig, raw_bars
+from fin_assets.assets.raw import RawBarsConfig, build_raw_bars
 from fin_assets.definitions import build_definitions
 from resources.ratelimit import SQLiteQuotaStore, quota_key
 from resources.simulator import FaultSpec, MarketSimulator, SimulatorConfig
@@ -37,7 +37,7 @@ def test_a_wait_beyond_the_budget_raises_retry_requested_with_the_servers_wait(
         context = dg.build_asset_context(partition_key=HOUR, instance=instance)
         before = time.time()
         with pytest.raises(dg.RetryRequested) as info:
-            raw_bars(
+            build_raw_bars(provider="simulator")(
                 context,
                 config=RawBarsConfig(),
                 market_api=resources["market_api"],

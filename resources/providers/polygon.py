@@ -1,0 +1,142 @@
+"""Polygon.io aggregates: ``GET /v2/aggs/ticker/{ticker}/range/1/minute/{from}/{to}``.
+
+Dialect (https://polygon.io/docs/stocks/get_v2_aggs_ticker__stocksticker__range__multiplier___timespan___from___to):
+- key as ``Authorization: Bearer``; bars ``{t (ms), o, h, l, c, v, vw, n}``; no bar for a
+  minute without trades; ``from``/``to`` in ms, ``to`` inclusive;
+- pagination by an absolute ``next_url`` with a cursor. We follow only its path and query,
+  on the configured base URL: the bearer token is never sent to a host we were not told about;
+- a plan allows N calls per minute (5 on the free plan): over it, 429 with no ``Retry-After``
+  and no rate-limit headers at all, so the documented quota must be configured.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from resources.errors import SchemaError
+from resources.providers.base import (
+    ApiRequest,
+    BarField,
+    PageInfo,
+    ParsedBars,
+    ProviderAdapter,
+    canonical_bars,
+    decode_json,
+    epoch_ms,
+    frame_from_records,
+    from_epoch_ms,
+)
+from resources.ratelimit import QuotaPolicy
+
+AGG_FIELDS = (
+    BarField("t", "ts", "ms"),
+    BarField("o", "open", "number"),
+    BarField("h", "high", "number"),
+    BarField("l", "low", "number"),
+    BarField("c", "close", "number"),
+    BarField("v", "volume", "number"),
+    BarField("n", "trades", "int", required=False),
+    BarField("vw", "vwap", "number", required=False),
+)
+KNOWN_KEYS = frozenset(str(f.source) for f in AGG_FIELDS) | {"otc"}
+
+
+class PolygonAdapter(ProviderAdapter):
+    name = "polygon"
+    page_limit = 50_000
+    requires_key = True
+    secret_params = frozenset({"apiKey"})
+    default_base_url = "https://api.polygon.io"
+    # Free plan: 5 calls a minute. Burst 1 keeps any 60 s window at or under 5.
+    default_quota = QuotaPolicy(5, 60.0, 1, "Polygon free plan")
+
+    def _path(self, symbol: str, start: datetime, end: datetime) -> str:
+        return f"/v2/aggs/ticker/{symbol}/range/1/minute/{epoch_ms(start)}/{epoch_ms(end) - 1}"
+
+    def bars_request(self, symbol: str, *, start: datetime, end: datetime) -> ApiRequest:
+        return ApiRequest(
+            self._path(symbol, start, end),
+            {"adjusted": "true", "sort": "asc", "limit": str(self.page_limit)},
+        )
+
+    def latest_request(self, symbol: str) -> ApiRequest:
+        end = datetime.now().astimezone().replace(second=0, microsecond=0)
+        return ApiRequest(
+            self._path(symbol, end - timedelta(days=3), end),
+            {"adjusted": "true", "sort": "desc", "limit": "1"},
+        )
+
+    def authenticate(self, request: ApiRequest, api_key: str) -> ApiRequest:
+        return request.with_headers(Authorization=f"Bearer {api_key}")
+
+    def _results(self, payload: Any, *, symbol: str | None) -> list[Any]:
+        if not isinstance(payload, dict):
+            raise SchemaError(
+                f"{self.name}: symbol {symbol}: expected a JSON object, got "
+                f"{type(payload).__name__}",
+                provider=self.name,
+                symbol=symbol,
+            )
+        results = payload.get("results", [])  # absent when there is no bar at all
+        if not isinstance(results, list):
+            raise SchemaError(
+                f"{self.name}: symbol {symbol}: field 'results' is not a list",
+                provider=self.name,
+                symbol=symbol,
+                field="results",
+            )
+        return results
+
+    def read_page(
+        self, payload: Any, *, request: ApiRequest, start: datetime, end: datetime
+    ) -> PageInfo:
+        symbol = request.path.split("/")[4] if request.path.count("/") > 4 else None
+        results = self._results(payload, symbol=symbol)
+        page_start = request.covers_from or start
+        next_url = payload.get("next_url")
+        if not next_url:
+            return PageInfo(page_start, end, len(results), None)
+        if not results:
+            raise SchemaError(
+                f"{self.name}: symbol {symbol}: a page with next_url but no results",
+                provider=self.name,
+                symbol=symbol,
+                field="next_url",
+            )
+        # Quiet minutes have no bar, so this page covers up to its last bar's minute.
+        page_end = from_epoch_ms(int(results[-1]["t"])) + timedelta(minutes=1)
+        split = urlsplit(str(next_url))
+        next_request = ApiRequest(
+            split.path,
+            dict(parse_qsl(split.query)),
+            request.headers,
+            request.weight,
+            covers_from=page_end,
+        )
+        return PageInfo(page_start, page_end, len(results), next_request)
+
+    def parse_latest(self, payload: Any, *, symbol: str) -> datetime:
+        results = self._results(payload, symbol=symbol)
+        if not results or not isinstance(results[0].get("t"), int):
+            raise SchemaError(
+                f"{self.name}: symbol {symbol}: no bar in the last three days",
+                provider=self.name,
+                symbol=symbol,
+                field="t",
+            )
+        return from_epoch_ms(results[0]["t"])
+
+    def parse_bars(self, body: bytes, *, symbol: str, partition: str | None = None) -> ParsedBars:
+        where = f"{self.name}: symbol {symbol}" + (f", partition {partition}" if partition else "")
+        results = self._results(decode_json(body, provider=self.name, what=where), symbol=symbol)
+        frame, unknown = frame_from_records(
+            results,
+            AGG_FIELDS,
+            provider=self.name,
+            symbol=symbol,
+            partition=partition,
+            known_keys=KNOWN_KEYS,
+        )
+        return ParsedBars(canonical_bars(frame, symbol=symbol), unknown)

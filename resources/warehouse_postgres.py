@@ -1,0 +1,575 @@
+"""``PostgresWarehouse``: the warehouse tables in PostgreSQL, one row set per partition.
+
+Same interface as the Parquet lake (``resources/warehouse.py``), for several hosts sharing one
+database. Each table holds its polars frame's columns plus ``partition_start timestamptz`` (the
+start of the partition's UTC window: hourly ``2026-01-05-03:00`` -> 2026-01-05T03:00Z, daily
+``2026-01-05`` -> 2026-01-05T00:00Z; partition columns are times, never strings), indexed, and a
+primary key on ``(symbol, ts)`` or ``(symbol, date)``.
+
+Two small tables in the same schema describe what was written:
+
+- ``fin_assets_tables``: per table its grain (hourly/daily) and its polars columns and dtypes, so
+  reads give back exactly the dtypes written (``UInt32`` is stored as ``bigint``) and a frame that
+  no longer matches the table is refused instead of half-loaded;
+- ``fin_assets_partitions``: per materialized partition its row count and write time. An hour
+  with no bars is still a materialized partition (the Parquet lake keeps an empty file for it), so
+  partitions are listed from here, not from ``DISTINCT partition_start`` of the data.
+
+Replacing a partition is one transaction: advisory lock on (table, partition), ``DELETE`` the
+partition's rows, ``COPY`` the new ones from an in-memory CSV, update the partition registry,
+``COMMIT``. Re-runs therefore replace instead of append, a writer killed at any point leaves the
+previous rows (nothing commits), and readers never see a half-written partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import polars as pl
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
+from psycopg2.extras import Json
+
+from resources.errors import DataValidationError, InvalidInputError, StorageError
+from resources.validation import (
+    HOURLY_KEY_RE,
+    TABLE_RE,
+    validate_partition_key,
+    validate_table,
+)
+from resources.warehouse import WriteResult
+
+log = logging.getLogger(__name__)
+
+PARTITION_COLUMN = "partition_start"
+TABLES_REGISTRY = "fin_assets_tables"
+PARTITIONS_REGISTRY = "fin_assets_partitions"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+CONNECT_TIMEOUT_S = 10
+COPY_CHUNK_BYTES = 64 * 1024
+# polars writes Datetime('us', 'UTC') with an explicit offset, so PostgreSQL reads the instant
+# as UTC whatever the session's TimeZone is.
+CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f%:z"
+
+# The dtypes warehouse tables use: (polars dtype, name kept in the registry, PostgreSQL type).
+# Text is COLLATE "C" so ORDER BY symbol is byte order, as polars sorts, on any database locale.
+_TYPES: tuple[tuple[pl.DataType, str, str], ...] = (
+    (pl.String(), "String", 'text COLLATE "C"'),
+    (pl.Float64(), "Float64", "double precision"),
+    (pl.Int64(), "Int64", "bigint"),
+    (pl.UInt32(), "UInt32", "bigint"),
+    (pl.Datetime("us", "UTC"), "Datetime(us, UTC)", "timestamptz"),
+    (pl.Date(), "Date", "date"),
+)
+_DTYPE_BY_NAME = {name: dtype for dtype, name, _ in _TYPES}
+_PG_TYPE_BY_NAME = {name: pg_type for _, name, pg_type in _TYPES}
+
+
+# -- URLs and connections (shared with the PostgreSQL quota store) ----------------------------
+def redact_url(url: str) -> str:
+    """The URL without its password (in the user info or a ``password=`` parameter)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{hosts}"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
+def connect(url: str, *, application_name: str) -> Any:
+    """A psycopg2 connection; defaults only for what the URL does not set itself."""
+    given = {k for k, _ in parse_qsl(urlsplit(url).query)}
+    defaults: dict[str, object] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,  # an unreachable host fails instead of hanging
+        "application_name": application_name,  # who holds a lock, in pg_stat_activity
+    }
+    return psycopg2.connect(url, **{k: v for k, v in defaults.items() if k not in given})
+
+
+def _lock_key(*parts: str) -> int:
+    """A bigint for ``pg_advisory_xact_lock``. Python's ``hash()`` is salted per process, and
+    two processes writing the same partition must derive the same key: hence sha256."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+# -- partitions and table layouts -------------------------------------------------------------
+def _window(partition_key: str) -> tuple[str, datetime, datetime]:
+    """(grain, start, end) of a partition's UTC window."""
+    key = validate_partition_key(partition_key)
+    if HOURLY_KEY_RE.fullmatch(key):
+        start = datetime.strptime(key, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+        return "hourly", start, start + timedelta(hours=1)
+    start = datetime.strptime(key, "%Y-%m-%d").replace(tzinfo=UTC)
+    return "daily", start, start + timedelta(days=1)
+
+
+def _partition_key(grain: str, start: datetime) -> str:
+    start = start.astimezone(UTC)
+    return f"{start:%Y-%m-%d-%H:00}" if grain == "hourly" else f"{start:%Y-%m-%d}"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A table's grain and its columns with their polars dtype names, in order."""
+
+    grain: str
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("symbol", "ts") if "ts" in self.names else ("symbol", "date")
+
+    @property
+    def schema(self) -> pl.Schema:
+        return pl.Schema({name: _DTYPE_BY_NAME[dtype] for name, dtype in self.columns})
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {dtype}" for name, dtype in self.columns)
+
+
+def _layout_of(frame: pl.DataFrame, *, grain: str, table: str) -> _Layout:
+    columns = []
+    for name, dtype in frame.schema.items():
+        if not TABLE_RE.fullmatch(name) or name == PARTITION_COLUMN:
+            raise InvalidInputError(
+                f"{table}: column name {name!r} refused: expected [a-z][a-z0-9_]*, "
+                f"not {PARTITION_COLUMN!r}"
+            )
+        match = next((n for d, n, _ in _TYPES if dtype == d), None)
+        if match is None:
+            supported = ", ".join(n for _, n, _ in _TYPES)
+            raise InvalidInputError(
+                f"{table}: column {name} has dtype {dtype}, which the PostgreSQL warehouse does "
+                f"not store; cast it to one of {supported}"
+            )
+        columns.append((name, match))
+    layout = _Layout(grain, tuple(columns))
+    names = layout.names
+    if "symbol" not in names or ("ts" not in names and "date" not in names):
+        raise InvalidInputError(
+            f"{table}: a warehouse table needs a symbol column and a ts or date column "
+            f"(its primary key); the frame has {', '.join(names) or 'no columns'}"
+        )
+    return layout
+
+
+def _check_rows(
+    frame: pl.DataFrame, layout: _Layout, *, where: str, start: datetime, end: datetime
+) -> None:
+    """Refuse rows the primary key or the partition window would make wrong.
+
+    A row outside the window would be filed under this partition and then collide with (or
+    survive the replacement of) the partition it belongs to, so it is refused here."""
+    key = list(layout.key)
+    if frame.select(pl.any_horizontal(pl.col(key).is_null().any())).item():
+        raise DataValidationError(f"{where}: null {' or '.join(key)} in the frame")
+    duplicated = frame.filter(frame.select(key).is_duplicated())
+    if duplicated.height:
+        example = duplicated.row(0, named=True)
+        raise DataValidationError(
+            f"{where}: {duplicated.height} rows share their ({', '.join(key)}) with another, "
+            f"e.g. {example[key[0]]} {example[key[1]]}"
+        )
+    column = pl.col(key[1])
+    if key[1] == "ts":
+        outside = frame.filter((column < start) | (column >= end))
+    else:
+        last_day = (end - timedelta(microseconds=1)).date()
+        outside = frame.filter((column < start.date()) | (column > last_day))
+    if outside.height:
+        raise DataValidationError(
+            f"{where}: {outside.height} rows lie outside the partition window "
+            f"[{start.isoformat()}, {end.isoformat()}), e.g. {outside.row(0, named=True)[key[1]]}"
+        )
+
+
+def _csv_payload(frame: pl.DataFrame, start: datetime) -> bytes:
+    """The frame plus its partition_start, as CSV for ``COPY ... WITH (FORMAT csv)``.
+
+    Nulls go out as empty unquoted fields (COPY's NULL) while an empty string is quoted ``""``;
+    floats are written with the shortest repr that round-trips (``0.30000000000000004``), and
+    NaN/inf in spellings PostgreSQL accepts; timestamps carry microseconds and ``+00:00``."""
+    buffer = io.BytesIO()
+    frame.with_columns(pl.lit(start, pl.Datetime("us", "UTC")).alias(PARTITION_COLUMN)).write_csv(
+        buffer,
+        include_header=False,
+        datetime_format=CSV_DATETIME_FORMAT,
+        date_format="%Y-%m-%d",
+        null_value="",
+        quote_style="necessary",
+    )
+    return buffer.getvalue()
+
+
+# -- the warehouse ----------------------------------------------------------------------------
+class PostgresWarehouse:
+    """Warehouse tables in one PostgreSQL schema; see the module docstring for the layout.
+
+    Every call opens its own connection and closes it: calls are independent transactions, safe
+    from several threads, and no idle connection is held between Dagster steps.
+    """
+
+    def __init__(self, url: str, *, schema: str = "public", batch_rows: int = 50_000) -> None:
+        scheme = urlsplit(url).scheme
+        if scheme not in POSTGRES_SCHEMES:
+            raise InvalidInputError(
+                f"not a PostgreSQL URL (scheme {scheme!r}): use postgresql://user@host:5432/db"
+            )
+        if batch_rows < 1:
+            raise InvalidInputError(f"batch_rows must be at least 1, got {batch_rows}")
+        self._url = url
+        self.schema = validate_table(schema)
+        self.batch_rows = batch_rows
+        self._registry_ready = False
+
+    @property
+    def location(self) -> str:
+        return redact_url(self._url)
+
+    def _ident(self, table: str) -> sql.Composed:
+        return sql.Identifier(self.schema, table)
+
+    @contextmanager
+    def _connection(self, what: str) -> Iterator[Any]:
+        """A connection for one call; database errors become ``StorageError`` naming ``what``.
+
+        Closing without COMMIT rolls back, so an error or interrupt anywhere inside leaves the
+        tables as they were."""
+        try:
+            conn = connect(self._url, application_name="fin-assets warehouse")
+        except psycopg2.Error as exc:
+            raise StorageError(
+                f"{what}: cannot connect to the PostgreSQL warehouse {self.location}: {exc}"
+            ) from None
+        try:
+            # The lock-then-DELETE protocol below relies on each statement seeing rows
+            # committed before it started: READ COMMITTED, whatever the server's default.
+            conn.set_session(isolation_level=ISOLATION_LEVEL_READ_COMMITTED, autocommit=False)
+            yield conn
+        except psycopg2.Error as exc:
+            raise StorageError(f"{what}: PostgreSQL warehouse {self.location}: {exc}") from exc
+        finally:
+            conn.close()
+
+    # -- registry ------------------------------------------------------------------------------
+    def _registry_exists(self, cur: Any) -> bool:
+        if not self._registry_ready:
+            cur.execute(
+                "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = %s"
+                " AND tablename IN (%s, %s)",
+                (self.schema, TABLES_REGISTRY, PARTITIONS_REGISTRY),
+            )
+            self._registry_ready = cur.fetchone()[0] == 2
+        return self._registry_ready
+
+    def _create_registry(self, conn: Any) -> None:
+        with conn.cursor() as cur:
+            if self._registry_exists(cur):
+                return
+            # Two first writers would both CREATE ... IF NOT EXISTS and one would fail on the
+            # catalog's unique index: serialize creation on a lock of its own.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("registry", self.schema),))
+            cur.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s)",
+                (self.schema,),
+            )
+            if cur.fetchone()[0]:
+                cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    " table_name text PRIMARY KEY,"
+                    " grain text NOT NULL CHECK (grain IN ('hourly', 'daily')),"
+                    " columns jsonb NOT NULL,"
+                    " created_at timestamptz NOT NULL DEFAULT now())"
+                ).format(self._ident(TABLES_REGISTRY))
+            )
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ("
+                    " table_name text NOT NULL REFERENCES {} ON DELETE CASCADE,"
+                    " partition_start timestamptz NOT NULL,"
+                    " row_count bigint NOT NULL,"
+                    " written_at timestamptz NOT NULL DEFAULT now(),"
+                    " PRIMARY KEY (table_name, partition_start))"
+                ).format(self._ident(PARTITIONS_REGISTRY), self._ident(TABLES_REGISTRY))
+            )
+        conn.commit()
+        self._registry_ready = True
+
+    def _layout(self, cur: Any, table: str) -> _Layout | None:
+        if not self._registry_exists(cur):
+            return None
+        cur.execute(
+            sql.SQL("SELECT grain, columns FROM {} WHERE table_name = %s").format(
+                self._ident(TABLES_REGISTRY)
+            ),
+            (table,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return _Layout(row[0], tuple((name, dtype) for name, dtype in row[1]))
+
+    def _ensure_table(self, conn: Any, table: str, wanted: _Layout, partition_key: str) -> None:
+        """Create the table on its first write; refuse a frame or key that does not fit it."""
+        self._create_registry(conn)
+        with conn.cursor() as cur:
+            layout = self._layout(cur, table)
+            if layout is None:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("ddl", self.schema),))
+                layout = self._layout(cur, table)  # created while we waited?
+            if layout is None:
+                self._create_table(cur, table, wanted)
+                layout = wanted
+        conn.commit()
+        self._check_grain(table, layout, wanted.grain, partition_key)
+        if layout.columns != wanted.columns:
+            raise StorageError(
+                f"{table} partition {partition_key}: the frame's columns ({wanted.describe()}) "
+                f"differ from the table's ({layout.describe()}); write matching frames or "
+                "migrate the table"
+            )
+
+    def _create_table(self, cur: Any, table: str, layout: _Layout) -> None:
+        columns = [
+            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_PG_TYPE_BY_NAME[dtype]))
+            for name, dtype in layout.columns
+        ]
+        columns.append(sql.SQL("{} timestamptz NOT NULL").format(sql.Identifier(PARTITION_COLUMN)))
+        cur.execute(
+            sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
+                self._ident(table),
+                sql.SQL(", ").join(columns),
+                sql.SQL(", ").join(sql.Identifier(c) for c in layout.key),
+            )
+        )
+        cur.execute(
+            sql.SQL("CREATE INDEX ON {} ({})").format(
+                self._ident(table), sql.Identifier(PARTITION_COLUMN)
+            )
+        )
+        cur.execute(
+            sql.SQL("INSERT INTO {} (table_name, grain, columns) VALUES (%s, %s, %s)").format(
+                self._ident(TABLES_REGISTRY)
+            ),
+            (table, layout.grain, Json([list(c) for c in layout.columns])),
+        )
+        log.info("created warehouse table %s.%s (%s)", self.schema, table, layout.describe())
+
+    # -- writes --------------------------------------------------------------------------------
+    def replace_partition(self, table: str, partition_key: str, frame: pl.DataFrame) -> WriteResult:
+        """Replace the partition's rows with ``frame``: lock, DELETE, COPY, COMMIT."""
+        return self._replace(table, partition_key, frame, load=self._load_copy)
+
+    def replace_partition_executemany(
+        self, table: str, partition_key: str, frame: pl.DataFrame
+    ) -> WriteResult:
+        """BENCHMARK BASELINE ONLY: ``replace_partition`` with one INSERT per row
+        (``executemany``) instead of COPY. Same transaction and result, many times slower; kept
+        to measure COPY against. ``WriteResult.bytes`` is 0 (there is no payload)."""
+        return self._replace(table, partition_key, frame, load=self._load_executemany)
+
+    def _replace(
+        self,
+        table: str,
+        partition_key: str,
+        frame: pl.DataFrame,
+        *,
+        load: Callable[[Any, str, _Layout, pl.DataFrame, datetime], int],
+    ) -> WriteResult:
+        table = self._check_table(table)
+        grain, start, end = _window(partition_key)
+        where = f"{table} partition {partition_key}"
+        layout = _layout_of(frame, grain=grain, table=table)
+        _check_rows(frame, layout, where=where, start=start, end=end)
+        with self._connection(where) as conn:
+            self._ensure_table(conn, table, layout, partition_key)
+            with conn.cursor() as cur:
+                # Concurrent writers of one partition queue here until the holder commits; the
+                # next one's DELETE then sees (and removes) those rows, so the partition ends as
+                # one whole copy instead of two interleaved ones or a primary-key violation.
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock(%s)",
+                    (_lock_key("partition", self.schema, table, start.isoformat()),),
+                )
+                # DELETE then load instead of appending: re-running a partition replaces it.
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} = %s").format(
+                        self._ident(table), sql.Identifier(PARTITION_COLUMN)
+                    ),
+                    (start,),
+                )
+                deleted = cur.rowcount
+                sent = load(cur, table, layout, frame, start)
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {} (table_name, partition_start, row_count)"
+                        " VALUES (%s, %s, %s)"
+                        " ON CONFLICT (table_name, partition_start) DO UPDATE"
+                        " SET row_count = excluded.row_count, written_at = now()"
+                    ).format(self._ident(PARTITIONS_REGISTRY)),
+                    (table, start, frame.height),
+                )
+            # Only now do the DELETE and the new rows become visible, together. A writer that
+            # dies before this line (killed mid-COPY, network gone) never commits: the server
+            # rolls back, the previous rows stay and the advisory lock goes with the session.
+            conn.commit()
+        log.info(
+            "replaced %s.%s partition %s: %d rows (%d before)",
+            self.schema,
+            table,
+            partition_key,
+            frame.height,
+            deleted,
+        )
+        return WriteResult(
+            table, partition_key, frame.height, sent, f"{self.location}/{self.schema}.{table}"
+        )
+
+    def _copy_source(self, payload: bytes) -> IO[bytes]:
+        """What COPY reads from; a method so tests can hold a COPY midway."""
+        return io.BytesIO(payload)
+
+    def _load_copy(
+        self, cur: Any, table: str, layout: _Layout, frame: pl.DataFrame, start: datetime
+    ) -> int:
+        payload = _csv_payload(frame, start)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+            self._ident(table),
+            sql.SQL(", ").join(sql.Identifier(c) for c in [*layout.names, PARTITION_COLUMN]),
+        )
+        cur.copy_expert(statement, self._copy_source(payload), size=COPY_CHUNK_BYTES)
+        return len(payload)
+
+    def _load_executemany(
+        self, cur: Any, table: str, layout: _Layout, frame: pl.DataFrame, start: datetime
+    ) -> int:
+        names = [*layout.names, PARTITION_COLUMN]
+        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            self._ident(table),
+            sql.SQL(", ").join(sql.Identifier(c) for c in names),
+            sql.SQL(", ").join(sql.Placeholder() for _ in names),
+        )
+        cur.executemany(statement, [(*row, start) for row in frame.iter_rows()])
+        return 0
+
+    # -- reads ---------------------------------------------------------------------------------
+    def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None:
+        table = self._check_table(table)
+        grain, start, _ = _window(partition_key)
+        with self._connection(f"{table} partition {partition_key}") as conn:
+            with conn.cursor() as cur:
+                layout = self._layout(cur, table)
+                if layout is None:
+                    return None
+                self._check_grain(table, layout, grain, partition_key)
+                cur.execute(
+                    sql.SQL(
+                        "SELECT 1 FROM {} WHERE table_name = %s AND partition_start = %s"
+                    ).format(self._ident(PARTITIONS_REGISTRY)),
+                    (table, start),
+                )
+                if cur.fetchone() is None:
+                    return None
+            return self._read(conn, table, layout, [start])
+
+    def partition_keys(self, table: str) -> list[str]:
+        table = self._check_table(table)
+        with self._connection(f"{table}: listing partitions") as conn, conn.cursor() as cur:
+            layout = self._layout(cur, table)
+            return [] if layout is None else self._keys(cur, table, layout)
+
+    def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame:
+        """The requested partitions (default: all), sorted by key; collected, then lazy."""
+        table = self._check_table(table)
+        windows = None if partition_keys is None else [(k, *_window(k)) for k in partition_keys]
+        with self._connection(f"{table}: scan") as conn:
+            with conn.cursor() as cur:
+                layout = self._layout(cur, table)
+                present = [] if layout is None else self._keys(cur, table, layout)
+            if windows is None:
+                windows = [(k, *_window(k)) for k in present]
+            if layout is not None:
+                for key, grain, _, _ in windows:
+                    self._check_grain(table, layout, grain, key)
+            missing = [key for key, *_ in windows if key not in set(present)]
+            if missing:
+                raise StorageError(
+                    f"{table}: partitions not materialized yet: {', '.join(missing)}"
+                )
+            if layout is None or not windows:
+                raise StorageError(
+                    f"{table}: no partitions in the PostgreSQL warehouse {self.location}"
+                )
+            everything = partition_keys is None
+            starts = None if everything else [start for _, _, start, _ in windows]
+            return self._read(conn, table, layout, starts).lazy()
+
+    def _keys(self, cur: Any, table: str, layout: _Layout) -> list[str]:
+        cur.execute(
+            sql.SQL(
+                "SELECT partition_start FROM {} WHERE table_name = %s ORDER BY partition_start"
+            ).format(self._ident(PARTITIONS_REGISTRY)),
+            (table,),
+        )
+        return [_partition_key(layout.grain, start) for (start,) in cur.fetchall()]
+
+    def _read(
+        self, conn: Any, table: str, layout: _Layout, starts: list[datetime] | None
+    ) -> pl.DataFrame:
+        """Rows of the given partitions (None: all), ordered by the primary key.
+
+        A server-side (named) cursor streams them in batches of ``batch_rows``; each batch
+        becomes a polars frame at once, so Python tuples never exist for more than one batch."""
+        schema = layout.schema
+        query = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in layout.names), self._ident(table)
+        )
+        params: tuple[object, ...] = ()
+        if starts is not None:
+            query += sql.SQL(" WHERE {} = ANY(%s)").format(sql.Identifier(PARTITION_COLUMN))
+            params = (starts,)
+        query += sql.SQL(" ORDER BY {}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in layout.key)
+        )
+        frames = []
+        with conn.cursor(name="fin_assets_read") as cur:
+            cur.itersize = self.batch_rows
+            cur.execute(query, params)
+            while rows := cur.fetchmany(self.batch_rows):
+                frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
+        conn.commit()
+        if not frames:
+            return pl.DataFrame(schema=schema)
+        return pl.concat(frames, rechunk=True)
+
+    # -- checks --------------------------------------------------------------------------------
+    @staticmethod
+    def _check_table(table: str) -> str:
+        table = validate_table(table)
+        if table in (TABLES_REGISTRY, PARTITIONS_REGISTRY):
+            raise InvalidInputError(f"{table} is the warehouse's own registry, not a table")
+        return table
+
+    @staticmethod
+    def _check_grain(table: str, layout: _Layout, grain: str, key: str) -> None:
+        if grain != layout.grain:
+            raise InvalidInputError(
+                f"{table} is partitioned {layout.grain}; {key} is a {grain} key"
+            )
