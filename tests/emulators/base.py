@@ -1,0 +1,330 @@
+"""A loopback HTTP server base for vendor-API emulators used in tests.
+
+Same plumbing ideas as ``resources/simulator.py``: a ``ThreadingHTTPServer`` on daemon
+threads, a 128-deep listen backlog, no reverse DNS in ``server_bind``, Nagle off, no access
+log, keep-alive connections dropped on ``stop()`` so handler threads exit promptly.
+
+Subclasses implement :meth:`LoopbackEmulator.handle` (pure request -> response) and
+:meth:`LoopbackEmulator.is_data_path`; the base class does parsing, injection of canned
+responses, the request log and the generic counters.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import socket
+import socketserver
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["Clock", "LoopbackEmulator", "Reply", "dumps"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+# (status, headers, body) as returned by handle().
+Reply = tuple[int, dict[str, str], bytes]
+
+_MAX_QUERY_FIELDS = 64
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON, as the real vendors send it."""
+    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
+
+
+class _Server(ThreadingHTTPServer):
+    # Many client workers may connect at once; the default backlog of 5 drops SYNs.
+    request_queue_size = 128
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], emulator: LoopbackEmulator) -> None:
+        self.emulator = emulator
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn() (reverse DNS), which can stall for
+        # seconds in sandboxes; server_name is never used.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Wake handler threads parked on idle keep-alive connections so they exit."""
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            logger.debug("emulator client disconnected: %s", type(exc).__name__)
+        else:
+            logger.exception("emulator request handler failed")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs behind their CDNs
+    timeout = 30
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive client's
+    # delayed ACK would stall every response by ~40 ms.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        # The default prints the request line (which may carry ?apiKey=...) to stderr.
+        return
+
+    def version_string(self) -> str:
+        return self.server.emulator.server_header
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The stock error page quotes the raw request line, which may carry a key.
+        super().send_error(code)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def _dispatch(self, method: str) -> None:
+        # Bodies are never used by the emulated GET endpoints; drain a small one so the
+        # keep-alive stream stays in sync, otherwise close the connection afterwards.
+        raw_len = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+        elif raw_len:
+            try:
+                length = int(raw_len)
+            except ValueError:
+                length = -1
+            if 0 <= length <= 64 * 1024:
+                self.rfile.read(length)
+            else:
+                self.close_connection = True
+        status, headers, body = self.server.emulator._serve(method, self.path, self.headers)
+        self.send_response(status)
+        names = {name.lower() for name in headers}
+        if "content-type" not in names:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            if name.lower() != "content-length":
+                self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class LoopbackEmulator(ABC):
+    """An emulated vendor API on ``http://127.0.0.1:<port>``; ``start()`` serves it.
+
+    ``clock`` (default ``time.time``) is the emulator's notion of epoch seconds: rate-limit
+    windows, bans, Retry-After values and request-log timestamps all use it, so tests can
+    compress or freeze time without sleeping.
+    """
+
+    server_header = "Emulator/1.0"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Clock | None = None,
+        log_size: int = 50_000,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.clock: Clock = clock if clock is not None else time.time
+        self._lock = threading.RLock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._log_size = log_size
+        self._injections: collections.deque[Reply] = collections.deque()
+        self._clear_base_stats()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._server is not None:
+            raise RuntimeError("emulator already started")
+        server = _Server((self.host, self.requested_port), self)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits for the loop to notice
+            name=f"{type(self).__name__}-{server.server_port}",
+            daemon=True,
+        )
+        self._server, self._thread = server, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        server.shutdown()
+        server.server_close()
+        server.drop_connections()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        """Base URL without a trailing slash, e.g. ``http://127.0.0.1:54321``."""
+        host = self.host if self.host not in ("", "0.0.0.0") else "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    # -- test controls -----------------------------------------------------------------
+
+    def inject(
+        self,
+        status: int,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        count: int = 1,
+    ) -> None:
+        """Answer the next ``count`` data-endpoint requests with this canned response.
+
+        Injections queue FIFO behind earlier ones. Injected replies skip the emulator's own
+        logic (auth, quotas, parameters) but are logged and counted by status; subclasses
+        may react to them (see ``_on_injected``).
+        """
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        reply: Reply = (int(status), dict(headers or {}), bytes(body))
+        with self._lock:
+            self._injections.extend([reply] * count)
+
+    def pending_injections(self) -> int:
+        with self._lock:
+            return len(self._injections)
+
+    def reset(self) -> None:
+        """Forget injections, counters, the request log and all quota/ban state."""
+        with self._lock:
+            self._injections.clear()
+            self._clear_base_stats()
+            self._reset_state()
+
+    def request_log(self) -> list[dict[str, Any]]:
+        """``{t, path, status, client}`` per request, oldest first (bounded)."""
+        with self._lock:
+            return [
+                {"t": t, "path": path, "status": status, "client": client}
+                for t, path, status, client in self._log
+            ]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self._requests,
+                "injected": self._injected,
+                "by_status": dict(self._by_status),
+            }
+
+    # -- subclass hooks ----------------------------------------------------------------
+
+    @abstractmethod
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], headers: Message
+    ) -> Reply:
+        """Answer one request: ``(status, headers, body)``. Called from handler threads."""
+
+    @abstractmethod
+    def is_data_path(self, path: str) -> bool:
+        """Whether ``path`` is the data endpoint that ``inject()`` applies to."""
+
+    def _on_injected(self, reply: Reply) -> Reply:
+        """Called (under the lock) when an injected reply is served; may amend it."""
+        return reply
+
+    def _reset_state(self) -> None:
+        """Clear subclass counters and quota state (called under the lock)."""
+        return None
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _clear_base_stats(self) -> None:
+        self._requests = 0
+        self._injected = 0
+        self._by_status: collections.Counter[int] = collections.Counter()
+        self._log: collections.deque[tuple[float, str, int, str]] = collections.deque(
+            maxlen=self._log_size
+        )
+
+    def _serve(self, method: str, target: str, headers: Message) -> Reply:
+        split = urlsplit(target)
+        path = split.path
+        reply: Reply | None = None
+        if self.is_data_path(path):
+            with self._lock:
+                if self._injections:
+                    reply = self._on_injected(self._injections.popleft())
+                    self._injected += 1
+        if reply is None:
+            try:
+                query = parse_qs(
+                    split.query, keep_blank_values=True, max_num_fields=_MAX_QUERY_FIELDS
+                )
+            except ValueError:
+                reply = (400, {}, dumps({"error": "too many query parameters"}))
+            else:
+                try:
+                    reply = self.handle(method, path, query, headers)
+                except Exception:
+                    logger.exception("emulator failed handling %s %s", method, path)
+                    reply = (500, {}, dumps({"error": "internal emulator error"}))
+        status = reply[0]
+        client = headers.get("X-Client-Id") or ""
+        with self._lock:
+            self._requests += 1
+            self._by_status[status] += 1
+            self._log.append((self.clock(), path, status, str(client)))
+        return reply

@@ -1,0 +1,396 @@
+"""Binance spot ``GET /api/v3/klines`` on loopback, with REQUEST_WEIGHT limits and IP bans.
+
+Follows https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints
+(kline/candlestick data) and the spot error-code list. Data comes from
+``resources.simulator.generate_bars`` so it is deterministic, or from fixture rows.
+
+Rate limiting (one client IP, as all loopback clients share 127.0.0.1):
+
+* a fixed window of ``window_s`` aligned to the clock (``floor(now / window_s)``, i.e. the
+  wall-clock minute by default) with ``weight_limit`` REQUEST_WEIGHT; every klines request
+  costs ``request_weight``; every klines response carries ``X-MBX-USED-WEIGHT-1m``;
+* over the limit: 429 with ``Retry-After`` = seconds until the window resets (ceil, >= 1);
+  rejected requests cost no weight;
+* a request that arrives before a 429's Retry-After period has ended gets the IP banned
+  for ``ban_s``: 418 with ``Retry-After`` = remaining ban seconds, on every request until
+  the ban ends (those are counted in ``requests_during_ban``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.message import Message
+from typing import Any
+
+from resources.simulator import SYMBOL_PATTERN, generate_bars
+from tests.emulators.base import Clock, LoopbackEmulator, Reply, dumps
+
+__all__ = [
+    "INVALID_INTERVAL",
+    "INVALID_PARAMETER",
+    "INVALID_SYMBOL",
+    "KLINES_PATH",
+    "START_AFTER_END",
+    "BinanceEmulator",
+    "ban_body",
+    "error_body",
+    "kline_rows",
+    "rate_limit_body",
+]
+
+KLINES_PATH = "/api/v3/klines"
+MINUTE_MS = 60_000
+DEFAULT_LIMIT = 500
+MAX_LIMIT = 1000
+
+BINANCE_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
+_DIGITS_RE = re.compile(r"^[0-9]{1,20}$")
+_LIMIT_RE = re.compile(r"^-?[0-9]{1,12}$")
+
+RATE_LIMIT_MSG = (
+    "Too many requests; current limit of IP(127.0.0.1) is {limit} requests per minute. "
+    "Please use the websocket for live updates to avoid polling the API."
+)
+BAN_BODY_TEMPLATE = (
+    "Way too much request weight used; IP banned until {until_ms}. "
+    "Please use WebSocket Streams for live updates to avoid bans."
+)
+
+
+def error_body(code: int, msg: str) -> bytes:
+    return dumps({"code": code, "msg": msg})
+
+
+def rate_limit_body(limit: int = 6000) -> bytes:
+    """The 429 body Binance sends when REQUEST_WEIGHT is exceeded."""
+    return error_body(-1003, RATE_LIMIT_MSG.format(limit=limit))
+
+
+def ban_body(until_ms: int) -> bytes:
+    """The 418 body Binance sends to a banned IP."""
+    return error_body(-1003, BAN_BODY_TEMPLATE.format(until_ms=until_ms))
+
+
+def _mandatory(name: str) -> bytes:
+    return error_body(
+        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+    )
+
+
+def _illegal(name: str) -> bytes:
+    return error_body(
+        -1100,
+        f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.",
+    )
+
+
+INVALID_SYMBOL = error_body(-1121, "Invalid symbol.")
+INVALID_INTERVAL = error_body(-1120, "Invalid interval.")
+INVALID_PARAMETER = error_body(-1130, "Invalid data sent for a parameter.")
+START_AFTER_END = error_body(-1023, "Start time is greater than end time.")
+
+
+# --------------------------------------------------------------------------------------
+# Deterministic data
+# --------------------------------------------------------------------------------------
+
+
+def _generator_symbol(symbol: str) -> str:
+    # generate_bars accepts at most 10 base characters; longer Binance symbols (e.g.
+    # 1000SHIBUSDT) get a stable alias so every valid symbol still has data.
+    if SYMBOL_PATTERN.fullmatch(symbol):
+        return symbol
+    return "Z" + hashlib.sha256(symbol.encode()).hexdigest()[:9].upper()
+
+
+def _unit(text: str) -> float:
+    digest = hashlib.sha256(text.encode()).digest()
+    return int.from_bytes(digest[:7], "big") / float(1 << 56)
+
+
+def _f8(x: float) -> str:
+    return f"{x:.8f}"
+
+
+def _kline(symbol: str, bar: Mapping[str, Any]) -> list[Any]:
+    open_ms = int(datetime.fromisoformat(bar["t"].replace("Z", "+00:00")).timestamp()) * 1000
+    v, vw = float(bar["v"]), float(bar["vw"])
+    # Takers bought 30..70% of the volume, deterministically per (symbol, minute).
+    taker_base = round(v * (0.3 + 0.4 * _unit(f"{symbol}|{open_ms}|taker")), 8)
+    return [
+        open_ms,
+        _f8(bar["o"]),
+        _f8(bar["h"]),
+        _f8(bar["l"]),
+        _f8(bar["c"]),
+        _f8(v),
+        open_ms + MINUTE_MS - 1,
+        _f8(vw * v),
+        int(bar["n"]),
+        _f8(taker_base),
+        _f8(taker_base * vw),
+        "0",
+    ]
+
+
+def kline_rows(symbol: str, first_open_ms: int, last_open_ms: int, *, seed: int = 0) -> list[list]:
+    """Klines for every minute with ``first_open_ms <= open <= last_open_ms`` (both inclusive).
+
+    Not clipped to "now". Values derive from ``generate_bars`` (o, h, l, c, v, n, vw).
+    """
+    first = -(-first_open_ms // MINUTE_MS)
+    last = last_open_ms // MINUTE_MS
+    if last < first:
+        return []
+    start = datetime.fromtimestamp(first * 60, UTC)
+    end = datetime.fromtimestamp((last + 1) * 60, UTC)
+    bars = generate_bars(_generator_symbol(symbol), start, end, seed=seed)
+    return [_kline(symbol, bar) for bar in bars]
+
+
+# --------------------------------------------------------------------------------------
+# The emulator
+# --------------------------------------------------------------------------------------
+
+
+def _first(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+class _Invalid(Exception):
+    def __init__(self, body: bytes) -> None:
+        super().__init__("invalid request")
+        self.body = body
+
+
+class BinanceEmulator(LoopbackEmulator):
+    """Binance spot klines. See the module docstring for the rate-limit model."""
+
+    server_header = "nginx"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        now: datetime | None = None,
+        klines: Mapping[str, Sequence[Sequence[Any]]] | None = None,
+        symbols: set[str] | frozenset[str] | None = None,
+        weight_limit: int = 6000,
+        window_s: float = 60.0,
+        request_weight: int = 2,
+        ban_s: float = 120.0,
+        seed: int = 0,
+        clock: Clock | None = None,
+        log_size: int = 50_000,
+    ) -> None:
+        if weight_limit < 0 or request_weight < 0:
+            raise ValueError("weight_limit and request_weight must be >= 0")
+        if not window_s > 0 or ban_s < 0:
+            raise ValueError("window_s must be > 0 and ban_s >= 0")
+        super().__init__(host=host, port=port, clock=clock, log_size=log_size)
+        self.now = now
+        self.fixture_klines: dict[str, list[list[Any]]] = {
+            sym: [list(row) for row in rows] for sym, rows in (klines or {}).items()
+        }
+        self.symbols = frozenset(symbols) if symbols is not None else None
+        self.weight_limit = weight_limit
+        self.window_s = float(window_s)
+        self.request_weight = request_weight
+        self.ban_s = float(ban_s)
+        self.seed = seed
+        self._reset_state()
+
+    # -- state -------------------------------------------------------------------------
+
+    def _reset_state(self) -> None:
+        self._window_start = -math.inf
+        self._used = 0
+        self._retry_until = -math.inf  # end of the latest 429's Retry-After period
+        self._ban_until = -math.inf
+        self._weight_total = 0
+        self._klines_requests = 0
+        self._rejected_429 = 0
+        self._rejected_418 = 0
+        self._during_ban = 0
+        self._bans = 0
+
+    def stats(self) -> dict[str, Any]:
+        base = super().stats()
+        with self._lock:
+            base.update(
+                klines_requests=self._klines_requests,
+                weight_used_total=self._weight_total,
+                weight_used_window=self._current_used(self.clock()),
+                rejected_429=self._rejected_429,
+                rejected_418=self._rejected_418,
+                requests_during_ban=self._during_ban,
+                bans=self._bans,
+                banned_until=self._ban_until if self._ban_until > -math.inf else None,
+            )
+        return base
+
+    def used_weight(self) -> int:
+        """REQUEST_WEIGHT used in the current window."""
+        with self._lock:
+            return self._current_used(self.clock())
+
+    def _current_used(self, now: float) -> int:
+        start = math.floor(now / self.window_s) * self.window_s
+        return self._used if start == self._window_start else 0
+
+    def _roll_window(self, now: float) -> None:
+        start = math.floor(now / self.window_s) * self.window_s
+        if start != self._window_start:
+            self._window_start, self._used = start, 0
+
+    def _ban(self, now: float, seconds: float) -> Reply:
+        self._ban_until = now + seconds
+        self._bans += 1
+        return self._ban_reply(now)
+
+    def _ban_reply(self, now: float) -> Reply:
+        self._rejected_418 += 1
+        retry = max(1, math.ceil(self._ban_until - now))
+        headers = {
+            "Retry-After": str(retry),
+            "X-MBX-USED-WEIGHT-1m": str(self._current_used(now)),
+        }
+        return 418, headers, ban_body(round(self._ban_until * 1000))
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def is_data_path(self, path: str) -> bool:
+        return path == KLINES_PATH
+
+    def _on_injected(self, reply: Reply) -> Reply:
+        status, headers, body = reply
+        now = self.clock()
+        retry_after = _retry_after_seconds(headers)
+        if status == 418:
+            self._ban_until = now + (retry_after if retry_after is not None else self.ban_s)
+            self._bans += 1
+            self._rejected_418 += 1
+        elif status == 429:
+            self._rejected_429 += 1
+            if retry_after is not None:
+                self._retry_until = max(self._retry_until, now + retry_after)
+        if not any(name.lower() == "x-mbx-used-weight-1m" for name in headers):
+            headers = {**headers, "X-MBX-USED-WEIGHT-1m": str(self._current_used(now))}
+        return status, headers, body
+
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], headers: Message
+    ) -> Reply:
+        if path != KLINES_PATH:
+            return 404, {}, dumps({"code": -1000, "msg": "Not found."})
+        if method != "GET":
+            return 405, {"Allow": "GET"}, dumps({"code": -1000, "msg": "Method not allowed."})
+        with self._lock:
+            now = self.clock()
+            self._klines_requests += 1
+            if now < self._ban_until:
+                self._during_ban += 1
+                return self._ban_reply(now)
+            self._roll_window(now)
+            if now < self._retry_until:
+                # Sent again inside a 429's Retry-After period: auto-ban.
+                return self._ban(now, self.ban_s)
+            if self._used + self.request_weight > self.weight_limit:
+                self._rejected_429 += 1
+                window_end = self._window_start + self.window_s
+                self._retry_until = max(self._retry_until, window_end)
+                retry = max(1, math.ceil(window_end - now))
+                rl_headers = {"Retry-After": str(retry), "X-MBX-USED-WEIGHT-1m": str(self._used)}
+                return 429, rl_headers, rate_limit_body(self.weight_limit)
+            # Weight is charged before validation: malformed requests cost weight too.
+            self._used += self.request_weight
+            self._weight_total += self.request_weight
+            weight_header = {"X-MBX-USED-WEIGHT-1m": str(self._used)}
+        try:
+            rows = self._klines(query)
+        except _Invalid as exc:
+            return 400, weight_header, exc.body
+        return 200, weight_header, dumps(rows)
+
+    # -- klines ------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        if self.now is not None:
+            now = self.now if self.now.tzinfo else self.now.replace(tzinfo=UTC)
+            return math.floor(now.timestamp() * 1000)
+        return math.floor(self.clock() * 1000)
+
+    def _klines(self, query: dict[str, list[str]]) -> list[list[Any]]:
+        symbol = _first(query, "symbol")
+        if not symbol:
+            raise _Invalid(_mandatory("symbol"))
+        if not BINANCE_SYMBOL_RE.fullmatch(symbol):
+            raise _Invalid(INVALID_SYMBOL)
+        if self.symbols is not None and symbol not in self.symbols:
+            raise _Invalid(INVALID_SYMBOL)
+        interval = _first(query, "interval")
+        if not interval:
+            raise _Invalid(_mandatory("interval"))
+        if interval != "1m":
+            raise _Invalid(INVALID_INTERVAL)
+        start = self._ms_param(query, "startTime")
+        end = self._ms_param(query, "endTime")
+        raw_limit = _first(query, "limit")
+        if raw_limit is None or raw_limit == "":
+            limit = DEFAULT_LIMIT
+        elif not _LIMIT_RE.fullmatch(raw_limit):
+            raise _Invalid(_illegal("limit"))
+        else:
+            limit = int(raw_limit)
+            if not 1 <= limit <= MAX_LIMIT:
+                raise _Invalid(INVALID_PARAMETER)
+        if start is not None and end is not None and start > end:
+            raise _Invalid(START_AFTER_END)
+
+        fixture = self.fixture_klines.get(symbol)
+        if fixture is not None:
+            # Fixture rows are served as given: filtered by the window and limit only.
+            rows = [
+                row
+                for row in fixture
+                if (start is None or row[0] >= start) and (end is None or row[0] <= end)
+            ]
+            return rows[:limit] if start is not None else rows[-limit:]
+
+        # Only closed minutes exist: open + 60 s <= now.
+        last_closed = (self._now_ms() // MINUTE_MS - 1) * MINUTE_MS
+        hi = last_closed if end is None else min(end, last_closed)
+        if start is not None:
+            first = -(-start // MINUTE_MS) * MINUTE_MS
+            last = min(hi, first + (limit - 1) * MINUTE_MS)
+        else:
+            last = hi // MINUTE_MS * MINUTE_MS
+            first = max(0, last - (limit - 1) * MINUTE_MS)
+        if last < first:
+            return []
+        return kline_rows(symbol, first, last, seed=self.seed)
+
+    @staticmethod
+    def _ms_param(query: dict[str, list[str]], name: str) -> int | None:
+        raw = _first(query, name)
+        if raw is None or raw == "":
+            return None
+        if not _DIGITS_RE.fullmatch(raw):
+            raise _Invalid(_illegal(name))
+        return int(raw)
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,217 @@
+"""Binance and Polygon adapters against fixtures shaped like their documented responses."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from fin_assets.definitions import build_definitions
+from resources.errors import InvalidInputError, SchemaError
+from resources.providers import BinanceAdapter, PolygonAdapter, get_adapter
+from resources.providers.base import BAR_SCHEMA, ApiRequest
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+HOUR = datetime(2026, 1, 5, tzinfo=UTC)
+PARTITION = "2026-01-05-00:00"
+
+
+def fixture(provider: str, name: str) -> bytes:
+    return (FIXTURES / provider / name).read_bytes()
+
+
+def ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+# -- Binance -------------------------------------------------------------------------------
+def test_binance_klines_map_to_the_canonical_schema_field_by_field() -> None:
+    body = fixture("binance", "klines_BTCUSDT_2026-01-05T00.json")
+    parsed = BinanceAdapter().parse_bars(body, symbol="BTCUSDT", partition=PARTITION)
+    frame = parsed.frame
+    assert frame.schema == pl.Schema(BAR_SCHEMA)
+    klines = json.loads(body)
+    assert frame.height == len(klines) == 60
+    for row, kline in zip(frame.iter_rows(named=True), klines, strict=True):
+        assert row["symbol"] == "BTCUSDT"
+        assert ms(row["ts"]) == kline[0]
+        assert (row["open"], row["high"], row["low"], row["close"]) == tuple(
+            float(v) for v in kline[1:5]
+        )
+        assert row["volume"] == float(kline[5])
+        assert row["trades"] == kline[8]
+        assert row["vwap"] == pytest.approx(float(kline[7]) / float(kline[5]))
+    assert parsed.unknown_fields == {}
+
+
+def test_binance_empty_result_is_an_empty_canonical_frame() -> None:
+    parsed = BinanceAdapter().parse_bars(fixture("binance", "klines_empty.json"), symbol="BTCUSDT")
+    assert parsed.frame.height == 0 and parsed.frame.schema == pl.Schema(BAR_SCHEMA)
+
+
+def test_binance_paging_by_last_open_time_and_partial_last_page() -> None:
+    adapter = BinanceAdapter()
+    end = HOUR + timedelta(days=1)
+    first = adapter.bars_request("BTCUSDT", start=HOUR, end=end)
+    assert first.params["endTime"] == str(ms(end) - 1)  # endTime is inclusive
+    assert first.weight == 2
+    full_page = [[ms(HOUR) + i * 60_000, "1", "1", "1", "1", "1", 0, "1", 1] for i in range(1000)]
+    page = adapter.read_page(full_page, request=first, start=HOUR, end=end)
+    assert page.coverage_start == HOUR
+    assert page.coverage_end == HOUR + timedelta(minutes=1000)
+    assert page.next_request is not None
+    assert page.next_request.params["startTime"] == str(ms(HOUR) + 1000 * 60_000)
+    partial = json.loads(fixture("binance", "klines_partial_last_page.json"))
+    assert 0 < len(partial) < 1000
+    last = adapter.read_page(partial, request=page.next_request, start=HOUR, end=end)
+    assert last.next_request is None
+    assert (last.coverage_start, last.coverage_end) == (HOUR + timedelta(minutes=1000), end)
+
+
+def test_binance_error_bodies_and_the_ban() -> None:
+    adapter = BinanceAdapter()
+    invalid = adapter.classify(
+        status=400, headers={}, body=fixture("binance", "error_invalid_symbol.json")
+    )
+    assert invalid.kind == "fatal" and "Invalid symbol." in invalid.reason
+    too_many = adapter.classify(
+        status=429, headers={"retry-after": "30"}, body=fixture("binance", "error_429.json")
+    )
+    assert too_many.kind == "throttled" and too_many.server_wait_s == 30
+    banned = adapter.classify(
+        status=418, headers={"retry-after": "120"}, body=fixture("binance", "error_418.json")
+    )
+    assert banned.kind == "throttled" and banned.server_wait_s == 120
+    assert "IP banned" in banned.reason
+
+
+def test_binance_used_weight_header_becomes_a_quota_signal() -> None:
+    now = datetime(2026, 1, 5, 0, 0, 45, tzinfo=UTC)
+    signal = BinanceAdapter().rate_limit_signal({"x-mbx-used-weight-1m": "6000"}, now=now)
+    assert signal is not None
+    assert (signal.limit, signal.remaining) == (6000, 0)
+    assert signal.reset_s == pytest.approx(15.0)  # the weight window is the calendar minute
+
+
+def test_binance_drift_names_the_field() -> None:
+    klines = json.loads(fixture("binance", "klines_BTCUSDT_2026-01-05T00.json"))
+    klines[3][4] = 307.1  # close as a number, not a decimal string
+    with pytest.raises(SchemaError) as info:
+        BinanceAdapter().parse_bars(
+            json.dumps(klines).encode(), symbol="BTCUSDT", partition=PARTITION
+        )
+    assert info.value.field == "4"
+    assert "binance: symbol BTCUSDT, partition 2026-01-05-00:00: field 4 in bar 3" in str(
+        info.value
+    )
+
+
+# -- Polygon -------------------------------------------------------------------------------
+def test_polygon_aggregates_map_to_the_canonical_schema_field_by_field() -> None:
+    body = fixture("polygon", "aggs_AAPL_2026-01-05T00.json")
+    payload = json.loads(body)
+    parsed = PolygonAdapter().parse_bars(body, symbol="AAPL", partition=PARTITION)
+    assert parsed.frame.schema == pl.Schema(BAR_SCHEMA)
+    assert parsed.frame.height == payload["resultsCount"] < 60  # quiet minutes have no bar
+    for row, bar in zip(parsed.frame.iter_rows(named=True), payload["results"], strict=True):
+        assert ms(row["ts"]) == bar["t"]
+        assert (row["open"], row["high"], row["low"], row["close"]) == (
+            bar["o"],
+            bar["h"],
+            bar["l"],
+            bar["c"],
+        )
+        assert (row["volume"], row["vwap"], row["trades"]) == (bar["v"], bar["vw"], bar["n"])
+
+
+def test_polygon_empty_result_has_no_results_key() -> None:
+    body = fixture("polygon", "aggs_empty.json")
+    assert "results" not in json.loads(body)
+    parsed = PolygonAdapter().parse_bars(body, symbol="AAPL")
+    assert parsed.frame.height == 0
+
+
+def test_polygon_next_url_is_followed_on_our_base_url_only() -> None:
+    adapter = PolygonAdapter()
+    end = HOUR + timedelta(days=1)
+    first = adapter.authenticate(adapter.bars_request("AAPL", start=HOUR, end=end), "k")
+    assert first.headers["Authorization"] == "Bearer k"
+    assert first.path == f"/v2/aggs/ticker/AAPL/range/1/minute/{ms(HOUR)}/{ms(end) - 1}"
+    payload = json.loads(fixture("polygon", "aggs_first_page_with_next_url.json"))
+    page = adapter.read_page(payload, request=first, start=HOUR, end=end)
+    nxt = page.next_request
+    assert nxt is not None
+    assert payload["next_url"].startswith("https://api.polygon.io/")
+    assert nxt.path.startswith("/v2/aggs/ticker/AAPL/range/1/minute/")  # path only, no host
+    assert "cursor" in nxt.params
+    last_bar = datetime.fromtimestamp(payload["results"][-1]["t"] / 1000, UTC)
+    assert page.coverage_end == nxt.covers_from == last_bar + timedelta(minutes=1)
+    partial = json.loads(fixture("polygon", "aggs_partial_last_page.json"))
+    last = adapter.read_page(partial, request=nxt, start=HOUR, end=end)
+    assert last.next_request is None
+    assert (last.coverage_start, last.coverage_end) == (nxt.covers_from, end)
+
+
+def test_polygon_error_bodies() -> None:
+    adapter = PolygonAdapter()
+    unknown = adapter.classify(
+        status=401, headers={}, body=fixture("polygon", "error_unknown_api_key.json")
+    )
+    assert unknown.kind == "fatal" and "Unknown API Key" in unknown.reason
+    limited = adapter.classify(status=429, headers={}, body=fixture("polygon", "error_429.json"))
+    assert limited.kind == "throttled" and limited.server_wait_s is None  # no Retry-After
+    assert "maximum requests per minute" in limited.reason
+    denied = adapter.classify(
+        status=403, headers={}, body=fixture("polygon", "error_not_authorized.json")
+    )
+    assert denied.kind == "fatal" and "not entitled" in denied.reason
+
+
+def test_polygon_drift_names_the_field() -> None:
+    payload = json.loads(fixture("polygon", "aggs_AAPL_2026-01-05T00.json"))
+    del payload["results"][7]["c"]
+    with pytest.raises(SchemaError) as info:
+        PolygonAdapter().parse_bars(
+            json.dumps(payload).encode(), symbol="AAPL", partition=PARTITION
+        )
+    assert info.value.field == "c"
+    assert "polygon: symbol AAPL, partition 2026-01-05-00:00: field 'c' missing in bar 7" in str(
+        info.value
+    )
+
+
+# -- selection by configuration --------------------------------------------------------------
+def test_provider_is_chosen_by_configuration_with_its_documented_quota(tmp_path: Path) -> None:
+    defs = build_definitions({"FIN_PROVIDER": "binance", "FIN_DATA_DIR": str(tmp_path)})
+    api = defs.resources["market_api"]
+    assert api.provider == "binance"  # type: ignore[attr-defined]
+    assert api.base_url == "https://api.binance.com"  # type: ignore[attr-defined]
+    assert api.policy().describe() == "6000/60s burst 40 (Binance documented)"  # type: ignore[attr-defined]
+    assert defs.resolve_assets_def(dg.AssetKey(["raw", "bars"])).op.pool == "provider_binance"
+
+
+def test_a_missing_key_is_a_load_time_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="polygon needs an API key: set FIN_API_KEY"):
+        build_definitions({"FIN_PROVIDER": "polygon", "FIN_DATA_DIR": str(tmp_path)})
+    with pytest.raises(InvalidInputError, match="unknown provider 'nyse'"):
+        build_definitions({"FIN_PROVIDER": "nyse", "FIN_DATA_DIR": str(tmp_path)})
+
+
+def test_quota_override_wins_over_the_documented_one(tmp_path: Path) -> None:
+    defs = build_definitions(
+        {
+            "FIN_PROVIDER": "polygon",
+            "FIN_API_KEY": "k",
+            "FIN_DATA_DIR": str(tmp_path),
+            "FIN_QUOTA_REQUESTS": "100",
+            "FIN_QUOTA_WINDOW_SECONDS": "60",
+        }
+    )
+    policy = defs.resources["market_api"].policy()  # type: ignore[attr-defined]
+    assert (policy.limit, policy.window_s, policy.burst) == (100, 60, 1)
+    assert get_adapter("polygon").default_quota.limit == 5  # type: ignore[union-attr]
+    assert isinstance(PolygonAdapter().bars_request("AAPL", start=HOUR, end=HOUR), ApiRequest)
