@@ -86,3 +86,45 @@ def materialization_metadata(
         if event.asset_key == dg.AssetKey(key):
             return {k: v.value for k, v in event.materialization.metadata.items()}
     raise AssertionError(f"no materialization of {'/'.join(key)}")
+
+
+def assert_secrets_nowhere(
+    secrets: tuple[str, ...],
+    *,
+    data_dir: Path,
+    instance: dg.DagsterInstance,
+    runs: tuple[dg.ExecuteInProcessResult, ...],
+) -> None:
+    """No secret in any file we or Dagster wrote (snapshots, sidecars, tables, the SQLite event
+    log, compute logs), any stored event-log entry, any metadata value, or any recorded
+    exception with its whole chain."""
+    written = [p for root in (data_dir, Path(instance.root_directory)) for p in root.rglob("*")]
+    assert any(p.suffix == ".db" for p in written)
+    leaks = [
+        p for p in written if p.is_file() and any(s.encode() in p.read_bytes() for s in secrets)
+    ]
+    assert leaks == []
+    for run in runs:
+        entries = instance.all_logs(run.run_id)
+        assert entries
+        for entry in entries:
+            assert not any(s in str(entry) for s in secrets)
+        for event in run.get_asset_materialization_events():
+            for value in event.materialization.metadata.values():
+                assert not any(s in str(value.value) for s in secrets)
+        for event in run.all_events:
+            if event.event_type_value == "STEP_FAILURE":
+                error = event.step_failure_data.error
+                while error is not None:
+                    assert not any(s in error.to_string() for s in secrets)
+                    error = error.cause
+
+
+def assert_secrets_not_logged(
+    secrets: tuple[str, ...], *, caplog: pytest.LogCaptureFixture, output: str
+) -> None:
+    """No secret in any log record any Python logger emitted, nor in stdout/stderr."""
+    assert caplog.records
+    for record in caplog.records:
+        assert not any(s in record.getMessage() for s in secrets)
+    assert not any(s in output for s in secrets)

@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from resources.client import MarketApiClient
-from resources.providers.simulator import SimulatorAdapter
+from resources.providers import get_adapter
 from resources.ratelimit import QuotaPolicy, SharedPacer, SQLiteQuotaStore, quota_key
 
 
@@ -23,15 +23,18 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=1.0)
     parser.add_argument("--burst", type=int, default=1)
     parser.add_argument("--start-at", type=float, default=0.0)
+    parser.add_argument("--provider", default="simulator")
+    parser.add_argument("--symbol", default="AAPL")
     args = parser.parse_args()
+    adapter = get_adapter(args.provider)
     policy = QuotaPolicy(args.quota, args.window, args.burst) if args.quota else None
-    adapter = SimulatorAdapter()
+    policy = policy or adapter.default_quota
     pacer = SharedPacer(
         SQLiteQuotaStore(args.store), quota_key(adapter.name, args.url, None), policy=policy
     )
     client = MarketApiClient(adapter, base_url=args.url, pacer=pacer, max_wait_s=30)
     start = datetime(2026, 1, 5, tzinfo=UTC)
-    request = adapter.bars_request("AAPL", start=start, end=start + timedelta(minutes=1))
+    request = adapter.bars_request(args.symbol, start=start, end=start + timedelta(minutes=1))
     time.sleep(max(0.0, args.start_at - time.time()))  # all workers start together
     for _ in range(args.requests):
         client.get(request, what="quota worker")

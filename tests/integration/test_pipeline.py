@@ -13,7 +13,14 @@ from fin_assets.definitions import build_definitions
 from resources.errors import InvalidInputError
 from resources.simulator import FaultSpec, MarketSimulator, SimulatorConfig
 from resources.warehouse import ParquetWarehouse
-from tests.conftest import fin_env, materialization_metadata, run_range, step_failure_messages
+from tests.conftest import (
+    assert_secrets_not_logged,
+    assert_secrets_nowhere,
+    fin_env,
+    materialization_metadata,
+    run_range,
+    step_failure_messages,
+)
 
 DAY = "2026-01-05"
 HOURS = [f"{DAY}-{h:02d}:00" for h in range(24)]
@@ -204,36 +211,13 @@ def test_api_key_never_lands_in_logs_event_log_metadata_files_or_errors(
         assert keyed.stats()["requests"] == 3  # 429 + retry, then a 401 that is not retried
         (failure,) = step_failure_messages(bad)
         assert "HTTP 401" in failure and "apikey=***" in failure
-        # Every file we or Dagster wrote: snapshots, sidecars, tables, event log, compute logs.
-        written = [p for root in (tmp_path, Path(instance.root_directory)) for p in root.rglob("*")]
-        assert any(p.suffix == ".db" for p in written)
-        leaks = [
-            p
-            for p in written
-            if p.is_file() and any(s.encode() in p.read_bytes() for s in (secret, wrong))
-        ]
-        assert leaks == []
+        assert_secrets_nowhere(
+            (secret, wrong), data_dir=tmp_path, instance=instance, runs=(good, bad)
+        )
         sidecars = list(tmp_path.rglob("*.meta.json"))
         assert sidecars and all(b"apikey=***" in p.read_bytes() for p in sidecars)
-        # Event-log entries, including the managed loggers' lines and every metadata value.
         stored = [entry for run in (good, bad) for entry in instance.all_logs(run.run_id)]
         assert any("waiting 1.00 s: Retry-After" in (e.user_message or "") for e in stored)
-        for entry in stored:
-            assert secret not in str(entry) and wrong not in str(entry)
-        for event in good.get_asset_materialization_events():
-            for value in event.materialization.metadata.values():
-                assert secret not in str(value.value)
-        # Exceptions, with their whole chain, as Dagster recorded them.
-        for event in bad.all_events:
-            if event.event_type_value == "STEP_FAILURE":
-                error = event.step_failure_data.error
-                while error is not None:
-                    assert secret not in error.to_string() and wrong not in error.to_string()
-                    error = error.cause
-    # Every log line any Python logger emitted, and everything printed to stdout/stderr.
-    assert caplog.records
-    for record in caplog.records:
-        assert secret not in record.getMessage() and wrong not in record.getMessage()
     out, err = capfd.readouterr()
     assert "Retry-After" in err
-    assert secret not in out + err and wrong not in out + err
+    assert_secrets_not_logged((secret, wrong), caplog=caplog, output=out + err)

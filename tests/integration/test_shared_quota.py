@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 4
 
 
-def run_workers(sim: MarketSimulator, store: Path, per_worker: int, *extra: str) -> list[dict]:
+def run_workers(
+    sim: Any, store: Path, per_worker: int, *extra: str, workers: int = WORKERS
+) -> list[dict]:
+    """Start `workers` quota_worker processes against `sim` (anything with a .url) at once."""
     start_at = time.time() + 2.0  # let every worker import and open the store first
     procs = [
         subprocess.Popen(
@@ -36,7 +40,7 @@ def run_workers(sim: MarketSimulator, store: Path, per_worker: int, *extra: str)
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(WORKERS)
+        for _ in range(workers)
     ]
     results = []
     for proc in procs:
