@@ -337,8 +337,13 @@ def test_warehouse_from_url(tmp_path: Path) -> None:
     assert warehouse_from_url(f"parquet://{tmp_path}").location == str(tmp_path)
     assert warehouse_from_url(f"file://{tmp_path}").location == str(tmp_path)
     assert warehouse_from_url(str(tmp_path)).location == str(tmp_path)
-    with pytest.raises(InvalidInputError, match="PostgreSQL"):
-        warehouse_from_url("postgresql://localhost/db")
+    # PostgreSQL URLs select the PostgreSQL backend (tests/postgres exercises it); the
+    # password never shows in its location.
+    pg = warehouse_from_url("postgresql://fin:hunter2@localhost:5432/db")
+    assert type(pg).__name__ == "PostgresWarehouse"
+    assert "hunter2" not in pg.location
+    with pytest.raises(InvalidInputError, match="unsupported PostgreSQL URL scheme"):
+        warehouse_from_url("postgresql+psycopg2://localhost/db")
     with pytest.raises(InvalidInputError, match="'s3'"):
         warehouse_from_url("s3://bucket/x")
 
