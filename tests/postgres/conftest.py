@@ -1,0 +1,77 @@
+"""A throwaway PostgreSQL database for the tests of the PostgreSQL backends.
+
+``FIN_TEST_POSTGRES_URL`` is an admin URL (default ``postgresql://postgres@127.0.0.1:5432/
+postgres``): the session creates ``fin_assets_test_<random hex>`` through it and drops it at the
+end. If the server cannot be reached, the whole directory is skipped with one reason line.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def admin_url() -> str:
+    return os.environ.get("FIN_TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL
+
+
+def _with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+@functools.cache
+def unreachable_reason() -> str | None:
+    """Why the tests cannot run here (None: the server answers), probed once per session."""
+    url = admin_url()
+    try:
+        psycopg2.connect(url, connect_timeout=3).close()
+    except psycopg2.OperationalError as exc:
+        where = f"{urlsplit(url).hostname or 'localhost'}:{urlsplit(url).port or 5432}"
+        detail = str(exc).strip().splitlines()[0]
+        return (
+            f"PostgreSQL not reachable at {where} ({detail}): start it with "
+            "`pg_ctlcluster 15 main start` or point FIN_TEST_POSTGRES_URL at a server"
+        )
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Every test here skips from this one line when the server is not there, so the summary
+    folds them into a single SKIPPED line (and the run still exits 0)."""
+    reason = unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a fresh database, dropped (with its connections) when the session ends."""
+    admin = psycopg2.connect(admin_url(), connect_timeout=3)
+    admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
+    name = f"fin_assets_test_{secrets.token_hex(6)}"
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield _with_database(admin_url(), name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        admin.close()
+
+
+@pytest.fixture
+def pg_schema(pg_url: str) -> str:
+    """A schema name no other test uses (the warehouse creates it on first write)."""
+    return f"t_{secrets.token_hex(4)}"

@@ -1,0 +1,558 @@
+"""PostgresWarehouse against a real PostgreSQL: what lands in the tables, what survives a crash,
+what two writers of one partition leave behind."""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psycopg2
+import pytest
+
+from resources.bars import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
+from resources.errors import DataValidationError, InvalidInputError, StorageError
+from resources.warehouse import warehouse_from_url
+from resources.warehouse_postgres import PostgresWarehouse
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOUR = "2026-01-05-03:00"
+HOUR_START = datetime(2026, 1, 5, 3, tzinfo=UTC)
+
+
+@pytest.fixture
+def wh(pg_url: str, pg_schema: str) -> PostgresWarehouse:
+    return PostgresWarehouse(pg_url, schema=pg_schema)
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[Any]:
+    """A plain autocommit connection, to look at the tables the way an operator would."""
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+def query(conn: Any, statement: str, *params: object) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(statement, params)
+        return list(cur.fetchall())
+
+
+def random_doubles(n: int, *, seed: int) -> list[float]:
+    """Doubles from random bit patterns: every exponent, subnormals, NaN and infinities."""
+    rng = random.Random(seed)
+    return [struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(n)]
+
+
+def bars(
+    version: int,
+    rows: int,
+    *,
+    start: datetime = HOUR_START,
+    symbols: tuple[str, ...] = ("AAPL", "BRK.B", "MSFT"),
+) -> pl.DataFrame:
+    """A core_bars frame (CANONICAL_SCHEMA), sorted by (symbol, ts) as reads return it."""
+    data: dict[str, list[Any]] = {name: [] for name in CANONICAL_SCHEMA}
+    for s, symbol in enumerate(symbols):
+        for i in range(rows):
+            price = 100.0 + version + s + i / 7
+            data["symbol"].append(symbol)
+            data["ts"].append(start + timedelta(seconds=i * 3600 / rows, microseconds=i % 999))
+            data["open"].append(price)
+            data["high"].append(price + 0.5)
+            data["low"].append(price - 0.5)
+            data["close"].append(price + 0.25)
+            data["volume"].append(1000.0 * version + i)
+            data["trades"].append(None if i % 5 == 0 else version * 10 + i)
+            data["vwap"].append(None if i % 4 == 0 else price + 0.1)
+            data["provider"].append(f"v{version}")
+            data["ingested_at"].append(datetime(2026, 1, 5, 4, 0, 1, 123456, tzinfo=UTC))
+    return pl.DataFrame(data, schema=CANONICAL_SCHEMA).sort("symbol", "ts")
+
+
+# -- round trips ----------------------------------------------------------------------------
+
+
+def test_round_trip_gives_back_the_same_frame_and_dtypes(
+    pg_url: str, pg_schema: str, db: Any
+) -> None:
+    ts = [HOUR_START + timedelta(seconds=11 * i, microseconds=7 * i + 1) for i in range(300)]
+    doubles = random_doubles(300, seed=5)
+    frame = pl.DataFrame(
+        {
+            "symbol": ["AAPL"] * 150 + ["BRK.B"] * 150,
+            "ts": ts[:150] + ts[:150],
+            "open": [187.1234, 0.1 + 0.2, 1e-300, 5e22, 123456789.000001] + doubles[5:],
+            "high": [0.1 + 0.2] * 300,
+            "low": [float(i) / 3 for i in range(300)],
+            "close": [187.1234] * 300,
+            "volume": doubles,
+            "trades": [None, 0, -1, 2**62] + list(range(296)),
+            "vwap": [None, 187.1234, None] + [0.1 + 0.2] * 297,
+            # quotes, commas, newlines and an empty string (which must not come back null)
+            "provider": ['quote " and, comma', "line\nbreak", "", None] + ["sim"] * 296,
+            "ingested_at": [datetime(2026, 1, 5, 4, 0, 1, 999999, tzinfo=UTC)] * 300,
+        },
+        schema=CANONICAL_SCHEMA,
+    )
+    wh = PostgresWarehouse(pg_url, schema=pg_schema, batch_rows=7)  # many fetch batches
+
+    result = wh.replace_partition("core_bars", HOUR, frame)
+    back = wh.read_partition("core_bars", HOUR)
+
+    assert (result.rows, result.partition_key) == (300, HOUR)
+    assert result.bytes > 0
+    assert back is not None
+    assert back.schema == CANONICAL_SCHEMA
+    assert back.equals(frame)
+    assert back["provider"].to_list()[:4] == ['quote " and, comma', "line\nbreak", "", None]
+    # What a SQL user sees: exact doubles, UTC instants with microseconds, NULLs as NULL.
+    row = query(
+        db,
+        f"SELECT open, high, ts, trades, vwap, partition_start FROM {pg_schema}.core_bars"
+        " WHERE symbol = 'AAPL' AND ts = %s",
+        ts[0],
+    )
+    assert row == [(187.1234, 0.30000000000000004, ts[0], None, None, HOUR_START)]
+    assert query(db, f"SELECT count(*) FROM {pg_schema}.core_bars") == [(300,)]
+
+
+def test_daily_tables_round_trip_with_unsigned_counts(wh: PostgresWarehouse) -> None:
+    daily = pl.DataFrame(
+        {
+            "symbol": ["AAPL", "MSFT"],
+            "date": [date(2026, 1, 5)] * 2,
+            "open": [187.1234, 410.5],
+            "high": [190.0, 415.25],
+            "low": [186.0, 409.0],
+            "close": [189.5, 0.1 + 0.2],
+            "volume": [1e6, 2.5e6],
+            "vwap": [188.0, None],
+            "trades": [1440, None],
+            "bar_count": [1440, 1439],
+        },
+        schema=DAILY_SCHEMA,
+    )
+    returns = pl.DataFrame(
+        {
+            "symbol": ["AAPL"],
+            "date": [date(2026, 1, 6)],
+            "open": [1.0],
+            "close": [1.1],
+            "return_oc": [0.1 + 0.2],
+            "log_return_oc": [-0.0],
+            "realized_vol": [None],
+            "realized_vol_annualized": [float("inf")],
+            "minutes": [2**32 - 1],
+        },
+        schema=RETURNS_SCHEMA,
+    )
+    wh.replace_partition("core_daily_bars", "2026-01-05", daily)
+    wh.replace_partition("core_daily_returns", "2026-01-06", returns)
+
+    daily_back = wh.read_partition("core_daily_bars", "2026-01-05")
+    returns_back = wh.read_partition("core_daily_returns", "2026-01-06")
+    assert daily_back is not None and returns_back is not None
+    assert daily_back.schema == DAILY_SCHEMA
+    assert returns_back.schema == RETURNS_SCHEMA
+    assert daily_back.equals(daily)
+    assert returns_back.equals(returns)
+    assert wh.partition_keys("core_daily_returns") == ["2026-01-06"]
+
+
+def test_executemany_baseline_stores_the_same_rows(wh: PostgresWarehouse) -> None:
+    frame = bars(1, 20)
+    wh.replace_partition("core_bars", HOUR, bars(0, 3))
+    result = wh.replace_partition_executemany("core_bars", HOUR, frame)
+    back = wh.read_partition("core_bars", HOUR)
+    assert (result.rows, result.bytes) == (60, 0)
+    assert back is not None and back.equals(frame)
+
+
+# -- replacing partitions -------------------------------------------------------------------
+
+
+def test_a_partition_written_three_times_holds_one_copy_and_neighbours_stay(
+    wh: PostgresWarehouse, db: Any, pg_schema: str
+) -> None:
+    before = bars(1, 10, start=HOUR_START - timedelta(hours=1))
+    after = bars(1, 10, start=HOUR_START + timedelta(hours=1))
+    wh.replace_partition("core_bars", "2026-01-05-02:00", before)
+    wh.replace_partition("core_bars", "2026-01-05-04:00", after)
+
+    frame = bars(2, 20)
+    for _ in range(3):
+        wh.replace_partition("core_bars", HOUR, frame)
+        back = wh.read_partition("core_bars", HOUR)
+        assert back is not None and back.equals(frame)
+        counts = query(
+            db,
+            f"SELECT partition_start, count(*) FROM {pg_schema}.core_bars GROUP BY 1 ORDER BY 1",
+        )
+        assert [n for _, n in counts] == [30, 60, 30]
+
+    smaller = bars(3, 4, symbols=("NVDA",))  # a re-run that finds fewer rows replaces too
+    wh.replace_partition("core_bars", HOUR, smaller)
+    assert wh.read_partition("core_bars", HOUR).equals(smaller)  # type: ignore[union-attr]
+    assert wh.read_partition("core_bars", "2026-01-05-02:00").equals(before)  # type: ignore[union-attr]
+    assert wh.read_partition("core_bars", "2026-01-05-04:00").equals(after)  # type: ignore[union-attr]
+    assert wh.partition_keys("core_bars") == ["2026-01-05-02:00", HOUR, "2026-01-05-04:00"]
+
+
+def test_scan_reads_requested_partitions_and_names_missing_ones(wh: PostgresWarehouse) -> None:
+    first, second = bars(1, 2), bars(2, 3, start=HOUR_START + timedelta(hours=1))
+    wh.replace_partition("core_bars", HOUR, first)
+    wh.replace_partition("core_bars", "2026-01-05-04:00", second)
+    empty = pl.DataFrame(schema=CANONICAL_SCHEMA)
+    wh.replace_partition("core_bars", "2026-01-05-05:00", empty)  # an hour without bars
+
+    assert wh.scan("core_bars", ["2026-01-05-04:00"]).collect().equals(second)
+    everything = wh.scan("core_bars").collect()
+    assert everything.equals(pl.concat([first, second]).sort("symbol", "ts"))
+    assert wh.partition_keys("core_bars") == [HOUR, "2026-01-05-04:00", "2026-01-05-05:00"]
+    assert wh.read_partition("core_bars", "2026-01-05-05:00").equals(empty)  # type: ignore[union-attr]
+    assert wh.read_partition("core_bars", "2026-01-05-06:00") is None
+
+    with pytest.raises(StorageError) as info:
+        wh.scan("core_bars", [HOUR, "2026-01-05-07:00"])
+    assert "2026-01-05-07:00" in str(info.value)
+    assert HOUR not in str(info.value)
+    with pytest.raises(StorageError, match="no partitions"):
+        wh.scan("never_written")
+    assert wh.partition_keys("never_written") == []
+    assert wh.read_partition("never_written", HOUR) is None
+
+
+# -- the table itself -----------------------------------------------------------------------
+
+
+def test_table_has_its_primary_key_and_a_timestamptz_partition_column(
+    wh: PostgresWarehouse, db: Any, pg_schema: str
+) -> None:
+    wh.replace_partition("core_bars", HOUR, bars(1, 2))
+    wh.replace_partition("core_daily_bars", "2026-01-05", pl.DataFrame(schema=DAILY_SCHEMA))
+
+    def primary_key(table: str) -> list[str]:
+        rows = query(
+            db,
+            "SELECT a.attname FROM pg_index i"
+            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+            " WHERE i.indrelid = %s::regclass AND i.indisprimary"
+            " ORDER BY array_position(i.indkey, a.attnum)",
+            f"{pg_schema}.{table}",
+        )
+        return [name for (name,) in rows]
+
+    types = dict(
+        query(
+            db,
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'core_bars'",
+            pg_schema,
+        )
+    )
+    assert primary_key("core_bars") == ["symbol", "ts"]
+    assert primary_key("core_daily_bars") == ["symbol", "date"]
+    assert types == {
+        "symbol": "text",
+        "ts": "timestamp with time zone",
+        "open": "double precision",
+        "high": "double precision",
+        "low": "double precision",
+        "close": "double precision",
+        "volume": "double precision",
+        "trades": "bigint",
+        "vwap": "double precision",
+        "provider": "text",
+        "ingested_at": "timestamp with time zone",
+        "partition_start": "timestamp with time zone",
+    }
+    nullable = query(
+        db,
+        "SELECT is_nullable FROM information_schema.columns WHERE table_schema = %s"
+        " AND table_name = 'core_bars' AND column_name = 'partition_start'",
+        pg_schema,
+    )
+    assert nullable == [("NO",)]
+    indexes = query(db, "SELECT indexdef FROM pg_indexes WHERE schemaname = %s", pg_schema)
+    assert any("core_bars USING btree (partition_start)" in d for (d,) in indexes)
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("Bars", HOUR),
+        ("bars;drop table x", HOUR),
+        ('bars"', HOUR),
+        ("fin_assets_tables", HOUR),
+        ("bars", "2026-01-05-03:30"),
+        ("bars", "2026-13-01"),
+        ("bars", "2026-01-05'; --"),
+    ],
+)
+def test_invalid_table_or_key_is_refused_before_any_sql(
+    wh: PostgresWarehouse, db: Any, pg_schema: str, table: str, key: str
+) -> None:
+    with pytest.raises(InvalidInputError):
+        wh.replace_partition(table, key, bars(1, 2))
+    with pytest.raises(InvalidInputError):
+        wh.read_partition(table, key)
+    assert query(db, "SELECT 1 FROM pg_namespace WHERE nspname = %s", pg_schema) == []
+
+
+def test_frames_that_do_not_fit_the_table_are_refused_and_leave_it_alone(
+    wh: PostgresWarehouse,
+) -> None:
+    frame = bars(1, 5)
+    wh.replace_partition("core_bars", HOUR, frame)
+
+    outside = bars(2, 5, start=HOUR_START + timedelta(minutes=30))  # runs into 04:00
+    with pytest.raises(DataValidationError, match="outside the partition window"):
+        wh.replace_partition("core_bars", HOUR, outside)
+    with pytest.raises(DataValidationError, match="share their"):
+        wh.replace_partition("core_bars", HOUR, pl.concat([bars(2, 2), bars(2, 2)]))
+    with pytest.raises(StorageError, match="differ from the table's"):
+        wh.replace_partition("core_bars", HOUR, bars(2, 5).drop("vwap"))
+    with pytest.raises(InvalidInputError, match="partitioned hourly"):
+        wh.replace_partition("core_bars", "2026-01-05", bars(2, 5))
+    with pytest.raises(InvalidInputError, match="dtype"):
+        wh.replace_partition("other", HOUR, bars(2, 5).with_columns(pl.col("trades").cast(pl.Int8)))
+
+    assert wh.read_partition("core_bars", HOUR).equals(frame)  # type: ignore[union-attr]
+
+
+def test_location_and_errors_never_show_the_password() -> None:
+    wh = PostgresWarehouse("postgresql://fin:s3cret@127.0.0.1:1/db?password=s3cret&sslmode=disable")
+    assert wh.location == "postgresql://fin@127.0.0.1:1/db?sslmode=disable"
+    with pytest.raises(StorageError) as info:
+        wh.partition_keys("core_bars")  # nothing listens on port 1
+    assert "cannot connect" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_warehouse_from_url_picks_postgres_for_both_schemes() -> None:
+    for url in ("postgresql://fin@db.internal:5432/market", "postgres://fin@db.internal/market"):
+        wh = warehouse_from_url(url)
+        assert isinstance(wh, PostgresWarehouse)
+        assert wh.location == url
+    with pytest.raises(InvalidInputError, match="postgresql://"):
+        warehouse_from_url("postgresql+psycopg2://fin@db.internal/market")
+
+
+# -- crash safety and concurrent writers ----------------------------------------------------
+
+CHILD = """
+import sys, time
+from datetime import UTC, datetime, timedelta
+import polars as pl
+from resources.bars import CANONICAL_SCHEMA
+from resources.warehouse_postgres import PostgresWarehouse
+
+class Stalled:
+    '''Hands COPY the first chunk of the CSV, then says so and blocks forever.'''
+    def __init__(self, payload):
+        self.payload, self.calls = payload, 0
+    def read(self, size=-1):
+        self.calls += 1
+        if self.calls == 1:
+            return self.payload[:size]
+        print("mid-copy", flush=True)
+        time.sleep(600)
+
+class StalledWarehouse(PostgresWarehouse):
+    def _copy_source(self, payload):
+        return Stalled(payload)
+
+start = datetime(2026, 1, 5, 3, tzinfo=UTC)
+n = 5000  # about 600 kB of CSV: many COPY chunks
+frame = pl.DataFrame(
+    {
+        "symbol": ["ZZZZ"] * n,
+        "ts": [start + timedelta(microseconds=i * 100) for i in range(n)],
+        **{c: [1.5] * n for c in ("open", "high", "low", "close", "volume", "vwap")},
+        "trades": list(range(n)),
+        "provider": ["killed"] * n,
+        "ingested_at": [start] * n,
+    },
+    schema=CANONICAL_SCHEMA,
+)
+StalledWarehouse(sys.argv[1], schema=sys.argv[2]).replace_partition("core_bars", sys.argv[3], frame)
+print("finished", flush=True)
+"""
+
+
+def wait_for(condition: Any, *, what: str, timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s  # a hang guard, not a speed assertion
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def advisory_locks(db: Any) -> list[tuple[Any, ...]]:
+    return query(
+        db,
+        "SELECT pid, granted FROM pg_locks WHERE locktype = 'advisory'"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+
+
+def test_a_writer_killed_mid_copy_leaves_the_previous_rows_and_no_lock(
+    wh: PostgresWarehouse, db: Any, pg_url: str, pg_schema: str
+) -> None:
+    previous = bars(1, 10)
+    wh.replace_partition("core_bars", HOUR, previous)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, pg_url, pg_schema, HOUR],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline().strip() if ready and proc.stdout else ""
+        if line != "mid-copy":
+            proc.kill()
+            pytest.fail(f"writer never reached its COPY: {line!r} {proc.communicate()[1][-2000:]}")
+
+        # The child has run its DELETE and is inside COPY, holding the partition's lock...
+        backend = query(
+            db,
+            "SELECT pid, left(query, 4) FROM pg_stat_activity"
+            " WHERE application_name = 'fin-assets warehouse' AND state = 'active'",
+        )
+        assert [q for _, q in backend] == ["COPY"]
+        assert advisory_locks(db) == [(backend[0][0], True)]
+        # ...and readers still see the previous version, whole: its DELETE is not committed.
+        assert wh.read_partition("core_bars", HOUR).equals(previous)  # type: ignore[union-attr]
+
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+    # The server sees the connection drop, rolls the transaction back and frees the lock.
+    pid = backend[0][0]
+    wait_for(
+        lambda: not query(db, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", pid),
+        what="the killed writer's backend to end",
+    )
+    assert advisory_locks(db) == []
+    assert wh.read_partition("core_bars", HOUR).equals(previous)  # type: ignore[union-attr]
+    assert query(db, f"SELECT count(*) FROM {pg_schema}.core_bars") == [(30,)]
+
+    newer = bars(3, 7)
+    wh.replace_partition("core_bars", HOUR, newer)  # nothing left behind blocks the next write
+    assert wh.read_partition("core_bars", HOUR).equals(newer)  # type: ignore[union-attr]
+
+
+class HeldCopy:
+    """A COPY source that stops after its first chunk until the test lets it go on."""
+
+    def __init__(self, payload: bytes, reached: threading.Event, release: threading.Event):
+        self.payload, self.offset = payload, 0
+        self.reached, self.release = reached, release
+
+    def read(self, size: int = -1) -> bytes:
+        if self.offset:
+            self.reached.set()
+            assert self.release.wait(30)
+        chunk = self.payload[self.offset : self.offset + size]
+        self.offset += len(chunk)
+        return chunk
+
+
+class HeldWarehouse(PostgresWarehouse):
+    def __init__(self, url: str, *, schema: str) -> None:
+        super().__init__(url, schema=schema)
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def _copy_source(self, payload: bytes) -> Any:
+        return HeldCopy(payload, self.reached, self.release)
+
+
+def run_in_thread(target: Any, *args: object) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            target(*args)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
+def test_a_second_writer_waits_for_the_first_and_its_copy_wins(
+    pg_url: str, pg_schema: str, db: Any
+) -> None:
+    wh = PostgresWarehouse(pg_url, schema=pg_schema)
+    wh.replace_partition("core_bars", HOUR, bars(0, 5))
+    first, second = bars(1, 2000), bars(2, 300, symbols=("AAPL", "NVDA"))
+    held = HeldWarehouse(pg_url, schema=pg_schema)
+
+    thread_a, errors_a = run_in_thread(held.replace_partition, "core_bars", HOUR, first)
+    assert held.reached.wait(30), "first writer never reached its COPY"
+    thread_b, errors_b = run_in_thread(wh.replace_partition, "core_bars", HOUR, second)
+    # B queues on the partition's advisory lock while A is mid-COPY...
+    wait_for(lambda: any(not granted for _, granted in advisory_locks(db)), what="B to queue")
+    held.release.set()
+    thread_a.join(30)
+    thread_b.join(30)
+
+    assert errors_a == [] and errors_b == []
+    # ...then deletes A's committed rows and loads its own: one whole copy, B's.
+    assert wh.read_partition("core_bars", HOUR).equals(second)  # type: ignore[union-attr]
+    assert query(db, f"SELECT count(*) FROM {pg_schema}.core_bars") == [(600,)]
+
+
+def test_racing_writers_leave_exactly_one_complete_version(
+    pg_url: str, pg_schema: str, db: Any
+) -> None:
+    versions = [bars(1, 1500), bars(2, 700, symbols=("AAPL", "GOOG"))]
+    writers = [PostgresWarehouse(pg_url, schema=pg_schema) for _ in versions]
+    writers[0].replace_partition("core_bars", HOUR, bars(0, 3))
+    for _round in range(4):
+        barrier = threading.Barrier(2)
+
+        def write(i: int, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            writers[i].replace_partition("core_bars", HOUR, versions[i])
+
+        runs = [run_in_thread(write, i) for i in range(2)]
+        for thread, _ in runs:
+            thread.join(60)
+        assert [errors for _, errors in runs] == [[], []]
+
+        back = writers[0].read_partition("core_bars", HOUR)
+        assert back is not None
+        assert back.equals(versions[0]) or back.equals(versions[1])
+        total = query(
+            db, f"SELECT count(*), count(DISTINCT (symbol, ts)) FROM {pg_schema}.core_bars"
+        )
+        assert total == [(back.height, back.height)]
