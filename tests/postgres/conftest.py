@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -18,6 +20,7 @@ import pytest
 from psycopg2 import sql
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def admin_url() -> str:
@@ -75,3 +78,36 @@ def pg_url() -> Iterator[str]:
 def pg_schema(pg_url: str) -> str:
     """A schema name no other test uses (the warehouse creates it on first write)."""
     return f"t_{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[str]:
+    """A database of its own for one test (a Dagster instance's tables, say), dropped after."""
+    admin = psycopg2.connect(admin_url(), connect_timeout=3)
+    admin.autocommit = True
+    name = f"fin_assets_instance_{secrets.token_hex(6)}"
+    try:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        yield _with_database(admin_url(), name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        admin.close()
+
+
+def postgres_instance_env(database_url: str, home: Path) -> dict[str, str]:
+    """DAGSTER_HOME holding deploy/postgres/dagster.yaml, and the env vars it reads."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    parts = urlsplit(database_url)
+    return {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": parts.hostname or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(parts.port or 5432),
+        "DAGSTER_PG_DB": parts.path.lstrip("/"),
+        "DAGSTER_PG_USERNAME": parts.username or "postgres",
+        "DAGSTER_PG_PASSWORD": parts.password or "",
+    }
