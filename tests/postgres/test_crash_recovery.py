@@ -1,0 +1,237 @@
+"""Crash recovery with the real services on the PostgreSQL instance: a code server, a
+dagster-daemon, a run launched through the queue; its run worker is SIGKILLed mid-step (what
+an OOM kill does). Run monitoring must mark the run failed, run retries must start it again,
+and the partition must end materialized — with nobody touching anything."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import dagster as dg
+import pytest
+import yaml
+
+from resources.simulator import MarketSimulator, SimulatorConfig
+from resources.warehouse import ParquetWarehouse
+from tests.conftest import fin_env
+from tests.postgres.conftest import PROJECT_ROOT, postgres_instance_env
+
+HOUR = "2026-01-05-03:00"
+BIN = Path(sys.executable).parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def services(fresh_database: str, tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """Simulator (slow answers, so the step is long enough to kill), code server, daemon."""
+    home_env = postgres_instance_env(fresh_database, tmp_path / "home")
+    # The production file, with the monitoring poll shortened so the test is quick.
+    config_path = tmp_path / "home" / "dagster.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["run_monitoring"]["poll_interval_seconds"] = 2
+    config["run_monitoring"]["free_slots_after_run_end_seconds"] = 5
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {
+                        "grpc_server": {
+                            "host": "127.0.0.1",
+                            "port": port,
+                            "location_name": "fin_assets",
+                        }
+                    }
+                ]
+            }
+        )
+    )
+    with MarketSimulator(SimulatorConfig(port=0, latency_ms=1500)) as sim:
+        env = {
+            **os.environ,
+            **home_env,
+            **fin_env(sim, tmp_path / "data", FIN_SYMBOLS="AAPL,MSFT,NVDA"),
+        }
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        code_log, daemon_log = (logs / "code.log").open("w"), (logs / "daemon.log").open("w")
+        procs = [
+            subprocess.Popen(
+                [
+                    str(BIN / "dagster"),
+                    "code-server",
+                    "start",
+                    "-m",
+                    "fin_assets.definitions",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                ],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=code_log,
+                stderr=subprocess.STDOUT,
+            )
+        ]
+        try:
+            wait_for("the code server", lambda: _listening(port), timeout=90)
+            procs.append(
+                subprocess.Popen(
+                    [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
+                    cwd=PROJECT_ROOT,
+                    env=env,
+                    stdout=daemon_log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            yield env, workspace
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            code_log.close()
+            daemon_log.close()
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_run_worker_killed_mid_step_is_failed_retried_and_the_partition_lands(
+    services: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, workspace = services
+    launched = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "job",
+            "launch",
+            "-w",
+            str(workspace),
+            "-j",
+            "bars_hourly_job",
+            "--tags",
+            '{"dagster/partition": "' + HOUR + '"}',
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert launched.returncode == 0, launched.stderr[-2000:]
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_",))})
+    try:
+        instance = dg.DagsterInstance.get()
+        first = wait_for("the run", lambda: instance.get_runs(limit=1), timeout=30)[0]
+
+        def step_started_pid() -> int | None:
+            pid = None
+            started = False
+            for entry in instance.all_logs(first.run_id):
+                message = entry.user_message or ""
+                found = re.search(r"executor: parent process \(pid: (\d+)\)", message)
+                if found:
+                    pid = int(found.group(1))
+                if entry.step_key == "raw__bars" and "STEP_START" in str(entry.dagster_event_type):
+                    started = True
+            return pid if started else None
+
+        try:
+            pid = wait_for("raw/bars to start in the run worker", step_started_pid, timeout=90)
+        except AssertionError:
+            for entry in instance.all_logs(first.run_id):
+                print("EVENT", entry.dagster_event_type, entry.step_key, entry.user_message[:200])
+            print("DAEMON", (tmp_path / "logs" / "daemon.log").read_text()[-3000:])
+            print("CODE", (tmp_path / "logs" / "code.log").read_text()[-3000:])
+            raise
+        time.sleep(1.0)  # mid-step: 3 symbols x 1.5 s per request
+        # What an OOM kill of the worker's cgroup does: the run worker and its step processes.
+        for victim in [pid, *descendants(pid)]:
+            os.kill(victim, signal.SIGKILL)
+
+        failed = wait_for(
+            "run monitoring to mark the run failed",
+            lambda: (
+                (r := instance.get_run_by_id(first.run_id))
+                and r.status == dg.DagsterRunStatus.FAILURE
+                and r
+            ),
+            timeout=120,
+        )
+        assert failed.status == dg.DagsterRunStatus.FAILURE
+
+        def retried_success() -> dg.DagsterRun | None:
+            for run in instance.get_runs(
+                filters=dg.RunsFilter(tags={"dagster/parent_run_id": first.run_id})
+            ):
+                if run.status == dg.DagsterRunStatus.SUCCESS:
+                    return run
+            return None
+
+        try:
+            retry = wait_for("the automatic retry to succeed", retried_success, timeout=150)
+        except AssertionError:
+            for run in instance.get_runs(limit=5):
+                print("RUN", run.run_id[:8], run.status, dict(run.tags))
+            log = (tmp_path / "logs" / "daemon.log").read_text()
+            print("DAEMON", "\n".join(l for l in log.splitlines() if "Monitoring" not in l)[-4000:])
+            raise
+        assert retry.tags.get("dagster/partition") == HOUR
+        materialized = instance.get_materialized_partitions(dg.AssetKey(["core", "bars"]))
+        assert HOUR in materialized
+    finally:
+        for key in [k for k in os.environ if k.startswith("DAGSTER_")]:
+            del os.environ[key]
+    frame = ParquetWarehouse(tmp_path / "data" / "warehouse").read_partition("core_bars", HOUR)
+    assert frame is not None and frame.height == 3 * 60
