@@ -13,16 +13,24 @@ from pathlib import Path
 
 import dagster as dg
 
+from fin_assets.alerts import build_alert_sensor
 from fin_assets.assets.bars import core_bars
 from fin_assets.assets.daily import core_daily_bars, core_daily_returns
 from fin_assets.assets.raw import build_raw_bars
+from fin_assets.freshness import (
+    FreshnessSettings,
+    build_partition_freshness_checks,
+    with_freshness,
+)
 from fin_assets.schedules import (
     bars_hourly_job,
     bars_hourly_schedule,
     daily_tables_job,
     daily_tables_schedule,
 )
+from fin_assets.sensors import build_automation_sensor, build_new_bars_sensor
 from resources.dagster_resources import (
+    AlertingResource,
     MarketApiResource,
     SnapshotStoreResource,
     UniverseResource,
@@ -47,6 +55,13 @@ DEFAULTS: dict[str, str] = {
     "FIN_QUOTA_STORE": "",  # empty = $DAGSTER_HOME/fin_assets_quota.sqlite (or FIN_DATA_DIR)
     "FIN_MAX_ATTEMPTS": "5",
     "FIN_MAX_WAIT_SECONDS": "120",
+    "FIN_ALERT_FORMAT": "slack",  # FIN_ALERT_WEBHOOK_URL: unset = alerts are only logged
+    "FIN_SENSOR_INTERVAL_SECONDS": "60",
+    "FIN_AUTOMATION_INTERVAL_SECONDS": "30",
+    "FIN_NEW_DATA_LOOKBACK_HOURS": "48",
+    "FIN_FRESHNESS_HOURLY_FAIL_MINUTES": "90",
+    "FIN_FRESHNESS_HOURLY_WARN_MINUTES": "75",
+    "FIN_FRESHNESS_DAILY_DEADLINE_CRON": "0 2 * * *",
 }
 
 
@@ -102,14 +117,50 @@ def build_resources(env: Mapping[str, str]) -> dict[str, dg.ConfigurableResource
     }
 
 
+def freshness_settings(env: Mapping[str, str]) -> FreshnessSettings:
+    warn = _number(env, "FIN_FRESHNESS_HOURLY_WARN_MINUTES", float)
+    return FreshnessSettings(
+        hourly_fail_minutes=_number(env, "FIN_FRESHNESS_HOURLY_FAIL_MINUTES", float),
+        hourly_warn_minutes=warn or None,
+        daily_deadline_cron=env.get("FIN_FRESHNESS_DAILY_DEADLINE_CRON")
+        or DEFAULTS["FIN_FRESHNESS_DAILY_DEADLINE_CRON"],
+    )
+
+
 def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
     resources = build_resources(env)
     provider = resources["market_api"].provider  # type: ignore[attr-defined]
+    settings = freshness_settings(env)
+    hourly = with_freshness([build_raw_bars(provider=provider), core_bars], settings)
+    daily = with_freshness([core_daily_bars, core_daily_returns], settings)
+    partition_checks, partition_checks_sensor = build_partition_freshness_checks(hourly, settings)
+    sensor_interval = int(_number(env, "FIN_SENSOR_INTERVAL_SECONDS", int))
     return dg.Definitions(
-        assets=[build_raw_bars(provider=provider), core_bars, core_daily_bars, core_daily_returns],
+        assets=[*hourly, *daily],
+        asset_checks=[*partition_checks],
         jobs=[bars_hourly_job, daily_tables_job],
         schedules=[bars_hourly_schedule, daily_tables_schedule],
-        resources=resources,
+        sensors=[
+            build_new_bars_sensor(
+                minimum_interval_seconds=sensor_interval,
+                lookback_hours=int(_number(env, "FIN_NEW_DATA_LOOKBACK_HOURS", int)),
+            ),
+            build_automation_sensor(
+                minimum_interval_seconds=int(_number(env, "FIN_AUTOMATION_INTERVAL_SECONDS", int))
+            ),
+            build_alert_sensor(minimum_interval_seconds=sensor_interval),
+            partition_checks_sensor,
+        ],
+        resources={
+            **resources,
+            "alerting": AlertingResource(
+                # EnvVar: a Slack webhook URL is a secret (anyone holding it can post).
+                webhook_url=dg.EnvVar("FIN_ALERT_WEBHOOK_URL")
+                if env.get("FIN_ALERT_WEBHOOK_URL")
+                else None,
+                payload_format=env.get("FIN_ALERT_FORMAT") or DEFAULTS["FIN_ALERT_FORMAT"],
+            ),
+        },
     )
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from resources.alerting import WebhookNotifier
 from resources.client import MarketApiClient
+from resources.errors import InvalidInputError
 from resources.providers import get_adapter
 from resources.quota_postgres import PostgresQuotaStore
 from resources.ratelimit import (
@@ -76,14 +78,17 @@ class MarketApiResource(dg.ConfigurableResource):
         key = quota_key(self.provider, self.base_url, self.api_key)
         return SharedPacer(store, key, policy=self.policy())
 
-    def client(self) -> MarketApiClient:
+    def client(
+        self, *, max_attempts: int | None = None, max_wait_s: float | None = None
+    ) -> MarketApiClient:
+        """A client; a sensor's cheap probe passes small caps so a down provider skips fast."""
         return MarketApiClient(
             get_adapter(self.provider),
             base_url=self.base_url,
             api_key=self.api_key,
             timeout_s=self.timeout_s,
-            max_attempts=self.max_attempts,
-            max_wait_s=self.max_wait_s,
+            max_attempts=max_attempts or self.max_attempts,
+            max_wait_s=self.max_wait_s if max_wait_s is None else max_wait_s,
             max_body_bytes=self.max_body_bytes,
             pacer=self.pacer(),
         )
@@ -115,3 +120,17 @@ class UniverseResource(dg.ConfigurableResource):
 
     def list(self) -> tuple[str, ...]:
         return parse_symbols(self.symbols)
+
+
+class AlertingResource(dg.ConfigurableResource):
+    """Where alerts go: a webhook (Slack-compatible JSON by default, or plain JSON)."""
+
+    webhook_url: str | None = Field(default=None, description="Pass via dg.EnvVar.")
+    payload_format: str = Field(default="slack", description="'slack' or 'plain'.")
+
+    def notifier(self) -> WebhookNotifier:
+        if self.payload_format not in ("slack", "plain"):
+            raise InvalidInputError(
+                f"FIN_ALERT_FORMAT={self.payload_format!r}: expected 'slack' or 'plain'"
+            )
+        return WebhookNotifier(self.webhook_url, fmt=self.payload_format)  # type: ignore[arg-type]

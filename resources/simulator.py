@@ -113,6 +113,12 @@ class SimulatorConfig:
     page_limit_max: int = 1000
     seed: int = 0
     now: datetime | None = None  # fixed "now" (UTC) for tests; None = wall clock
+    # A provider that publishes late and then catches up: its clock starts clock_lag_s behind
+    # the wall clock and runs clock_speed times faster until it has caught up. End-to-end tests
+    # use it to see new hourly windows close every few seconds, all in Dagster's past.
+    clock_lag_s: float = 0.0
+    clock_speed: float = 1.0
+    clock_anchor: float | None = None  # epoch the lag is counted from (None = start-up)
     latency_ms: int = 0  # added to every /v1 response
     faults: dict[str, FaultSpec] = field(default_factory=dict)
 
@@ -548,6 +554,8 @@ class MarketSimulator:
         self._fault_rng = random.Random(cfg.seed)
         self._quota: dict[str, list[float]] = {}  # label -> [window_start, used]
         self._buckets: dict[str, float] = {}  # label -> GCRA theoretical arrival time
+        # A restarted simulator given the same anchor continues the same clock.
+        self._clock_anchor = cfg.clock_anchor if cfg.clock_anchor is not None else time.time()
         self._clear_stats()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -668,7 +676,14 @@ class MarketSimulator:
 
     def _now(self) -> datetime:
         now = self.config.now
-        return datetime.now(UTC) if now is None else _as_utc(now)
+        if now is not None:
+            return _as_utc(now)
+        real = time.time()
+        if not self.config.clock_lag_s:
+            return datetime.fromtimestamp(real, UTC)
+        elapsed = real - self._clock_anchor
+        lag = max(0.0, self.config.clock_lag_s - elapsed * (self.config.clock_speed - 1.0))
+        return datetime.fromtimestamp(real - lag, UTC)
 
     def _handle(self, method: str, target: str, headers: Any, body: bytes) -> _Response:
         split = urlsplit(target)
@@ -1037,6 +1052,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-limit", type=int, default=1000, help="max bars per page")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--now", type=_iso_arg, default=None, help="fixed 'now' (UTC ISO-8601)")
+    p.add_argument(
+        "--clock-lag-hours",
+        type=float,
+        default=0.0,
+        help="start this many hours behind the wall clock (a provider publishing late)",
+    )
+    p.add_argument(
+        "--clock-speed",
+        type=float,
+        default=1.0,
+        help="while lagging, the clock runs this many times faster than real time",
+    )
     p.add_argument("--latency-ms", type=int, default=0)
     for flag, name in (
         ("--rate-limited-rate", "rate_limited"),
@@ -1072,6 +1099,8 @@ def serve_forever_from_args(argv: list[str] | None = None) -> int:
             page_limit_max=args.page_limit,
             seed=args.seed,
             now=args.now,
+            clock_lag_s=args.clock_lag_hours * 3600.0,
+            clock_speed=args.clock_speed,
             latency_ms=args.latency_ms,
             faults={name: FaultSpec(rate=r) for name, r in rates.items() if r > 0},
         )

@@ -225,7 +225,7 @@ def test_a_run_worker_killed_mid_step_is_failed_retried_and_the_partition_lands(
             for run in instance.get_runs(limit=5):
                 print("RUN", run.run_id[:8], run.status, dict(run.tags))
             log = (tmp_path / "logs" / "daemon.log").read_text()
-            print("DAEMON", "\n".join(l for l in log.splitlines() if "Monitoring" not in l)[-4000:])
+            print("DAEMON", "\n".join(x for x in log.splitlines() if "Monitoring" not in x)[-4000:])
             raise
         assert retry.tags.get("dagster/partition") == HOUR
         materialized = instance.get_materialized_partitions(dg.AssetKey(["core", "bars"]))

@@ -1,0 +1,96 @@
+"""Alerts that reach a human: payloads and webhook delivery, free of Dagster.
+
+Dagster's open-source edition evaluates freshness and checks but delivers no alerts; the alert
+sensor (fin_assets/alerts.py) decides *what* to say, this module says it: Slack-compatible JSON
+by default (``{"text": ...}`` works for Slack, Mattermost, Rocket.Chat, Teams workflows), or a
+plain JSON object for anything else. Delivery retries with backoff and never raises: an alert
+that could not be sent is returned to the caller to try again on the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import httpx
+
+logger = logging.getLogger("fin_assets.alerts")
+
+AlertKind = Literal["failure", "recovery"]
+PayloadFormat = Literal["slack", "plain"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str  # what the alert is about, e.g. "freshness:core/bars", "check:core/bars:ohlc"
+    kind: AlertKind
+    subject: str  # an asset key, a check, or a run
+    title: str
+    detail: str
+    timestamp: float
+
+    def text(self) -> str:
+        icon = ":red_circle:" if self.kind == "failure" else ":large_green_circle:"
+        return f"{icon} fin-assets {self.kind}: {self.title}\n{self.detail}"
+
+    def payload(self, fmt: PayloadFormat) -> dict[str, object]:
+        if fmt == "plain":
+            return asdict(self)
+        return {"text": self.text()}
+
+
+class WebhookNotifier:
+    """POSTs alerts to one webhook; logs every alert whether or not a webhook is configured."""
+
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        fmt: PayloadFormat = "slack",
+        attempts: int = 3,
+        backoff_s: float = 0.5,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = url or None
+        self.fmt = fmt
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        self._http = httpx.Client(timeout=timeout_s, transport=transport) if self.url else None
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # webhook URLs hold tokens
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+    def send(self, alert: Alert) -> bool:
+        """Deliver one alert; True when delivered (or when there is nowhere to deliver)."""
+        logger.warning("ALERT %s: %s", alert.kind, alert.text().replace("\n", " | "))
+        if self._http is None or self.url is None:
+            return True
+        for attempt in range(1, self.attempts + 1):
+            try:
+                response = self._http.post(self.url, json=alert.payload(self.fmt))
+                if response.status_code < 300:
+                    return True
+                problem = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                problem = type(exc).__name__
+            if attempt < self.attempts:
+                wait = random.uniform(0, self.backoff_s * 2 ** (attempt - 1))
+                logger.warning(
+                    "webhook delivery failed (%s), attempt %d of %d; retrying in %.2f s",
+                    problem,
+                    attempt,
+                    self.attempts,
+                    wait,
+                )
+                self._sleep(wait)
+        logger.error("webhook delivery failed (%s); the alert is kept for the next tick", problem)
+        return False

@@ -1,0 +1,179 @@
+"""End to end with a real dagster-daemon: nobody launches anything.
+
+The simulator plays a provider that publishes six hours late and catches up at 120x, so a new
+hourly window closes there every 30 s, all of them in Dagster's past. The new-data sensor fetches
+them, the automation sensor builds the daily tables once a whole day has landed, the freshness
+daemon evaluates 1-minute policies, and the alert sensor posts to a loopback webhook. Stopping
+the simulator must produce exactly one failure alert per stale asset; bringing it back, exactly
+one recovery message each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import dagster as dg
+import pytest
+
+from resources.simulator import MarketSimulator, SimulatorConfig
+from tests.e2e.webhook import WebhookReceiver
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STALE = ("freshness:raw/bars", "freshness:core/bars")
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def simulator(port: int, anchor: float) -> MarketSimulator:
+    return MarketSimulator(
+        SimulatorConfig(port=port, clock_lag_s=6 * 3600, clock_speed=120, clock_anchor=anchor)
+    ).start()
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    yield (
+        {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "FIN_DATA_DIR": str(tmp_path / "data"),
+            "FIN_QUOTA_STORE": str(tmp_path / "quota.sqlite"),
+            "FIN_SYMBOLS": "AAPL,MSFT",
+            "FIN_SENSOR_INTERVAL_SECONDS": "3",
+            "FIN_AUTOMATION_INTERVAL_SECONDS": "5",
+            "FIN_NEW_DATA_LOOKBACK_HOURS": "72",
+            "FIN_FRESHNESS_HOURLY_FAIL_MINUTES": "1",
+            "FIN_FRESHNESS_HOURLY_WARN_MINUTES": "0",
+            "FIN_ALERT_FORMAT": "plain",
+            "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5",
+        },
+        home,
+    )
+
+
+def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
+    pipeline: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    base_env, home = pipeline
+    port, anchor = free_port(), time.time()
+    sim = simulator(port, anchor)
+    log = (tmp_path / "daemon.log").open("w")
+    with WebhookReceiver() as hook:
+        env = {
+            **base_env,
+            "FIN_API_BASE_URL": f"http://127.0.0.1:{port}",
+            "FIN_ALERT_WEBHOOK_URL": hook.url,
+        }
+        started = subprocess.run(
+            [
+                str(BIN / "dagster"),
+                "sensor",
+                "start",
+                "new_bars_sensor",
+                "-m",
+                "fin_assets.definitions",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert started.returncode == 0, started.stderr[-2000:]
+        daemon = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-m", "fin_assets.definitions"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        os.environ["DAGSTER_HOME"] = str(home)
+        try:
+            instance = dg.DagsterInstance.get()
+
+            def materialized(key: list[str], partition: str | None = None) -> bool:
+                parts = instance.get_materialized_partitions(dg.AssetKey(key))
+                return partition in parts if partition else bool(parts)
+
+            # 1. The latest closed windows land with no manual launch.
+            wait_for(
+                "raw/bars from the sensor", lambda: materialized(["core", "bars"]), timeout=180
+            )
+            sensor_runs = instance.get_runs(
+                filters=dg.RunsFilter(tags={"dagster/sensor_name": "new_bars_sensor"})
+            )
+            assert sensor_runs
+            # 2. The daily tables follow (two days ago is always complete in the lookback).
+            day = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d")
+            wait_for(
+                f"core/daily_bars {day} by automation",
+                lambda: materialized(["core", "daily_bars"], day),
+                timeout=180,
+            )
+            assert materialized(["core", "daily_returns"], day)
+
+            # 3. The provider goes away: exactly one failure alert per stale asset.
+            sim.stop()
+
+            def failures() -> list[dict[str, object]]:
+                return [a for a in hook.alerts() if a["kind"] == "failure" and a["key"] in STALE]
+
+            wait_for(
+                "failure alerts", lambda: len({a["key"] for a in failures()}) == 2, timeout=240
+            )
+            time.sleep(15)  # several more sensor ticks: still no duplicate
+            assert sorted(a["key"] for a in failures()) == sorted(STALE)
+            assert all("is stale" in str(a["title"]) for a in failures())
+
+            # 4. It comes back, data lands, exactly one recovery message per asset.
+            sim = simulator(port, anchor)
+
+            def recoveries() -> list[dict[str, object]]:
+                return [a for a in hook.alerts() if a["kind"] == "recovery" and a["key"] in STALE]
+
+            wait_for(
+                "recovery alerts", lambda: len({a["key"] for a in recoveries()}) == 2, timeout=240
+            )
+            time.sleep(15)
+            assert sorted(a["key"] for a in recoveries()) == sorted(STALE)
+            assert sorted(a["key"] for a in failures()) == sorted(STALE)  # none added
+        finally:
+            del os.environ["DAGSTER_HOME"]
+            daemon.terminate()
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+            log.close()
+            with contextlib.suppress(RuntimeError, ValueError):
+                sim.stop()
