@@ -139,7 +139,11 @@ def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
                 lambda: materialized(["core", "daily_bars"], day),
                 timeout=180,
             )
-            assert materialized(["core", "daily_returns"], day)
+            wait_for(
+                f"core/daily_returns {day} by automation",
+                lambda: materialized(["core", "daily_returns"], day),
+                timeout=120,
+            )
 
             # 3. The provider goes away: exactly one failure alert per stale asset.
             sim.stop()
