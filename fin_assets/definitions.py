@@ -17,6 +17,12 @@ from fin_assets.alerts import build_alert_sensor
 from fin_assets.assets.bars import core_bars
 from fin_assets.assets.daily import core_daily_bars, core_daily_returns
 from fin_assets.assets.raw import build_raw_bars
+from fin_assets.checks import (
+    build_quality_checks,
+    core_bars_checks_job,
+    daily_automation_condition,
+    daily_checks_job,
+)
 from fin_assets.freshness import (
     FreshnessSettings,
     build_partition_freshness_checks,
@@ -132,13 +138,20 @@ def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
     provider = resources["market_api"].provider  # type: ignore[attr-defined]
     settings = freshness_settings(env)
     hourly = with_freshness([build_raw_bars(provider=provider), core_bars], settings)
-    daily = with_freshness([core_daily_bars, core_daily_returns], settings)
+    daily = [
+        # The daily tables follow every hourly window (backfills too), and only once each hour
+        # of their day passed its blocking quality checks.
+        asset.map_asset_specs(
+            lambda spec: spec.replace_attributes(automation_condition=daily_automation_condition())
+        )
+        for asset in with_freshness([core_daily_bars, core_daily_returns], settings)
+    ]
     partition_checks, partition_checks_sensor = build_partition_freshness_checks(hourly, settings)
     sensor_interval = int(_number(env, "FIN_SENSOR_INTERVAL_SECONDS", int))
     return dg.Definitions(
         assets=[*hourly, *daily],
-        asset_checks=[*partition_checks],
-        jobs=[bars_hourly_job, daily_tables_job],
+        asset_checks=[*partition_checks, *build_quality_checks()],
+        jobs=[bars_hourly_job, daily_tables_job, core_bars_checks_job, daily_checks_job],
         schedules=[bars_hourly_schedule, daily_tables_schedule],
         sensors=[
             build_new_bars_sensor(

@@ -15,14 +15,6 @@ from resources.bars import aggregate_daily, daily_returns
 from resources.dagster_resources import WarehouseResource
 from resources.errors import StorageError
 
-# Follow the hourly partitions: eager() alone reacts only to the latest time window, so a
-# backfilled day would never propagate (DESIGN §7); and never build on hours whose blocking
-# quality checks failed.
-DAILY_AUTOMATION = (
-    dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
-    & dg.AutomationCondition.all_deps_blocking_checks_passed()
-)
-
 DAILY_BARS_TABLE = "core_daily_bars"
 DAILY_RETURNS_TABLE = "core_daily_returns"
 
@@ -70,7 +62,6 @@ def build_daily_table(
     partitions_def=daily_partitions,
     deps=[core_bars],  # daily -> 24 hourly partitions, by Dagster's time-window mapping
     backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=DAILY_AUTOMATION,
     kinds={"polars", "parquet"},
 )
 def core_daily_bars(
@@ -90,7 +81,6 @@ def core_daily_bars(
     partitions_def=daily_partitions,
     deps=[core_bars],
     backfill_policy=dg.BackfillPolicy.single_run(),
-    automation_condition=DAILY_AUTOMATION,
     kinds={"polars", "parquet"},
 )
 def core_daily_returns(

@@ -1,0 +1,427 @@
+"""Data-quality checks on core/bars and the daily tables, one evaluation per partition.
+
+The logic is in ``resources/quality.py`` (pure polars); this module decides severity, blocking,
+which window each check sees, and how a result reaches Dagster.
+
+- **Blocking, ERROR** — corrupt data that must not propagate: OHLC invariants, unique keys,
+  non-positive prices or negative volume (and, for returns, non-finite values). A failure fails
+  the check step, so assets downstream *in the same run* do not execute, and
+  ``blocking_checks_passed_in_every_dep_partition()`` keeps declarative automation from
+  requesting a daily partition whose hours did not pass.
+- **Non-blocking, WARN** — hints a human should look at: missing minutes (quiet minutes have no
+  bar, DESIGN §3), price jumps, frozen prices.
+
+Why checks yield ``AssetCheckEvaluation``s instead of returning ``AssetCheckResult``s: our assets
+run whole ranges in one run (``BackfillPolicy.single_run()``), and in Dagster 1.13 an
+``AssetCheckResult`` emitted in a range run is recorded with no partition, so a partitioned
+check would never pass or fail for any hour of a backfill. Each check therefore reads the
+warehouse partitions of the run one by one and records one evaluation per partition, pointing
+at that partition's latest materialization (what Dagster's automation compares against), then
+emits the step outputs downstream steps wait for. One ``multi_asset_check`` per asset keeps that
+to one step (one process under the multiprocess executor) instead of one per check.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the check function's parameter
+# annotations (context, resources) at decoration time and cannot resolve them as strings.
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import dagster as dg
+import polars as pl
+
+# Not exported by `dagster`: the pointer to the materialization a check evaluated. Without it,
+# Dagster never considers a partition's check current, so it never counts as passed.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+from fin_assets.assets.bars import CORE_BARS_TABLE, core_bars
+from fin_assets.assets.common import dagster_errors, partition_label
+from fin_assets.assets.daily import (
+    DAILY_BARS_TABLE,
+    DAILY_RETURNS_TABLE,
+    core_daily_bars,
+    core_daily_returns,
+)
+from fin_assets.partitions import daily_partitions, hourly_partitions
+from resources.dagster_resources import UniverseResource, WarehouseResource
+from resources.quality import (
+    FROZEN_MIN_BARS,
+    JUMP_K,
+    JUMP_MIN_RETURNS,
+    CheckOutcome,
+    check_finite,
+    check_frozen,
+    check_jumps,
+    check_missing_minutes,
+    check_ohlc,
+    check_positive,
+    check_unique,
+    format_time,
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a check sees for one partition."""
+
+    partition_key: str
+    start: datetime
+    end: datetime
+    frame: pl.DataFrame  # the partition's rows
+    context: pl.DataFrame | None  # the previous partition's rows, if materialized
+    symbols: tuple[str, ...]  # the universe
+
+    def with_context(self) -> pl.DataFrame:
+        if self.context is None or self.context.is_empty():
+            return self.frame
+        return pl.concat([self.context, self.frame], how="diagonal_relaxed")
+
+
+@dataclass(frozen=True)
+class QualityRule:
+    name: str
+    description: str
+    blocking: bool  # blocking rules report ERROR, the others WARN
+    evaluate: Callable[[Window], CheckOutcome]
+    thresholds: dict[str, float | int] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> dg.AssetCheckSeverity:
+        return dg.AssetCheckSeverity.ERROR if self.blocking else dg.AssetCheckSeverity.WARN
+
+
+BLOCKING_NOTE = " Blocking: a failure holds back downstream assets."
+WARN_NOTE = " Warning only, never blocks."
+
+CORE_BARS_RULES: tuple[QualityRule, ...] = (
+    QualityRule(
+        "ohlc_invariants",
+        "Every bar has high >= max(open, close), low <= min(open, close) and finite prices and "
+        "volume." + BLOCKING_NOTE,
+        blocking=True,
+        evaluate=lambda w: check_ohlc(w.frame),
+    ),
+    QualityRule(
+        "unique_symbol_ts",
+        "One bar per (symbol, ts)." + BLOCKING_NOTE,
+        blocking=True,
+        evaluate=lambda w: check_unique(w.frame, keys=("symbol", "ts")),
+    ),
+    QualityRule(
+        "positive_prices",
+        "Open, high, low, close and vwap > 0, volume >= 0." + BLOCKING_NOTE,
+        blocking=True,
+        evaluate=lambda w: check_positive(w.frame),
+    ),
+    QualityRule(
+        "missing_minutes",
+        "Minutes of the hour without a bar, per symbol of the universe, reported as gaps. "
+        "A minute without trades has no bar, so a gap can be a quiet market rather than "
+        "missing data." + WARN_NOTE,
+        blocking=False,
+        evaluate=lambda w: check_missing_minutes(
+            w.frame, start=w.start, end=w.end, symbols=w.symbols
+        ),
+    ),
+    QualityRule(
+        "price_jumps",
+        f"1-minute close-to-close log returns more than {JUMP_K:g} robust deviations "
+        "(1.4826 x MAD) from the symbol's median in the hour; returns over a gap are scaled to "
+        "one minute, and the previous hour's last bar is included so a jump at the boundary "
+        "counts. A bad print, a split or real news." + WARN_NOTE,
+        blocking=False,
+        evaluate=lambda w: check_jumps(w.with_context(), since=w.start),
+        thresholds={"k": JUMP_K, "min_returns": JUMP_MIN_RETURNS},
+    ),
+    QualityRule(
+        "frozen_prices",
+        f"Runs of {FROZEN_MIN_BARS} or more identical bars: repeats of the previous bar (same "
+        "OHLC and volume) or flat zero-volume fills at the previous close — a stale feed. "
+        "Identical closes alone are not flagged: an illiquid symbol can keep its price while "
+        "trading." + WARN_NOTE,
+        blocking=False,
+        evaluate=lambda w: check_frozen(w.with_context(), since=w.start),
+        thresholds={"min_bars": FROZEN_MIN_BARS},
+    ),
+)
+
+DAILY_BARS_RULES: tuple[QualityRule, ...] = (
+    QualityRule(
+        "ohlc_invariants",
+        "Every day has high >= max(open, close), low <= min(open, close) and finite prices and "
+        "volume." + BLOCKING_NOTE,
+        blocking=True,
+        evaluate=lambda w: check_ohlc(w.frame, time_col="date"),
+    ),
+    QualityRule(
+        "unique_symbol_date",
+        "One row per (symbol, date)." + BLOCKING_NOTE,
+        blocking=True,
+        evaluate=lambda w: check_unique(w.frame, keys=("symbol", "date")),
+    ),
+    QualityRule(
+        "positive_prices",
+        "Open, high, low, close and vwap > 0, volume >= 0." + BLOCKING_NOTE,
+        blocking=True,
+        evaluate=lambda w: check_positive(w.frame, time_col="date"),
+    ),
+)
+
+RETURN_COLUMNS = ("return_oc", "log_return_oc", "realized_vol", "realized_vol_annualized")
+
+DAILY_RETURNS_RULES: tuple[QualityRule, ...] = (
+    QualityRule(
+        "unique_symbol_date",
+        "One row per (symbol, date)." + BLOCKING_NOTE,
+        blocking=True,
+        evaluate=lambda w: check_unique(w.frame, keys=("symbol", "date")),
+    ),
+    QualityRule(
+        "finite_returns",
+        "Returns and volatilities present and finite, volatilities >= 0." + BLOCKING_NOTE,
+        blocking=True,
+        evaluate=lambda w: check_finite(
+            w.frame,
+            columns=RETURN_COLUMNS,
+            non_negative=("realized_vol", "realized_vol_annualized"),
+        ),
+    ),
+)
+
+
+def _target_materialization(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+    )
+
+
+def _metadata(rule: QualityRule, outcome: CheckOutcome, partition_key: str) -> dict[str, object]:
+    metadata: dict[str, object] = {
+        "partition": partition_key,
+        "rows_checked": outcome.rows_checked,
+        "failing_rows": outcome.failing_rows,
+        "failing_symbols": dg.MetadataValue.json(outcome.by_symbol),
+        "examples": dg.MetadataValue.json(
+            [
+                {"symbol": o.symbol, "at": format_time(o.at), "detail": o.detail}
+                for o in outcome.examples
+            ]
+        ),
+    }
+    if outcome.first_at is not None:
+        metadata["first_at"] = format_time(outcome.first_at)
+    if outcome.last_at is not None:
+        metadata["last_at"] = format_time(outcome.last_at)
+    if rule.thresholds:
+        metadata["thresholds"] = dg.MetadataValue.json(dict(rule.thresholds))
+    return metadata
+
+
+def _previous_key(partitions_def: dg.TimeWindowPartitionsDefinition, start: datetime) -> str | None:
+    first = partitions_def.start
+    if start <= first:
+        return None
+    return partitions_def.get_partition_key_for_timestamp(
+        (start - timedelta(seconds=1)).timestamp()
+    )
+
+
+def build_partition_checks(
+    *,
+    name: str,
+    asset: dg.AssetsDefinition,
+    table: str,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    rules: Sequence[QualityRule],
+    with_previous_partition: bool = False,
+) -> dg.AssetChecksDefinition:
+    """One step that evaluates ``rules`` on each partition of ``asset`` in the run."""
+    asset_key = asset.key
+    specs = [
+        dg.AssetCheckSpec(
+            rule.name,
+            asset=asset_key,
+            description=rule.description,
+            blocking=rule.blocking,
+            partitions_def=partitions_def,
+            metadata={"severity": rule.severity.value},
+        )
+        for rule in rules
+    ]
+    label = asset_key.to_user_string()
+
+    @dg.multi_asset_check(
+        name=name,
+        specs=specs,
+        can_subset=True,
+        description=f"Data-quality checks on {label}, one evaluation per partition.",
+    )
+    def _checks(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: WarehouseResource,
+        universe: UniverseResource,
+    ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
+        selected = [
+            rule
+            for rule in rules
+            if dg.AssetCheckKey(asset_key, rule.name) in context.selected_asset_check_keys
+        ]
+        if not (context.has_partition_key or context.has_partition_key_range):
+            raise dg.Failure(
+                description=f"{name}: {label} is partitioned; run its checks for a partition "
+                "or a partition range",
+                allow_retries=False,
+            )
+        keys = list(context.partition_keys)
+        failures: list[str] = []
+        with dagster_errors(asset=f"{label} checks"):
+            wh = warehouse.warehouse()
+            symbols = universe.list()
+            previous: pl.DataFrame | None = None
+            if with_previous_partition:
+                first = partitions_def.time_window_for_partition_key(keys[0])
+                before = _previous_key(partitions_def, first.start)
+                previous = wh.read_partition(table, before) if before else None
+            for key in keys:
+                window = partitions_def.time_window_for_partition_key(key)
+                frame = wh.read_partition(table, key)
+                target = _target_materialization(context.instance, asset_key, key)
+                for rule in selected:
+                    if frame is None:
+                        outcome = CheckOutcome(
+                            check=rule.name,
+                            passed=False,
+                            summary=f"{table} partition {key} is not in the warehouse: "
+                            f"materialize {label} for it first",
+                            failing_rows=0,
+                            rows_checked=0,
+                        )
+                    else:
+                        outcome = rule.evaluate(
+                            Window(
+                                partition_key=key,
+                                start=window.start,
+                                end=window.end,
+                                frame=frame,
+                                context=previous if with_previous_partition else None,
+                                symbols=symbols,
+                            )
+                        )
+                    if not outcome.passed:
+                        failures.append(f"{rule.name} {key}: {outcome.summary}")
+                    yield dg.AssetCheckEvaluation(
+                        asset_key=asset_key,
+                        check_name=rule.name,
+                        passed=outcome.passed,
+                        metadata=_metadata(rule, outcome, key),
+                        target_materialization_data=target,
+                        severity=rule.severity,
+                        description=outcome.summary,
+                        blocking=rule.blocking,
+                        partition=key,
+                    )
+                previous = frame
+        for failure in failures:
+            context.log.warning("%s: %s", label, failure)
+        context.log.info(
+            "%s: %d check(s) on %s, %d failing evaluation(s)",
+            label,
+            len(selected),
+            partition_label(keys),
+            len(failures),
+        )
+        # The outputs downstream steps of the run wait for (blocking checks gate on them); a
+        # failed blocking evaluation above makes Dagster fail this step after they are emitted.
+        output_names = {
+            spec.key: output for output, spec in _checks.check_specs_by_output_name.items()
+        }
+        for rule in selected:
+            yield dg.Output(None, output_name=output_names[dg.AssetCheckKey(asset_key, rule.name)])
+
+    return _checks
+
+
+def build_quality_checks() -> list[dg.AssetChecksDefinition]:
+    """Every data-quality check of the code location: wire into ``dg.Definitions(asset_checks=)``.
+
+    Jobs selecting an asset (``AssetSelection.assets``) pick up its checks, so the hourly and
+    daily jobs run them after the asset, on the same partitions."""
+    return [
+        build_partition_checks(
+            name="core_bars_quality",
+            asset=core_bars,
+            table=CORE_BARS_TABLE,
+            partitions_def=hourly_partitions,
+            rules=CORE_BARS_RULES,
+            with_previous_partition=True,
+        ),
+        build_partition_checks(
+            name="core_daily_bars_quality",
+            asset=core_daily_bars,
+            table=DAILY_BARS_TABLE,
+            partitions_def=daily_partitions,
+            rules=DAILY_BARS_RULES,
+        ),
+        build_partition_checks(
+            name="core_daily_returns_quality",
+            asset=core_daily_returns,
+            table=DAILY_RETURNS_TABLE,
+            partitions_def=daily_partitions,
+            rules=DAILY_RETURNS_RULES,
+        ),
+    ]
+
+
+def blocking_checks_passed_in_every_dep_partition() -> dg.AutomationCondition:
+    """True for a partition when, in *every* partition of every dependency it maps to, each
+    blocking check has passed against that partition's latest materialization.
+
+    Dagster's ``AutomationCondition.all_deps_blocking_checks_passed()`` maps the passing dep
+    partitions back down, so a daily partition counts as passed when *any one* of its 24 hours
+    passed: a failed hour does not hold the day back. Negating "some dep partition has a
+    blocking check that has not passed" gives the all-hours semantics. A partition whose checks
+    never ran (materialized before the checks existed) also holds its day back: run the checks
+    for it (``core_bars_checks_job``)."""
+    return ~dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.any_checks_match(
+            ~dg.AutomationCondition.check_passed(), blocking_only=True
+        )
+    ).with_label("blocking_checks_passed_in_every_dep_partition")
+
+
+def daily_automation_condition() -> dg.AutomationCondition:
+    """For the daily assets: eager on every time window (backfilled days too, DESIGN §7), and
+    only once every hour of the day passed its blocking checks."""
+    return (
+        dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
+        & blocking_checks_passed_in_every_dep_partition()
+    )
+
+
+# Re-run the checks of already materialized partitions without fetching or rebuilding them:
+# `dagster job launch -j core_bars_checks_job --tags '{"dagster/asset_partition_range_start":
+# "2026-01-05-00:00", "dagster/asset_partition_range_end": "2026-01-05-23:00"}'`.
+core_bars_checks_job = dg.define_asset_job(
+    "core_bars_checks_job",
+    selection=dg.AssetSelection.checks_for_assets(core_bars),
+    description="Run the data-quality checks of core/bars on a partition or range, "
+    "without rematerializing it.",
+)
+
+daily_checks_job = dg.define_asset_job(
+    "daily_checks_job",
+    selection=dg.AssetSelection.checks_for_assets(core_daily_bars, core_daily_returns),
+    description="Run the data-quality checks of the daily tables on a partition or range, "
+    "without rematerializing them.",
+)

@@ -1,0 +1,492 @@
+"""Data-quality checks: pure functions over a polars frame of one window of a table (no Dagster).
+
+Each check takes the rows of a window (one partition, or several) and returns a ``CheckOutcome``:
+passed or not, how many rows fail, the count per symbol, the first offending (symbol, time)
+examples with what is wrong, and a one-line summary a human can act on. ``fin_assets/checks.py``
+turns outcomes into Dagster asset-check evaluations and decides severity and blocking.
+
+What each check means (DESIGN §7):
+
+- ``check_ohlc``: high >= max(open, close), low <= min(open, close), every price and the volume
+  present and finite. Corrupt data.
+- ``check_unique``: one row per key, ``(symbol, ts)`` for bars, ``(symbol, date)`` for daily
+  tables. Counts the surplus copies. Corrupt data.
+- ``check_positive``: prices > 0 and volume >= 0 (``vwap`` too, where present). Corrupt data.
+- ``check_missing_minutes``: minutes of the window with no bar, per symbol, reported as gaps.
+  A quiet minute (no trades) produces no bar and is *not* missing data (DESIGN §3), so a gap is
+  only a hint that a feed dropped out — a warning, never a reason to stop the pipeline.
+- ``check_jumps``: 1-minute log returns of the close further than ``k`` robust deviations from
+  the symbol's median (the deviation is 1.4826 x the median absolute deviation, MAD, of the
+  symbol's returns in the window). A hint of a bad print or a split, not proof.
+- ``check_frozen``: ``min_bars`` or more consecutive bars that only repeat the bar before them
+  (same open, high, low, close *and* volume: a stale feed replaying its last bar) or are flat
+  zero-volume fills at the previous close (a provider forward-filling a silent feed). Identical
+  closes alone are not enough: an illiquid symbol can sit on one price for a quarter of an hour
+  while still trading, and its volume or range then changes from bar to bar.
+
+``since``: rows before it are context only. Jumps and frozen runs can straddle a partition
+boundary, so the caller passes the previous partition's rows along and only rows at or after
+``since`` are reported and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+DEFAULT_MAX_EXAMPLES = 10
+JUMP_K = 8.0  # robust deviations; Gaussian noise essentially never goes past 6
+JUMP_MIN_RETURNS = 30  # fewer returns than this and the MAD of a symbol means little
+FROZEN_MIN_BARS = 15  # a quarter of an hour of identical bars
+MAD_TO_SIGMA = 1.4826  # MAD x this estimates the standard deviation of normal data
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True)
+class Offence:
+    """One offending row (or one gap/run, for missing minutes and frozen prices)."""
+
+    symbol: str
+    at: datetime | date
+    detail: str
+
+    def label(self) -> str:
+        return f"{self.symbol} {format_time(self.at)}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    check: str
+    passed: bool
+    summary: str  # one line: what failed, in which symbols, from when
+    failing_rows: int
+    rows_checked: int
+    by_symbol: dict[str, int] = field(default_factory=dict)  # most failures first
+    examples: tuple[Offence, ...] = ()  # the first ones in time
+    first_at: datetime | date | None = None  # earliest offending time
+    last_at: datetime | date | None = None  # latest offending time
+
+
+def format_time(value: datetime | date) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%MZ")
+    return value.isoformat()
+
+
+def _symbols_text(by_symbol: dict[str, int]) -> str:
+    return ", ".join(f"{symbol} {count}" for symbol, count in by_symbol.items())
+
+
+def _outcome(
+    check: str,
+    flagged: pl.DataFrame,
+    *,
+    rows_checked: int,
+    time_col: str,
+    what: str,
+    ok: str,
+    max_examples: int,
+    passed: bool | None = None,
+) -> CheckOutcome:
+    """From ``flagged`` (symbol, <time_col>, detail, weight) to an outcome.
+
+    ``weight`` is how many failing rows one flagged line stands for (a gap of 5 minutes is one
+    line and 5 rows); ``what`` completes "<count> <what>" in the summary."""
+    if flagged.is_empty():
+        return CheckOutcome(
+            check=check,
+            passed=True if passed is None else passed,
+            summary=ok,
+            failing_rows=0,
+            rows_checked=rows_checked,
+        )
+    flagged = flagged.sort([time_col, "symbol"])
+    counts = (
+        flagged.group_by("symbol")
+        .agg(pl.col("weight").sum())
+        .sort(["weight", "symbol"], descending=[True, False])
+    )
+    by_symbol = {s: int(n) for s, n in counts.iter_rows()}
+    failing = sum(by_symbol.values())
+    examples = tuple(
+        Offence(symbol=row["symbol"], at=row[time_col], detail=row["detail"])
+        for row in flagged.head(max_examples).iter_rows(named=True)
+    )
+    first_at = flagged.get_column(time_col).min()
+    last_at = flagged.get_column(time_col).max()
+    assert isinstance(first_at, date) and isinstance(last_at, date)  # datetime is a date too
+    first = examples[0]
+    summary = (
+        f"{failing} {what} in {len(by_symbol)} symbol(s) ({_symbols_text(by_symbol)}); "
+        f"first {first.symbol} at {format_time(first.at)}: {first.detail}"
+    )
+    return CheckOutcome(
+        check=check,
+        passed=False if passed is None else passed,
+        summary=summary,
+        failing_rows=failing,
+        rows_checked=rows_checked,
+        by_symbol=by_symbol,
+        examples=examples,
+        first_at=first_at,
+        last_at=last_at,
+    )
+
+
+def _in_scope(frame: pl.DataFrame, time_col: str, since: datetime | None) -> pl.DataFrame:
+    return frame if since is None else frame.filter(pl.col(time_col) >= since)
+
+
+def _prices_text(columns: Sequence[str]) -> pl.Expr:
+    """'o=1.0 h=2.0 l=0.5 c=1.5' style text of the named columns, for offence details."""
+    parts: list[pl.Expr] = []
+    for i, name in enumerate(columns):
+        parts.append(pl.lit(f"{'' if i == 0 else ' '}{name}="))
+        parts.append(pl.col(name).cast(pl.String).fill_null("null"))
+    return pl.concat_str(parts)
+
+
+def check_ohlc(
+    frame: pl.DataFrame, *, time_col: str = "ts", max_examples: int = DEFAULT_MAX_EXAMPLES
+) -> CheckOutcome:
+    """Bars (or daily rows) no market can print: high below the body, low above it, or a price
+    or the volume missing or not finite."""
+    problems = {
+        "high below open/close": pl.col("high") < pl.max_horizontal("open", "close"),
+        "low above open/close": pl.col("low") > pl.min_horizontal("open", "close"),
+        "missing or non-finite value": ~pl.all_horizontal(
+            pl.col(*PRICE_COLUMNS, "volume").is_finite().fill_null(False)
+        ),
+    }
+    labels = [pl.when(expr.fill_null(False)).then(pl.lit(name)) for name, expr in problems.items()]
+    flagged = (
+        frame.with_columns(pl.concat_list(labels).list.drop_nulls().alias("_problems"))
+        .filter(pl.col("_problems").list.len() > 0)
+        .select(
+            "symbol",
+            time_col,
+            pl.concat_str(
+                pl.col("_problems").list.join(", "),
+                pl.lit(" ("),
+                _prices_text([*PRICE_COLUMNS, "volume"]),
+                pl.lit(")"),
+            ).alias("detail"),
+            pl.lit(1).alias("weight"),
+        )
+    )
+    return _outcome(
+        "ohlc_invariants",
+        flagged,
+        rows_checked=frame.height,
+        time_col=time_col,
+        what="row(s) break OHLC invariants",
+        ok=f"OHLC invariants hold for all {frame.height} row(s)",
+        max_examples=max_examples,
+    )
+
+
+def check_unique(
+    frame: pl.DataFrame,
+    *,
+    keys: Sequence[str] = ("symbol", "ts"),
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> CheckOutcome:
+    """Keys that occur more than once; failing rows are the surplus copies."""
+    symbol_col, time_col = keys[0], keys[-1]
+    flagged = (
+        frame.group_by(list(keys))
+        .agg(pl.len().alias("copies"))
+        .filter(pl.col("copies") > 1)
+        .select(
+            pl.col(symbol_col).alias("symbol"),
+            time_col,
+            pl.format("{} rows with this key", pl.col("copies")).alias("detail"),
+            (pl.col("copies") - 1).alias("weight"),
+        )
+    )
+    key_text = "(" + ", ".join(keys) + ")"
+    return _outcome(
+        "unique_" + "_".join(keys),
+        flagged,
+        rows_checked=frame.height,
+        time_col=time_col,
+        what=f"duplicate row(s) on {key_text}",
+        ok=f"{key_text} is unique over all {frame.height} row(s)",
+        max_examples=max_examples,
+    )
+
+
+def check_positive(
+    frame: pl.DataFrame,
+    *,
+    time_col: str = "ts",
+    prices: Sequence[str] = (*PRICE_COLUMNS, "vwap"),
+    volume: str = "volume",
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> CheckOutcome:
+    """Prices at or below zero, or a negative volume. Absent price columns (a table without
+    ``vwap``) are skipped; nulls are left to the OHLC check."""
+    present = [c for c in prices if c in frame.columns]
+    problems: list[pl.Expr] = [
+        pl.when(pl.col(c) <= 0).then(pl.format(f"{c}={{}}", pl.col(c))) for c in present
+    ]
+    if volume in frame.columns:
+        problems.append(
+            pl.when(pl.col(volume) < 0).then(pl.format(f"{volume}={{}}", pl.col(volume)))
+        )
+    flagged = (
+        frame.with_columns(pl.concat_list(problems).list.drop_nulls().alias("_problems"))
+        .filter(pl.col("_problems").list.len() > 0)
+        .select(
+            "symbol",
+            time_col,
+            pl.col("_problems").list.join(", ").alias("detail"),
+            pl.lit(1).alias("weight"),
+        )
+    )
+    return _outcome(
+        "positive_prices",
+        flagged,
+        rows_checked=frame.height,
+        time_col=time_col,
+        what="row(s) with a non-positive price or negative volume",
+        ok=f"prices > 0 and volume >= 0 in all {frame.height} row(s)",
+        max_examples=max_examples,
+    )
+
+
+def check_finite(
+    frame: pl.DataFrame,
+    *,
+    columns: Sequence[str],
+    non_negative: Sequence[str] = (),
+    time_col: str = "date",
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> CheckOutcome:
+    """Values that are null, NaN or infinite (a division by a zero price, a log of a negative
+    ratio), and, for ``non_negative`` columns such as a volatility, values below zero."""
+    problems: list[pl.Expr] = [
+        pl.when(~pl.col(c).is_finite().fill_null(False)).then(
+            pl.format(f"{c}={{}}", pl.col(c).cast(pl.String).fill_null("null"))
+        )
+        for c in columns
+    ]
+    problems += [
+        pl.when(pl.col(c) < 0).then(pl.format(f"{c}={{}} < 0", pl.col(c))) for c in non_negative
+    ]
+    flagged = (
+        frame.with_columns(pl.concat_list(problems).list.drop_nulls().alias("_problems"))
+        .filter(pl.col("_problems").list.len() > 0)
+        .select(
+            "symbol",
+            time_col,
+            pl.col("_problems").list.join(", ").alias("detail"),
+            pl.lit(1).alias("weight"),
+        )
+    )
+    return _outcome(
+        "finite_values",
+        flagged,
+        rows_checked=frame.height,
+        time_col=time_col,
+        what="row(s) with a missing, non-finite or negative value",
+        ok=f"{', '.join(columns)} finite in all {frame.height} row(s)",
+        max_examples=max_examples,
+    )
+
+
+def check_missing_minutes(
+    frame: pl.DataFrame,
+    *,
+    start: datetime,
+    end: datetime,
+    symbols: Iterable[str] = (),
+    interval: timedelta = timedelta(minutes=1),
+    max_missing_per_symbol: int = 0,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> CheckOutcome:
+    """Minutes in ``[start, end)`` without a bar, per symbol of ``symbols`` (the universe; a
+    symbol with no bar at all misses every minute) and of the frame. Reported as gaps: one
+    example per run of consecutive missing minutes. Passes when no symbol misses more than
+    ``max_missing_per_symbol`` minutes. Remember: no trades, no bar — a gap may be quiet."""
+    grid = pl.datetime_range(
+        start, end, interval, closed="left", time_unit="us", time_zone="UTC", eager=True
+    ).alias("ts")
+    present = frame.select("symbol", pl.col("ts").cast(pl.Datetime("us", "UTC"))).unique()
+    universe = sorted(set(symbols) | set(present.get_column("symbol").to_list()))
+    expected = pl.DataFrame({"symbol": universe}, schema={"symbol": pl.String}).join(
+        grid.to_frame(), how="cross"
+    )
+    missing = expected.join(present, on=["symbol", "ts"], how="anti").sort(["symbol", "ts"])
+    counts = missing.group_by("symbol").agg(pl.len().alias("n"))
+    over = counts.filter(pl.col("n") > max_missing_per_symbol).get_column("symbol").to_list()
+    step_us = interval // timedelta(microseconds=1)
+    gaps = (
+        missing.with_columns(
+            (pl.col("ts").diff().over("symbol").dt.total_microseconds() != step_us)
+            .fill_null(True)
+            .cum_sum()
+            .over("symbol")
+            .alias("_gap")
+        )
+        .group_by(["symbol", "_gap"])
+        .agg(pl.col("ts").first(), pl.col("ts").last().alias("_last"), pl.len().alias("weight"))
+        .select(
+            "symbol",
+            "ts",
+            pl.format(
+                "{} minute(s) without a bar, through {}",
+                pl.col("weight"),
+                pl.col("_last").dt.strftime("%Y-%m-%dT%H:%MZ"),
+            ).alias("detail"),
+            "weight",
+        )
+    )
+    minutes = grid.len()
+    return _outcome(
+        "missing_minutes",
+        gaps,
+        rows_checked=minutes * len(universe),
+        time_col="ts",
+        what="minute(s) without a bar (quiet minutes have no bar either)",
+        ok=f"every symbol has a bar in each of the {minutes} minute(s)",
+        max_examples=max_examples,
+        passed=not over,
+    )
+
+
+def check_jumps(
+    frame: pl.DataFrame,
+    *,
+    k: float = JUMP_K,
+    min_returns: int = JUMP_MIN_RETURNS,
+    since: datetime | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> CheckOutcome:
+    """Close-to-close log returns more than ``k`` robust deviations from the symbol's median.
+
+    Returns over a gap of several minutes are scaled by 1/sqrt(minutes) to a 1-minute
+    equivalent, so a quiet stretch is not mistaken for a jump. Median and MAD are taken per
+    symbol over the returns ending at or after ``since``; a symbol with fewer than
+    ``min_returns`` of them, or a MAD of zero (a mostly frozen price), is not judged."""
+    ret = (pl.col("close") / pl.col("close").shift(1).over("symbol")).log()
+    minutes = (pl.col("ts").diff().over("symbol").dt.total_seconds() / 60.0).clip(lower_bound=1)
+    returns = (
+        frame.select("symbol", "ts", "close")
+        .sort(["symbol", "ts"])
+        .with_columns(
+            pl.col("close").shift(1).over("symbol").alias("_prev"),
+            (ret / minutes.sqrt()).alias("_r"),
+        )
+        .filter(pl.col("_r").is_finite())
+    )
+    returns = _in_scope(returns, "ts", since)
+    stats = returns.group_by("symbol").agg(
+        pl.col("_r").median().alias("_med"),
+        (pl.col("_r") - pl.col("_r").median()).abs().median().alias("_mad"),
+        pl.len().alias("_n"),
+    )
+    scored = returns.join(stats, on="symbol").with_columns(
+        ((pl.col("_r") - pl.col("_med")) / (MAD_TO_SIGMA * pl.col("_mad"))).alias("_z")
+    )
+    flagged = scored.filter(
+        (pl.col("_n") >= min_returns) & (pl.col("_mad") > 0) & (pl.col("_z").abs() > k)
+    ).select(
+        "symbol",
+        "ts",
+        pl.format(
+            "close {} -> {}: {} robust deviations (k={})",
+            pl.col("_prev").round(6),
+            pl.col("close").round(6),
+            pl.col("_z").round(1),
+            pl.lit(k),
+        ).alias("detail"),
+        pl.lit(1).alias("weight"),
+    )
+    judged = stats.filter((pl.col("_n") >= min_returns) & (pl.col("_mad") > 0))
+    return _outcome(
+        "price_jumps",
+        flagged,
+        rows_checked=returns.height,
+        time_col="ts",
+        what=f"jump(s) beyond {k:g} robust deviations of 1-minute log returns",
+        ok=f"no 1-minute return beyond {k:g} robust deviations "
+        f"({judged.height} symbol(s) with >= {min_returns} returns judged)",
+        max_examples=max_examples,
+    )
+
+
+def check_frozen(
+    frame: pl.DataFrame,
+    *,
+    min_bars: int = FROZEN_MIN_BARS,
+    since: datetime | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> CheckOutcome:
+    """Runs of ``min_bars`` or more identical bars per symbol (consecutive rows, gaps
+    allowed): the first bar is genuine, the failing rows are the repeats after it — a bar equal
+    to the previous one in open, high, low, close and volume, or a flat zero-volume bar at the
+    previous close. One example per run."""
+    prev = {c: pl.col(c).shift(1).over("symbol") for c in (*PRICE_COLUMNS, "volume")}
+    replay = pl.all_horizontal([pl.col(c) == prev[c] for c in prev])
+    flat_fill = (
+        (pl.col("open") == pl.col("close"))
+        & (pl.col("high") == pl.col("close"))
+        & (pl.col("low") == pl.col("close"))
+        & (pl.col("close") == prev["close"])
+        & (pl.col("volume") == 0)
+    )
+    marked = (
+        frame.select("symbol", "ts", *PRICE_COLUMNS, "volume")
+        .sort(["symbol", "ts"])
+        .with_columns((replay | flat_fill).fill_null(False).alias("_repeat"))
+        .with_columns(
+            # a new run starts at every row that is not a repeat
+            (~pl.col("_repeat")).cast(pl.UInt32).cum_sum().over("symbol").alias("_run")
+        )
+    )
+    runs = (
+        marked.group_by(["symbol", "_run"])
+        .agg(
+            pl.len().alias("_bars"),  # the genuine first bar and its repeats
+            pl.col("ts").first().alias("_start"),
+            pl.col("ts").last().alias("_last"),
+            pl.col("close").first().alias("_close"),
+            pl.col("volume").last().alias("_volume"),
+        )
+        .filter(pl.col("_bars") >= min_bars)
+    )
+    # Repeats inside the scope: a run that began in the context partition still counts here.
+    in_scope = _in_scope(marked.filter(pl.col("_repeat")), "ts", since)
+    scoped = (
+        in_scope.join(runs, on=["symbol", "_run"])
+        .group_by(["symbol", "_run"])
+        .agg(pl.col("ts").min(), pl.len().alias("weight"))
+    )
+    flagged = scoped.join(runs, on=["symbol", "_run"]).select(
+        "symbol",
+        "ts",
+        pl.format(
+            "{} identical bars from {} through {} (close {}, volume {})",
+            pl.col("_bars"),
+            pl.col("_start").dt.strftime("%Y-%m-%dT%H:%MZ"),
+            pl.col("_last").dt.strftime("%Y-%m-%dT%H:%MZ"),
+            pl.col("_close"),
+            pl.col("_volume"),
+        ).alias("detail"),
+        "weight",
+    )
+    rows = _in_scope(frame, "ts", since).height
+    return _outcome(
+        "frozen_prices",
+        flagged,
+        rows_checked=rows,
+        time_col="ts",
+        what=f"repeated bar(s) in runs of >= {min_bars} identical bars",
+        ok=f"no run of {min_bars} identical bars in {rows} row(s)",
+        max_examples=max_examples,
+    )
