@@ -1,7 +1,7 @@
 """End to end with a real dagster-daemon: nobody launches anything.
 
-The simulator plays a provider that publishes six hours late and catches up at 120x, so a new
-hourly window closes there every 30 s, all of them in Dagster's past. The new-data sensor fetches
+The simulator plays a provider that publishes a day late and catches up at 120x, so a new
+hourly window closes there every 30 s (for 12 minutes, longer than the test), all of them in Dagster's past. The new-data sensor fetches
 them, the automation sensor builds the daily tables once a whole day has landed, the freshness
 daemon evaluates 1-minute policies, and the alert sensor posts to a loopback webhook. Stopping
 the simulator must produce exactly one failure alert per stale asset; bringing it back, exactly
@@ -52,7 +52,7 @@ def free_port() -> int:
 
 def simulator(port: int, anchor: float) -> MarketSimulator:
     return MarketSimulator(
-        SimulatorConfig(port=port, clock_lag_s=6 * 3600, clock_speed=120, clock_anchor=anchor)
+        SimulatorConfig(port=port, clock_lag_s=24 * 3600, clock_speed=120, clock_anchor=anchor)
     ).start()
 
 
