@@ -1,7 +1,8 @@
 """End to end with a real dagster-daemon: nobody launches anything.
 
 The simulator plays a provider that publishes a day late and catches up at 120x, so a new
-hourly window closes there every 30 s (for 12 minutes, longer than the test), all of them in Dagster's past. The new-data sensor fetches
+hourly window closes there every 30 s for 12 minutes (longer than the test), all of them in
+Dagster's past. The new-data sensor fetches
 them, the automation sensor builds the daily tables once a whole day has landed, the freshness
 daemon evaluates 1-minute policies, and the alert sensor posts to a loopback webhook. Stopping
 the simulator must produce exactly one failure alert per stale asset; bringing it back, exactly
