@@ -292,7 +292,24 @@ class SQLiteQuotaStore:
         self._conn = sqlite3.connect(
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        # Two processes opening a brand-new store at once race to switch it to WAL; SQLite
+        # answers that race with SQLITE_BUSY *without* calling the busy handler, so the
+        # connect timeout does not cover it. Retry the set-up until the same deadline.
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                self._init_schema()
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    self._conn.close()
+                    raise
+                time.sleep(0.05)
+
+    def _init_schema(self) -> None:
+        mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(
             """CREATE TABLE IF NOT EXISTS quota_state (
