@@ -8,7 +8,7 @@ long the range). ``refresh=True`` fetches the whole window again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +17,8 @@ from resources.snapshots import SnapshotRef, SnapshotStore
 from resources.validation import ensure_utc
 
 BARS_DATASET = "bars_1m"
+# Partitions whose manifests are built from one listing of each symbol's snapshots (a week).
+MANIFEST_CHUNK = 168
 
 
 @dataclass
@@ -24,6 +26,8 @@ class IngestStats:
     snapshots_written: int = 0
     snapshots_reused: int = 0
     bars_fetched: int = 0
+    # The pages fetched, kept only with refresh=True (its manifests prefer them): one small
+    # record per page, not the bars.
     fetched_refs: list[SnapshotRef] = field(default_factory=list)
 
 
@@ -72,7 +76,8 @@ def ingest_bars(
                 )
                 stats.snapshots_written += 1
                 stats.bars_fetched += page.bar_count
-                stats.fetched_refs.append(ref)
+                if refresh:
+                    stats.fetched_refs.append(ref)
                 if on_page is not None:
                     on_page(ref)
     return stats
@@ -94,21 +99,58 @@ def build_manifest(
     otherwise every stored snapshot overlapping it is listed and core/bars keeps the newest
     copy of each minute.
     """
-    preferred: dict[str, list[SnapshotRef]] = {}
-    for ref in prefer:
-        if ref.overlaps(start, end):
-            preferred.setdefault(ref.symbol, []).append(ref)
-    entries: dict[str, list[dict[str, str]]] = {}
-    for symbol in symbols:
-        refs = preferred.get(symbol) or store.list(
-            provider=provider, dataset=BARS_DATASET, symbol=symbol, start=start, end=end
-        )
-        entries[symbol] = [r.as_manifest_entry() for r in refs]
-    return {
-        "asset": "raw/bars",
-        "partition": partition_key,
-        "provider": provider,
-        "dataset": BARS_DATASET,
-        "window": {"start": start.isoformat(), "end": end.isoformat()},
-        "symbols": entries,
-    }
+    ((_, manifest),) = build_manifests(
+        store,
+        provider=provider,
+        symbols=symbols,
+        partitions=[(partition_key, start, end)],
+        prefer=prefer,
+    )
+    return manifest
+
+
+def build_manifests(
+    store: SnapshotStore,
+    *,
+    provider: str,
+    symbols: Sequence[str],
+    partitions: Sequence[tuple[str, datetime, datetime]],
+    prefer: Sequence[SnapshotRef] = (),
+    chunk: int = MANIFEST_CHUNK,
+) -> Iterator[tuple[str, dict[str, object]]]:
+    """``(partition_key, manifest)`` for each ``(key, start, end)``, as ``build_manifest``
+    gives them, listing each symbol's snapshots once per ``chunk`` consecutive partitions
+    instead of once per partition: a year of hourly partitions would otherwise scan each
+    symbol's directory 8760 times. Only one chunk's listing is held at a time."""
+    for first in range(0, len(partitions), chunk):
+        group = partitions[first : first + chunk]
+        lo = min(start for _, start, _ in group)
+        hi = max(end for _, _, end in group)
+        listed = {
+            symbol: store.list(
+                provider=provider, dataset=BARS_DATASET, symbol=symbol, start=lo, end=hi
+            )
+            for symbol in symbols
+        }
+        preferred: dict[str, list[SnapshotRef]] = {}
+        for ref in prefer:
+            if ref.overlaps(lo, hi):
+                preferred.setdefault(ref.symbol, []).append(ref)
+        for key, start, end in group:
+            entries: dict[str, list[dict[str, str]]] = {}
+            for symbol in symbols:
+                refs = [r for r in preferred.get(symbol, ()) if r.overlaps(start, end)] or [
+                    r for r in listed[symbol] if r.overlaps(start, end)
+                ]
+                entries[symbol] = [r.as_manifest_entry() for r in refs]
+            yield (
+                key,
+                {
+                    "asset": "raw/bars",
+                    "partition": key,
+                    "provider": provider,
+                    "dataset": BARS_DATASET,
+                    "window": {"start": start.isoformat(), "end": end.isoformat()},
+                    "symbols": entries,
+                },
+            )

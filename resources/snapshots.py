@@ -71,6 +71,7 @@ class SnapshotRef:
 class SnapshotStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
+        self._directories: dict[tuple[str, ...], Path] = {}  # resolved by _resolve
 
     # -- paths -------------------------------------------------------------------------------
     def _symbol_dir(self, provider: str, dataset: str, symbol: str) -> Path:
@@ -137,6 +138,10 @@ class SnapshotStore:
         if not directory.is_dir():
             return []
         names = {e.name for e in os.scandir(directory) if not e.name.startswith(TEMP_PREFIX)}
+        # Stamps sort like the times they stand for: names that certainly end before start or
+        # begin after end are skipped unparsed (a year of pages makes parsing the cost).
+        after = _stamp(start) if start is not None and end is not None else ""
+        before = _stamp(end) if start is not None and end is not None else "~"
         refs = []
         for name in names:
             if not name.endswith(".meta.json"):
@@ -147,6 +152,8 @@ class SnapshotStore:
             try:
                 window, digest = stem.split(".")
                 first, last = window.split("_")
+                if last <= after or first > before:
+                    continue
                 ref = SnapshotRef(
                     provider,
                     dataset,
@@ -182,7 +189,19 @@ class SnapshotStore:
         return gaps
 
     def _resolve(self, ref_path: str) -> Path:
-        return safe_join(self.root, *Path(ref_path).parts)
+        """``safe_join`` of a stored path. The directory is resolved once per store (a range run
+        reads thousands of files from a few directories; resolving costs a system call per
+        path component): a file name in a resolved directory resolves to itself unless it is
+        a symlink or '..', which get the full check."""
+        *directory, name = Path(ref_path).parts or ("",)
+        resolved = self._directories.get(tuple(directory))
+        if resolved is None:
+            resolved = safe_join(self.root, *directory)
+            self._directories[tuple(directory)] = resolved
+        path = resolved / name
+        if name in ("", "..") or path.is_symlink():
+            return safe_join(self.root, *Path(ref_path).parts)
+        return path
 
     def read(self, ref: SnapshotRef | Mapping[str, str]) -> bytes:
         """The stored bytes, checked against the digest in their name."""

@@ -8,7 +8,7 @@ import dagster as dg
 from fin_assets.assets.common import dagster_errors, window_metadata
 from fin_assets.assets.raw import RAW_BARS_KEY, RAW_BARS_MANIFESTS
 from fin_assets.partitions import hourly_partitions
-from resources.bars import BuildStats, bars_from_manifest
+from resources.bars import BuildStats, SnapshotFrames, bars_from_manifest
 from resources.dagster_resources import SnapshotStoreResource, WarehouseResource
 from resources.providers import get_adapter
 
@@ -38,8 +38,11 @@ def core_bars(
     stats = BuildStats()
     rows = 0
     symbols: set[str] = set()
+    # A snapshot covering several hours is parsed once for all of them, then dropped.
+    parsed = SnapshotFrames(store)
     with dagster_errors(asset="core/bars"):
-        # Partition by partition: memory holds one hour of bars, however long the range.
+        # Partition by partition, in time order: memory holds one hour of bars and the pages
+        # that overlap it, however long the range.
         for key in context.partition_keys:
             hour = hourly_partitions.time_window_for_partition_key(key)
             manifest = store.read_manifest(asset=RAW_BARS_MANIFESTS, partition_key=key)
@@ -51,6 +54,7 @@ def core_bars(
                 start=hour.start,
                 end=hour.end,
                 stats=stats,
+                snapshots=parsed,
             )
             wh.replace_partition(CORE_BARS_TABLE, key, frame)
             rows += frame.height

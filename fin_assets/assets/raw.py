@@ -11,7 +11,7 @@ from pydantic import Field
 from fin_assets.assets.common import dagster_errors, partition_label, window_metadata
 from fin_assets.partitions import hourly_partitions
 from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
-from resources.ingest import build_manifest, ingest_bars
+from resources.ingest import build_manifests, ingest_bars
 
 RAW_BARS_MANIFESTS = "raw_bars"
 RAW_BARS_KEY = dg.AssetKey(["raw", "bars"])
@@ -64,17 +64,17 @@ def raw_bars(
             refresh=config.refresh,
             label=partition_label(context.partition_keys),
         )
+        hours = []
         for key in context.partition_keys:
             hour = hourly_partitions.time_window_for_partition_key(key)
-            manifest = build_manifest(
-                store,
-                provider=client.provider,
-                symbols=symbols,
-                partition_key=key,
-                start=hour.start,
-                end=hour.end,
-                prefer=stats.fetched_refs if config.refresh else (),
-            )
+            hours.append((key, hour.start, hour.end))
+        for key, manifest in build_manifests(
+            store,
+            provider=client.provider,
+            symbols=symbols,
+            partitions=hours,
+            prefer=stats.fetched_refs,
+        ):
             store.write_manifest(asset=RAW_BARS_MANIFESTS, partition_key=key, manifest=manifest)
     context.log.info(
         "raw/bars: %d partition(s), %d symbol(s): %d snapshot(s) written, %d reused, %d request(s)",

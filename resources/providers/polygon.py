@@ -19,6 +19,7 @@ from resources.errors import SchemaError
 from resources.providers.base import (
     ApiRequest,
     BarField,
+    FastBarDecoder,
     PageInfo,
     ParsedBars,
     ProviderAdapter,
@@ -41,6 +42,10 @@ AGG_FIELDS = (
     BarField("vw", "vwap", "number", required=False),
 )
 KNOWN_KEYS = frozenset(str(f.source) for f in AGG_FIELDS) | {"otc"}
+# "results" is absent when there is no bar at all.
+PAGE_DECODER = FastBarDecoder(
+    AGG_FIELDS, records="results", records_optional=True, known_keys=KNOWN_KEYS
+)
 
 
 class PolygonAdapter(ProviderAdapter):
@@ -129,6 +134,10 @@ class PolygonAdapter(ProviderAdapter):
         return from_epoch_ms(results[0]["t"])
 
     def parse_bars(self, body: bytes, *, symbol: str, partition: str | None = None) -> ParsedBars:
+        fast = PAGE_DECODER.frame(body, provider=self.name, symbol=symbol, partition=partition)
+        if fast is not None:
+            return ParsedBars(canonical_bars(fast, symbol=symbol), {})
+        # Something is off (or a key is new): the precise checks name it, or count the key.
         where = f"{self.name}: symbol {symbol}" + (f", partition {partition}" if partition else "")
         results = self._results(decode_json(body, provider=self.name, what=where), symbol=symbol)
         frame, unknown = frame_from_records(
