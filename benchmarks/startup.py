@@ -1,0 +1,137 @@
+"""Start-up benchmark: what loading the definitions costs every run worker and code server.
+
+    uv run --frozen python benchmarks/startup.py [--rounds 3]
+
+Each measurement is a fresh ``python`` process, timed from launch to exit (wall clock, and the
+CPU time ``wait4`` reports for it), in rounds that alternate the commands so a busy moment of
+the machine costs them alike; the median of the rounds is reported:
+
+- ``python -c pass``: the interpreter alone;
+- ``import dagster``: the floor any code location pays;
+- load the definitions: what ``dagster api grpc`` and every run worker do before anything
+  else: reconstruct the repository from ``fin_assets.definitions`` (the ``@dg.definitions``
+  loader: resources from the environment, assets, jobs, schedules, sensors), resolve every job
+  and build the repository snapshot a code server serves.
+
+Twice: with Python's bytecode cache, as any deployed process has it (a private
+``PYTHONPYCACHEPREFIX``, filled by one untimed run of each command first), and without it
+(an empty prefix and ``PYTHONDONTWRITEBYTECODE=1``: every module compiled from source, as in a
+sandbox that sets that variable). The environment is this one without any FIN_* setting.
+
+Target (the run exits 1 if it is missed): loading the definitions <= 1.5x ``import dagster``
+(medians, wall clock, with the bytecode cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.harness import PROJECT_ROOT, Targets, table
+
+TARGET_RATIO = 1.5
+LOAD_DEFINITIONS = """
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.remote_representation.external_data import RepositorySnap
+
+repo = ReconstructableRepository.for_module("fin_assets.definitions", "defs").get_definition()
+repo.get_all_jobs()
+RepositorySnap.from_def(repo)
+"""
+COMMANDS = {
+    "python -c pass": ["-c", "pass"],
+    "import dagster": ["-c", "import dagster"],
+    "load the definitions": ["-W", "ignore", "-c", LOAD_DEFINITIONS],
+}
+
+
+def run_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one fresh process."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - began
+    assert proc.stderr is not None
+    error = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(args)[:60]} failed: {error[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("FIN_", "PYTHONPYCACHE"))}
+    base.pop("PYTHONDONTWRITEBYTECODE", None)
+    began = time.monotonic()
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="fin-assets-bench-startup-") as tmp:
+        modes = {
+            "cached": {**base, "PYTHONPYCACHEPREFIX": f"{tmp}/cache"},
+            "no cache": {
+                **base,
+                "PYTHONPYCACHEPREFIX": f"{tmp}/empty",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            },
+        }
+        for command in COMMANDS.values():  # fills the cache: not timed
+            run_once(command, modes["cached"])
+        for _ in range(args.rounds):
+            for mode, env in modes.items():
+                for name, command in COMMANDS.items():
+                    samples.setdefault((mode, name), []).append(run_once(command, env))
+    medians = {
+        key: (
+            statistics.median(wall for wall, _ in runs),
+            statistics.median(cpu for _, cpu in runs),
+            min(wall for wall, _ in runs),
+        )
+        for key, runs in samples.items()
+    }
+    rows = []
+    for (mode, name), (wall, cpu, best) in medians.items():
+        floor = medians[(mode, "import dagster")][0]
+        rows.append(
+            [mode, name, f"{wall:.2f}", f"{best:.2f}", f"{cpu:.2f}", f"{wall / floor:.2f}x"]
+        )
+    print(
+        table(
+            ["bytecode", "command", "median s", "best s", "median CPU s", "vs import dagster"],
+            rows,
+        )
+    )
+    print()
+    print(f"{args.rounds} rounds, medians; CPU time as wait4 reports it for the process")
+    print()
+    targets = Targets()
+    load_wall, load_cpu, _ = medians[("cached", "load the definitions")]
+    floor_wall, floor_cpu, _ = medians[("cached", "import dagster")]
+    targets.check(
+        f"loading the definitions <= {TARGET_RATIO}x import dagster (median wall clock, "
+        "bytecode cache)",
+        load_wall / floor_wall <= TARGET_RATIO,
+        f"{load_wall / floor_wall:.2f}x ({load_wall:.2f} s vs {floor_wall:.2f} s; "
+        f"CPU {load_cpu / floor_cpu:.2f}x)",
+    )
+    code = targets.report()
+    print(f"\nruntime {time.monotonic() - began:.1f} s")
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
