@@ -8,7 +8,6 @@ sidecar), so rebuilding from the same snapshots gives the same table, bit for bi
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from resources.errors import DataValidationError
-from resources.providers.base import BAR_SCHEMA, ProviderAdapter
+from resources.providers.base import BAR_SCHEMA, PAGE_COLUMN, ProviderAdapter
 from resources.snapshots import SnapshotStore, iter_manifest_refs
 
 CANONICAL_SCHEMA = pl.Schema(
@@ -80,9 +79,27 @@ def _micros(ts: datetime) -> int:
     return (ts - _EPOCH) // _MICROSECOND
 
 
-# A parsed snapshot: sha256 prefix, coverage end, stamped frame, and its ts in microseconds
-# when they are sorted and not null (None: windows are cut with a filter).
-_Parsed = tuple[str, datetime | None, pl.DataFrame, list[int] | None]
+# Snapshots parsed together into one batch at most (the simulator writes about 110 bytes of
+# JSON a bar: some 300 000 bars, about 30 MB of frame).
+BATCH_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class _Page:
+    """A parsed snapshot: which batch holds its rows, under which page id, how many."""
+
+    sha256: str
+    end: datetime | None  # coverage end; None: unknown, released after the partition
+    batch: int
+    page: int
+    rows: int
+
+
+@dataclass
+class _Batch:
+    frame: pl.DataFrame  # CANONICAL_SCHEMA + PAGE_COLUMN (a page id unique in the run)
+    live: set[int]  # page ids still in use
+    live_rows: int
 
 
 class SnapshotFrames:
@@ -91,18 +108,25 @@ class SnapshotFrames:
 
     One page of the provider's largest size covers many hourly partitions (1000 minutes are
     17 hours), so parsing it again for every hour it covers would multiply the parsing work of
-    a range run by as much. Partitions are processed in time order and ``release`` drops every
-    snapshot that ends by the end of the partition just done: memory holds the pages that
-    overlap one partition (one or two per symbol), however long the range. Out of order, a
-    dropped snapshot is simply read again.
+    a range run by as much. The pages a partition needs that are not held yet are parsed
+    together into one frame (a batch: ``adapter.parse_pages``), and each partition is one
+    filter per batch. Partitions are processed in time order and ``release`` drops every
+    snapshot that ends by the end of the partition just done; a batch is dropped with its last
+    page, and compacted once most of its rows belong to released pages, so memory holds at
+    most about twice the pages that overlap one partition (one or two per symbol), however
+    long the range. Out of order, a dropped snapshot is simply read again.
     """
 
     def __init__(self, store: SnapshotStore) -> None:
         self._store = store
-        self._frames: dict[str, _Parsed] = {}
+        self._pages: dict[str, _Page] = {}
+        self._batches: dict[int, _Batch] = {}
+        self._next_page = 0
+        self._next_batch = 0
 
     def __len__(self) -> int:
-        return len(self._frames)
+        """Pages held."""
+        return len(self._pages)
 
     def frames_for(
         self,
@@ -114,57 +138,117 @@ class SnapshotFrames:
         end: datetime,
         stats: BuildStats,
     ) -> list[pl.DataFrame]:
-        """Each manifest entry's bars with ``start <= ts < end``, stamped with provider and
-        fetch time, in manifest order."""
-        first_us, end_us = _micros(start), _micros(end)
-        frames = []
+        """The bars of the manifest's snapshots with ``start <= ts < end``, stamped with
+        provider and fetch time (CANONICAL_SCHEMA), as one frame per batch."""
+        missing: dict[str, tuple[str, Mapping[str, str]]] = {}
         for symbol, entry in iter_manifest_refs(manifest):
-            cached = self._frames.get(entry["path"])
-            if cached is None or cached[0] != entry["sha256"]:
-                cached = self._load(adapter, symbol, entry, partition=partition, stats=stats)
-            _, _, frame, ts_us = cached
-            if ts_us is None:
-                frames.append(frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end)))
-            else:  # the same rows, in the same order, as the filter above
-                first = bisect.bisect_left(ts_us, first_us)
-                frames.append(frame.slice(first, bisect.bisect_left(ts_us, end_us) - first))
+            held = self._pages.get(entry["path"])
+            if held is None or held.sha256 != entry["sha256"]:
+                missing.setdefault(entry["path"], (symbol, entry))
+        if missing:
+            self._load(adapter, list(missing.values()), partition=partition, stats=stats)
+        wanted: dict[int, list[int]] = {}
+        for _, entry in iter_manifest_refs(manifest):
+            page = self._pages[entry["path"]]
+            wanted.setdefault(page.batch, []).append(page.page)
+        window = (pl.col("ts") >= start) & (pl.col("ts") < end)
+        frames = []
+        for batch_id, pages in wanted.items():
+            batch = self._batches[batch_id]
+            ids = set(pages)
+            keep = window if ids == batch.live else window & pl.col(PAGE_COLUMN).is_in(list(ids))
+            frames.append(batch.frame.filter(keep).drop(PAGE_COLUMN))
         return frames
 
     def _load(
         self,
         adapter: ProviderAdapter,
-        symbol: str,
-        entry: Mapping[str, str],
+        refs: list[tuple[str, Mapping[str, str]]],
         *,
         partition: str,
         stats: BuildStats,
-    ) -> _Parsed:
-        body = self._store.read(entry)
-        meta = self._store.read_meta(entry)
-        stats.snapshots_read += 1
-        stats.bytes_read += len(body)
+    ) -> None:
+        """Read, verify and parse ``refs`` into batches of at most about BATCH_BYTES of
+        snapshots each (bodies and decoded values are transient; a batch keeps the frame)."""
+        chunk: list[tuple[str, Mapping[str, str], bytes, int]] = []
+        size = 0
+        for symbol, entry in refs:
+            body = self._store.read(entry)
+            meta = self._store.read_meta(entry)
+            stats.snapshots_read += 1
+            stats.bytes_read += len(body)
+            fetched_us = _micros(datetime.fromisoformat(meta["fetched_at"]))
+            chunk.append((symbol, entry, body, fetched_us))
+            size += len(body)
+            if size >= BATCH_BYTES:
+                self._add_batch(adapter, chunk, partition=partition, stats=stats)
+                chunk, size = [], 0
+        if chunk:
+            self._add_batch(adapter, chunk, partition=partition, stats=stats)
+
+    def _add_batch(
+        self,
+        adapter: ProviderAdapter,
+        chunk: list[tuple[str, Mapping[str, str], bytes, int]],
+        *,
+        partition: str,
+        stats: BuildStats,
+    ) -> None:
         # An error names this partition: the first one that needed the snapshot.
-        parsed = adapter.parse_bars(body, symbol=symbol, partition=partition)
-        del body
-        stats.unknown_fields.update(parsed.unknown_fields)
-        frame = stamp(parsed.frame, adapter.name, datetime.fromisoformat(meta["fetched_at"]))
-        ts = frame.get_column("ts")
-        # Pages come sorted by time: a window is then two bisections and a zero-copy slice.
-        ordered = ts.null_count() == 0 and ts.is_sorted()
-        loaded = (
-            entry["sha256"],
-            datetime.fromisoformat(entry["end"]) if "end" in entry else None,
-            frame,
-            ts.to_physical().to_list() if ordered else None,
+        parsed = adapter.parse_pages(
+            [(symbol, body) for symbol, _, body, _ in chunk], partition=partition
         )
-        self._frames[entry["path"]] = loaded
-        return loaded
+        stats.unknown_fields.update(parsed.unknown_fields)
+        local = parsed.frame.get_column(PAGE_COLUMN)
+        first_id = self._next_page
+        self._next_page += len(chunk)
+        batch_id = self._next_batch
+        self._next_batch += 1
+        fetched = pl.Series([us for *_, us in chunk], dtype=pl.Int64()).gather(local)
+        frame = stamp(parsed.frame.drop(PAGE_COLUMN), adapter.name, fetched).with_columns(
+            (local + first_id).alias(PAGE_COLUMN)
+        )
+        counts = local.value_counts()
+        heights = dict(zip(counts[PAGE_COLUMN].to_list(), counts["count"].to_list(), strict=True))
+        ids = set()
+        for index, (_, entry, _, _) in enumerate(chunk):
+            old = self._pages.pop(entry["path"], None)
+            if old is not None:  # same path, another digest: the held one is stale
+                self._forget(old)
+            self._pages[entry["path"]] = _Page(
+                sha256=entry["sha256"],
+                end=datetime.fromisoformat(entry["end"]) if "end" in entry else None,
+                batch=batch_id,
+                page=first_id + index,
+                rows=heights.get(index, 0),
+            )
+            ids.add(first_id + index)
+        self._batches[batch_id] = _Batch(frame, ids, frame.height)
+        self._compact()
+
+    def held_rows(self) -> int:
+        """Rows held in memory (released pages included until their batch is compacted)."""
+        return sum(batch.frame.height for batch in self._batches.values())
+
+    def _forget(self, page: _Page) -> None:
+        batch = self._batches[page.batch]
+        batch.live.discard(page.page)
+        batch.live_rows -= page.rows
+        if not batch.live:
+            del self._batches[page.batch]
+
+    def _compact(self) -> None:
+        """Batches holding more released rows than live ones keep only the live ones."""
+        for batch in self._batches.values():
+            if batch.live_rows * 2 < batch.frame.height:
+                batch.frame = batch.frame.filter(pl.col(PAGE_COLUMN).is_in(list(batch.live)))
 
     def release(self, *, through: datetime) -> None:
         """Forget snapshots that end at or before ``through``."""
-        done = [k for k, (_, ends, _, _) in self._frames.items() if ends is None or ends <= through]
+        done = [k for k, page in self._pages.items() if page.end is None or page.end <= through]
         for key in done:
-            del self._frames[key]
+            self._forget(self._pages.pop(key))
+        self._compact()
 
 
 def bars_from_manifest(
@@ -192,17 +276,23 @@ def bars_from_manifest(
     return _dedupe_and_validate(combined, partition=partition, stats=stats)
 
 
-def stamp(frame: pl.DataFrame, provider: str, fetched_at: datetime) -> pl.DataFrame:
-    """A parsed page (BAR_SCHEMA) with its provider and fetch time: CANONICAL_SCHEMA."""
+def stamp(frame: pl.DataFrame, provider: str, fetched_at: datetime | pl.Series) -> pl.DataFrame:
+    """Parsed bars (BAR_SCHEMA) with their provider and fetch time (one for all rows, or an
+    Int64 Series of epoch microseconds: one per row): CANONICAL_SCHEMA."""
     if frame.columns != _BAR_COLUMNS or frame.dtypes != _BAR_DTYPES:
         frame = frame.select(_BAR_COLUMNS).cast(BAR_SCHEMA)  # type: ignore[arg-type]
     height = frame.height
     # From its physical value: a Series built from a datetime object converts it in Python.
-    fetched = pl.Series("ingested_at", [_micros(fetched_at)], dtype=pl.Int64())
+    if isinstance(fetched_at, pl.Series):
+        fetched = fetched_at.alias("ingested_at")
+    else:
+        fetched = pl.Series("ingested_at", [_micros(fetched_at)], dtype=pl.Int64()).new_from_index(
+            0, height
+        )
     return frame.hstack(
         [
             pl.Series("provider", [provider], dtype=pl.String()).new_from_index(0, height),
-            fetched.cast(pl.Datetime("us", "UTC")).new_from_index(0, height),
+            fetched.cast(pl.Datetime("us", "UTC")),
         ]
     )
 

@@ -24,7 +24,7 @@ from polars.testing import assert_frame_equal
 
 from resources.errors import FinAssetsError
 from resources.providers import binance, polygon, simulator
-from resources.providers.base import FastBarDecoder, ParsedBars, ProviderAdapter
+from resources.providers.base import PAGE_COLUMN, FastBarDecoder, ParsedBars, ProviderAdapter
 from resources.simulator import generate_bars
 from tests.reference_bars import reference_parse_bars
 
@@ -291,3 +291,80 @@ def test_numbers_decode_to_the_floats_json_loads_gives() -> None:
             continue
         assert columns["open"] == [expected]
         assert math.copysign(1.0, columns["open"][0]) == math.copysign(1.0, expected)
+
+
+# -- several pages at once (parse_pages, what core/bars uses in a range run) -------------------
+def assert_pages_parse_as_each_alone(
+    adapter: ProviderAdapter, pages: list[tuple[str, bytes]]
+) -> str:
+    """parse_pages gives each page's parse_bars rows (under its index), the summed unknown
+    counts, or the error of the first page that fails alone. Returns "ok" or "error"."""
+    alone = [
+        outcome(lambda s=s, b=b: adapter.parse_bars(b, symbol=s, partition=PARTITION))
+        for s, b in pages
+    ]  # type: ignore[misc]
+    try:
+        together = adapter.parse_pages(pages, partition=PARTITION)
+    except FinAssetsError as exc:
+        first_error = next(o for o in alone if o[0] == "error")
+        assert (type(exc), str(exc), dict(vars(exc))) == first_error[1]
+        return "error"
+    assert all(o[0] == "ok" for o in alone), [o for o in alone if o[0] == "error"]
+    assert together.frame.schema[PAGE_COLUMN] == pl.UInt32()
+    unknown: dict[str, int] = {}
+    for index, (_, (frame, counts)) in enumerate(alone):
+        rows = together.frame.filter(pl.col(PAGE_COLUMN) == index).drop(PAGE_COLUMN)
+        assert_frame_equal(rows, frame, check_exact=True)
+        for key, count in counts.items():
+            unknown[key] = unknown.get(key, 0) + count
+    assert together.frame.height == sum(o[1][0].height for o in alone)
+    assert dict(together.unknown_fields) == unknown
+    return "ok"
+
+
+@pytest.mark.parametrize("provider", ["simulator", "polygon", "binance"])
+def test_pages_parsed_together_equal_each_page_parsed_alone(provider: str) -> None:
+    adapter: ProviderAdapter
+    if provider == "simulator":
+        adapter, symbol = simulator.SimulatorAdapter(), "AAPL"
+        clean = [render(sim_page(sim_records(seed))) for seed in range(4)]
+        mutated = [b for seed in SEEDS for b in mutated_bodies(sim_records(seed), sim_page, seed)]
+    elif provider == "polygon":
+        adapter, symbol = polygon.PolygonAdapter(), "AAPL"
+        clean = [render(polygon_page(polygon_records()))]
+        mutated = [
+            b for seed in SEEDS for b in mutated_bodies(polygon_records(), polygon_page, seed)
+        ]
+    else:
+        adapter, symbol = binance.BinanceAdapter(), "BTCUSDT"
+        clean = [render(binance_records())]
+        mutated = [
+            b for seed in SEEDS for b in mutated_bodies(binance_records(), lambda r: r, seed)
+        ]
+    rng = random.Random(7)
+    seen = set()
+    for group in range(120):
+        size = rng.randint(1, 6)
+        bodies = [rng.choice(clean) for _ in range(size)]
+        if group % 3:  # two in three groups hold a mutated page somewhere
+            bodies[rng.randrange(size)] = rng.choice(mutated)
+        pages = [(f"{symbol}{i}" if i else symbol, body) for i, body in enumerate(bodies)]
+        seen.add(assert_pages_parse_as_each_alone(adapter, pages))
+    assert seen == {"ok", "error"}  # both outcomes were exercised
+    assert adapter.parse_pages([]).frame.height == 0
+
+
+def test_a_bad_timestamp_among_clean_pages_is_named_with_its_symbol() -> None:
+    bars = sim_records(3)
+    bad = [dict(bar) for bar in bars]
+    bad[2]["t"] = "2026-13-45T99:00:00Z"
+    pages = [
+        ("AAPL", render(sim_page(bars))),
+        ("MSFT", render(sim_page(bad))),
+        ("IBM", render(sim_page(bars))),
+    ]
+    with pytest.raises(FinAssetsError) as raised:
+        simulator.SimulatorAdapter().parse_pages(pages, partition=PARTITION)
+    assert "symbol MSFT" in str(raised.value)
+    assert PARTITION in str(raised.value)
+    assert raised.value.symbol == "MSFT"  # type: ignore[attr-defined]

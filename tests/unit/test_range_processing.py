@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
+import resources.bars as bars_module
 from resources.bars import BuildStats, SnapshotFrames, bars_from_manifest, newest_per_minute
 from resources.ingest import BARS_DATASET, build_manifest, build_manifests
 from resources.providers.simulator import SimulatorAdapter
@@ -226,3 +228,80 @@ def test_newest_per_minute_keeps_what_sort_then_unique_keeps() -> None:
             .filter(pl.col("ingested_at") != pl.col("ingested_at_right"))
             .is_empty()
         )
+
+
+def test_staggered_pages_in_small_batches_give_the_same_partitions_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of many lengths ending at different hours, parsed in batches of a few pages: each
+    partition is what one partition at a time gives, and the rows held stay within twice the
+    rows of the pages that reach past the partition just done (whole pages)."""
+    monkeypatch.setattr(bars_module, "BATCH_BYTES", 100_000)  # a few pages a batch
+    symbols = tuple(f"S{i}" for i in range(6))
+    rng = random.Random(11)
+    spans = []
+    for symbol in symbols:
+        at = 0
+        while at < 24 * 60:
+            length = rng.choice([30, 90, 200, 500, 1000])
+            spans.append((symbol, at, min(at + length, 24 * 60)))
+            at += length
+    store = SnapshotStore(tmp_path)
+    store_pages(store, spans)
+    cache = SnapshotFrames(store)
+    stats = BuildStats()
+    peak = 0
+    for key, start, end in hours(24):
+        manifest = build_manifest(
+            store, provider="simulator", symbols=symbols, partition_key=key, start=start, end=end
+        )
+        together = bars_from_manifest(
+            store,
+            ADAPTER,
+            manifest,
+            partition=key,
+            start=start,
+            end=end,
+            stats=stats,
+            snapshots=cache,
+        )
+        alone = bars_from_manifest(
+            store, ADAPTER, manifest, partition=key, start=start, end=end, stats=BuildStats()
+        )
+        assert_frame_equal(together, alone, check_exact=True)
+        assert together.height == len(symbols) * 60
+        done = (end - T0) // timedelta(minutes=1)
+        live_rows = sum(b - a for _, a, b in spans if b > done)  # pages still needed
+        assert cache.held_rows() <= 2 * live_rows
+        peak = max(peak, cache.held_rows())
+    assert peak > 0
+    assert stats.snapshots_read == len(spans)
+    assert len(cache) == 0 and cache.held_rows() == 0
+
+
+def test_a_batch_kept_by_one_long_page_drops_the_released_rows(tmp_path: Path) -> None:
+    """One symbol's page covers the whole day; forty others were fetched with it but only have
+    the first hour: once that hour is done, the batch must not keep their rows for the day."""
+    short = [(f"S{i:02d}", 0, 60) for i in range(40)]
+    spans = [("LONG", 0, 1440), *short]
+    store = SnapshotStore(tmp_path)
+    store_pages(store, spans)
+    symbols = ("LONG", *(s for s, _, _ in short))
+    cache = SnapshotFrames(store)
+    for key, start, end in hours(3):
+        manifest = build_manifest(
+            store, provider="simulator", symbols=symbols, partition_key=key, start=start, end=end
+        )
+        frame = bars_from_manifest(
+            store,
+            ADAPTER,
+            manifest,
+            partition=key,
+            start=start,
+            end=end,
+            stats=BuildStats(),
+            snapshots=cache,
+        )
+        assert frame.height == (41 if key.endswith("00:00") else 1) * 60
+    assert len(cache) == 1
+    assert cache.held_rows() == 1440  # the long page alone, not 1440 + 40 x 60
