@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from resources.alerting import WebhookNotifier
 from resources.client import MarketApiClient
 from resources.errors import InvalidInputError
 from resources.providers import get_adapter
-from resources.quota_postgres import PostgresQuotaStore
 from resources.ratelimit import (
     MemoryQuotaStore,
     QuotaPolicy,
@@ -72,6 +71,10 @@ class MarketApiResource(dg.ConfigurableResource):
         if not self.quota_store:
             store = MemoryQuotaStore()
         elif self.quota_store.startswith(("postgresql://", "postgres://")):
+            # Imported here: a SQLite or in-memory quota does not need psycopg2, and loading the
+            # definitions (every run worker and code server) should not pay for it.
+            from resources.quota_postgres import PostgresQuotaStore
+
             store = PostgresQuotaStore(self.quota_store)
         else:
             store = SQLiteQuotaStore(Path(self.quota_store))
@@ -108,9 +111,23 @@ class WarehouseResource(dg.ConfigurableResource):
     postgresql://user@host:5432/db = PostgreSQL)."""
 
     url: str
+    _warehouse: Warehouse | None = PrivateAttr(default=None)
 
     def warehouse(self) -> Warehouse:
-        return warehouse_from_url(self.url)
+        """One warehouse object for every call in a step, so a PostgreSQL warehouse connects
+        once per step instead of once per partition."""
+        if self._warehouse is None:
+            self._warehouse = warehouse_from_url(self.url)
+        return self._warehouse
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # Dagster builds the resource for each step's process (the multiprocess executor) or
+        # once per run (in-process), and tears it down after: the warehouse's connections end
+        # with the step instead of idling in the database. The Parquet lake has none to close.
+        warehouse, self._warehouse = self._warehouse, None
+        close = getattr(warehouse, "close", None)
+        if close is not None:
+            close()
 
 
 class UniverseResource(dg.ConfigurableResource):

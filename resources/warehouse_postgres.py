@@ -15,10 +15,14 @@ Two small tables in the same schema describe what was written:
   with no bars is still a materialized partition (the Parquet lake keeps an empty file for it), so
   partitions are listed from here, not from ``DISTINCT partition_start`` of the data.
 
-Replacing a partition is one transaction: advisory lock on (table, partition), ``DELETE`` the
-partition's rows, ``COPY`` the new ones from an in-memory CSV, update the partition registry,
+Replacing a partition is one transaction: advisory lock on (table, partition), update the
+partition registry, ``DELETE`` the partition's rows, ``COPY`` the new ones from an in-memory CSV,
 ``COMMIT``. Re-runs therefore replace instead of append, a writer killed at any point leaves the
 previous rows (nothing commits), and readers never see a half-written partition.
+
+A ``PostgresWarehouse`` keeps its connections and what it has checked between calls (see the
+class), so a partition costs its own round trips and COMMIT, not a new connection and the
+registry and layout queries; ``close()`` it (or use it in ``with``) when done.
 """
 
 from __future__ import annotations
@@ -26,20 +30,26 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import polars as pl
 import psycopg2
-from psycopg2 import sql
-from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED
+from psycopg2 import errorcodes, sql
+from psycopg2.extensions import ISOLATION_LEVEL_READ_COMMITTED, TRANSACTION_STATUS_IDLE
 from psycopg2.extras import Json
 
-from resources.errors import DataValidationError, InvalidInputError, StorageError
+from resources.errors import (
+    DataValidationError,
+    FinAssetsError,
+    InvalidInputError,
+    StorageError,
+)
 from resources.validation import (
     HOURLY_KEY_RE,
     TABLE_RE,
@@ -49,16 +59,23 @@ from resources.validation import (
 from resources.warehouse import WriteResult
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PARTITION_COLUMN = "partition_start"
 TABLES_REGISTRY = "fin_assets_tables"
 PARTITIONS_REGISTRY = "fin_assets_partitions"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+APPLICATION_NAME = "fin-assets warehouse"  # who holds a lock or a connection, in pg_stat_activity
 CONNECT_TIMEOUT_S = 10
 COPY_CHUNK_BYTES = 64 * 1024
 # polars writes Datetime('us', 'UTC') with an explicit offset, so PostgreSQL reads the instant
 # as UTC whatever the session's TimeZone is.
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f%:z"
+# After these, what a warehouse object remembers about its schema (the registry exists, a
+# table's layout) may be stale: a table or the schema was dropped or altered behind its back.
+_STALE_CATALOG_ERRORS = frozenset(
+    {errorcodes.UNDEFINED_TABLE, errorcodes.INVALID_SCHEMA_NAME, errorcodes.UNDEFINED_COLUMN}
+)
 
 # The dtypes warehouse tables use: (polars dtype, name kept in the registry, PostgreSQL type).
 # Text is COLLATE "C" so ORDER BY symbol is byte order, as polars sorts, on any database locale.
@@ -176,25 +193,33 @@ def _check_rows(
     A row outside the window would be filed under this partition and then collide with (or
     survive the replacement of) the partition it belongs to, so it is refused here."""
     key = list(layout.key)
-    if frame.select(pl.any_horizontal(pl.col(key).is_null().any())).item():
-        raise DataValidationError(f"{where}: null {' or '.join(key)} in the frame")
-    duplicated = frame.filter(frame.select(key).is_duplicated())
-    if duplicated.height:
-        example = duplicated.row(0, named=True)
-        raise DataValidationError(
-            f"{where}: {duplicated.height} rows share their ({', '.join(key)}) with another, "
-            f"e.g. {example[key[0]]} {example[key[1]]}"
-        )
     column = pl.col(key[1])
     if key[1] == "ts":
-        outside = frame.filter((column < start) | (column >= end))
+        outside = (column < start) | (column >= end)
     else:
         last_day = (end - timedelta(microseconds=1)).date()
-        outside = frame.filter((column < start.date()) | (column > last_day))
-    if outside.height:
+        outside = (column < start.date()) | (column > last_day)
+    duplicated = pl.struct(key).is_duplicated()
+    # One pass over the frame for every check, since this runs on each write; the offending
+    # rows are looked for only to name one in the error.
+    nulls, duplicates, outsiders = frame.select(
+        nulls=pl.any_horizontal(pl.col(key).is_null().any()),
+        duplicates=duplicated.sum(),
+        outsiders=outside.sum(),
+    ).row(0)
+    if nulls:
+        raise DataValidationError(f"{where}: null {' or '.join(key)} in the frame")
+    if duplicates:
+        example = frame.filter(duplicated).row(0, named=True)
         raise DataValidationError(
-            f"{where}: {outside.height} rows lie outside the partition window "
-            f"[{start.isoformat()}, {end.isoformat()}), e.g. {outside.row(0, named=True)[key[1]]}"
+            f"{where}: {duplicates} rows share their ({', '.join(key)}) with another, "
+            f"e.g. {example[key[0]]} {example[key[1]]}"
+        )
+    if outsiders:
+        raise DataValidationError(
+            f"{where}: {outsiders} rows lie outside the partition window "
+            f"[{start.isoformat()}, {end.isoformat()}), "
+            f"e.g. {frame.filter(outside).row(0, named=True)[key[1]]}"
         )
 
 
@@ -220,8 +245,18 @@ def _csv_payload(frame: pl.DataFrame, start: datetime) -> bytes:
 class PostgresWarehouse:
     """Warehouse tables in one PostgreSQL schema; see the module docstring for the layout.
 
-    Every call opens its own connection and closes it: calls are independent transactions, safe
-    from several threads, and no idle connection is held between Dagster steps.
+    Connections are kept between calls: a call borrows an idle connection of this object (or
+    opens one) and gives it back once its transaction has ended, so a step writing 24
+    partitions connects once, not 24 times. A running call holds its connection alone, so the
+    object is safe to use from several threads; it keeps as many idle connections as calls
+    ever ran at once in this process. ``close()`` (or leaving a ``with`` block) closes them;
+    the object stays usable and reconnects on its next call.
+
+    What a write has checked (the registry exists, a table's layout) is remembered, so later
+    writes skip those queries. A call that fails on something remembered - a connection the
+    server closed meanwhile (restart, ``pg_terminate_backend``, idle timeout), or a table or
+    schema dropped behind the object's back - forgets it and runs once more on a new
+    connection. That is safe because every call is one transaction and a replace is idempotent.
     """
 
     def __init__(self, url: str, *, schema: str = "public", batch_rows: int = 50_000) -> None:
@@ -235,7 +270,14 @@ class PostgresWarehouse:
         self._url = url
         self.schema = validate_table(schema)
         self.batch_rows = batch_rows
+        self._lock = threading.Lock()
+        self._idle: list[Any] = []
+        # close() bumps it: a connection lent before close() is closed when it comes back.
+        self._generation = 0
+        self._pid = os.getpid()
+        self._inherited: list[Any] = []
         self._registry_ready = False
+        self._layouts: dict[str, _Layout] = {}  # tables this object created or checked
 
     @property
     def location(self) -> str:
@@ -244,27 +286,112 @@ class PostgresWarehouse:
     def _ident(self, table: str) -> sql.Composed:
         return sql.Identifier(self.schema, table)
 
-    @contextmanager
-    def _connection(self, what: str) -> Iterator[Any]:
-        """A connection for one call; database errors become ``StorageError`` naming ``what``.
+    # -- connections ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the idle connections (and those in use, as their calls end)."""
+        with self._lock:
+            self._adopt_process()
+            idle, self._idle = self._idle, []
+            self._generation += 1
+        for conn in idle:
+            conn.close()
 
-        Closing without COMMIT rolls back, so an error or interrupt anywhere inside leaves the
-        tables as they were."""
+    def __enter__(self) -> PostgresWarehouse:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _adopt_process(self) -> None:
+        """After a fork, leave the parent's connections alone (called under ``_lock``).
+
+        The child shares their sockets: using one would interleave two processes' messages,
+        and closing one would end the parent's session. They are kept referenced, never
+        closed, and the child opens its own."""
+        if self._pid != os.getpid():
+            self._inherited.extend(self._idle)
+            self._idle = []
+            self._pid = os.getpid()
+
+    def _borrow(self, what: str) -> tuple[Any, int, bool]:
+        """(connection, generation, whether it was reused) for one call."""
+        with self._lock:
+            self._adopt_process()
+            generation = self._generation
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn, generation, True
         try:
-            conn = connect(self._url, application_name="fin-assets warehouse")
+            conn = connect(self._url, application_name=APPLICATION_NAME)
         except psycopg2.Error as exc:
             raise StorageError(
                 f"{what}: cannot connect to the PostgreSQL warehouse {self.location}: {exc}"
             ) from None
+        # The lock-then-DELETE protocol below relies on each statement seeing rows committed
+        # before it started: READ COMMITTED, whatever the server's default.
+        conn.set_session(isolation_level=ISOLATION_LEVEL_READ_COMMITTED, autocommit=False)
+        return conn, generation, False
+
+    def _give_back(self, conn: Any, generation: int) -> None:
         try:
-            # The lock-then-DELETE protocol below relies on each statement seeing rows
-            # committed before it started: READ COMMITTED, whatever the server's default.
-            conn.set_session(isolation_level=ISOLATION_LEVEL_READ_COMMITTED, autocommit=False)
-            yield conn
-        except psycopg2.Error as exc:
-            raise StorageError(f"{what}: PostgreSQL warehouse {self.location}: {exc}") from exc
-        finally:
+            if conn.info.transaction_status != TRANSACTION_STATUS_IDLE:
+                # A read's transaction ends now, not at the connection's next use: an idle
+                # session inside a transaction keeps its share locks, which would block
+                # someone else's DROP or ALTER of the table.
+                conn.rollback()
+        except psycopg2.Error:
             conn.close()
+            return
+        with self._lock:
+            if generation == self._generation and self._pid == os.getpid():
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _forget(self) -> None:
+        """Drop what this object remembers about its schema; the next write checks again."""
+        with self._lock:
+            self._registry_ready = False
+            self._layouts.clear()
+
+    def _run(self, what: str, work: Callable[[Any], T]) -> T:
+        """``work(conn)`` on a connection of this object; database errors become
+        ``StorageError`` naming ``what``.
+
+        ``work`` commits what it writes; a transaction it leaves open is rolled back when the
+        connection is given back. A connection that saw a database error or an interrupt is
+        closed, never reused: closing without COMMIT rolls back, so an error anywhere inside
+        leaves the tables as they were."""
+        for attempt in (1, 2):
+            conn, generation, reused = self._borrow(what)
+            try:
+                result = work(conn)
+            except psycopg2.Error as exc:
+                lost = bool(conn.closed)  # the server or the network ended the session
+                conn.close()
+                stale = exc.pgcode in _STALE_CATALOG_ERRORS
+                if stale:
+                    self._forget()
+                if attempt == 1 and (stale or (lost and reused)):
+                    log.warning(
+                        "%s: %s; running it again on a new connection",
+                        what,
+                        "a table was dropped or changed meanwhile" if stale else "connection lost",
+                    )
+                    continue
+                raise StorageError(f"{what}: PostgreSQL warehouse {self.location}: {exc}") from exc
+            except FinAssetsError:
+                # Refused on purpose between two statements (a frame that does not fit the
+                # table, a partition not materialized): the session itself is sound.
+                self._give_back(conn, generation)
+                raise
+            except BaseException:
+                conn.close()  # an interrupt may have come mid-statement or mid-COPY
+                raise
+            self._give_back(conn, generation)
+            return result
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     # -- registry ------------------------------------------------------------------------------
     def _registry_exists(self, cur: Any) -> bool:
@@ -312,32 +439,41 @@ class PostgresWarehouse:
         conn.commit()
         self._registry_ready = True
 
-    def _layout(self, cur: Any, table: str) -> _Layout | None:
+    def _registration(self, cur: Any, table: str) -> tuple[_Layout, bool] | None:
+        """(the registered layout, whether the table itself exists), or None: not registered."""
         if not self._registry_exists(cur):
             return None
         cur.execute(
-            sql.SQL("SELECT grain, columns FROM {} WHERE table_name = %s").format(
-                self._ident(TABLES_REGISTRY)
-            ),
-            (table,),
+            sql.SQL(
+                "SELECT grain, columns, EXISTS (SELECT 1 FROM pg_catalog.pg_tables"
+                " WHERE schemaname = %s AND tablename = %s) FROM {} WHERE table_name = %s"
+            ).format(self._ident(TABLES_REGISTRY)),
+            (self.schema, table, table),
         )
         row = cur.fetchone()
         if row is None:
             return None
-        return _Layout(row[0], tuple((name, dtype) for name, dtype in row[1]))
+        return _Layout(row[0], tuple((name, dtype) for name, dtype in row[1])), row[2]
+
+    def _layout(self, cur: Any, table: str, what: str) -> _Layout | None:
+        """A registered table's layout for a read, None if the table was never written."""
+        found = self._registration(cur, table)
+        if found is None:
+            return None
+        layout, exists = found
+        if not exists:
+            raise StorageError(
+                f"{what}: {self.schema}.{table} is registered in {TABLES_REGISTRY} but the "
+                "table is gone (dropped by hand?); the next write of it recreates it empty"
+            )
+        return layout
 
     def _ensure_table(self, conn: Any, table: str, wanted: _Layout, partition_key: str) -> None:
         """Create the table on its first write; refuse a frame or key that does not fit it."""
-        self._create_registry(conn)
-        with conn.cursor() as cur:
-            layout = self._layout(cur, table)
-            if layout is None:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("ddl", self.schema),))
-                layout = self._layout(cur, table)  # created while we waited?
-            if layout is None:
-                self._create_table(cur, table, wanted)
-                layout = wanted
-        conn.commit()
+        layout = self._layouts.get(table)
+        if layout is None:
+            layout = self._create_or_read_layout(conn, table, wanted)
+            self._layouts[table] = layout
         self._check_grain(table, layout, wanted.grain, partition_key)
         if layout.columns != wanted.columns:
             raise StorageError(
@@ -345,6 +481,36 @@ class PostgresWarehouse:
                 f"differ from the table's ({layout.describe()}); write matching frames or "
                 "migrate the table"
             )
+
+    def _create_or_read_layout(self, conn: Any, table: str, wanted: _Layout) -> _Layout:
+        self._create_registry(conn)
+        with conn.cursor() as cur:
+            found = self._registration(cur, table)
+            if found is None or not found[1]:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("ddl", self.schema),))
+                found = self._registration(cur, table)  # created while we waited?
+            if found is not None and not found[1]:
+                # Its rows are gone with it: forget its partitions too (the registry's foreign
+                # key cascades), so they read as not materialized instead of as empty.
+                log.warning(
+                    "warehouse table %s.%s is registered but was dropped: recreating it empty",
+                    self.schema,
+                    table,
+                )
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE table_name = %s").format(
+                        self._ident(TABLES_REGISTRY)
+                    ),
+                    (table,),
+                )
+                found = None
+            if found is None:
+                self._create_table(cur, table, wanted)
+                layout = wanted
+            else:
+                layout = found[0]
+        conn.commit()
+        return layout
 
     def _create_table(self, cur: Any, table: str, layout: _Layout) -> None:
         columns = [
@@ -398,38 +564,48 @@ class PostgresWarehouse:
         where = f"{table} partition {partition_key}"
         layout = _layout_of(frame, grain=grain, table=table)
         _check_rows(frame, layout, where=where, start=start, end=end)
-        with self._connection(where) as conn:
+
+        def write(conn: Any) -> tuple[int, int]:
             self._ensure_table(conn, table, layout, partition_key)
             with conn.cursor() as cur:
-                # Concurrent writers of one partition queue here until the holder commits; the
-                # next one's DELETE then sees (and removes) those rows, so the partition ends as
-                # one whole copy instead of two interleaved ones or a primary-key violation.
-                cur.execute(
-                    "SELECT pg_advisory_xact_lock(%s)",
-                    (_lock_key("partition", self.schema, table, start.isoformat()),),
-                )
-                # DELETE then load instead of appending: re-running a partition replaces it.
-                cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} = %s").format(
-                        self._ident(table), sql.Identifier(PARTITION_COLUMN)
-                    ),
-                    (start,),
-                )
-                deleted = cur.rowcount
-                sent = load(cur, table, layout, frame, start)
+                # What comes before the rows is one round trip (three statements), since every
+                # round trip is paid again per partition: lock the partition, record its new
+                # row count, DELETE its old rows. Concurrent writers of one partition queue on
+                # the lock until the holder commits; the next one's DELETE then sees (and
+                # removes) those rows, so the partition ends as one whole copy instead of two
+                # interleaved ones or a primary-key violation. DELETE then load instead of
+                # appending: re-running a partition replaces it.
                 cur.execute(
                     sql.SQL(
-                        "INSERT INTO {} (table_name, partition_start, row_count)"
+                        "SELECT pg_advisory_xact_lock(%s);"
+                        " INSERT INTO {} (table_name, partition_start, row_count)"
                         " VALUES (%s, %s, %s)"
                         " ON CONFLICT (table_name, partition_start) DO UPDATE"
-                        " SET row_count = excluded.row_count, written_at = now()"
-                    ).format(self._ident(PARTITIONS_REGISTRY)),
-                    (table, start, frame.height),
+                        " SET row_count = excluded.row_count, written_at = now();"
+                        " WITH gone AS (DELETE FROM {} WHERE {} = %s RETURNING 1)"
+                        " SELECT count(*) FROM gone"
+                    ).format(
+                        self._ident(PARTITIONS_REGISTRY),
+                        self._ident(table),
+                        sql.Identifier(PARTITION_COLUMN),
+                    ),
+                    (
+                        _lock_key("partition", self.schema, table, start.isoformat()),
+                        table,
+                        start,
+                        frame.height,
+                        start,
+                    ),
                 )
+                deleted = cur.fetchone()[0]
+                sent = load(cur, table, layout, frame, start)
             # Only now do the DELETE and the new rows become visible, together. A writer that
             # dies before this line (killed mid-COPY, network gone) never commits: the server
             # rolls back, the previous rows stay and the advisory lock goes with the session.
             conn.commit()
+            return deleted, sent
+
+        deleted, sent = self._run(where, write)
         log.info(
             "replaced %s.%s partition %s: %d rows (%d before)",
             self.schema,
@@ -473,9 +649,11 @@ class PostgresWarehouse:
     def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None:
         table = self._check_table(table)
         grain, start, _ = _window(partition_key)
-        with self._connection(f"{table} partition {partition_key}") as conn:
+        where = f"{table} partition {partition_key}"
+
+        def read(conn: Any) -> pl.DataFrame | None:
             with conn.cursor() as cur:
-                layout = self._layout(cur, table)
+                layout = self._layout(cur, table, where)
                 if layout is None:
                     return None
                 self._check_grain(table, layout, grain, partition_key)
@@ -489,19 +667,29 @@ class PostgresWarehouse:
                     return None
             return self._read(conn, table, layout, [start])
 
+        return self._run(where, read)
+
     def partition_keys(self, table: str) -> list[str]:
         table = self._check_table(table)
-        with self._connection(f"{table}: listing partitions") as conn, conn.cursor() as cur:
-            layout = self._layout(cur, table)
-            return [] if layout is None else self._keys(cur, table, layout)
+        where = f"{table}: listing partitions"
+
+        def keys(conn: Any) -> list[str]:
+            with conn.cursor() as cur:
+                layout = self._layout(cur, table, where)
+                return [] if layout is None else self._keys(cur, table, layout)
+
+        return self._run(where, keys)
 
     def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame:
         """The requested partitions (default: all), sorted by key; collected, then lazy."""
         table = self._check_table(table)
-        windows = None if partition_keys is None else [(k, *_window(k)) for k in partition_keys]
-        with self._connection(f"{table}: scan") as conn:
+        requested = None if partition_keys is None else [(k, *_window(k)) for k in partition_keys]
+        where = f"{table}: scan"
+
+        def scan(conn: Any) -> pl.DataFrame:
+            windows = requested
             with conn.cursor() as cur:
-                layout = self._layout(cur, table)
+                layout = self._layout(cur, table, where)
                 present = [] if layout is None else self._keys(cur, table, layout)
             if windows is None:
                 windows = [(k, *_window(k)) for k in present]
@@ -519,7 +707,9 @@ class PostgresWarehouse:
                 )
             everything = partition_keys is None
             starts = None if everything else [start for _, _, start, _ in windows]
-            return self._read(conn, table, layout, starts).lazy()
+            return self._read(conn, table, layout, starts)
+
+        return self._run(where, scan).lazy()
 
     def _keys(self, cur: Any, table: str, layout: _Layout) -> list[str]:
         cur.execute(

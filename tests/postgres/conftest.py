@@ -13,6 +13,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -72,6 +73,15 @@ def pg_url() -> Iterator[str]:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
         admin.close()
+
+
+@pytest.fixture
+def db(pg_url: str) -> Iterator[Any]:
+    """A plain autocommit connection, to look at the tables the way an operator would."""
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    yield conn
+    conn.close()
 
 
 @pytest.fixture

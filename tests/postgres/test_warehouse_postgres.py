@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import psycopg2
 import pytest
 
 from resources.bars import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
@@ -32,17 +31,9 @@ HOUR_START = datetime(2026, 1, 5, 3, tzinfo=UTC)
 
 
 @pytest.fixture
-def wh(pg_url: str, pg_schema: str) -> PostgresWarehouse:
-    return PostgresWarehouse(pg_url, schema=pg_schema)
-
-
-@pytest.fixture
-def db(pg_url: str) -> Iterator[Any]:
-    """A plain autocommit connection, to look at the tables the way an operator would."""
-    conn = psycopg2.connect(pg_url)
-    conn.autocommit = True
-    yield conn
-    conn.close()
+def wh(pg_url: str, pg_schema: str) -> Iterator[PostgresWarehouse]:
+    with PostgresWarehouse(pg_url, schema=pg_schema) as warehouse:
+        yield warehouse
 
 
 def query(conn: Any, statement: str, *params: object) -> list[tuple[Any, ...]]:
