@@ -186,6 +186,32 @@ def test_read_of_a_missing_snapshot_raises(store: SnapshotStore) -> None:
         store.read(ref)
 
 
+def test_a_snapshot_symlinked_out_of_the_store_is_refused(
+    store: SnapshotStore, tmp_path: Path
+) -> None:
+    """Reads open files by name in directories resolved once: a file replaced by a symlink
+    must still get the full check, on the first read and on later ones."""
+    inside = put(store, 0, 60, b'{"bars": []}')
+    ref = put(store, 60, 120, b'{"bars": [1]}')
+    assert store.read(inside) == b'{"bars": []}'  # the directory is resolved and remembered
+    outside = tmp_path / "elsewhere.json"
+    outside.write_bytes(b'{"bars": [1]}')  # the same bytes: only the path check can refuse it
+    (store.root / ref.path).unlink()
+    (store.root / ref.path).symlink_to(outside)
+    with pytest.raises(InvalidInputError, match="escapes its root"):
+        store.read(ref)
+    sidecar = store.root / (ref.path[: -len(".json")] + ".meta.json")
+    sidecar.rename(tmp_path / "meta.json")
+    sidecar.symlink_to(tmp_path / "meta.json")
+    with pytest.raises(InvalidInputError, match="escapes its root"):
+        store.read_meta(ref)
+    # A symlink that stays inside the store reads as before.
+    (store.root / ref.path).unlink()
+    (store.root / ref.path).symlink_to(store.root / inside.path)
+    with pytest.raises(StorageError, match="corrupt"):  # other bytes than its digest
+        store.read(ref)
+
+
 @pytest.mark.parametrize(
     "names",
     [
