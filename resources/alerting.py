@@ -14,9 +14,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import httpx
+# httpx is imported where a webhook is posted, not here: the alert sensor imports this module
+# whenever Dagster loads the definitions (every run worker and code server), and most of those
+# processes never send an alert (benchmarks/startup.py).
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger("fin_assets.alerts")
 
@@ -62,7 +66,11 @@ class WebhookNotifier:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self._sleep = sleep
-        self._http = httpx.Client(timeout=timeout_s, transport=transport) if self.url else None
+        self._http: httpx.Client | None = None
+        if self.url:
+            import httpx
+
+            self._http = httpx.Client(timeout=timeout_s, transport=transport)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # webhook URLs hold tokens
 
     def close(self) -> None:
@@ -74,6 +82,8 @@ class WebhookNotifier:
         logger.warning("ALERT %s: %s", alert.kind, alert.text().replace("\n", " | "))
         if self._http is None or self.url is None:
             return True
+        import httpx  # already loaded by __init__ (a webhook is configured)
+
         for attempt in range(1, self.attempts + 1):
             try:
                 response = self._http.post(self.url, json=alert.payload(self.fmt))

@@ -16,10 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
-
-import httpx
 
 from resources.errors import (
     FatalResponseError,
@@ -30,6 +28,12 @@ from resources.errors import (
 from resources.providers.base import ApiRequest, ProviderAdapter, Verdict
 from resources.ratelimit import NoPacer, Pacer
 from resources.validation import ensure_utc, validate_symbol
+
+# httpx is imported where a client is built and used, not here: the assets and sensors import
+# this module whenever Dagster loads the definitions (every run worker and code server), and
+# most of those processes never call the API (benchmarks/startup.py).
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger("fin_assets.client")
 
@@ -148,6 +152,8 @@ class MarketApiClient:
         # httpx logs every request URL at INFO, key included: keep it at WARNING.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         logging.getLogger("httpcore").setLevel(logging.WARNING)
+        import httpx
+
         self._http = httpx.Client(
             base_url=base_url,
             timeout=timeout_s,
@@ -277,6 +283,8 @@ class MarketApiClient:
 
     def get(self, request: ApiRequest, *, what: str) -> ApiResponse:
         """One logical GET with pacing, retries and budgets. ``what`` names it in messages."""
+        import httpx  # already loaded by __init__
+
         url = self._display_url(request)
         attempt = _Attempt()
         while True:

@@ -16,7 +16,6 @@ from resources.alerting import WebhookNotifier
 from resources.client import MarketApiClient
 from resources.errors import InvalidInputError
 from resources.providers import get_adapter
-from resources.quota_postgres import PostgresQuotaStore
 from resources.ratelimit import (
     MemoryQuotaStore,
     QuotaPolicy,
@@ -72,6 +71,10 @@ class MarketApiResource(dg.ConfigurableResource):
         if not self.quota_store:
             store = MemoryQuotaStore()
         elif self.quota_store.startswith(("postgresql://", "postgres://")):
+            # Imported here: a SQLite or in-memory quota does not need psycopg2, and loading the
+            # definitions (every run worker and code server) should not pay for it.
+            from resources.quota_postgres import PostgresQuotaStore
+
             store = PostgresQuotaStore(self.quota_store)
         else:
             store = SQLiteQuotaStore(Path(self.quota_store))
