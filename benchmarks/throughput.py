@@ -76,7 +76,6 @@ class BaselineAdapter(SimulatorAdapter):
     """The straightforward way: json.loads, then every value of every row checked in Python."""
 
     NUMBERS = ("o", "h", "l", "c", "v")
-    page_decoder = None  # parse_pages: every page through the parse_bars below, one by one
 
     def parse_bars(self, body: bytes, *, symbol: str, partition: str | None = None) -> ParsedBars:
         rows = json.loads(body)["bars"]

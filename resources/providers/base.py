@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -514,87 +513,24 @@ class ProviderAdapter(ABC):
     @abstractmethod
     def parse_latest(self, payload: Any, *, symbol: str) -> datetime: ...
 
-    # The typed decoder of a page of bars, when the adapter has one: ``parse_pages`` then
-    # builds one frame for all the pages it decodes. A subclass that overrides ``parse_bars``
-    # with other rules must set it to None, or the two would disagree.
-    page_decoder: FastBarDecoder | None = None
-
-    def finish_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Provider-specific columns computed from the decoded ones (Binance's VWAP), for
-        ``parse_pages``; ``parse_bars`` applies the same to its page."""
-        return frame
-
     def parse_pages(
         self, pages: Sequence[tuple[str, bytes]], *, partition: str | None = None
     ) -> ParsedPages:
-        """``(symbol, body)`` pages parsed at once: the rows of each page's ``parse_bars``.
+        """``(symbol, body)`` pages, each through ``parse_bars``, as one frame.
 
-        Building a frame costs about as much per call as decoding a small page, so the pages
-        the typed decoder accepts are turned into columns together, once; any page it does not
-        accept goes through ``parse_bars`` (the precise checks), alone. If the shared columns
-        hold a bad value (an ISO string that is no timestamp), every page is parsed alone, so
-        the error names the page's symbol exactly as ``parse_bars`` does."""
-        decoder = self.page_decoder
-        fast: list[tuple[int, str, dict[str, list[Any]]]] = []
-        alone: list[int] = []
-        for index, (symbol, body) in enumerate(pages):
-            # Values read right after decoding, while the page's structs are in the CPU cache.
-            columns = decoder.columns(body) if decoder is not None else None
-            if columns is None:
-                alone.append(index)
-            else:
-                fast.append((index, symbol, columns))
-        frames: list[pl.DataFrame] = []
-        if fast:
-            together = self._frame_of_pages(fast, partition=partition)
-            if together is None:  # a bad value somewhere: each page alone names it
-                alone = list(range(len(pages)))
-            else:
-                frames.append(together)
-        del fast
+        Page by page on purpose: decoding a page and building its columns while its values are
+        still in the CPU cache measured 1.6x faster than decoding many pages into shared
+        columns first (fewer calls, but every value fetched from memory again)."""
+        frames = []
         unknown: Counter[str] = Counter()
-        for index in alone:
-            symbol, body = pages[index]
+        for index, (symbol, body) in enumerate(pages):
             parsed = self.parse_bars(body, symbol=symbol, partition=partition)
             unknown.update(parsed.unknown_fields)
             page = pl.Series(PAGE_COLUMN, [index], dtype=pl.UInt32())
-            frames.append(parsed.frame.with_columns(page.new_from_index(0, parsed.frame.height)))
+            frames.append(parsed.frame.hstack([page.new_from_index(0, parsed.frame.height)]))
         if not frames:
             return ParsedPages(pl.DataFrame(schema={**BAR_SCHEMA, PAGE_COLUMN: pl.UInt32()}), {})
         return ParsedPages(pl.concat(frames), dict(unknown))
-
-    def _frame_of_pages(
-        self, fast: Sequence[tuple[int, str, dict[str, list[Any]]]], *, partition: str | None
-    ) -> pl.DataFrame | None:
-        """One frame of the decoded pages, or None if a value fails a check."""
-        decoder = self.page_decoder
-        assert decoder is not None
-        columns: dict[str, list[Any]] = {spec.column: [] for spec in decoder.fields}
-        heights = []
-        for _, _, page_columns in fast:
-            for name, values in page_columns.items():
-                columns[name].extend(values)
-            heights.append(len(page_columns[decoder.fields[0].column]))
-        try:
-            frame = frame_from_columns(
-                columns,
-                decoder.fields,
-                provider=self.name,
-                symbol=f"{len(fast)} symbols",
-                partition=partition,
-            )
-        except SchemaError:
-            return None
-        del columns
-        frame = self.finish_frame(frame)
-        # Which of ``fast`` each row comes from: one gather gives each row its symbol and page.
-        rows_page = pl.Series(
-            list(chain.from_iterable(repeat(i, n) for i, n in enumerate(heights))),
-            dtype=pl.UInt32(),
-        )
-        symbols = pl.Series([symbol for _, symbol, _ in fast], dtype=pl.String()).gather(rows_page)
-        indexes = pl.Series([index for index, _, _ in fast], dtype=pl.UInt32()).gather(rows_page)
-        return canonical_bars(frame, symbol=symbols).with_columns(indexes.alias(PAGE_COLUMN))
 
     def classify(
         self,

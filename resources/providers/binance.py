@@ -52,7 +52,6 @@ USED_WEIGHT_HEADER = "x-mbx-used-weight-1m"
 
 class BinanceAdapter(ProviderAdapter):
     name = "binance"
-    page_decoder = KLINES_PAGE_DECODER
     page_limit = 1000
     default_base_url = "https://api.binance.com"
     # Weight, not requests. Pace under a fixed 1-minute window: the burst stays small so no
@@ -166,13 +165,11 @@ class BinanceAdapter(ProviderAdapter):
             frame, unknown = frame_from_records(
                 klines, KLINE_FIELDS, provider=self.name, symbol=symbol, partition=partition
             )
-        return ParsedBars(canonical_bars(self.finish_frame(frame), symbol=symbol), unknown)
-
-    def finish_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
         # Binance has no VWAP: quote volume / base volume is exactly that minute's VWAP.
-        return frame.with_columns(
+        frame = frame.with_columns(
             pl.when(pl.col("volume") > 0)
             .then(pl.col("_quote_volume") / pl.col("volume"))
             .otherwise(None)
             .alias("vwap")
         )
+        return ParsedBars(canonical_bars(frame, symbol=symbol), unknown)

@@ -50,7 +50,6 @@ PAGE_DECODER = FastBarDecoder(
 
 class PolygonAdapter(ProviderAdapter):
     name = "polygon"
-    page_decoder = PAGE_DECODER
     page_limit = 50_000
     requires_key = True
     secret_params = frozenset({"apiKey"})

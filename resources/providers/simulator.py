@@ -50,7 +50,6 @@ def parse_iso(value: Any) -> datetime:
 
 class SimulatorAdapter(ProviderAdapter):
     name = "simulator"
-    page_decoder = PAGE_DECODER
     page_limit = 1000
     secret_params = frozenset({"apikey"})
     default_base_url = "http://127.0.0.1:8765"
