@@ -107,6 +107,10 @@ class Targets:
     def skip(self, name: str, why: str) -> None:
         self.lines.append(f"SKIP  {name}: {why}")
 
+    def note(self, name: str, shown: str) -> None:
+        """A figure reported beside the targets, not one of them."""
+        self.lines.append(f"INFO  {name}: {shown}")
+
     def report(self) -> int:
         for entry in self.lines:
             print(entry)
