@@ -40,7 +40,6 @@ import argparse
 import json
 import math
 import random
-import re
 import selectors
 import subprocess
 import sys
@@ -51,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from benchmarks import harness
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("configured", "learned", "fixed-sleep", "retry-backoff")
@@ -209,49 +210,9 @@ def run_worker(args: argparse.Namespace) -> int:
 
 # -- the simulator ----------------------------------------------------------------------------
 def start_simulator(quota: int, burst: int, log_path: Path) -> tuple[subprocess.Popen[str], str]:
-    command = [
-        sys.executable,
-        "-m",
-        "fin_assets.cli",
-        "simulator",
-        "--port",
-        "0",
-        "--quota",
-        str(quota),
-        "--quota-window",
-        "1",
-        "--quota-burst",
-        str(burst),
-    ]
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=log, text=True
-        )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30.0
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                continue
-            line = proc.stdout.readline()
-            if not line:
-                break  # the simulator exited
-            match = re.search(r"listening on (http://\S+)", line)
-            if match:
-                return proc, match.group(1)
-    stop_process(proc)
-    raise RuntimeError(f"simulator did not start: {log_path.read_text()[-2000:]}")
-
-
-def stop_process(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    """The simulator with a quota of ``quota`` requests a second (burst ``burst``)."""
+    args = ["--quota", str(quota), "--quota-window", "1", "--quota-burst", str(burst)]
+    return harness.start_simulator(args, log_path=log_path)
 
 
 # -- one scenario -----------------------------------------------------------------------------
@@ -611,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
                             flush=True,
                         )
         finally:
-            stop_process(sim)
+            harness.stop_process(sim)
     print()
     print(table(results))
     print()
