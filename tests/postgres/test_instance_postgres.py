@@ -127,6 +127,19 @@ def test_two_concurrent_runs_of_one_partition_leave_one_consistent_copy(
             "--partition",
             HOUR,
         ]
+        # One run of another hour first: Dagster stores the job's snapshot with a check-then-
+        # insert, and two runs creating it at the same instant on a new database can collide on
+        # its primary key (a Dagster race, not the one under test: the two writes of HOUR).
+        warm_up = subprocess.run(
+            [*cmd[:-1], "2026-01-05-02:00"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+        assert warm_up.returncode == 0, warm_up.stderr[-1500:]
         procs = [
             subprocess.Popen(
                 cmd,
