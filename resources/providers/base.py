@@ -380,21 +380,11 @@ class FastBarDecoder:
 
     def columns(self, body: bytes) -> dict[str, list[Any]] | None:
         """The bars' values by canonical column, or None if the page needs the precise path."""
-        records = self.records(body)
-        return None if records is None else self.columns_of(records)
-
-    def records(self, body: bytes) -> list[Any] | None:
-        """The page's bars as typed structs, or None if the page needs the precise path."""
         try:
             decoded = self._decoder.decode(body)
         except msgspec.DecodeError:  # also ValidationError: a wrong type, a null, a new key
             return None
-        records: list[Any] = decoded if self._records_at is None else self._records_at(decoded)
-        return records
-
-    def columns_of(self, records: Sequence[Any]) -> dict[str, list[Any]] | None:
-        """Values by canonical column of bars from ``records`` (of one page or several), or
-        None if a decimal string is no number (the precise path then names it)."""
+        records = decoded if self._records_at is None else self._records_at(decoded)
         values = self._read_columns(records)
         for i in self._decimals:
             try:
@@ -506,9 +496,52 @@ class ProviderAdapter(ABC):
     ) -> PageInfo:
         """Coverage and the next request from a decoded page of bars."""
 
+    # Where a page keeps each value of a bar, the page's typed decoder, and the keys of a bar
+    # object we know (None: bars are arrays, or unknown keys are not counted).
+    bar_fields: tuple[BarField, ...]
+    page_decoder: FastBarDecoder
+    known_keys: frozenset[str] | None = None
+
     @abstractmethod
+    def page_records(
+        self, payload: Any, *, symbol: str, partition: str | None, where: str
+    ) -> Sequence[Any]:
+        """The bar records of a decoded page; a SchemaError if its envelope is not the
+        provider's (``where`` names provider, symbol and partition for the message)."""
+
+    def finish_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Columns the provider does not send but its values give (Binance's VWAP)."""
+        return frame
+
     def parse_bars(self, body: bytes, *, symbol: str, partition: str | None = None) -> ParsedBars:
-        """Map one verbatim response body to canonical bar columns (strict: errors name fields)."""
+        """Map one verbatim response body to canonical bar columns (strict: errors name fields).
+
+        The typed decoder takes a clean page in one pass; anything else (a wrong type, a null,
+        a new key, a body that is not JSON) goes through the precise per-value checks, which
+        name the problem or count the unknown key."""
+        frame = self.page_decoder.frame(
+            body, provider=self.name, symbol=symbol, partition=partition
+        )
+        unknown: dict[str, int] = {}
+        if frame is None:
+            where = f"{self.name}: symbol {symbol}" + (
+                f", partition {partition}" if partition else ""
+            )
+            records = self.page_records(
+                decode_json(body, provider=self.name, what=where),
+                symbol=symbol,
+                partition=partition,
+                where=where,
+            )
+            frame, unknown = frame_from_records(
+                records,
+                self.bar_fields,
+                provider=self.name,
+                symbol=symbol,
+                partition=partition,
+                known_keys=self.known_keys,
+            )
+        return ParsedBars(canonical_bars(self.finish_frame(frame), symbol=symbol), unknown)
 
     @abstractmethod
     def parse_latest(self, payload: Any, *, symbol: str) -> datetime: ...

@@ -24,12 +24,8 @@ from resources.providers.base import (
     BarField,
     FastBarDecoder,
     PageInfo,
-    ParsedBars,
     ProviderAdapter,
-    canonical_bars,
-    decode_json,
     epoch_ms,
-    frame_from_records,
     from_epoch_ms,
 )
 from resources.ratelimit import QuotaPolicy, RateLimitSignal, parse_rate_limit_headers
@@ -52,6 +48,8 @@ USED_WEIGHT_HEADER = "x-mbx-used-weight-1m"
 
 class BinanceAdapter(ProviderAdapter):
     name = "binance"
+    bar_fields = KLINE_FIELDS
+    page_decoder = KLINES_PAGE_DECODER
     page_limit = 1000
     default_base_url = "https://api.binance.com"
     # Weight, not requests. Pace under a fixed 1-minute window: the burst stays small so no
@@ -152,24 +150,16 @@ class BinanceAdapter(ProviderAdapter):
             )
         return from_epoch_ms(int(closed[-1][0]))
 
-    def parse_bars(self, body: bytes, *, symbol: str, partition: str | None = None) -> ParsedBars:
-        frame = KLINES_PAGE_DECODER.frame(
-            body, provider=self.name, symbol=symbol, partition=partition
-        )
-        unknown: dict[str, int] = {}
-        if frame is None:  # something is off: the precise checks name it
-            where = f"{self.name}: symbol {symbol}" + (
-                f", partition {partition}" if partition else ""
-            )
-            klines = self._klines(decode_json(body, provider=self.name, what=where), symbol=symbol)
-            frame, unknown = frame_from_records(
-                klines, KLINE_FIELDS, provider=self.name, symbol=symbol, partition=partition
-            )
+    def page_records(
+        self, payload: Any, *, symbol: str, partition: str | None, where: str
+    ) -> list[Any]:
+        return self._klines(payload, symbol=symbol)
+
+    def finish_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
         # Binance has no VWAP: quote volume / base volume is exactly that minute's VWAP.
-        frame = frame.with_columns(
+        return frame.with_columns(
             pl.when(pl.col("volume") > 0)
             .then(pl.col("_quote_volume") / pl.col("volume"))
             .otherwise(None)
             .alias("vwap")
         )
-        return ParsedBars(canonical_bars(frame, symbol=symbol), unknown)

@@ -21,12 +21,8 @@ from resources.providers.base import (
     BarField,
     FastBarDecoder,
     PageInfo,
-    ParsedBars,
     ProviderAdapter,
-    canonical_bars,
-    decode_json,
     epoch_ms,
-    frame_from_records,
     from_epoch_ms,
 )
 from resources.ratelimit import QuotaPolicy
@@ -50,6 +46,9 @@ PAGE_DECODER = FastBarDecoder(
 
 class PolygonAdapter(ProviderAdapter):
     name = "polygon"
+    bar_fields = AGG_FIELDS
+    page_decoder = PAGE_DECODER
+    known_keys = KNOWN_KEYS
     page_limit = 50_000
     requires_key = True
     secret_params = frozenset({"apiKey"})
@@ -133,19 +132,7 @@ class PolygonAdapter(ProviderAdapter):
             )
         return from_epoch_ms(results[0]["t"])
 
-    def parse_bars(self, body: bytes, *, symbol: str, partition: str | None = None) -> ParsedBars:
-        fast = PAGE_DECODER.frame(body, provider=self.name, symbol=symbol, partition=partition)
-        if fast is not None:
-            return ParsedBars(canonical_bars(fast, symbol=symbol), {})
-        # Something is off (or a key is new): the precise checks name it, or count the key.
-        where = f"{self.name}: symbol {symbol}" + (f", partition {partition}" if partition else "")
-        results = self._results(decode_json(body, provider=self.name, what=where), symbol=symbol)
-        frame, unknown = frame_from_records(
-            results,
-            AGG_FIELDS,
-            provider=self.name,
-            symbol=symbol,
-            partition=partition,
-            known_keys=KNOWN_KEYS,
-        )
-        return ParsedBars(canonical_bars(frame, symbol=symbol), unknown)
+    def page_records(
+        self, payload: Any, *, symbol: str, partition: str | None, where: str
+    ) -> list[Any]:
+        return self._results(payload, symbol=symbol)

@@ -18,12 +18,8 @@ from resources.providers.base import (
     BarField,
     FastBarDecoder,
     PageInfo,
-    ParsedBars,
     ProviderAdapter,
     Verdict,
-    canonical_bars,
-    decode_json,
-    frame_from_records,
 )
 
 FIELDS = (
@@ -50,6 +46,9 @@ def parse_iso(value: Any) -> datetime:
 
 class SimulatorAdapter(ProviderAdapter):
     name = "simulator"
+    bar_fields = FIELDS
+    page_decoder = PAGE_DECODER
+    known_keys = KNOWN_KEYS
     page_limit = 1000
     secret_params = frozenset({"apikey"})
     default_base_url = "http://127.0.0.1:8765"
@@ -116,13 +115,9 @@ class SimulatorAdapter(ProviderAdapter):
                 field="t",
             ) from None
 
-    def parse_bars(self, body: bytes, *, symbol: str, partition: str | None = None) -> ParsedBars:
-        fast = PAGE_DECODER.frame(body, provider=self.name, symbol=symbol, partition=partition)
-        if fast is not None:
-            return ParsedBars(canonical_bars(fast, symbol=symbol), {})
-        # Something is off (or a key is new): the precise checks name it, or count the key.
-        where = f"{self.name}: symbol {symbol}" + (f", partition {partition}" if partition else "")
-        payload = decode_json(body, provider=self.name, what=where)
+    def page_records(
+        self, payload: Any, *, symbol: str, partition: str | None, where: str
+    ) -> list[Any]:
         bars = payload.get("bars") if isinstance(payload, dict) else None
         if not isinstance(bars, list):
             raise SchemaError(
@@ -132,12 +127,4 @@ class SimulatorAdapter(ProviderAdapter):
                 partition=partition,
                 field="bars",
             )
-        frame, unknown = frame_from_records(
-            bars,
-            FIELDS,
-            provider=self.name,
-            symbol=symbol,
-            partition=partition,
-            known_keys=KNOWN_KEYS,
-        )
-        return ParsedBars(canonical_bars(frame, symbol=symbol), unknown)
+        return bars
