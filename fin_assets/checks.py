@@ -27,6 +27,7 @@ to one step (one process under the multiprocess executor) instead of one per che
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 import dagster as dg
 import polars as pl
@@ -74,7 +75,9 @@ class Window:
     context: pl.DataFrame | None  # the previous partition's rows, if materialized
     symbols: tuple[str, ...]  # the universe
 
+    @cached_property
     def with_context(self) -> pl.DataFrame:
+        """The previous partition's rows then this one's; built once, shared by the rules."""
         if self.context is None or self.context.is_empty():
             return self.frame
         return pl.concat([self.context, self.frame], how="diagonal_relaxed")
@@ -96,26 +99,42 @@ class QualityRule:
 BLOCKING_NOTE = " Blocking: a failure holds back downstream assets."
 WARN_NOTE = " Warning only, never blocks."
 
-CORE_BARS_RULES: tuple[QualityRule, ...] = (
-    QualityRule(
+
+# The blocking rules shared by the hourly and the daily tables, which differ only in their time
+# column ("ts" or "date") and what one row is called in the description.
+def _ohlc_rule(time_col: str, row: str) -> QualityRule:
+    return QualityRule(
         "ohlc_invariants",
-        "Every bar has high >= max(open, close), low <= min(open, close) and finite prices and "
-        "volume." + BLOCKING_NOTE,
+        f"Every {row} has high >= max(open, close), low <= min(open, close) and finite prices "
+        "and volume." + BLOCKING_NOTE,
         blocking=True,
-        evaluate=lambda w: check_ohlc(w.frame),
-    ),
-    QualityRule(
-        "unique_symbol_ts",
-        "One bar per (symbol, ts)." + BLOCKING_NOTE,
+        evaluate=lambda w: check_ohlc(w.frame, time_col=time_col),
+    )
+
+
+def _unique_rule(time_col: str, row: str) -> QualityRule:
+    keys = ("symbol", time_col)
+    return QualityRule(
+        "unique_" + "_".join(keys),
+        f"One {row} per ({', '.join(keys)})." + BLOCKING_NOTE,
         blocking=True,
-        evaluate=lambda w: check_unique(w.frame, keys=("symbol", "ts")),
-    ),
-    QualityRule(
+        evaluate=lambda w: check_unique(w.frame, keys=keys),
+    )
+
+
+def _positive_rule(time_col: str) -> QualityRule:
+    return QualityRule(
         "positive_prices",
         "Open, high, low, close and vwap > 0, volume >= 0." + BLOCKING_NOTE,
         blocking=True,
-        evaluate=lambda w: check_positive(w.frame),
-    ),
+        evaluate=lambda w: check_positive(w.frame, time_col=time_col),
+    )
+
+
+CORE_BARS_RULES: tuple[QualityRule, ...] = (
+    _ohlc_rule("ts", "bar"),
+    _unique_rule("ts", "bar"),
+    _positive_rule("ts"),
     QualityRule(
         "missing_minutes",
         "Minutes of the hour without a bar, per symbol of the universe, reported as gaps. "
@@ -133,7 +152,7 @@ CORE_BARS_RULES: tuple[QualityRule, ...] = (
         "one minute, and the previous hour's last bar is included so a jump at the boundary "
         "counts. A bad print, a split or real news." + WARN_NOTE,
         blocking=False,
-        evaluate=lambda w: check_jumps(w.with_context(), since=w.start),
+        evaluate=lambda w: check_jumps(w.with_context, since=w.start),
         thresholds={"k": JUMP_K, "min_returns": JUMP_MIN_RETURNS},
     ),
     QualityRule(
@@ -143,42 +162,21 @@ CORE_BARS_RULES: tuple[QualityRule, ...] = (
         "Identical closes alone are not flagged: an illiquid symbol can keep its price while "
         "trading." + WARN_NOTE,
         blocking=False,
-        evaluate=lambda w: check_frozen(w.with_context(), since=w.start),
+        evaluate=lambda w: check_frozen(w.with_context, since=w.start),
         thresholds={"min_bars": FROZEN_MIN_BARS},
     ),
 )
 
 DAILY_BARS_RULES: tuple[QualityRule, ...] = (
-    QualityRule(
-        "ohlc_invariants",
-        "Every day has high >= max(open, close), low <= min(open, close) and finite prices and "
-        "volume." + BLOCKING_NOTE,
-        blocking=True,
-        evaluate=lambda w: check_ohlc(w.frame, time_col="date"),
-    ),
-    QualityRule(
-        "unique_symbol_date",
-        "One row per (symbol, date)." + BLOCKING_NOTE,
-        blocking=True,
-        evaluate=lambda w: check_unique(w.frame, keys=("symbol", "date")),
-    ),
-    QualityRule(
-        "positive_prices",
-        "Open, high, low, close and vwap > 0, volume >= 0." + BLOCKING_NOTE,
-        blocking=True,
-        evaluate=lambda w: check_positive(w.frame, time_col="date"),
-    ),
+    _ohlc_rule("date", "day"),
+    _unique_rule("date", "row"),
+    _positive_rule("date"),
 )
 
 RETURN_COLUMNS = ("return_oc", "log_return_oc", "realized_vol", "realized_vol_annualized")
 
 DAILY_RETURNS_RULES: tuple[QualityRule, ...] = (
-    QualityRule(
-        "unique_symbol_date",
-        "One row per (symbol, date)." + BLOCKING_NOTE,
-        blocking=True,
-        evaluate=lambda w: check_unique(w.frame, keys=("symbol", "date")),
-    ),
+    _unique_rule("date", "row"),
     QualityRule(
         "finite_returns",
         "Returns and volatilities present and finite, volatilities >= 0." + BLOCKING_NOTE,
@@ -294,11 +292,24 @@ def build_partition_checks(
                 before = _previous_key(partitions_def, first.start)
                 previous = wh.read_partition(table, before) if before else None
             for key in keys:
-                window = partitions_def.time_window_for_partition_key(key)
+                time_window = partitions_def.time_window_for_partition_key(key)
                 frame = wh.read_partition(table, key)
                 target = _target_materialization(context.instance, asset_key, key)
+                # One window per partition, so the rules that read the context share one concat.
+                window = (
+                    None
+                    if frame is None
+                    else Window(
+                        partition_key=key,
+                        start=time_window.start,
+                        end=time_window.end,
+                        frame=frame,
+                        context=previous if with_previous_partition else None,
+                        symbols=symbols,
+                    )
+                )
                 for rule in selected:
-                    if frame is None:
+                    if window is None:
                         outcome = CheckOutcome(
                             check=rule.name,
                             passed=False,
@@ -308,16 +319,7 @@ def build_partition_checks(
                             rows_checked=0,
                         )
                     else:
-                        outcome = rule.evaluate(
-                            Window(
-                                partition_key=key,
-                                start=window.start,
-                                end=window.end,
-                                frame=frame,
-                                context=previous if with_previous_partition else None,
-                                symbols=symbols,
-                            )
-                        )
+                        outcome = rule.evaluate(window)
                     if not outcome.passed:
                         failures.append(f"{rule.name} {key}: {outcome.summary}")
                     yield dg.AssetCheckEvaluation(

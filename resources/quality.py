@@ -44,6 +44,7 @@ FROZEN_MIN_BARS = 15  # a quarter of an hour of identical bars
 MAD_TO_SIGMA = 1.4826  # MAD x this estimates the standard deviation of normal data
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
+TIME_FORMAT = "%Y-%m-%dT%H:%MZ"  # minute times in summaries, details and metadata
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class CheckOutcome:
 
 def format_time(value: datetime | date) -> str:
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%MZ")
+        return value.strftime(TIME_FORMAT)
     return value.isoformat()
 
 
@@ -141,6 +142,32 @@ def _in_scope(frame: pl.DataFrame, time_col: str, since: datetime | None) -> pl.
     return frame if since is None else frame.filter(pl.col(time_col) >= since)
 
 
+def _flag_rows(
+    frame: pl.DataFrame,
+    problems: Sequence[pl.Expr],
+    *,
+    time_col: str,
+    detail_suffix: Sequence[pl.Expr] = (),
+) -> pl.DataFrame:
+    """The rows with at least one problem, as ``_outcome`` wants them (weight 1 per row).
+
+    Each of ``problems`` is a text where the row has that problem and null where it does not;
+    a row's detail is its problems joined by ", ", followed by ``detail_suffix``."""
+    problems_text = pl.col("_problems").list.join(", ")
+    return (
+        frame.with_columns(pl.concat_list(problems).list.drop_nulls().alias("_problems"))
+        .filter(pl.col("_problems").list.len() > 0)
+        .select(
+            "symbol",
+            time_col,
+            (
+                pl.concat_str(problems_text, *detail_suffix) if detail_suffix else problems_text
+            ).alias("detail"),
+            pl.lit(1).alias("weight"),
+        )
+    )
+
+
 def _prices_text(columns: Sequence[str]) -> pl.Expr:
     """'o=1.0 h=2.0 l=0.5 c=1.5' style text of the named columns, for offence details."""
     parts: list[pl.Expr] = []
@@ -163,20 +190,11 @@ def check_ohlc(
         ),
     }
     labels = [pl.when(expr.fill_null(False)).then(pl.lit(name)) for name, expr in problems.items()]
-    flagged = (
-        frame.with_columns(pl.concat_list(labels).list.drop_nulls().alias("_problems"))
-        .filter(pl.col("_problems").list.len() > 0)
-        .select(
-            "symbol",
-            time_col,
-            pl.concat_str(
-                pl.col("_problems").list.join(", "),
-                pl.lit(" ("),
-                _prices_text([*PRICE_COLUMNS, "volume"]),
-                pl.lit(")"),
-            ).alias("detail"),
-            pl.lit(1).alias("weight"),
-        )
+    flagged = _flag_rows(
+        frame,
+        labels,
+        time_col=time_col,
+        detail_suffix=(pl.lit(" ("), _prices_text([*PRICE_COLUMNS, "volume"]), pl.lit(")")),
     )
     return _outcome(
         "ohlc_invariants",
@@ -238,16 +256,7 @@ def check_positive(
         problems.append(
             pl.when(pl.col(volume) < 0).then(pl.format(f"{volume}={{}}", pl.col(volume)))
         )
-    flagged = (
-        frame.with_columns(pl.concat_list(problems).list.drop_nulls().alias("_problems"))
-        .filter(pl.col("_problems").list.len() > 0)
-        .select(
-            "symbol",
-            time_col,
-            pl.col("_problems").list.join(", ").alias("detail"),
-            pl.lit(1).alias("weight"),
-        )
-    )
+    flagged = _flag_rows(frame, problems, time_col=time_col)
     return _outcome(
         "positive_prices",
         flagged,
@@ -278,16 +287,7 @@ def check_finite(
     problems += [
         pl.when(pl.col(c) < 0).then(pl.format(f"{c}={{}} < 0", pl.col(c))) for c in non_negative
     ]
-    flagged = (
-        frame.with_columns(pl.concat_list(problems).list.drop_nulls().alias("_problems"))
-        .filter(pl.col("_problems").list.len() > 0)
-        .select(
-            "symbol",
-            time_col,
-            pl.col("_problems").list.join(", ").alias("detail"),
-            pl.lit(1).alias("weight"),
-        )
-    )
+    flagged = _flag_rows(frame, problems, time_col=time_col)
     return _outcome(
         "finite_values",
         flagged,
@@ -341,7 +341,7 @@ def check_missing_minutes(
             pl.format(
                 "{} minute(s) without a bar, through {}",
                 pl.col("weight"),
-                pl.col("_last").dt.strftime("%Y-%m-%dT%H:%MZ"),
+                pl.col("_last").dt.strftime(TIME_FORMAT),
             ).alias("detail"),
             "weight",
         )
@@ -373,15 +373,12 @@ def check_jumps(
     equivalent, so a quiet stretch is not mistaken for a jump. Median and MAD are taken per
     symbol over the returns ending at or after ``since``; a symbol with fewer than
     ``min_returns`` of them, or a MAD of zero (a mostly frozen price), is not judged."""
-    ret = (pl.col("close") / pl.col("close").shift(1).over("symbol")).log()
     minutes = (pl.col("ts").diff().over("symbol").dt.total_seconds() / 60.0).clip(lower_bound=1)
     returns = (
         frame.select("symbol", "ts", "close")
         .sort(["symbol", "ts"])
-        .with_columns(
-            pl.col("close").shift(1).over("symbol").alias("_prev"),
-            (ret / minutes.sqrt()).alias("_r"),
-        )
+        .with_columns(pl.col("close").shift(1).over("symbol").alias("_prev"))
+        .with_columns(((pl.col("close") / pl.col("_prev")).log() / minutes.sqrt()).alias("_r"))
         .filter(pl.col("_r").is_finite())
     )
     returns = _in_scope(returns, "ts", since)
@@ -390,12 +387,11 @@ def check_jumps(
         (pl.col("_r") - pl.col("_r").median()).abs().median().alias("_mad"),
         pl.len().alias("_n"),
     )
-    scored = returns.join(stats, on="symbol").with_columns(
+    judged = stats.filter((pl.col("_n") >= min_returns) & (pl.col("_mad") > 0))
+    scored = returns.join(judged, on="symbol").with_columns(
         ((pl.col("_r") - pl.col("_med")) / (MAD_TO_SIGMA * pl.col("_mad"))).alias("_z")
     )
-    flagged = scored.filter(
-        (pl.col("_n") >= min_returns) & (pl.col("_mad") > 0) & (pl.col("_z").abs() > k)
-    ).select(
+    flagged = scored.filter(pl.col("_z").abs() > k).select(
         "symbol",
         "ts",
         pl.format(
@@ -407,7 +403,6 @@ def check_jumps(
         ).alias("detail"),
         pl.lit(1).alias("weight"),
     )
-    judged = stats.filter((pl.col("_n") >= min_returns) & (pl.col("_mad") > 0))
     return _outcome(
         "price_jumps",
         flagged,
@@ -462,19 +457,15 @@ def check_frozen(
     )
     # Repeats inside the scope: a run that began in the context partition still counts here.
     in_scope = _in_scope(marked.filter(pl.col("_repeat")), "ts", since)
-    scoped = (
-        in_scope.join(runs, on=["symbol", "_run"])
-        .group_by(["symbol", "_run"])
-        .agg(pl.col("ts").min(), pl.len().alias("weight"))
-    )
+    scoped = in_scope.group_by(["symbol", "_run"]).agg(pl.col("ts").min(), pl.len().alias("weight"))
     flagged = scoped.join(runs, on=["symbol", "_run"]).select(
         "symbol",
         "ts",
         pl.format(
             "{} identical bars from {} through {} (close {}, volume {})",
             pl.col("_bars"),
-            pl.col("_start").dt.strftime("%Y-%m-%dT%H:%MZ"),
-            pl.col("_last").dt.strftime("%Y-%m-%dT%H:%MZ"),
+            pl.col("_start").dt.strftime(TIME_FORMAT),
+            pl.col("_last").dt.strftime(TIME_FORMAT),
             pl.col("_close"),
             pl.col("_volume"),
         ).alias("detail"),

@@ -20,12 +20,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from fin_assets.checks import (
-    build_quality_checks,
-    core_bars_checks_job,
-    daily_automation_condition,
-    daily_checks_job,
-)
+from fin_assets.checks import daily_automation_condition
 from fin_assets.definitions import build_definitions
 from resources.bars import aggregate_daily, daily_returns
 from resources.simulator import MarketSimulator, generate_bars
@@ -46,18 +41,9 @@ DAILY_CHECKS = {"ohlc_invariants", "unique_symbol_date", "positive_prices", "fin
 def quality_defs(
     env: dict[str, str], *, daily_condition: dg.AutomationCondition | None = None
 ) -> dg.Definitions:
-    """The code location plus the quality checks and their jobs (skipping any already wired
-    into definitions.py), optionally with another automation condition on the daily assets."""
+    """The code location (definitions.py wires the quality checks and their jobs), optionally
+    with another automation condition on the daily assets."""
     defs = build_definitions(env)
-    wired = {key for checks in defs.asset_checks or [] for key in checks.check_keys}
-    jobs = {getattr(job, "name", None) for job in defs.jobs or []}
-    defs = dg.Definitions.merge(
-        defs,
-        dg.Definitions(
-            asset_checks=[c for c in build_quality_checks() if not c.check_keys & wired],
-            jobs=[j for j in (core_bars_checks_job, daily_checks_job) if j.name not in jobs],
-        ),
-    )
     if daily_condition is not None:
         defs = defs.map_resolved_asset_specs(
             func=lambda spec: spec.replace_attributes(automation_condition=daily_condition),

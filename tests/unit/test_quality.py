@@ -48,17 +48,38 @@ def bars(symbols: tuple[str, ...] = SYMBOLS, start: datetime = T0, minutes: int 
     return pl.DataFrame(rows).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
 
 
+PRICES = ("open", "high", "low", "close")
+
+
+def one_bar(symbol: str, ts: datetime) -> pl.Expr:
+    return (pl.col("symbol") == symbol) & (pl.col("ts") == ts)
+
+
 def edit(frame: pl.DataFrame, symbol: str, ts: datetime, **values: float) -> pl.DataFrame:
     """``frame`` with the given columns of one bar replaced."""
-    hit = (pl.col("symbol") == symbol) & (pl.col("ts") == ts)
     return frame.with_columns(
-        pl.when(hit).then(pl.lit(v, pl.Float64)).otherwise(pl.col(c)).alias(c)
+        pl.when(one_bar(symbol, ts)).then(pl.lit(v, pl.Float64)).otherwise(pl.col(c)).alias(c)
         for c, v in values.items()
     )
 
 
 def bar(frame: pl.DataFrame, symbol: str, ts: datetime) -> dict:
-    return frame.filter((pl.col("symbol") == symbol) & (pl.col("ts") == ts)).row(0, named=True)
+    return frame.filter(one_bar(symbol, ts)).row(0, named=True)
+
+
+def scale_prices(frame: pl.DataFrame, where: pl.Expr, factor: float) -> pl.DataFrame:
+    """``frame`` with open, high, low and close of the rows ``where`` multiplied by ``factor``."""
+    return frame.with_columns(
+        pl.when(where).then(pl.col(c) * factor).otherwise(pl.col(c)).alias(c) for c in PRICES
+    )
+
+
+def copy_bar(frame: pl.DataFrame, source: dict, where: pl.Expr) -> pl.DataFrame:
+    """The rows ``where`` become copies of the ``source`` bar's prices and volume."""
+    return frame.with_columns(
+        pl.when(where).then(pl.lit(source[c])).otherwise(pl.col(c)).alias(c)
+        for c in (*PRICES, "volume")
+    )
 
 
 def offences(outcome) -> list[tuple[str, datetime | date]]:
@@ -109,10 +130,7 @@ def test_ohlc_names_each_bar_that_breaks_an_invariant() -> None:
 
 def test_ohlc_flags_null_prices() -> None:
     frame = CLEAN.with_columns(
-        pl.when((pl.col("symbol") == "MSFT") & (pl.col("ts") == at(7)))
-        .then(None)
-        .otherwise(pl.col("close"))
-        .alias("close")
+        pl.when(one_bar("MSFT", at(7))).then(None).otherwise(pl.col("close")).alias("close")
     )
     outcome = check_ohlc(frame)
     assert offences(outcome) == [("MSFT", at(7))]
@@ -120,8 +138,8 @@ def test_ohlc_flags_null_prices() -> None:
 
 
 def test_unique_counts_surplus_copies_per_symbol() -> None:
-    aapl = CLEAN.filter((pl.col("symbol") == "AAPL") & (pl.col("ts") == at(5)))
-    msft = CLEAN.filter((pl.col("symbol") == "MSFT") & (pl.col("ts") == at(7)))
+    aapl = CLEAN.filter(one_bar("AAPL", at(5)))
+    msft = CLEAN.filter(one_bar("MSFT", at(7)))
     frame = pl.concat([CLEAN, aapl, aapl, msft])
     outcome = check_unique(frame)
     assert outcome.check == "unique_symbol_ts"
@@ -176,11 +194,7 @@ def test_missing_minutes_tolerance_and_bars_outside_the_window() -> None:
 
 
 def test_jump_beyond_k_robust_deviations_is_flagged_once_for_a_level_shift() -> None:
-    later = (pl.col("symbol") == "MSFT") & (pl.col("ts") >= at(30))
-    frame = CLEAN.with_columns(
-        pl.when(later).then(pl.col(c) * 1.05).otherwise(pl.col(c)).alias(c)
-        for c in ("open", "high", "low", "close")
-    )
+    frame = scale_prices(CLEAN, (pl.col("symbol") == "MSFT") & (pl.col("ts") >= at(30)), 1.05)
     outcome = check_jumps(frame)
     assert not outcome.passed
     assert outcome.failing_rows == 1
@@ -200,10 +214,7 @@ def test_a_spike_flags_the_move_out_and_the_move_back() -> None:
 
 def test_jump_at_the_hour_boundary_needs_the_previous_hour_as_context() -> None:
     previous = bars(start=T0 - HOUR)
-    now = CLEAN.with_columns(
-        pl.when(pl.col("symbol") == "AAPL").then(pl.col(c) * 0.95).otherwise(pl.col(c)).alias(c)
-        for c in ("open", "high", "low", "close")
-    )
+    now = scale_prices(CLEAN, pl.col("symbol") == "AAPL", 0.95)
     assert check_jumps(now).passed  # within the hour the drop is invisible
     outcome = check_jumps(pl.concat([previous, now]), since=T0)
     assert offences(outcome) == [("AAPL", at(0))]
@@ -231,12 +242,8 @@ def test_returns_over_a_gap_are_scaled_to_one_minute() -> None:
 
 def replay(frame: pl.DataFrame, symbol: str, first: int, last: int) -> pl.DataFrame:
     """Bars first+1..last of ``symbol`` become copies of bar ``first`` (a stale feed)."""
-    source = bar(frame, symbol, at(first))
     hit = (pl.col("symbol") == symbol) & pl.col("ts").is_between(at(first + 1), at(last))
-    return frame.with_columns(
-        pl.when(hit).then(pl.lit(source[c])).otherwise(pl.col(c)).alias(c)
-        for c in ("open", "high", "low", "close", "volume")
-    )
+    return copy_bar(frame, bar(frame, symbol, at(first)), hit)
 
 
 def test_frozen_run_of_repeated_bars_is_one_example_counting_the_repeats() -> None:
@@ -265,10 +272,7 @@ def test_flat_zero_volume_fills_count_as_frozen() -> None:
     close = bar(CLEAN, "MSFT", at(39))["close"]
     hit = (pl.col("symbol") == "MSFT") & pl.col("ts").is_between(at(40), at(54))
     filled = CLEAN.with_columns(
-        *(
-            pl.when(hit).then(pl.lit(close)).otherwise(pl.col(c)).alias(c)
-            for c in ("open", "high", "low", "close")
-        ),
+        *(pl.when(hit).then(pl.lit(close)).otherwise(pl.col(c)).alias(c) for c in PRICES),
         pl.when(hit).then(0.0).otherwise(pl.col("volume")).alias("volume"),
     )
     outcome = check_frozen(filled)
@@ -280,7 +284,7 @@ def test_identical_closes_with_changing_volume_are_not_frozen() -> None:
     """An illiquid symbol sitting on one price while still trading."""
     quiet = CLEAN.with_columns(
         pl.when(pl.col("symbol") == "AAPL").then(100.0).otherwise(pl.col(c)).alias(c)
-        for c in ("open", "high", "low", "close")
+        for c in PRICES
     )
     assert check_frozen(quiet).passed
 
@@ -289,10 +293,7 @@ def test_frozen_run_straddling_the_hour_counts_only_this_hours_repeats() -> None
     previous = bars(start=T0 - HOUR)
     last = bar(previous, "AAPL", at(50, T0 - HOUR))
     hit = ((pl.col("symbol") == "AAPL") & (pl.col("ts") > last["ts"])) & (pl.col("ts") < at(10))
-    both = pl.concat([previous, CLEAN]).with_columns(
-        pl.when(hit).then(pl.lit(last[c])).otherwise(pl.col(c)).alias(c)
-        for c in ("open", "high", "low", "close", "volume")
-    )
+    both = copy_bar(pl.concat([previous, CLEAN]), last, hit)
     outcome = check_frozen(both, since=T0)
     assert outcome.by_symbol == {"AAPL": 10}  # 03:00..03:09; 02:51..02:59 were last hour's
     assert offences(outcome) == [("AAPL", at(0))]
