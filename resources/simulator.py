@@ -16,7 +16,6 @@ import argparse
 import base64
 import binascii
 import collections
-import contextlib
 import functools
 import hashlib
 import hmac
@@ -26,17 +25,16 @@ import math
 import random
 import re
 import signal
-import socket
-import socketserver
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from resources.loopback import LoopbackHTTPServer, QuietHandler
 
 __all__ = [
     "FAULT_NAMES",
@@ -394,79 +392,17 @@ class _Response:
     truncate: bool = False  # send full Content-Length, write half, drop the connection
 
 
-class _SimHTTPServer(ThreadingHTTPServer):
-    # Many worker processes connect at once in tests and benchmarks: the default backlog of 5
-    # drops connection attempts, which clients see as a one-second SYN retry.
-    request_queue_size = 128
-    daemon_threads = True
+class _SimHTTPServer(LoopbackHTTPServer):
+    label = "simulator"
 
     def __init__(self, address: tuple[str, int], sim: MarketSimulator) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         self.sim = sim
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
         super().__init__(address, _Handler)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can
-        # stall for seconds in sandboxes; we never use server_name.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        """Wake handler threads parked on idle keep-alive connections so they exit."""
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            # Clients hanging up mid-response is routine (timeouts, fault tests).
-            logger.debug("simulator client disconnected: %s", type(exc).__name__)
-        else:
-            logger.exception("simulator request handler failed")
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _SimHTTPServer
-    # Keep-alive: the demo pages through thousands of requests; HTTP/1.0 would open a
-    # socket per request and pile up TIME_WAIT entries.
-    protocol_version = "HTTP/1.1"
     server_version = "MarketSim/1.0"
-    timeout = 30  # idle keep-alive connections are closed after this
-    # Headers and body go out in separate writes; with Nagle on, a keep-alive client's
-    # delayed ACK stalls every response by ~40 ms.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        # The default writes the request line (with ?apikey=...) to stderr. Silenced;
-        # _dispatch logs method, path and status without the query string instead.
-        return
-
-    def version_string(self) -> str:
-        # The default appends the Python version; a fake vendor has no reason to leak it.
-        return self.server_version
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # The stock error page quotes the raw request line, which may carry ?apikey=...;
-        # answer with the bare status phrase instead.
-        super().send_error(code)
 
     def do_GET(self) -> None:  # noqa: N802
         self._dispatch("GET")
@@ -564,15 +500,8 @@ class MarketSimulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
         server = _SimHTTPServer((self.config.host, self.config.port), self)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            # Short poll so stop() (which waits for the loop to notice) is quick in tests.
-            kwargs={"poll_interval": 0.05},
-            name=f"market-sim-{server.server_port}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
+        self._server = server
+        self._thread = server.serve_in_thread(f"market-sim-{server.server_port}")
         logger.info("market simulator listening on %s", self.url)
         return self
 
@@ -581,11 +510,7 @@ class MarketSimulator:
         if server is None:
             return
         self._server = self._thread = None
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-        if thread is not None:
-            thread.join(timeout=5)
+        server.stop_serving(thread)
         logger.info("market simulator stopped")
 
     def __enter__(self) -> MarketSimulator:

@@ -1,8 +1,8 @@
 """A loopback HTTP server base for vendor-API emulators used in tests.
 
-Same plumbing ideas as ``resources/simulator.py``: a ``ThreadingHTTPServer`` on daemon
-threads, a 128-deep listen backlog, no reverse DNS in ``server_bind``, Nagle off, no access
-log, keep-alive connections dropped on ``stop()`` so handler threads exit promptly.
+The server plumbing is the simulator's (``resources/loopback.py``): daemon threads, a
+128-deep listen backlog, no reverse DNS, Nagle off, no access log, keep-alive connections
+dropped on ``stop()``.
 
 Subclasses implement :meth:`LoopbackEmulator.handle` (pure request -> response) and
 :meth:`LoopbackEmulator.is_data_path`; the base class does parsing, injection of canned
@@ -12,20 +12,17 @@ responses, the request log and the generic counters.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import logging
-import socket
-import socketserver
-import sys
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
+
+from resources.loopback import LoopbackHTTPServer, QuietHandler
 
 __all__ = ["Clock", "LoopbackEmulator", "Reply", "dumps"]
 
@@ -43,69 +40,19 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
 
-class _Server(ThreadingHTTPServer):
-    # Many client workers may connect at once; the default backlog of 5 drops SYNs.
-    request_queue_size = 128
-    daemon_threads = True
+class _Server(LoopbackHTTPServer):
+    label = "emulator"
 
     def __init__(self, address: tuple[str, int], emulator: LoopbackEmulator) -> None:
         self.emulator = emulator
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
         super().__init__(address, _Handler)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn() (reverse DNS), which can stall for
-        # seconds in sandboxes; server_name is never used.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def drop_connections(self) -> None:
-        """Wake handler threads parked on idle keep-alive connections so they exit."""
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            logger.debug("emulator client disconnected: %s", type(exc).__name__)
-        else:
-            logger.exception("emulator request handler failed")
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs behind their CDNs
-    timeout = 30
-    # Headers and body go out in separate writes; with Nagle on, a keep-alive client's
-    # delayed ACK would stall every response by ~40 ms.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        # The default prints the request line (which may carry ?apiKey=...) to stderr.
-        return
 
     def version_string(self) -> str:
         return self.server.emulator.server_header
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # The stock error page quotes the raw request line, which may carry a key.
-        super().send_error(code)
 
     def do_GET(self) -> None:  # noqa: N802
         self._dispatch("GET")
@@ -181,14 +128,8 @@ class LoopbackEmulator(ABC):
         if self._server is not None:
             raise RuntimeError("emulator already started")
         server = _Server((self.host, self.requested_port), self)
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # stop() waits for the loop to notice
-            name=f"{type(self).__name__}-{server.server_port}",
-            daemon=True,
-        )
-        self._server, self._thread = server, thread
-        thread.start()
+        self._server = server
+        self._thread = server.serve_in_thread(f"{type(self).__name__}-{server.server_port}")
         return self
 
     def stop(self) -> None:
@@ -196,11 +137,7 @@ class LoopbackEmulator(ABC):
         if server is None:
             return
         self._server = self._thread = None
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-        if thread is not None:
-            thread.join(timeout=5)
+        server.stop_serving(thread)
 
     def __enter__(self) -> Self:
         return self.start()

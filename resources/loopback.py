@@ -1,0 +1,108 @@
+"""Loopback HTTP plumbing shared by the simulator (``resources/simulator.py``) and the vendor
+emulators of the tests (``tests/emulators/``).
+
+A ``ThreadingHTTPServer`` on daemon threads with a 128-deep listen backlog (many worker
+processes connect at once; the default of 5 drops connection attempts, which clients see as a
+one-second SYN retry), no reverse DNS in ``server_bind``, and keep-alive connections dropped on
+stop so handler threads exit promptly; a handler with keep-alive, Nagle off, no access log and
+no request line in error pages (either may carry an API key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import socketserver
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    request_queue_size = 128
+    daemon_threads = True
+    label = "loopback server"  # names the server in its log lines
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can
+        # stall for seconds in sandboxes; we never use server_name.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conns_lock:
+            self._conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._conns_lock:
+            self._conns.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Wake handler threads parked on idle keep-alive connections so they exit."""
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            # Clients hanging up mid-response is routine (timeouts, fault tests).
+            logger.debug("%s client disconnected: %s", self.label, type(exc).__name__)
+        else:
+            logger.exception("%s request handler failed", self.label)
+
+    def serve_in_thread(self, name: str) -> threading.Thread:
+        """Serve from a daemon thread; ``stop_serving`` ends it."""
+        # Short poll so stop_serving (which waits for the loop to notice) is quick in tests.
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
+        thread.start()
+        return thread
+
+    def stop_serving(self, thread: threading.Thread | None) -> None:
+        self.shutdown()
+        self.server_close()
+        self.drop_connections()
+        if thread is not None:
+            thread.join(timeout=5)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    # Keep-alive, like real APIs behind their CDNs: HTTP/1.0 would open a socket per request
+    # and pile up TIME_WAIT entries when a client pages through thousands of requests.
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # idle keep-alive connections are closed after this
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive client's
+    # delayed ACK stalls every response by ~40 ms.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        # The default writes the request line (which may carry ?apikey=...) to stderr.
+        return
+
+    def version_string(self) -> str:
+        # The default appends the Python version; a fake vendor has no reason to leak it.
+        return self.server_version
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The stock error page quotes the raw request line, which may carry a key; answer
+        # with the bare status phrase instead.
+        super().send_error(code)
