@@ -295,28 +295,18 @@ def bars_from_manifest(
         adapter, manifest, partition=partition, start=start, end=end, stats=stats
     )
     cache.release(through=end)
-    # Canonical already (stamp): concatenated as they are, without a select and cast each.
-    combined = pl.concat(frames) if frames else pl.DataFrame(schema=CANONICAL_SCHEMA)
-    return _dedupe_and_validate(combined, partition=partition, stats=stats)
+    return normalize_bars(frames, partition=partition, stats=stats)
 
 
-def stamp(frame: pl.DataFrame, provider: str, fetched_at: datetime | pl.Series) -> pl.DataFrame:
-    """Parsed bars (BAR_SCHEMA) with their provider and fetch time (one for all rows, or an
-    Int64 Series of epoch microseconds: one per row): CANONICAL_SCHEMA."""
+def stamp(frame: pl.DataFrame, provider: str, fetched_us: pl.Series) -> pl.DataFrame:
+    """Parsed bars (BAR_SCHEMA) with their provider and fetch time (an Int64 Series of epoch
+    microseconds, one per row): CANONICAL_SCHEMA."""
     if frame.columns != _BAR_COLUMNS or frame.dtypes != _BAR_DTYPES:
         frame = frame.select(_BAR_COLUMNS).cast(BAR_SCHEMA)  # type: ignore[arg-type]
-    height = frame.height
-    # From its physical value: a Series built from a datetime object converts it in Python.
-    if isinstance(fetched_at, pl.Series):
-        fetched = fetched_at.alias("ingested_at")
-    else:
-        fetched = pl.Series("ingested_at", [_micros(fetched_at)], dtype=pl.Int64()).new_from_index(
-            0, height
-        )
     return frame.hstack(
         [
-            pl.Series("provider", [provider], dtype=pl.String()).new_from_index(0, height),
-            fetched.cast(pl.Datetime("us", "UTC")),
+            pl.Series("provider", [provider], dtype=pl.String()).new_from_index(0, frame.height),
+            fetched_us.alias("ingested_at").cast(pl.Datetime("us", "UTC")),
         ]
     )
 
@@ -329,12 +319,6 @@ def normalize_bars(
         [f.select(list(CANONICAL_SCHEMA)).cast(CANONICAL_SCHEMA) for f in frames]
         or [pl.DataFrame(schema=CANONICAL_SCHEMA)]
     )
-    return _dedupe_and_validate(combined, partition=partition, stats=stats)
-
-
-def _dedupe_and_validate(
-    combined: pl.DataFrame, *, partition: str, stats: BuildStats | None
-) -> pl.DataFrame:
     deduped = newest_per_minute(combined)
     if stats is not None:
         stats.duplicates_dropped += combined.height - deduped.height

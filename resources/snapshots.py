@@ -72,7 +72,7 @@ class SnapshotRef:
 class SnapshotStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
-        self._directories: dict[tuple[str, ...], Path] = {}  # resolved by _resolve
+        self._directories: dict[tuple[str, ...], Path] = {}  # resolved by _read_stored
 
     # -- paths -------------------------------------------------------------------------------
     def _symbol_dir(self, provider: str, dataset: str, symbol: str) -> Path:
@@ -189,37 +189,25 @@ class SnapshotStore:
             gaps.append((cursor, end))
         return gaps
 
-    def _resolve(self, ref_path: str) -> Path:
-        """``safe_join`` of a stored path. The directory is resolved once per store (a range run
-        reads thousands of files from a few directories; resolving costs a system call per
-        path component): a file name in a resolved directory resolves to itself unless it is
-        a symlink or '..', which get the full check."""
-        *directory, name = Path(ref_path).parts or ("",)
-        resolved = self._directories.get(tuple(directory))
-        if resolved is None:
-            resolved = safe_join(self.root, *directory)
-            self._directories[tuple(directory)] = resolved
-        path = resolved / name
-        if name in ("", "..") or path.is_symlink():
-            return safe_join(self.root, *Path(ref_path).parts)
-        return path
-
     def _read_stored(self, ref_path: str) -> bytes:
-        """The bytes of a stored file, read the way ``_resolve`` allows, with one system call
-        less: a file name in a resolved directory is opened with O_NOFOLLOW, and a symlink
-        (ELOOP) gets the full check of ``_resolve``."""
+        """The bytes of a stored file, checked to lie under the root. Each directory is resolved
+        (``safe_join``) once per store: a range run reads thousands of files from a few
+        directories, and resolving costs a system call per path component. The file name is
+        then opened with O_NOFOLLOW; a symlink (ELOOP) or '..' gets the full check."""
         *directory, name = Path(ref_path).parts or ("",)
-        resolved = self._directories.get(tuple(directory))
-        if resolved is None or name in ("", ".."):
-            return self._resolve(ref_path).read_bytes()
-        try:
-            fd = os.open(resolved / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            return self._resolve(ref_path).read_bytes()
-        with open(fd, "rb") as file:
-            return file.read()
+        if name not in ("", ".."):
+            resolved = self._directories.get(tuple(directory))
+            if resolved is None:
+                resolved = self._directories[tuple(directory)] = safe_join(self.root, *directory)
+            try:
+                fd = os.open(resolved / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+            else:
+                with open(fd, "rb") as file:
+                    return file.read()
+        return safe_join(self.root, *Path(ref_path).parts).read_bytes()
 
     def read(self, ref: SnapshotRef | Mapping[str, str]) -> bytes:
         """The stored bytes, checked against the digest in their name."""
