@@ -31,6 +31,7 @@ executemany of 300 rows costs about 20 ms, so no method of moving the rows could
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import tempfile
@@ -46,7 +47,8 @@ from urllib.parse import urlsplit, urlunsplit
 import polars as pl
 
 from benchmarks.harness import Targets, table
-from resources.bars import CANONICAL_SCHEMA
+from resources.bars import stamp
+from resources.providers.simulator import SimulatorAdapter
 from resources.simulator import generate_bars
 from resources.warehouse import ParquetWarehouse, WriteResult
 
@@ -60,30 +62,17 @@ FIXED_COST_CALLS = 10
 
 def partitions(symbols: int, hours: int) -> list[tuple[str, pl.DataFrame]]:
     """(key, frame) per hour: the simulator's bars for ``symbols`` symbols, canonical schema."""
-    fetched = DAY + timedelta(days=1)
+    # The simulator's bars, mapped and stamped as core/bars does it.
+    adapter = SimulatorAdapter()
+    fetched_us = (DAY + timedelta(days=1) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        microseconds=1
+    )
     frames = []
     for i in range(symbols):
         symbol = f"S{i:04d}"
-        bars = generate_bars(symbol, DAY, DAY + timedelta(hours=hours))
-        frames.append(
-            pl.DataFrame(bars)
-            .select(
-                pl.lit(symbol).alias("symbol"),
-                pl.col("t")
-                .str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_unit="us", time_zone="UTC")
-                .alias("ts"),
-                pl.col("o").alias("open"),
-                pl.col("h").alias("high"),
-                pl.col("l").alias("low"),
-                pl.col("c").alias("close"),
-                pl.col("v").alias("volume"),
-                pl.col("n").alias("trades"),
-                pl.col("vw").alias("vwap"),
-                pl.lit("simulator").alias("provider"),
-                pl.lit(fetched).alias("ingested_at"),
-            )
-            .cast(CANONICAL_SCHEMA)
-        )
+        body = json.dumps({"bars": generate_bars(symbol, DAY, DAY + timedelta(hours=hours))})
+        bars = adapter.parse_bars(body.encode(), symbol=symbol).frame
+        frames.append(stamp(bars, "simulator", pl.repeat(fetched_us, bars.height, eager=True)))
     day = pl.concat(frames).sort("symbol", "ts")
     out = []
     for h in range(hours):

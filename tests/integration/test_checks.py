@@ -11,6 +11,7 @@ fixtures write, and what the checks are for.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +24,7 @@ import pytest
 from fin_assets.checks import daily_automation_condition
 from fin_assets.definitions import build_definitions
 from resources.bars import aggregate_daily, daily_returns
+from resources.providers.simulator import SimulatorAdapter
 from resources.simulator import MarketSimulator, generate_bars
 from resources.warehouse import ParquetWarehouse
 from tests.conftest import fin_env, run_range, step_failure_messages
@@ -206,21 +208,13 @@ def test_checks_of_an_hour_not_in_the_warehouse_fail_and_say_so(
 
 def day_tables() -> tuple[pl.DataFrame, pl.DataFrame]:
     start = datetime(2026, 1, 5, tzinfo=UTC)
-    rows = [
-        {"symbol": s, **b}
+    adapter = SimulatorAdapter()  # the simulator's bars, mapped as core/bars maps them
+    bars = pl.concat(
+        adapter.parse_bars(
+            json.dumps({"bars": generate_bars(s, start, start + timedelta(days=1))}).encode(),
+            symbol=s,
+        ).frame
         for s in ("AAPL", "MSFT", "NVDA")
-        for b in generate_bars(s, start, start + timedelta(days=1))
-    ]
-    bars = pl.DataFrame(rows).select(
-        "symbol",
-        pl.col("t").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC").alias("ts"),
-        pl.col("o").alias("open"),
-        pl.col("h").alias("high"),
-        pl.col("l").alias("low"),
-        pl.col("c").alias("close"),
-        pl.col("v").alias("volume"),
-        pl.col("n").alias("trades"),
-        pl.col("vw").alias("vwap"),
     )
     return aggregate_daily(bars, day=start), daily_returns(bars, day=start)
 
