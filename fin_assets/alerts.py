@@ -41,6 +41,15 @@ class AlertCursor:
     def dump(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
+    # A problem is said once when it starts and once when it ends: ``failing`` is what was said.
+    def opened(self, key: str, subject: str, title: str, detail: str, when: float) -> Alert:
+        self.failing[key] = title
+        return Alert(key, "failure", subject, title, detail, when)
+
+    def recovered(self, key: str, subject: str, title: str, detail: str, when: float) -> Alert:
+        del self.failing[key]
+        return Alert(key, "recovery", subject, title, detail, when)
+
 
 # Each source is read the way every event-log storage supports it (the embedded SQLite one is
 # sharded per run, so a plain storage-id cursor only works for events kept in its index shard).
@@ -78,25 +87,20 @@ def freshness_alerts(records: Iterable[EventLogRecord], cursor: AlertCursor) -> 
         state = change.new_state  # type: ignore[union-attr]
         when = record.event_log_entry.timestamp
         if state == FreshnessState.FAIL and key not in cursor.failing:
-            title = f"{asset} is stale"
-            cursor.failing[key] = title
             alerts.append(
-                Alert(
+                cursor.opened(
                     key,
-                    "failure",
                     asset,
-                    title,
+                    f"{asset} is stale",
                     f"No materialization of {asset} within its freshness policy "
-                    f"(was {change.previous_state.value}).",
+                    f"(was {change.previous_state.value}).",  # type: ignore[union-attr]
                     when,
-                )  # type: ignore[union-attr]
+                )
             )
         elif state == FreshnessState.PASS and key in cursor.failing:
-            del cursor.failing[key]
             alerts.append(
-                Alert(
+                cursor.recovered(
                     key,
-                    "recovery",
                     asset,
                     f"{asset} is fresh again",
                     f"{asset} materialized within its freshness policy.",
@@ -124,17 +128,19 @@ def check_alerts(
                 if evaluation
                 else ""
             )
-            title = f"check {check} on {asset} failed ({severity})"
-            cursor.failing[key] = title
             alerts.append(
-                Alert(key, "failure", asset, title, facts or "no details", record.create_timestamp)
+                cursor.opened(
+                    key,
+                    asset,
+                    f"check {check} on {asset} failed ({severity})",
+                    facts or "no details",
+                    record.create_timestamp,
+                )
             )
         elif record.status == AssetCheckExecutionRecordStatus.SUCCEEDED and key in cursor.failing:
-            del cursor.failing[key]
             alerts.append(
-                Alert(
+                cursor.recovered(
                     key,
-                    "recovery",
                     asset,
                     f"check {check} on {asset} passes",
                     "The latest evaluation passed.",

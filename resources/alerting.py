@@ -66,11 +66,11 @@ class WebhookNotifier:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self._sleep = sleep
+        self._timeout_s = timeout_s
+        self._transport = transport
+        # Built by the first send, not here: the alert sensor makes a notifier every tick and
+        # most ticks have nothing to say (an httpx client costs ~60 ms of TLS set-up).
         self._http: httpx.Client | None = None
-        if self.url:
-            import httpx
-
-            self._http = httpx.Client(timeout=timeout_s, transport=transport)
         logging.getLogger("httpx").setLevel(logging.WARNING)  # webhook URLs hold tokens
 
     def close(self) -> None:
@@ -80,10 +80,12 @@ class WebhookNotifier:
     def send(self, alert: Alert) -> bool:
         """Deliver one alert; True when delivered (or when there is nowhere to deliver)."""
         logger.warning("ALERT %s: %s", alert.kind, alert.text().replace("\n", " | "))
-        if self._http is None or self.url is None:
+        if self.url is None:
             return True
-        import httpx  # already loaded by __init__ (a webhook is configured)
+        import httpx
 
+        if self._http is None:
+            self._http = httpx.Client(timeout=self._timeout_s, transport=self._transport)
         for attempt in range(1, self.attempts + 1):
             try:
                 response = self._http.post(self.url, json=alert.payload(self.fmt))
