@@ -2,15 +2,14 @@
 
 The same state and the same arithmetic as ``SQLiteQuotaStore``: one row per quota key in
 ``fin_assets_quota_state`` (the SQLite table's columns), and every change is one transaction that
-locks the key's row with ``SELECT ... FOR UPDATE`` and applies ``_reserve_state`` /
-``_pause_state`` from ``resources/ratelimit.py``. Given the same calls, it books exactly the slots
-the SQLite store books, and two processes can never book the same slot.
+locks the key's row with ``SELECT ... FOR UPDATE``; the quota methods themselves are the SQLite
+store's, from ``_TransactionalQuotaStore`` in ``resources/ratelimit.py``. Given the same calls, it
+books exactly the slots the SQLite store books, and two processes can never book the same slot.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,19 +17,16 @@ import psycopg2
 from psycopg2 import sql
 
 from resources.errors import StorageError
-from resources.ratelimit import QuotaPolicy, Reservation, _pause_state, _reserve_state, _State
+from resources.ratelimit import (
+    STATE_COLUMNS,
+    _State,
+    _state_from_row,
+    _state_to_row,
+    _TransactionalQuotaStore,
+)
 from resources.warehouse_postgres import connect, redact_url
 
 TABLE = "fin_assets_quota_state"
-_COLUMNS = (
-    "tat",
-    "paused_until",
-    "pause_reason",
-    "learned_limit",
-    "learned_window_s",
-    "learned_burst",
-    "learned_source",
-)
 _TABLE = sql.Identifier(TABLE)
 _CREATE = sql.SQL(
     """CREATE TABLE IF NOT EXISTS {} (
@@ -46,22 +42,18 @@ _INSERT = sql.SQL("INSERT INTO {} (key, tat) VALUES (%s, %s) ON CONFLICT (key) D
     _TABLE
 )
 _SELECT = sql.SQL("SELECT {} FROM {} WHERE key = %s").format(
-    sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)), _TABLE
+    sql.SQL(", ").join(map(sql.Identifier, STATE_COLUMNS)), _TABLE
 )
+_SELECT_FOR_UPDATE = _SELECT + sql.SQL(" FOR UPDATE")
 _UPDATE = sql.SQL("UPDATE {} SET {} WHERE key = %s").format(
-    _TABLE, sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in _COLUMNS)
+    _TABLE, sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in STATE_COLUMNS)
 )
 _CREATE_LOCK_KEY = 0x66696E5F71756F74  # "fin_quot": any constant every process agrees on
 
 T = TypeVar("T")
 
 
-def _state(row: tuple[Any, ...]) -> _State:
-    learned = QuotaPolicy(row[3], row[4], row[5], row[6]) if row[3] else None
-    return _State(row[0], row[1], row[2], learned)
-
-
-class PostgresQuotaStore:
+class PostgresQuotaStore(_TransactionalQuotaStore):
     """Quota state shared by every process that reaches one PostgreSQL database.
 
     One connection per store, used under a lock (one transaction at a time per process, as with
@@ -128,57 +120,18 @@ class PostgresQuotaStore:
             # A new key starts at TAT = now, as SQLiteQuotaStore's missing row does; then the
             # row exists and FOR UPDATE makes every other booking of this key wait for ours.
             cur.execute(_INSERT, (key, now))
-            cur.execute(_SELECT + sql.SQL(" FOR UPDATE"), (key,))
-            state = _state(cur.fetchone())
+            cur.execute(_SELECT_FOR_UPDATE, (key,))
+            state = _state_from_row(cur.fetchone())
             result = change(state)
-            p = state.learned
-            cur.execute(
-                _UPDATE,
-                (
-                    state.tat,
-                    state.paused_until,
-                    state.pause_reason,
-                    p.limit if p else None,
-                    p.window_s if p else None,
-                    p.burst if p else None,
-                    p.source if p else None,
-                    key,
-                ),
-            )
+            cur.execute(_UPDATE, (*_state_to_row(state), key))
             return result
 
         return self._run(f"key {key}", work)
 
-    def _load(self, key: str) -> _State | None:
+    def _peek(self, key: str) -> _State | None:
         def work(cur: Any) -> _State | None:
             cur.execute(_SELECT, (key,))
             row = cur.fetchone()
-            return None if row is None else _state(row)
+            return None if row is None else _state_from_row(row)
 
         return self._run(f"key {key}", work)
-
-    def reserve(
-        self, key: str, *, weight: int, now: float, policy: QuotaPolicy | None
-    ) -> Reservation:
-        return self._transaction(
-            key, now, lambda s: _reserve_state(s, weight=weight, now=now, policy=policy)
-        )
-
-    def pause(self, key: str, *, until: float, reason: str, policy: QuotaPolicy | None) -> None:
-        self._transaction(
-            key, until, lambda s: _pause_state(s, until=until, reason=reason, policy=policy)
-        )
-
-    def learn(self, key: str, policy: QuotaPolicy) -> None:
-        def change(state: _State) -> None:
-            state.learned = policy
-
-        self._transaction(key, time.time(), change)
-
-    def learned(self, key: str) -> QuotaPolicy | None:
-        state = self._load(key)
-        return state.learned if state else None
-
-    def paused_until(self, key: str) -> tuple[float, str]:
-        state = self._load(key)
-        return (state.paused_until, state.pause_reason) if state else (0.0, "")

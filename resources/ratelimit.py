@@ -27,10 +27,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 SAFETY_RATE = 0.98  # pace at 98 % of the quota's rate
 EPOCH_THRESHOLD = 1_000_000_000  # a "reset" above this is a Unix time, not seconds-from-now
+T = TypeVar("T")
 
 
 # -- policies and what servers say --------------------------------------------------------------
@@ -243,6 +244,80 @@ def _pause_state(state: _State, *, until: float, reason: str, policy: QuotaPolic
         state.tat = max(state.tat, until + (burst - 1) * interval)
 
 
+# The columns of a persisted store's row per key, after ``key``: SQLite and PostgreSQL alike.
+STATE_COLUMNS = (
+    "tat",
+    "paused_until",
+    "pause_reason",
+    "learned_limit",
+    "learned_window_s",
+    "learned_burst",
+    "learned_source",
+)
+
+
+def _state_from_row(row: tuple[Any, ...]) -> _State:
+    """A ``_State`` from the ``STATE_COLUMNS`` of a stored row."""
+    learned = QuotaPolicy(row[3], row[4], row[5], row[6]) if row[3] else None
+    return _State(row[0], row[1], row[2], learned)
+
+
+def _state_to_row(state: _State) -> tuple[Any, ...]:
+    """The ``STATE_COLUMNS`` values that store ``state``."""
+    p = state.learned
+    return (
+        state.tat,
+        state.paused_until,
+        state.pause_reason,
+        p.limit if p else None,
+        p.window_s if p else None,
+        p.burst if p else None,
+        p.source if p else None,
+    )
+
+
+class _TransactionalQuotaStore:
+    """The ``QuotaStore`` methods of a store that keeps each key's ``_State`` in a database.
+
+    A subclass supplies two things: ``_transaction(key, now, change)`` loads the key's state
+    (a key never seen starts at TAT = ``now``) with the key locked against every other process,
+    applies ``change``, saves the state and returns what ``change`` returned; ``_peek(key)``
+    reads the state without changing it (None: never seen).
+    """
+
+    def _transaction(self, key: str, now: float, change: Callable[[_State], T]) -> T:
+        raise NotImplementedError
+
+    def _peek(self, key: str) -> _State | None:
+        raise NotImplementedError
+
+    def reserve(
+        self, key: str, *, weight: int, now: float, policy: QuotaPolicy | None
+    ) -> Reservation:
+        return self._transaction(
+            key, now, lambda s: _reserve_state(s, weight=weight, now=now, policy=policy)
+        )
+
+    def pause(self, key: str, *, until: float, reason: str, policy: QuotaPolicy | None) -> None:
+        self._transaction(
+            key, until, lambda s: _pause_state(s, until=until, reason=reason, policy=policy)
+        )
+
+    def learn(self, key: str, policy: QuotaPolicy) -> None:
+        def change(state: _State) -> None:
+            state.learned = policy
+
+        self._transaction(key, time.time(), change)
+
+    def learned(self, key: str) -> QuotaPolicy | None:
+        state = self._peek(key)
+        return state.learned if state else None
+
+    def paused_until(self, key: str) -> tuple[float, str]:
+        state = self._peek(key)
+        return (state.paused_until, state.pause_reason) if state else (0.0, "")
+
+
 class MemoryQuotaStore:
     """Quota state of one process."""
 
@@ -277,7 +352,7 @@ class MemoryQuotaStore:
             return (state.paused_until, state.pause_reason) if state else (0.0, "")
 
 
-class SQLiteQuotaStore:
+class SQLiteQuotaStore(_TransactionalQuotaStore):
     """Quota state shared by every process on the machine through one SQLite file.
 
     Each reservation is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken before the
@@ -325,19 +400,13 @@ class SQLiteQuotaStore:
     def close(self) -> None:
         self._conn.close()
 
-    def _load(self, key: str, now: float) -> _State:
+    def _select(self, key: str) -> _State | None:
         row = self._conn.execute(
-            "SELECT tat, paused_until, pause_reason, learned_limit, learned_window_s,"
-            " learned_burst, learned_source FROM quota_state WHERE key = ?",
-            (key,),
+            f"SELECT {', '.join(STATE_COLUMNS)} FROM quota_state WHERE key = ?", (key,)
         ).fetchone()
-        if row is None:
-            return _State(tat=now)
-        learned = QuotaPolicy(row[3], row[4], row[5], row[6]) if row[3] else None
-        return _State(row[0], row[1], row[2], learned)
+        return None if row is None else _state_from_row(row)
 
     def _save(self, key: str, state: _State) -> None:
-        p = state.learned
         self._conn.execute(
             "INSERT INTO quota_state (key, tat, paused_until, pause_reason, learned_limit,"
             " learned_window_s, learned_burst, learned_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -345,23 +414,16 @@ class SQLiteQuotaStore:
             " paused_until = excluded.paused_until, pause_reason = excluded.pause_reason,"
             " learned_limit = excluded.learned_limit, learned_window_s = excluded.learned_window_s,"
             " learned_burst = excluded.learned_burst, learned_source = excluded.learned_source",
-            (
-                key,
-                state.tat,
-                state.paused_until,
-                state.pause_reason,
-                p.limit if p else None,
-                p.window_s if p else None,
-                p.burst if p else None,
-                p.source if p else None,
-            ),
+            (key, *_state_to_row(state)),
         )
 
-    def _transaction(self, key: str, now: float, change: Callable[[_State], object]) -> object:
+    def _transaction(self, key: str, now: float, change: Callable[[_State], T]) -> T:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                state = self._load(key, now)
+                state = self._select(key)
+                if state is None:
+                    state = _State(tat=now)
                 result = change(state)
                 self._save(key, state)
             except BaseException:
@@ -370,34 +432,9 @@ class SQLiteQuotaStore:
             self._conn.execute("COMMIT")
             return result
 
-    def reserve(
-        self, key: str, *, weight: int, now: float, policy: QuotaPolicy | None
-    ) -> Reservation:
-        result = self._transaction(
-            key, now, lambda s: _reserve_state(s, weight=weight, now=now, policy=policy)
-        )
-        assert isinstance(result, Reservation)
-        return result
-
-    def pause(self, key: str, *, until: float, reason: str, policy: QuotaPolicy | None) -> None:
-        self._transaction(
-            key, until, lambda s: _pause_state(s, until=until, reason=reason, policy=policy)
-        )
-
-    def learn(self, key: str, policy: QuotaPolicy) -> None:
-        def change(state: _State) -> None:
-            state.learned = policy
-
-        self._transaction(key, time.time(), change)
-
-    def learned(self, key: str) -> QuotaPolicy | None:
+    def _peek(self, key: str) -> _State | None:
         with self._lock:
-            return self._load(key, 0.0).learned
-
-    def paused_until(self, key: str) -> tuple[float, str]:
-        with self._lock:
-            state = self._load(key, 0.0)
-            return state.paused_until, state.pause_reason
+            return self._select(key)
 
 
 def quota_key(provider: str, base_url: str, api_key: str | None) -> str:

@@ -696,7 +696,8 @@ class PostgresWarehouse:
             if layout is not None:
                 for key, grain, _, _ in windows:
                     self._check_grain(table, layout, grain, key)
-            missing = [key for key, *_ in windows if key not in set(present)]
+            materialized = set(present)
+            missing = [key for key, *_ in windows if key not in materialized]
             if missing:
                 raise StorageError(
                     f"{table}: partitions not materialized yet: {', '.join(missing)}"

@@ -7,6 +7,7 @@ end. If the server cannot be reached, the whole directory is skipped with one re
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
@@ -57,12 +58,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a fresh database, dropped (with its connections) when the session ends."""
+@contextlib.contextmanager
+def _database(prefix: str) -> Iterator[str]:
+    """URL of a new database ``<prefix><random hex>``, dropped (with its connections) after."""
     admin = psycopg2.connect(admin_url(), connect_timeout=3)
     admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
-    name = f"fin_assets_test_{secrets.token_hex(6)}"
+    name = f"{prefix}{secrets.token_hex(6)}"
     try:
         with admin.cursor() as cur:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -73,6 +74,13 @@ def pg_url() -> Iterator[str]:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a fresh database, dropped (with its connections) when the session ends."""
+    with _database("fin_assets_test_") as url:
+        yield url
 
 
 @pytest.fixture
@@ -93,19 +101,8 @@ def pg_schema(pg_url: str) -> str:
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
     """A database of its own for one test (a Dagster instance's tables, say), dropped after."""
-    admin = psycopg2.connect(admin_url(), connect_timeout=3)
-    admin.autocommit = True
-    name = f"fin_assets_instance_{secrets.token_hex(6)}"
-    try:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield _with_database(admin_url(), name)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-        admin.close()
+    with _database("fin_assets_instance_") as url:
+        yield url
 
 
 def postgres_instance_env(database_url: str, home: Path) -> dict[str, str]:
