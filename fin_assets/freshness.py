@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-HOURLY_GROUPS = ("raw/bars", "core/bars")
+from fin_assets.partitions import hourly_partitions
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,10 @@ class FreshnessSettings:
     partition_deadline_minute: int = 20
 
 
-def freshness_policy_for(key: dg.AssetKey, settings: FreshnessSettings) -> dg.FreshnessPolicy:
-    if key.to_user_string() in HOURLY_GROUPS:
+def freshness_policy_for(spec: dg.AssetSpec, settings: FreshnessSettings) -> dg.FreshnessPolicy:
+    """A time window for hourly assets, a daily deadline for the rest: read from the asset's
+    own partitions, not from a list of names kept beside them."""
+    if spec.partitions_def == hourly_partitions:
         warn = settings.hourly_warn_minutes
         return dg.FreshnessPolicy.time_window(
             fail_window=timedelta(minutes=settings.hourly_fail_minutes),
@@ -50,7 +52,7 @@ def with_freshness(
     return [
         asset.map_asset_specs(
             lambda spec: spec.replace_attributes(
-                freshness_policy=freshness_policy_for(spec.key, settings)
+                freshness_policy=freshness_policy_for(spec, settings)
             )
         )
         for asset in assets
