@@ -101,10 +101,12 @@ def _warm_up(transport: httpx.BaseTransport, url: str) -> None:
 
 def _worker_client(args: argparse.Namespace) -> list[Record]:
     """Our client: pacing through the shared SQLite quota, configured or learned."""
-    from resources.client import MarketApiClient
     from resources.errors import FinAssetsError
-    from resources.providers.simulator import SimulatorAdapter
-    from resources.ratelimit import QuotaPolicy, SharedPacer, SQLiteQuotaStore, quota_key
+    from resources.http.client import MarketApiClient
+    from resources.ratelimit.pacer import SharedPacer
+    from resources.ratelimit.policy import QuotaPolicy
+    from resources.ratelimit.stores import SQLiteQuotaStore, quota_key
+    from resources.simulator.adapter import SimulatorAdapter
 
     adapter = SimulatorAdapter()
     policy = (
@@ -278,7 +280,7 @@ def run_scenario(
 ) -> Result:
     store = tmp / f"quota-{strategy}-{n}.sqlite"
     if strategy in CLIENT_STRATEGIES:
-        from resources.ratelimit import SQLiteQuotaStore
+        from resources.ratelimit.stores import SQLiteQuotaStore
 
         SQLiteQuotaStore(store).close()  # create the file and table before N processes race
     command = [

@@ -53,7 +53,7 @@ class Provider:
 
 def providers() -> list[Provider]:
     # Imported here: the emulators are test code, and only this benchmark needs them.
-    from resources.simulator import MarketSimulator, SimulatorConfig
+    from resources.simulator.market import MarketSimulator, SimulatorConfig
     from tests.emulators.binance import BinanceEmulator
     from tests.emulators.polygon import PolygonEmulator
 
@@ -129,7 +129,7 @@ def range_run(provider: Provider, server: Any, days: int, symbols: list[str], tm
 
     from fin_assets.definitions import build_definitions
     from resources.providers import get_adapter
-    from resources.warehouse import ParquetWarehouse
+    from resources.storage.parquet import ParquetWarehouse
 
     data = tmp / f"{provider.name}-{days}d"
     env = {
@@ -178,8 +178,8 @@ def range_run(provider: Provider, server: Any, days: int, symbols: list[str], tm
 def naive_requests(provider: Provider, server: Any, symbols: list[str], tmp: Path) -> int:
     """One request per hourly partition and symbol: each hour fetched on its own."""
     from resources.dagster_resources import MarketApiResource
-    from resources.ingest import ingest_bars
-    from resources.snapshots import SnapshotStore
+    from resources.raw.ingest import ingest_bars
+    from resources.raw.snapshots import SnapshotStore
 
     store = SnapshotStore(tmp / f"{provider.name}-naive")
     quota = provider.env.get("FIN_QUOTA_REQUESTS")

@@ -46,15 +46,16 @@ import msgspec
 import polars as pl
 
 from benchmarks.harness import Targets, start_simulator, stop_process, table
-from resources.bars import BuildStats, SnapshotFrames, bars_from_manifest
-from resources.client import MarketApiClient
 from resources.errors import SchemaError
-from resources.ingest import build_manifests, ingest_bars
-from resources.providers import simulator as simulator_provider
-from resources.providers.base import ISO_FMT, ParsedBars, ProviderAdapter, canonical_bars
-from resources.providers.simulator import SimulatorAdapter
-from resources.snapshots import SnapshotStore, iter_manifest_refs
-from resources.warehouse import ParquetWarehouse
+from resources.http.client import MarketApiClient
+from resources.providers.base import ProviderAdapter
+from resources.providers.decoding import ISO_FMT, ParsedBars, canonical_bars
+from resources.raw.ingest import build_manifests, ingest_bars
+from resources.raw.snapshots import SnapshotStore, iter_manifest_refs
+from resources.simulator import adapter as simulator_provider
+from resources.simulator.adapter import SimulatorAdapter
+from resources.storage.parquet import ParquetWarehouse
+from resources.tables.core import BuildStats, SnapshotFrames, bars_from_manifest
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 MANIFESTS = "raw_bars"

@@ -47,10 +47,11 @@ from urllib.parse import urlsplit, urlunsplit
 import polars as pl
 
 from benchmarks.harness import Targets, table
-from resources.bars import stamp
-from resources.providers.simulator import SimulatorAdapter
-from resources.simulator import generate_bars
-from resources.warehouse import ParquetWarehouse, WriteResult
+from resources.simulator.adapter import SimulatorAdapter
+from resources.simulator.market import generate_bars
+from resources.storage.base import WriteResult
+from resources.storage.parquet import ParquetWarehouse
+from resources.tables.core import stamp
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 TABLE = "core_bars"
@@ -175,7 +176,7 @@ def postgres_results(
     try:
         import psycopg2
 
-        from resources.warehouse_postgres import PostgresWarehouse
+        from resources.storage.postgres import PostgresWarehouse
     except ImportError as exc:
         return [], f"the PostgreSQL backend cannot be imported ({exc})"
     results = []

@@ -20,8 +20,8 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
-from resources.alerting import Alert
 from resources.dagster_resources import AlertingResource
+from resources.notify.alert import Alert
 
 BATCH = 500
 MAX_PENDING = 200

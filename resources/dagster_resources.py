@@ -12,21 +12,17 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from resources.alerting import WebhookNotifier
-from resources.client import MarketApiClient
 from resources.errors import InvalidInputError
+from resources.http.client import MarketApiClient
+from resources.notify.webhook import WebhookNotifier
 from resources.providers import get_adapter
-from resources.ratelimit import (
-    MemoryQuotaStore,
-    QuotaPolicy,
-    QuotaStore,
-    SharedPacer,
-    SQLiteQuotaStore,
-    quota_key,
-)
-from resources.snapshots import SnapshotStore
+from resources.ratelimit.pacer import SharedPacer
+from resources.ratelimit.policy import QuotaPolicy
+from resources.ratelimit.stores import MemoryQuotaStore, QuotaStore, SQLiteQuotaStore, quota_key
+from resources.raw.snapshots import SnapshotStore
+from resources.storage.base import Warehouse
+from resources.storage.warehouse import warehouse_from_url
 from resources.validation import parse_symbols
-from resources.warehouse import Warehouse, warehouse_from_url
 
 
 class MarketApiResource(dg.ConfigurableResource):
@@ -73,7 +69,7 @@ class MarketApiResource(dg.ConfigurableResource):
         elif self.quota_store.startswith(("postgresql://", "postgres://")):
             # Imported here: a SQLite or in-memory quota does not need psycopg2, and loading the
             # definitions (every run worker and code server) should not pay for it.
-            from resources.quota_postgres import PostgresQuotaStore
+            from resources.ratelimit.postgres import PostgresQuotaStore
 
             store = PostgresQuotaStore(self.quota_store)
         else:

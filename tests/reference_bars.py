@@ -14,20 +14,22 @@ from typing import Any
 
 import polars as pl
 
-from resources.bars import CANONICAL_SCHEMA, BuildStats, validate_ohlc
 from resources.errors import SchemaError
-from resources.providers import binance, polygon, simulator
-from resources.providers.base import (
+from resources.providers import binance, polygon
+from resources.providers.base import ProviderAdapter
+from resources.providers.decoding import (
     _EXPECTED,
     BAR_SCHEMA,
     ISO_FMT,
     BarField,
     FieldKind,
     ParsedBars,
-    ProviderAdapter,
     decode_json,
 )
-from resources.snapshots import SnapshotStore, iter_manifest_refs
+from resources.raw.snapshots import SnapshotStore, iter_manifest_refs
+from resources.simulator import adapter as simulator
+from resources.tables.core import BuildStats, validate_ohlc
+from resources.tables.schemas import CANONICAL_SCHEMA
 
 
 # -- frame_from_records and canonical_bars, as they were ----------------------------------

@@ -8,9 +8,9 @@ import dagster as dg
 from fin_assets.assets.common import dagster_errors, window_metadata
 from fin_assets.assets.raw import RAW_BARS_KEY, RAW_BARS_MANIFESTS
 from fin_assets.partitions import hourly_partitions
-from resources.bars import BuildStats, SnapshotFrames, bars_from_manifest
 from resources.dagster_resources import SnapshotStoreResource, WarehouseResource
 from resources.providers import get_adapter
+from resources.tables.core import BuildStats, SnapshotFrames, bars_from_manifest
 
 CORE_BARS_TABLE = "core_bars"
 

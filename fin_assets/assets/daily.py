@@ -11,9 +11,9 @@ import polars as pl
 from fin_assets.assets.bars import CORE_BARS_TABLE, core_bars
 from fin_assets.assets.common import dagster_errors, window_metadata
 from fin_assets.partitions import daily_partitions, hourly_partitions
-from resources.bars import aggregate_daily, daily_returns
 from resources.dagster_resources import WarehouseResource
 from resources.errors import StorageError
+from resources.tables.daily import aggregate_daily, daily_returns
 
 DAILY_BARS_TABLE = "core_daily_bars"
 DAILY_RETURNS_TABLE = "core_daily_returns"

@@ -11,7 +11,7 @@ from pydantic import Field
 from fin_assets.assets.common import dagster_errors, partition_label, window_metadata
 from fin_assets.partitions import hourly_partitions
 from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
-from resources.ingest import build_manifests, ingest_bars
+from resources.raw.ingest import build_manifests, ingest_bars
 
 RAW_BARS_MANIFESTS = "raw_bars"
 RAW_BARS_KEY = dg.AssetKey(["raw", "bars"])

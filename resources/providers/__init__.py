@@ -6,7 +6,7 @@ from resources.errors import InvalidInputError
 from resources.providers.base import ProviderAdapter
 from resources.providers.binance import BinanceAdapter
 from resources.providers.polygon import PolygonAdapter
-from resources.providers.simulator import SimulatorAdapter
+from resources.simulator.adapter import SimulatorAdapter
 
 _ADAPTERS: dict[str, type[ProviderAdapter]] = {
     adapter.name: adapter for adapter in (SimulatorAdapter, BinanceAdapter, PolygonAdapter)

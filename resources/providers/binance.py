@@ -19,16 +19,10 @@ from typing import Any
 import polars as pl
 
 from resources.errors import SchemaError
-from resources.providers.base import (
-    ApiRequest,
-    BarField,
-    FastBarDecoder,
-    PageInfo,
-    ProviderAdapter,
-    epoch_ms,
-    from_epoch_ms,
-)
-from resources.ratelimit import QuotaPolicy, RateLimitSignal, parse_rate_limit_headers
+from resources.providers.base import ApiRequest, PageInfo, ProviderAdapter
+from resources.providers.decoding import BarField, FastBarDecoder, epoch_ms, from_epoch_ms
+from resources.ratelimit.headers import RateLimitSignal, parse_rate_limit_headers
+from resources.ratelimit.policy import QuotaPolicy
 
 KLINE_FIELDS = (
     BarField(0, "ts", "ms"),

@@ -16,16 +16,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from resources.errors import SchemaError
-from resources.providers.base import (
-    ApiRequest,
-    BarField,
-    FastBarDecoder,
-    PageInfo,
-    ProviderAdapter,
-    epoch_ms,
-    from_epoch_ms,
-)
-from resources.ratelimit import QuotaPolicy
+from resources.providers.base import ApiRequest, PageInfo, ProviderAdapter
+from resources.providers.decoding import BarField, FastBarDecoder, epoch_ms, from_epoch_ms
+from resources.ratelimit.policy import QuotaPolicy
 
 AGG_FIELDS = (
     BarField("t", "ts", "ms"),

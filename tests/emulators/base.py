@@ -22,7 +22,7 @@ from email.message import Message
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from resources.loopback import LoopbackHTTPServer, QuietHandler
+from resources.simulator.loopback import LoopbackHTTPServer, QuietHandler
 
 __all__ = ["Clock", "LoopbackEmulator", "Reply", "dumps"]
 

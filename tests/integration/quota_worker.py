@@ -9,9 +9,11 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from resources.client import MarketApiClient
+from resources.http.client import MarketApiClient
 from resources.providers import get_adapter
-from resources.ratelimit import QuotaPolicy, SharedPacer, SQLiteQuotaStore, quota_key
+from resources.ratelimit.pacer import SharedPacer
+from resources.ratelimit.policy import QuotaPolicy
+from resources.ratelimit.stores import SQLiteQuotaStore, quota_key
 
 
 def main() -> None:

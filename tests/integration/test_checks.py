@@ -23,10 +23,10 @@ import pytest
 
 from fin_assets.checks import daily_automation_condition
 from fin_assets.definitions import build_definitions
-from resources.bars import aggregate_daily, daily_returns
-from resources.providers.simulator import SimulatorAdapter
-from resources.simulator import MarketSimulator, generate_bars
-from resources.warehouse import ParquetWarehouse
+from resources.simulator.adapter import SimulatorAdapter
+from resources.simulator.market import MarketSimulator, generate_bars
+from resources.storage.parquet import ParquetWarehouse
+from resources.tables.daily import aggregate_daily, daily_returns
 from tests.conftest import fin_env, run_range, step_failure_messages
 
 DAY = "2026-01-05"

@@ -11,8 +11,8 @@ import pytest
 
 from fin_assets.definitions import build_definitions
 from resources.errors import InvalidInputError
-from resources.simulator import FaultSpec, MarketSimulator, SimulatorConfig
-from resources.warehouse import ParquetWarehouse
+from resources.simulator.market import FaultSpec, MarketSimulator, SimulatorConfig
+from resources.storage.parquet import ParquetWarehouse
 from tests.conftest import (
     assert_secrets_not_logged,
     assert_secrets_nowhere,

@@ -15,7 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 OPENER = """
 import sys, time
-from resources.ratelimit import SQLiteQuotaStore
+from resources.ratelimit.stores import SQLiteQuotaStore
 start_at = float(sys.argv[2])
 while time.time() < start_at:
     time.sleep(0.0005)

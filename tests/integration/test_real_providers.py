@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from fin_assets.definitions import build_definitions
-from resources.bars import CANONICAL_SCHEMA
-from resources.simulator import MarketSimulator, SimulatorConfig
-from resources.warehouse import ParquetWarehouse
+from resources.simulator.market import MarketSimulator, SimulatorConfig
+from resources.storage.parquet import ParquetWarehouse
+from resources.tables.schemas import CANONICAL_SCHEMA
 from tests.conftest import (
     assert_secrets_not_logged,
     assert_secrets_nowhere,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from resources.simulator import FaultSpec, MarketSimulator, SimulatorConfig
+from resources.simulator.market import FaultSpec, MarketSimulator, SimulatorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 4
@@ -103,7 +103,7 @@ def test_a_429_seen_by_one_process_pauses_all_of_them(tmp_path: Path) -> None:
 )
 def test_quota_state_survives_in_the_file(tmp_path: Path, quota_args: tuple[str, ...]) -> None:
     """A learned quota is written to the store, so the next process starts paced."""
-    from resources.ratelimit import SQLiteQuotaStore, quota_key
+    from resources.ratelimit.stores import SQLiteQuotaStore, quota_key
 
     config = SimulatorConfig(port=0, quota_requests=20, quota_window_s=1.0, quota_burst=5)
     with MarketSimulator(config) as sim:

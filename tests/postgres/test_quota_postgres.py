@@ -13,13 +13,10 @@ import pytest
 
 from resources.dagster_resources import MarketApiResource
 from resources.errors import StorageError
-from resources.quota_postgres import PostgresQuotaStore
-from resources.ratelimit import (
-    MemoryQuotaStore,
-    QuotaPolicy,
-    Reservation,
-    SQLiteQuotaStore,
-)
+from resources.ratelimit.gcra import Reservation
+from resources.ratelimit.policy import QuotaPolicy
+from resources.ratelimit.postgres import PostgresQuotaStore
+from resources.ratelimit.stores import MemoryQuotaStore, SQLiteQuotaStore
 
 POLICY = QuotaPolicy(20, 1.0, 5)
 

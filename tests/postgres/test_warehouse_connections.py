@@ -14,7 +14,7 @@ import pytest
 
 from resources.dagster_resources import WarehouseResource
 from resources.errors import StorageError
-from resources.warehouse_postgres import PostgresWarehouse
+from resources.storage.postgres import PostgresWarehouse
 from tests.postgres.test_warehouse_postgres import (
     HOUR,
     HOUR_START,

@@ -20,10 +20,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from resources.bars import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
 from resources.errors import DataValidationError, InvalidInputError, StorageError
-from resources.warehouse import warehouse_from_url
-from resources.warehouse_postgres import PostgresWarehouse
+from resources.storage.postgres import PostgresWarehouse
+from resources.storage.warehouse import warehouse_from_url
+from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOUR = "2026-01-05-03:00"
@@ -352,8 +352,8 @@ CHILD = """
 import sys, time
 from datetime import UTC, datetime, timedelta
 import polars as pl
-from resources.bars import CANONICAL_SCHEMA
-from resources.warehouse_postgres import PostgresWarehouse
+from resources.tables.schemas import CANONICAL_SCHEMA
+from resources.storage.postgres import PostgresWarehouse
 
 class Stalled:
     '''Hands COPY the first chunk of the CSV, then says so and blocks forever.'''

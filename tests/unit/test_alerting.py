@@ -10,7 +10,8 @@ import pytest
 
 from fin_assets.alerts import AlertCursor, freshness_alerts
 from fin_assets.sensors import closed_hours
-from resources.alerting import Alert, WebhookNotifier
+from resources.notify.alert import Alert
+from resources.notify.webhook import WebhookNotifier
 
 ALERT = Alert("freshness:core/bars", "failure", "core/bars", "core/bars is stale", "late", 1.0)
 

@@ -11,23 +11,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from resources.bars import (
-    CANONICAL_SCHEMA,
-    DAILY_SCHEMA,
-    MINUTES_PER_YEAR,
-    RETURNS_SCHEMA,
-    BuildStats,
-    aggregate_daily,
-    bars_from_manifest,
-    daily_returns,
-    normalize_bars,
-)
 from resources.errors import DataValidationError, ResponseFormatError, SchemaError
-from resources.ingest import build_manifest
-from resources.providers.base import BAR_SCHEMA
-from resources.providers.simulator import SimulatorAdapter
-from resources.simulator import generate_bars
-from resources.snapshots import SnapshotStore
+from resources.providers.decoding import BAR_SCHEMA
+from resources.raw.ingest import build_manifest
+from resources.raw.snapshots import SnapshotStore
+from resources.simulator.adapter import SimulatorAdapter
+from resources.simulator.market import generate_bars
+from resources.tables.core import BuildStats, bars_from_manifest, normalize_bars
+from resources.tables.daily import MINUTES_PER_YEAR, aggregate_daily, daily_returns
+from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
 
 T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
 PARTITION = "2026-01-05-03:00"

@@ -14,16 +14,17 @@ import httpx
 import pytest
 import respx
 
-from resources.client import REDACTED, MarketApiClient
 from resources.errors import (
     FatalResponseError,
     ResponseFormatError,
     RetriesExhaustedError,
     WaitBudgetExceededError,
 )
-from resources.providers.base import ApiRequest, parse_retry_after
-from resources.providers.simulator import SimulatorAdapter
-from resources.ratelimit import TokenBucketPacer
+from resources.http.client import REDACTED, MarketApiClient
+from resources.http.retry import parse_retry_after
+from resources.providers.base import ApiRequest
+from resources.simulator.adapter import SimulatorAdapter
+from tests.helpers import TokenBucketPacer
 
 BASE_URL = "http://sim.test"
 START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)

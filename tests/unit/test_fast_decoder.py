@@ -23,9 +23,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from resources.errors import FinAssetsError
-from resources.providers import binance, polygon, simulator
-from resources.providers.base import PAGE_COLUMN, FastBarDecoder, ParsedBars, ProviderAdapter
-from resources.simulator import generate_bars
+from resources.providers import binance, polygon
+from resources.providers.base import ProviderAdapter
+from resources.providers.decoding import PAGE_COLUMN, FastBarDecoder, ParsedBars
+from resources.simulator import adapter as simulator
+from resources.simulator.market import generate_bars
 from tests.reference_bars import reference_parse_bars
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -12,12 +12,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import resources.bars as bars_module
-from resources.bars import BuildStats, SnapshotFrames, bars_from_manifest, newest_per_minute
-from resources.ingest import BARS_DATASET, build_manifest, build_manifests
-from resources.providers.simulator import SimulatorAdapter
-from resources.simulator import generate_bars
-from resources.snapshots import SnapshotRef, SnapshotStore
+import resources.tables.core as bars_module
+from resources.raw.ingest import BARS_DATASET, build_manifest, build_manifests
+from resources.raw.snapshots import SnapshotRef, SnapshotStore
+from resources.simulator.adapter import SimulatorAdapter
+from resources.simulator.market import generate_bars
+from resources.tables.core import BuildStats, SnapshotFrames, bars_from_manifest, newest_per_minute
 from tests.reference_bars import reference_bars_from_manifest
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)

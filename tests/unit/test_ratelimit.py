@@ -11,20 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from resources.client import MarketApiClient
-from resources.providers.base import parse_retry_after
-from resources.providers.simulator import SimulatorAdapter
-from resources.ratelimit import (
-    SAFETY_RATE,
-    MemoryQuotaStore,
-    QuotaPolicy,
-    RateLimitSignal,
-    SharedPacer,
-    SQLiteQuotaStore,
-    parse_rate_limit_headers,
-    quota_key,
-    reset_to_seconds,
-)
+from resources.http.client import MarketApiClient
+from resources.http.retry import parse_retry_after
+from resources.ratelimit.headers import RateLimitSignal, parse_rate_limit_headers, reset_to_seconds
+from resources.ratelimit.pacer import SharedPacer
+from resources.ratelimit.policy import SAFETY_RATE, QuotaPolicy
+from resources.ratelimit.stores import MemoryQuotaStore, SQLiteQuotaStore, quota_key
+from resources.simulator.adapter import SimulatorAdapter
 
 NOW = 1_800_000_000.0  # a fixed epoch for header parsing
 BASE_URL = "http://provider.test"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from resources.simulator import (
+from resources.simulator.market import (
     FAULT_NAMES,
     SYMBOL_PATTERN,
     FaultSpec,
@@ -532,7 +532,7 @@ def test_symbol_pattern() -> None:
 
 
 def test_cli_serves_and_stops_on_sigterm() -> None:
-    code = "import sys; from resources.simulator import serve_forever_from_args as f; " + (
+    code = "import sys; from resources.simulator.market import serve_forever_from_args as f; " + (
         "sys.exit(f(sys.argv[1:]))"
     )
     args = ["--port", "0", "--now", "2026-01-07T12:34:56Z", "--api-key", SECRET, "--seed", "0"]

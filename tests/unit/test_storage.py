@@ -16,10 +16,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from resources.atomic import TEMP_PREFIX, atomic_write, atomic_write_bytes, sweep_temp_files
 from resources.errors import InvalidInputError, StorageError
-from resources.snapshots import SnapshotStore, iter_manifest_refs
-from resources.warehouse import ParquetWarehouse, warehouse_from_url
+from resources.raw.snapshots import SnapshotStore, iter_manifest_refs
+from resources.storage.atomic import TEMP_PREFIX, atomic_write, atomic_write_bytes, sweep_temp_files
+from resources.storage.parquet import ParquetWarehouse
+from resources.storage.warehouse import warehouse_from_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
@@ -379,7 +380,7 @@ def test_warehouse_from_url(tmp_path: Path) -> None:
 CHILD = """
 import sys
 import polars as pl
-from resources.warehouse import ParquetWarehouse
+from resources.storage.parquet import ParquetWarehouse
 
 rows = int(sys.argv[2])
 ids = pl.arange(0, rows, eager=True)

@@ -16,50 +16,14 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from resources.errors import DataValidationError
-from resources.providers.base import BAR_SCHEMA, PAGE_COLUMN, ProviderAdapter
-from resources.snapshots import SnapshotStore, iter_manifest_refs
-
-CANONICAL_SCHEMA = pl.Schema(
-    {
-        **BAR_SCHEMA,
-        "provider": pl.String(),
-        "ingested_at": pl.Datetime("us", "UTC"),
-    }
-)
-
-DAILY_SCHEMA = pl.Schema(
-    {
-        "symbol": pl.String(),
-        "date": pl.Date(),
-        "open": pl.Float64(),
-        "high": pl.Float64(),
-        "low": pl.Float64(),
-        "close": pl.Float64(),
-        "volume": pl.Float64(),
-        "vwap": pl.Float64(),
-        "trades": pl.Int64(),
-        "bar_count": pl.UInt32(),
-    }
-)
-
-RETURNS_SCHEMA = pl.Schema(
-    {
-        "symbol": pl.String(),
-        "date": pl.Date(),
-        "open": pl.Float64(),
-        "close": pl.Float64(),
-        "return_oc": pl.Float64(),
-        "log_return_oc": pl.Float64(),
-        "realized_vol": pl.Float64(),
-        "realized_vol_annualized": pl.Float64(),
-        "minutes": pl.UInt32(),
-    }
-)
+from resources.providers.base import ProviderAdapter
+from resources.providers.decoding import BAR_SCHEMA, PAGE_COLUMN
+from resources.raw.snapshots import SnapshotStore, iter_manifest_refs
+from resources.tables.schemas import CANONICAL_SCHEMA
 
 _BAR_COLUMNS = list(BAR_SCHEMA)
-_BAR_DTYPES = list(BAR_SCHEMA.values())
 
-MINUTES_PER_YEAR = 365 * 24 * 60  # markets we model trade around the clock (crypto, FX)
+_BAR_DTYPES = list(BAR_SCHEMA.values())
 
 
 @dataclass
@@ -71,6 +35,7 @@ class BuildStats:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -364,59 +329,3 @@ def validate_ohlc(frame: pl.DataFrame, *, partition: str) -> None:
         f"partition {partition}: {flagged.height} bar(s) break OHLC invariants, e.g. "
         + "; ".join(examples)
     )
-
-
-def aggregate_daily(bars: pl.LazyFrame | pl.DataFrame, *, day: datetime) -> pl.DataFrame:
-    """One row per symbol: first open, max high, min low, last close, volume, VWAP, bar count."""
-    lazy = bars.lazy() if isinstance(bars, pl.DataFrame) else bars
-    # VWAP weights each bar's own vwap (or its typical price if the provider gave none).
-    price = pl.coalesce("vwap", (pl.col("high") + pl.col("low") + pl.col("close")) / 3)
-    out = (
-        lazy.sort(["symbol", "ts"])
-        .group_by("symbol", maintain_order=True)
-        .agg(
-            pl.col("open").first(),
-            pl.col("high").max(),
-            pl.col("low").min(),
-            pl.col("close").last(),
-            pl.col("volume").sum(),
-            pl.when(pl.col("volume").sum() > 0)
-            .then((price * pl.col("volume")).sum() / pl.col("volume").sum())
-            .otherwise(None)
-            .alias("vwap"),
-            pl.col("trades").sum().alias("trades"),
-            pl.len().alias("bar_count"),
-        )
-        .with_columns(pl.lit(day.date(), pl.Date()).alias("date"))
-        .select(list(DAILY_SCHEMA))
-        .collect()
-    )
-    return out.cast(DAILY_SCHEMA).sort("symbol")
-
-
-def daily_returns(bars: pl.LazyFrame | pl.DataFrame, *, day: datetime) -> pl.DataFrame:
-    """Open-to-close return and realized volatility (root of summed squared 1-min log returns)."""
-    lazy = bars.lazy() if isinstance(bars, pl.DataFrame) else bars
-    log_ret = (pl.col("close") / pl.col("close").shift(1)).log()
-    out = (
-        lazy.sort(["symbol", "ts"])
-        .group_by("symbol", maintain_order=True)
-        .agg(
-            pl.col("open").first(),
-            pl.col("close").last(),
-            (log_ret.pow(2).sum()).sqrt().alias("realized_vol"),
-            pl.len().alias("minutes"),
-        )
-        .with_columns(
-            (pl.col("close") / pl.col("open") - 1).alias("return_oc"),
-            (pl.col("close") / pl.col("open")).log().alias("log_return_oc"),
-            (
-                pl.col("realized_vol")
-                * (MINUTES_PER_YEAR / pl.col("minutes").cast(pl.Float64)).sqrt()
-            ).alias("realized_vol_annualized"),
-            pl.lit(day.date(), pl.Date()).alias("date"),
-        )
-        .select(list(RETURNS_SCHEMA))
-        .collect()
-    )
-    return out.cast(RETURNS_SCHEMA).sort("symbol")

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import polars as pl
 import psycopg2
@@ -50,27 +50,33 @@ from resources.errors import (
     InvalidInputError,
     StorageError,
 )
+from resources.storage.base import WriteResult
+from resources.storage.pg import POSTGRES_SCHEMES, connect, redact_url
 from resources.validation import (
     HOURLY_KEY_RE,
     TABLE_RE,
     validate_partition_key,
     validate_table,
 )
-from resources.warehouse import WriteResult
 
 log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 PARTITION_COLUMN = "partition_start"
+
 TABLES_REGISTRY = "fin_assets_tables"
+
 PARTITIONS_REGISTRY = "fin_assets_partitions"
-POSTGRES_SCHEMES = ("postgresql", "postgres")
+
 APPLICATION_NAME = "fin-assets warehouse"  # who holds a lock or a connection, in pg_stat_activity
-CONNECT_TIMEOUT_S = 10
+
 COPY_CHUNK_BYTES = 64 * 1024
+
 # polars writes Datetime('us', 'UTC') with an explicit offset, so PostgreSQL reads the instant
 # as UTC whatever the session's TimeZone is.
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f%:z"
+
 # After these, what a warehouse object remembers about its schema (the registry exists, a
 # table's layout) may be stale: a table or the schema was dropped or altered behind its back.
 _STALE_CATALOG_ERRORS = frozenset(
@@ -87,30 +93,10 @@ _TYPES: tuple[tuple[pl.DataType, str, str], ...] = (
     (pl.Datetime("us", "UTC"), "Datetime(us, UTC)", "timestamptz"),
     (pl.Date(), "Date", "date"),
 )
+
 _DTYPE_BY_NAME = {name: dtype for dtype, name, _ in _TYPES}
+
 _PG_TYPE_BY_NAME = {name: pg_type for _, name, pg_type in _TYPES}
-
-
-# -- URLs and connections (shared with the PostgreSQL quota store) ----------------------------
-def redact_url(url: str) -> str:
-    """The URL without its password (in the user info or a ``password=`` parameter)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, hosts = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}@{hosts}"
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
-
-
-def connect(url: str, *, application_name: str) -> Any:
-    """A psycopg2 connection; defaults only for what the URL does not set itself."""
-    given = {k for k, _ in parse_qsl(urlsplit(url).query)}
-    defaults: dict[str, object] = {
-        "connect_timeout": CONNECT_TIMEOUT_S,  # an unreachable host fails instead of hanging
-        "application_name": application_name,  # who holds a lock, in pg_stat_activity
-    }
-    return psycopg2.connect(url, **{k: v for k, v in defaults.items() if k not in given})
 
 
 def _lock_key(*parts: str) -> int:

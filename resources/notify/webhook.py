@@ -13,38 +13,16 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 # httpx is imported where a webhook is posted, not here: the alert sensor imports this module
 # whenever Dagster loads the definitions (every run worker and code server), and most of those
 # processes never send an alert (benchmarks/startup.py).
 if TYPE_CHECKING:
     import httpx
+from resources.notify.alert import Alert, PayloadFormat
 
 logger = logging.getLogger("fin_assets.alerts")
-
-AlertKind = Literal["failure", "recovery"]
-PayloadFormat = Literal["slack", "plain"]
-
-
-@dataclass(frozen=True)
-class Alert:
-    key: str  # what the alert is about, e.g. "freshness:core/bars", "check:core/bars:ohlc"
-    kind: AlertKind
-    subject: str  # an asset key, a check, or a run
-    title: str
-    detail: str
-    timestamp: float
-
-    def text(self) -> str:
-        icon = ":red_circle:" if self.kind == "failure" else ":large_green_circle:"
-        return f"{icon} fin-assets {self.kind}: {self.title}\n{self.detail}"
-
-    def payload(self, fmt: PayloadFormat) -> dict[str, object]:
-        if fmt == "plain":
-            return asdict(self)
-        return {"text": self.text()}
 
 
 class WebhookNotifier:

@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from resources.loopback import LoopbackHTTPServer, QuietHandler
+from resources.simulator.loopback import LoopbackHTTPServer, QuietHandler
 
 __all__ = [
     "FAULT_NAMES",

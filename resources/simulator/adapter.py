@@ -12,15 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from resources.errors import SchemaError
-from resources.providers.base import (
-    ISO_FMT,
-    ApiRequest,
-    BarField,
-    FastBarDecoder,
-    PageInfo,
-    ProviderAdapter,
-    Verdict,
-)
+from resources.providers.base import ApiRequest, PageInfo, ProviderAdapter, Verdict
+from resources.providers.decoding import ISO_FMT, BarField, FastBarDecoder
 
 FIELDS = (
     BarField("t", "ts", "iso"),

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from resources.atomic import TEMP_PREFIX, atomic_write_bytes, sweep_temp_files
 from resources.errors import StorageError
+from resources.storage.atomic import TEMP_PREFIX, atomic_write_bytes, sweep_temp_files
 from resources.validation import (
     ensure_utc,
     partition_file_stem,

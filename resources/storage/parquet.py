@@ -13,41 +13,19 @@ partition replaces exactly that partition instead of appending to it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import urlparse
 
 import polars as pl
 
-from resources.atomic import TEMP_PREFIX, atomic_write, sweep_temp_files
-from resources.errors import InvalidInputError, StorageError
+from resources.errors import StorageError
+from resources.storage.atomic import TEMP_PREFIX, atomic_write, sweep_temp_files
+from resources.storage.base import WriteResult
 from resources.validation import (
     partition_file_stem,
     safe_join,
     validate_partition_key,
     validate_table,
 )
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    table: str
-    partition_key: str
-    rows: int
-    bytes: int
-    location: str
-
-
-class Warehouse(Protocol):
-    def replace_partition(
-        self, table: str, partition_key: str, frame: pl.DataFrame
-    ) -> WriteResult: ...
-    def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None: ...
-    def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame: ...
-    def partition_keys(self, table: str) -> list[str]: ...
-    @property
-    def location(self) -> str: ...
 
 
 def _key_from_stem(stem: str) -> str:
@@ -111,28 +89,3 @@ class ParquetWarehouse:
 
     def sweep(self, *, older_than_s: float = 3600.0) -> int:
         return sweep_temp_files(self.root, older_than_s=older_than_s)
-
-
-def warehouse_from_url(url: str) -> Warehouse:
-    """``parquet:///abs/dir``, ``file:///abs/dir`` or a plain directory path: the Parquet lake;
-    ``postgresql://user@host:5432/db`` (or ``postgres://``): PostgreSQL."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file", "parquet"):
-        path = parsed.path if parsed.scheme else url
-        if not path:
-            raise InvalidInputError(f"warehouse URL {url!r} has no directory")
-        return ParquetWarehouse(path)
-    if parsed.scheme in ("postgresql", "postgres"):
-        # Imported here: the Parquet lake does not need psycopg2, and warehouse_postgres
-        # imports WriteResult from this module.
-        from resources.warehouse_postgres import PostgresWarehouse
-
-        return PostgresWarehouse(url)
-    if parsed.scheme.startswith("postgres"):
-        raise InvalidInputError(
-            f"unsupported PostgreSQL URL scheme {parsed.scheme!r} in FIN_WAREHOUSE_URL: "
-            "use postgresql://user@host:5432/db"
-        )
-    raise InvalidInputError(
-        f"unsupported warehouse URL scheme {parsed.scheme!r} in FIN_WAREHOUSE_URL"
-    )

@@ -3,7 +3,7 @@
 The same state and the same arithmetic as ``SQLiteQuotaStore``: one row per quota key in
 ``fin_assets_quota_state`` (the SQLite table's columns), and every change is one transaction that
 locks the key's row with ``SELECT ... FOR UPDATE``; the quota methods themselves are the SQLite
-store's, from ``_TransactionalQuotaStore`` in ``resources/ratelimit.py``. Given the same calls, it
+store's, from ``TransactionalQuotaStore`` in ``resources/ratelimit.py``. Given the same calls, it
 books exactly the slots the SQLite store books, and two processes can never book the same slot.
 """
 
@@ -17,14 +17,14 @@ import psycopg2
 from psycopg2 import sql
 
 from resources.errors import StorageError
-from resources.ratelimit import (
+from resources.ratelimit.gcra import QuotaState
+from resources.ratelimit.stores import (
     STATE_COLUMNS,
-    _State,
-    _state_from_row,
-    _state_to_row,
-    _TransactionalQuotaStore,
+    TransactionalQuotaStore,
+    state_from_row,
+    state_to_row,
 )
-from resources.warehouse_postgres import connect, redact_url
+from resources.storage.pg import connect, redact_url
 
 TABLE = "fin_assets_quota_state"
 _TABLE = sql.Identifier(TABLE)
@@ -53,7 +53,7 @@ _CREATE_LOCK_KEY = 0x66696E5F71756F74  # "fin_quot": any constant every process 
 T = TypeVar("T")
 
 
-class PostgresQuotaStore(_TransactionalQuotaStore):
+class PostgresQuotaStore(TransactionalQuotaStore):
     """Quota state shared by every process that reaches one PostgreSQL database.
 
     One connection per store, used under a lock (one transaction at a time per process, as with
@@ -115,23 +115,23 @@ class PostgresQuotaStore(_TransactionalQuotaStore):
                 conn.rollback()
                 raise
 
-    def _transaction(self, key: str, now: float, change: Callable[[_State], T]) -> T:
+    def _transaction(self, key: str, now: float, change: Callable[[QuotaState], T]) -> T:
         def work(cur: Any) -> T:
             # A new key starts at TAT = now, as SQLiteQuotaStore's missing row does; then the
             # row exists and FOR UPDATE makes every other booking of this key wait for ours.
             cur.execute(_INSERT, (key, now))
             cur.execute(_SELECT_FOR_UPDATE, (key,))
-            state = _state_from_row(cur.fetchone())
+            state = state_from_row(cur.fetchone())
             result = change(state)
-            cur.execute(_UPDATE, (*_state_to_row(state), key))
+            cur.execute(_UPDATE, (*state_to_row(state), key))
             return result
 
         return self._run(f"key {key}", work)
 
-    def _peek(self, key: str) -> _State | None:
-        def work(cur: Any) -> _State | None:
+    def _peek(self, key: str) -> QuotaState | None:
+        def work(cur: Any) -> QuotaState | None:
             cur.execute(_SELECT, (key,))
             row = cur.fetchone()
-            return None if row is None else _state_from_row(row)
+            return None if row is None else state_from_row(row)
 
         return self._run(f"key {key}", work)

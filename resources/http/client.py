@@ -26,7 +26,7 @@ from resources.errors import (
     WaitBudgetExceededError,
 )
 from resources.providers.base import ApiRequest, ProviderAdapter, Verdict
-from resources.ratelimit import NoPacer, Pacer
+from resources.ratelimit.pacer import NoPacer, Pacer
 from resources.validation import ensure_utc, validate_symbol
 
 # httpx is imported where a client is built and used, not here: the assets and sensors import

@@ -1,4 +1,4 @@
-"""Loopback HTTP plumbing shared by the simulator (``resources/simulator.py``) and the vendor
+"""Loopback HTTP plumbing shared by the simulator (``resources/simulator/``) and the vendor
 emulators of the tests (``tests/emulators/``).
 
 A ``ThreadingHTTPServer`` on daemon threads with a 128-deep listen backlog (many worker

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from resources.client import MarketApiClient
-from resources.snapshots import SnapshotRef, SnapshotStore
+from resources.http.client import MarketApiClient
+from resources.raw.snapshots import SnapshotRef, SnapshotStore
 from resources.validation import ensure_utc
 
 BARS_DATASET = "bars_1m"

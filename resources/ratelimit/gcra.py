@@ -1,0 +1,82 @@
+"""GCRA, the "virtual scheduling" form of a token bucket: the pure booking arithmetic every quota
+store shares, so memory, SQLite and PostgreSQL compute exactly the same schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from resources.ratelimit.policy import QuotaPolicy
+
+
+# -- the shared state -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reservation:
+    wait_s: float
+    reason: str
+
+
+def gcra_book(
+    *,
+    tat: float,
+    paused_until: float,
+    now: float,
+    weight: int,
+    interval: float | None,
+    burst: int,
+) -> tuple[float, float]:
+    """Book ``weight`` units: (when they may be sent, the new TAT). Pure, so every store
+    (memory, SQLite, PostgreSQL) computes exactly the same schedule."""
+    if interval is None:  # no quota known yet: only a pause holds us back
+        return max(now, paused_until), tat
+    # Standard GCRA: the booking moves the TAT by weight intervals from max(TAT, now), and may
+    # be sent once that TAT is no more than `burst` intervals ahead of the send time.
+    new_tat = max(tat, now) + weight * interval
+    send_at = new_tat - burst * interval
+    if now < paused_until and send_at < paused_until:  # as if it arrived when the pause ends
+        new_tat += paused_until - send_at
+        send_at = paused_until
+    return max(now, send_at), new_tat
+
+
+@dataclass
+class QuotaState:
+    tat: float = 0.0
+    paused_until: float = 0.0
+    pause_reason: str = ""
+    learned: QuotaPolicy | None = None
+
+
+def reserve_state(
+    state: QuotaState, *, weight: int, now: float, policy: QuotaPolicy | None
+) -> Reservation:
+    active = policy or state.learned
+    interval, burst = active.paced() if active else (None, 1)
+    send_at, state.tat = gcra_book(
+        tat=state.tat,
+        paused_until=state.paused_until,
+        now=now,
+        weight=weight,
+        interval=interval,
+        burst=burst,
+    )
+    wait = send_at - now
+    if state.paused_until > now and send_at <= state.paused_until + 1e-9:
+        reason = f"shared pause: {state.pause_reason}"
+    elif active is not None:
+        reason = f"pacing to quota {active.describe()}"
+    else:
+        reason = "no quota known yet"
+    return Reservation(max(0.0, wait), reason)
+
+
+def pause_state(
+    state: QuotaState, *, until: float, reason: str, policy: QuotaPolicy | None
+) -> None:
+    if until > state.paused_until:
+        state.paused_until, state.pause_reason = until, reason
+    active = policy or state.learned
+    if active is not None:
+        # After the pause, one request at its end and then the paced rate, not a full burst:
+        # the server's bucket is only known to hold one unit when Retry-After runs out.
+        interval, burst = active.paced()
+        state.tat = max(state.tat, until + (burst - 1) * interval)

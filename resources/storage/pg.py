@@ -1,0 +1,34 @@
+"""PostgreSQL URLs and connections, shared by the PostgreSQL warehouse and quota store."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg2
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+CONNECT_TIMEOUT_S = 10
+
+
+# -- URLs and connections (shared with the PostgreSQL quota store) ----------------------------
+def redact_url(url: str) -> str:
+    """The URL without its password (in the user info or a ``password=`` parameter)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{hosts}"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
+def connect(url: str, *, application_name: str) -> Any:
+    """A psycopg2 connection; defaults only for what the URL does not set itself."""
+    given = {k for k, _ in parse_qsl(urlsplit(url).query)}
+    defaults: dict[str, object] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,  # an unreachable host fails instead of hanging
+        "application_name": application_name,  # who holds a lock, in pg_stat_activity
+    }
+    return psycopg2.connect(url, **{k: v for k, v in defaults.items() if k not in given})

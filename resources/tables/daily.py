@@ -1,0 +1,68 @@
+"""Daily tables from canonical bars: OHLCV and VWAP per symbol and day, returns and realized
+volatility."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from resources.tables.schemas import DAILY_SCHEMA, RETURNS_SCHEMA
+
+MINUTES_PER_YEAR = 365 * 24 * 60  # markets we model trade around the clock (crypto, FX)
+
+
+def aggregate_daily(bars: pl.LazyFrame | pl.DataFrame, *, day: datetime) -> pl.DataFrame:
+    """One row per symbol: first open, max high, min low, last close, volume, VWAP, bar count."""
+    lazy = bars.lazy() if isinstance(bars, pl.DataFrame) else bars
+    # VWAP weights each bar's own vwap (or its typical price if the provider gave none).
+    price = pl.coalesce("vwap", (pl.col("high") + pl.col("low") + pl.col("close")) / 3)
+    out = (
+        lazy.sort(["symbol", "ts"])
+        .group_by("symbol", maintain_order=True)
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            pl.col("volume").sum(),
+            pl.when(pl.col("volume").sum() > 0)
+            .then((price * pl.col("volume")).sum() / pl.col("volume").sum())
+            .otherwise(None)
+            .alias("vwap"),
+            pl.col("trades").sum().alias("trades"),
+            pl.len().alias("bar_count"),
+        )
+        .with_columns(pl.lit(day.date(), pl.Date()).alias("date"))
+        .select(list(DAILY_SCHEMA))
+        .collect()
+    )
+    return out.cast(DAILY_SCHEMA).sort("symbol")
+
+
+def daily_returns(bars: pl.LazyFrame | pl.DataFrame, *, day: datetime) -> pl.DataFrame:
+    """Open-to-close return and realized volatility (root of summed squared 1-min log returns)."""
+    lazy = bars.lazy() if isinstance(bars, pl.DataFrame) else bars
+    log_ret = (pl.col("close") / pl.col("close").shift(1)).log()
+    out = (
+        lazy.sort(["symbol", "ts"])
+        .group_by("symbol", maintain_order=True)
+        .agg(
+            pl.col("open").first(),
+            pl.col("close").last(),
+            (log_ret.pow(2).sum()).sqrt().alias("realized_vol"),
+            pl.len().alias("minutes"),
+        )
+        .with_columns(
+            (pl.col("close") / pl.col("open") - 1).alias("return_oc"),
+            (pl.col("close") / pl.col("open")).log().alias("log_return_oc"),
+            (
+                pl.col("realized_vol")
+                * (MINUTES_PER_YEAR / pl.col("minutes").cast(pl.Float64)).sqrt()
+            ).alias("realized_vol_annualized"),
+            pl.lit(day.date(), pl.Date()).alias("date"),
+        )
+        .select(list(RETURNS_SCHEMA))
+        .collect()
+    )
+    return out.cast(RETURNS_SCHEMA).sort("symbol")

@@ -1,0 +1,116 @@
+"""The shape of the code: no import cycles, no module reaching into another's private names.
+
+Both are read from the source with ``ast``, every import counted (module level, inside functions
+and under ``TYPE_CHECKING`` alike): a lazy import that closes a cycle is still a cycle to a
+reader.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("fin_assets", "resources")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def project_modules() -> dict[str, Path]:
+    return {
+        module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+    }
+
+
+MODULES = project_modules()
+
+
+def resolve(name: str) -> str | None:
+    """The project module an import names (``a.b.c`` may be module ``a.b`` and its name ``c``)."""
+    while name:
+        if name in MODULES:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def imports_of(path: Path) -> list[tuple[str, list[str], int]]:
+    """(module imported, names taken from it, line) for every import in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, [a.name for a in node.names], node.lineno))
+        elif isinstance(node, ast.Import):
+            found.extend((a.name, [], node.lineno) for a in node.names)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {name: set() for name in MODULES}
+    for name, path in MODULES.items():
+        for module, names, _ in imports_of(path):
+            targets = {resolve(module)}
+            # `from package import module` imports the submodule
+            targets |= {resolve(f"{module}.{n}") for n in names if f"{module}.{n}" in MODULES}
+            graph[name] |= {t for t in targets if t is not None and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_scan_sees_the_packages() -> None:
+    # A check over nothing passes vacuously: make sure the layers are there to be checked.
+    assert {"fin_assets.definitions", "resources.http.client", "resources.raw.ingest"} <= set(
+        MODULES
+    )
+    assert len(MODULES) > 40
+
+
+def test_no_import_cycle() -> None:
+    assert find_cycle(import_graph()) is None, (
+        f"import cycle: {' -> '.join(find_cycle(import_graph()) or [])}"
+    )
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_private_name_imported_from_another_module(name: str) -> None:
+    offences = [
+        f"{MODULES[name].relative_to(ROOT)}:{line}: {module}.{taken}"
+        for module, names, line in imports_of(MODULES[name])
+        if resolve(module) not in (None, name)
+        for taken in names
+        if taken.startswith("_")
+    ]
+    assert not offences, "private names imported across modules:\n" + "\n".join(offences)
