@@ -9,7 +9,7 @@ the manifests of the 24 hourly partitions are written, as raw/bars does in a ran
 Timed, over the same 24 manifests, in one process, each the best of ``--repeat`` runs:
 
 - ``read bytes only``: reading every snapshot file once, nothing else: the ceiling;
-- ``ours``: what core/bars runs for a range: ``SnapshotFrames`` + ``bars_from_manifest`` per
+- ``ours``: what core/bars runs for a range (``iter_core_bars``, the asset's layer function) per
   partition: read and verify each snapshot (sha256) and its sidecar once, decode it with the
   adapter's fast typed decoder (msgspec), cut each hour, stamp provider and fetch time,
   deduplicate, sort, check OHLC. The partitions are kept in memory, not written;
@@ -51,19 +51,20 @@ from resources.http.client import MarketApiClient
 from resources.providers.base import ProviderAdapter
 from resources.providers.decoding import ISO_FMT, ParsedBars, canonical_bars
 from resources.raw.ingest import build_manifests, ingest_bars
-from resources.raw.snapshots import SnapshotStore, iter_manifest_refs
+from resources.raw.manifest import load_manifest, save_manifest
+from resources.raw.snapshots import SnapshotStore
 from resources.simulator import adapter as simulator_provider
 from resources.simulator.adapter import SimulatorAdapter
 from resources.storage.parquet import ParquetWarehouse
-from resources.tables.core import BuildStats, SnapshotFrames, bars_from_manifest
+from resources.tables.core import BuildStats, build_core_bars, iter_core_bars
+from resources.windows import PartitionWindow
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
-MANIFESTS = "raw_bars"
 TARGET_SPEEDUP = 4.0
 MICRO_PAGES = 200  # pages timed one by one in the decoding table
 SETUP_CLIENTS = 4
 HOURS = [
-    (
+    PartitionWindow(
         f"{DAY + timedelta(hours=h):%Y-%m-%d-%H}:00",
         DAY + timedelta(hours=h),
         DAY + timedelta(hours=h + 1),
@@ -139,48 +140,31 @@ def prepare(store: SnapshotStore, symbols: list[str], url: str) -> float:
 
     with ThreadPoolExecutor(max_workers=SETUP_CLIENTS) as pool:
         list(pool.map(fetch, [symbols[i::SETUP_CLIENTS] for i in range(SETUP_CLIENTS)]))
-    for key, manifest in build_manifests(
-        store, provider="simulator", symbols=symbols, partitions=HOURS
-    ):
-        store.write_manifest(asset=MANIFESTS, partition_key=key, manifest=manifest)
+    for manifest in build_manifests(store, provider="simulator", symbols=symbols, partitions=HOURS):
+        save_manifest(store, manifest)
     return time.perf_counter() - began
 
 
 # -- the timed paths -------------------------------------------------------------------------
 def read_only(store: SnapshotStore) -> list[pl.DataFrame]:
     seen: set[str] = set()
-    for key, _, _ in HOURS:
-        manifest = store.read_manifest(asset=MANIFESTS, partition_key=key)
-        for _, entry in iter_manifest_refs(manifest):
-            if entry["path"] not in seen:
-                seen.add(entry["path"])
-                (store.root / entry["path"]).read_bytes()
+    for window in HOURS:
+        for _, ref in load_manifest(store, window.key).refs():
+            if ref.path not in seen:
+                seen.add(ref.path)
+                (store.root / ref.path).read_bytes()
     return []
 
 
 def pipeline(
     store: SnapshotStore, adapter: ProviderAdapter, warehouse: ParquetWarehouse | None = None
 ) -> list[pl.DataFrame]:
-    """core/bars over the day, partition by partition, as the asset runs a range."""
-    stats = BuildStats()
-    parsed = SnapshotFrames(store)
-    frames = []
-    for key, start, end in HOURS:
-        manifest = store.read_manifest(asset=MANIFESTS, partition_key=key)
-        frame = bars_from_manifest(
-            store,
-            adapter,
-            manifest,
-            partition=key,
-            start=start,
-            end=end,
-            stats=stats,
-            snapshots=parsed,
-        )
-        if warehouse is not None:
-            warehouse.replace_partition("core_bars", key, frame)
-        frames.append(frame)
-    return frames
+    """core/bars over the day, partition by partition, as the asset runs a range: the asset's
+    own layer functions (``build_core_bars`` when writing, ``iter_core_bars`` otherwise)."""
+    if warehouse is not None:
+        build_core_bars(store, warehouse, HOURS)
+        return []
+    return [frame for _, frame in iter_core_bars(store, HOURS, stats=BuildStats(), adapter=adapter)]
 
 
 def best_of(repeat: int, run: Callable[[], list[pl.DataFrame]]) -> tuple[float, list[pl.DataFrame]]:

@@ -1,4 +1,4 @@
-"""``freshness_alert_sensor``: the part of alerting Dagster's open-source edition leaves out.
+"""``health_alert_sensor``: the part of alerting Dagster's open-source edition leaves out.
 
 Every tick reads, after its cursor (an event-log storage id, kept by Dagster across ticks and
 restarts), the freshness state changes the daemon recorded, asset check evaluations and failed
@@ -173,15 +173,16 @@ def run_failure_alerts(instance: dg.DagsterInstance, cursor: AlertCursor) -> lis
     return alerts
 
 
-def build_alert_sensor(*, minimum_interval_seconds: int) -> dg.SensorDefinition:
+def build_health_alert_sensor(*, minimum_interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
-        name="freshness_alert_sensor",
+        name="health_alert_sensor",
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Posts stale assets, failed checks and failed runs to FIN_ALERT_WEBHOOK_URL "
-        "(once when they start, once when they recover).",
+        description="Reports the pipeline's health to a human: stale assets, failed checks and "
+        "failed runs, posted to FIN_ALERT_WEBHOOK_URL once when they start and once when they "
+        "recover.",
     )
-    def freshness_alert_sensor(
+    def health_alert_sensor(
         context: dg.SensorEvaluationContext, alerting: AlertingResource
     ) -> dg.SkipReason:
         instance = context.instance
@@ -214,4 +215,4 @@ def build_alert_sensor(*, minimum_interval_seconds: int) -> dg.SensorDefinition:
             f"{len(cursor.failing)} problem(s) open"
         )
 
-    return freshness_alert_sensor
+    return health_alert_sensor

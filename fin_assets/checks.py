@@ -38,20 +38,20 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from fin_assets.assets.bars import CORE_BARS_TABLE, core_bars
+from fin_assets.assets.bars import core_bars
 from fin_assets.assets.common import dagster_errors, partition_label
-from fin_assets.assets.daily import (
-    DAILY_BARS_TABLE,
-    DAILY_RETURNS_TABLE,
-    core_daily_bars,
-    core_daily_returns,
-)
+from fin_assets.assets.daily import core_daily_bars, core_daily_returns
 from fin_assets.partitions import daily_partitions, hourly_partitions
 from resources.dagster_resources import UniverseResource, WarehouseResource
 from resources.quality import (
     FROZEN_MIN_BARS,
+    FROZEN_PRICES,
     JUMP_K,
     JUMP_MIN_RETURNS,
+    MISSING_MINUTES,
+    OHLC_INVARIANTS,
+    POSITIVE_PRICES,
+    PRICE_JUMPS,
     CheckOutcome,
     check_finite,
     check_frozen,
@@ -61,7 +61,10 @@ from resources.quality import (
     check_positive,
     check_unique,
     format_time,
+    unique_check_name,
 )
+from resources.tables.core import CORE_BARS_TABLE
+from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ WARN_NOTE = " Warning only, never blocks."
 # column ("ts" or "date") and what one row is called in the description.
 def _ohlc_rule(time_col: str, row: str) -> QualityRule:
     return QualityRule(
-        "ohlc_invariants",
+        OHLC_INVARIANTS,
         f"Every {row} has high >= max(open, close), low <= min(open, close) and finite prices "
         "and volume." + BLOCKING_NOTE,
         blocking=True,
@@ -115,7 +118,7 @@ def _ohlc_rule(time_col: str, row: str) -> QualityRule:
 def _unique_rule(time_col: str, row: str) -> QualityRule:
     keys = ("symbol", time_col)
     return QualityRule(
-        "unique_" + "_".join(keys),
+        unique_check_name(keys),
         f"One {row} per ({', '.join(keys)})." + BLOCKING_NOTE,
         blocking=True,
         evaluate=lambda w: check_unique(w.frame, keys=keys),
@@ -124,7 +127,7 @@ def _unique_rule(time_col: str, row: str) -> QualityRule:
 
 def _positive_rule(time_col: str) -> QualityRule:
     return QualityRule(
-        "positive_prices",
+        POSITIVE_PRICES,
         "Open, high, low, close and vwap > 0, volume >= 0." + BLOCKING_NOTE,
         blocking=True,
         evaluate=lambda w: check_positive(w.frame, time_col=time_col),
@@ -136,7 +139,7 @@ CORE_BARS_RULES: tuple[QualityRule, ...] = (
     _unique_rule("ts", "bar"),
     _positive_rule("ts"),
     QualityRule(
-        "missing_minutes",
+        MISSING_MINUTES,
         "Minutes of the hour without a bar, per symbol of the universe, reported as gaps. "
         "A minute without trades has no bar, so a gap can be a quiet market rather than "
         "missing data." + WARN_NOTE,
@@ -146,7 +149,7 @@ CORE_BARS_RULES: tuple[QualityRule, ...] = (
         ),
     ),
     QualityRule(
-        "price_jumps",
+        PRICE_JUMPS,
         f"1-minute close-to-close log returns more than {JUMP_K:g} robust deviations "
         "(1.4826 x MAD) from the symbol's median in the hour; returns over a gap are scaled to "
         "one minute, and the previous hour's last bar is included so a jump at the boundary "
@@ -156,7 +159,7 @@ CORE_BARS_RULES: tuple[QualityRule, ...] = (
         thresholds={"k": JUMP_K, "min_returns": JUMP_MIN_RETURNS},
     ),
     QualityRule(
-        "frozen_prices",
+        FROZEN_PRICES,
         f"Runs of {FROZEN_MIN_BARS} or more identical bars: repeats of the previous bar (same "
         "OHLC and volume) or flat zero-volume fills at the previous close — a stale feed. "
         "Identical closes alone are not flagged: an illiquid symbol can keep its price while "
@@ -173,16 +176,18 @@ DAILY_BARS_RULES: tuple[QualityRule, ...] = (
     _positive_rule("date"),
 )
 
+FINITE_RETURNS = "finite_returns"
 RETURN_COLUMNS = ("return_oc", "log_return_oc", "realized_vol", "realized_vol_annualized")
 
 DAILY_RETURNS_RULES: tuple[QualityRule, ...] = (
     _unique_rule("date", "row"),
     QualityRule(
-        "finite_returns",
+        FINITE_RETURNS,
         "Returns and volatilities present and finite, volatilities >= 0." + BLOCKING_NOTE,
         blocking=True,
         evaluate=lambda w: check_finite(
             w.frame,
+            name=FINITE_RETURNS,
             columns=RETURN_COLUMNS,
             non_negative=("realized_vol", "realized_vol_annualized"),
         ),
@@ -383,47 +388,3 @@ def build_quality_checks() -> list[dg.AssetChecksDefinition]:
             rules=DAILY_RETURNS_RULES,
         ),
     ]
-
-
-def blocking_checks_passed_in_every_dep_partition() -> dg.AutomationCondition:
-    """True for a partition when, in *every* partition of every dependency it maps to, each
-    blocking check has passed against that partition's latest materialization.
-
-    Dagster's ``AutomationCondition.all_deps_blocking_checks_passed()`` maps the passing dep
-    partitions back down, so a daily partition counts as passed when *any one* of its 24 hours
-    passed: a failed hour does not hold the day back. Negating "some dep partition has a
-    blocking check that has not passed" gives the all-hours semantics. A partition whose checks
-    never ran (materialized before the checks existed) also holds its day back: run the checks
-    for it (``core_bars_checks_job``)."""
-    return ~dg.AutomationCondition.any_deps_match(
-        dg.AutomationCondition.any_checks_match(
-            ~dg.AutomationCondition.check_passed(), blocking_only=True
-        )
-    ).with_label("blocking_checks_passed_in_every_dep_partition")
-
-
-def daily_automation_condition() -> dg.AutomationCondition:
-    """For the daily assets: eager on every time window (backfilled days too, DESIGN §7), and
-    only once every hour of the day passed its blocking checks."""
-    return (
-        dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
-        & blocking_checks_passed_in_every_dep_partition()
-    )
-
-
-# Re-run the checks of already materialized partitions without fetching or rebuilding them:
-# `dagster job launch -j core_bars_checks_job --tags '{"dagster/asset_partition_range_start":
-# "2026-01-05-00:00", "dagster/asset_partition_range_end": "2026-01-05-23:00"}'`.
-core_bars_checks_job = dg.define_asset_job(
-    "core_bars_checks_job",
-    selection=dg.AssetSelection.checks_for_assets(core_bars),
-    description="Run the data-quality checks of core/bars on a partition or range, "
-    "without rematerializing it.",
-)
-
-daily_checks_job = dg.define_asset_job(
-    "daily_checks_job",
-    selection=dg.AssetSelection.checks_for_assets(core_daily_bars, core_daily_returns),
-    description="Run the data-quality checks of the daily tables on a partition or range, "
-    "without rematerializing them.",
-)

@@ -83,9 +83,9 @@ def run_demo(argv: list[str]) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
-    from fin_assets.assets.bars import CORE_BARS_TABLE
-    from fin_assets.assets.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
     from fin_assets.definitions import build_definitions
+    from resources.tables.core import CORE_BARS_TABLE
+    from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
 
     first_day, last_day = args.start, args.start + timedelta(days=args.days - 1)
     sim, url = _start_simulator()

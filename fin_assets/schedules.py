@@ -9,21 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from fin_assets.assets.bars import core_bars
-from fin_assets.assets.daily import core_daily_bars, core_daily_returns
-from fin_assets.assets.raw import RAW_BARS_KEY
-
-bars_hourly_job = dg.define_asset_job(
-    "bars_hourly_job",
-    selection=dg.AssetSelection.assets(RAW_BARS_KEY, core_bars),
-    description="Fetch and process one hour of 1-minute bars for the whole universe.",
-)
-
-daily_tables_job = dg.define_asset_job(
-    "daily_tables_job",
-    selection=dg.AssetSelection.assets(core_daily_bars, core_daily_returns),
-    description="Aggregate one UTC day of core/bars into the daily tables.",
-)
+from fin_assets.jobs import bars_hourly_job, daily_tables_job
 
 # Five minutes after the hour: late prints from the provider have settled.
 bars_hourly_schedule = dg.build_schedule_from_partitioned_job(

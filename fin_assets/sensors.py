@@ -1,11 +1,9 @@
-"""Sensors that run the pipeline by themselves.
+"""``new_bars_sensor``: runs the pipeline when the provider has new data.
 
-- ``new_bars_sensor`` asks the provider's cheapest endpoint (the latest bar of one symbol) what
+``new_bars_sensor`` asks the provider's cheapest endpoint (the latest bar of one symbol) what
   it has, and requests one range run of raw/bars + core/bars for every hour that closed there
   since its cursor. After an outage it catches up in one run (2 requests per symbol-day), not
   one run per hour; run keys are the ranges, so a tick replayed never duplicates a run.
-- ``automation_sensor`` evaluates the daily assets' automation conditions: they follow once all
-  24 hours of their day have landed (and their blocking checks passed).
 """
 
 from __future__ import annotations
@@ -82,15 +80,3 @@ def build_new_bars_sensor(
         )
 
     return new_bars_sensor
-
-
-def build_automation_sensor(
-    *, minimum_interval_seconds: int
-) -> dg.AutomationConditionSensorDefinition:
-    return dg.AutomationConditionSensorDefinition(
-        "automation_sensor",
-        target=dg.AssetSelection.all(),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=minimum_interval_seconds,
-        description="Materializes the daily tables once all hours of their day have landed.",
-    )

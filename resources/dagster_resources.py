@@ -12,14 +12,22 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from resources.errors import InvalidInputError
-from resources.http.client import MarketApiClient
+from resources.http.client import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_WAIT_S,
+    DEFAULT_TIMEOUT_S,
+    MarketApiClient,
+)
+from resources.notify.alert import Notifier, PayloadFormat
 from resources.notify.webhook import WebhookNotifier
 from resources.providers import get_adapter
+from resources.providers.base import ProviderAdapter
 from resources.ratelimit.pacer import SharedPacer
 from resources.ratelimit.policy import QuotaPolicy
 from resources.ratelimit.stores import MemoryQuotaStore, QuotaStore, SQLiteQuotaStore, quota_key
 from resources.raw.snapshots import SnapshotStore
+from resources.simulator.adapter import SimulatorAdapter
 from resources.storage.base import Warehouse
 from resources.storage.warehouse import warehouse_from_url
 from resources.validation import parse_symbols
@@ -29,7 +37,9 @@ class MarketApiResource(dg.ConfigurableResource):
     """The rate-limit-aware market-data API client for one provider."""
 
     provider: str = Field(default="simulator", description="Provider adapter name.")
-    base_url: str = Field(default="http://127.0.0.1:8765", description="Provider base URL.")
+    base_url: str = Field(
+        default=SimulatorAdapter.default_base_url, description="Provider base URL."
+    )
     api_key: str | None = Field(default=None, description="API key (pass via dg.EnvVar).")
     quota_requests: float | None = Field(
         default=None,
@@ -47,20 +57,27 @@ class MarketApiResource(dg.ConfigurableResource):
         "(one host), a postgresql:// URL (several hosts; keep the password in PGPASSWORD or "
         "~/.pgpass, not in the URL), or empty = this process only.",
     )
-    timeout_s: float = 30.0
-    max_attempts: int = 5
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_wait_s: float = Field(
-        default=120.0,
+        default=DEFAULT_MAX_WAIT_S,
         description="Retry/throttle seconds one step may wait; a longer wait reschedules it.",
     )
-    max_body_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    _adapter: ProviderAdapter | None = PrivateAttr(default=None)
+
+    def adapter(self) -> ProviderAdapter:
+        """The provider's adapter, looked up (and the name checked) once."""
+        if self._adapter is None:
+            self._adapter = get_adapter(self.provider)
+        return self._adapter
 
     def policy(self) -> QuotaPolicy | None:
         if self.learn_quota:
             return None
         if self.quota_requests:
             return QuotaPolicy(self.quota_requests, self.quota_window_s, self.quota_burst)
-        return get_adapter(self.provider).default_quota
+        return self.adapter().default_quota
 
     def pacer(self) -> SharedPacer:
         store: QuotaStore
@@ -82,7 +99,7 @@ class MarketApiResource(dg.ConfigurableResource):
     ) -> MarketApiClient:
         """A client; a sensor's cheap probe passes small caps so a down provider skips fast."""
         return MarketApiClient(
-            get_adapter(self.provider),
+            self.adapter(),
             base_url=self.base_url,
             api_key=self.api_key,
             timeout_s=self.timeout_s,
@@ -139,11 +156,7 @@ class AlertingResource(dg.ConfigurableResource):
     """Where alerts go: a webhook (Slack-compatible JSON by default, or plain JSON)."""
 
     webhook_url: str | None = Field(default=None, description="Pass via dg.EnvVar.")
-    payload_format: str = Field(default="slack", description="'slack' or 'plain'.")
+    payload_format: PayloadFormat = Field(default="slack", description="'slack' or 'plain'.")
 
-    def notifier(self) -> WebhookNotifier:
-        if self.payload_format not in ("slack", "plain"):
-            raise InvalidInputError(
-                f"FIN_ALERT_FORMAT={self.payload_format!r}: expected 'slack' or 'plain'"
-            )
-        return WebhookNotifier(self.webhook_url, fmt=self.payload_format)  # type: ignore[arg-type]
+    def notifier(self) -> Notifier:
+        return WebhookNotifier(self.webhook_url, fmt=self.payload_format)

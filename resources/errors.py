@@ -7,7 +7,9 @@ The tree::
     │                               before it became a request, a path or an identifier
     ├── ProviderError               anything about talking to a provider (has .provider)
     │   ├── FatalResponseError      a 4xx other than 429, or a body we refuse (too large):
-    │   │                           retrying cannot help, the message says what to fix
+    │   │   │                       retrying cannot help, the message says what to fix
+    │   │   └── MissingApiKeyError  a provider that needs a key has none (also an
+    │   │                           InvalidInputError: refused before any request)
     │   ├── RetriesExhaustedError   429/5xx/timeouts kept coming until the attempt cap
     │   ├── WaitBudgetExceededError the next wait would pass the total-wait budget; carries
     │   │                           seconds_to_wait so the caller can reschedule instead of sleep
@@ -39,6 +41,10 @@ class FatalResponseError(ProviderError):
     def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
         super().__init__(message, provider=provider)
         self.status = status
+
+
+class MissingApiKeyError(FatalResponseError, InvalidInputError):
+    pass
 
 
 class RetriesExhaustedError(ProviderError):

@@ -46,6 +46,18 @@ MAD_TO_SIGMA = 1.4826  # MAD x this estimates the standard deviation of normal d
 PRICE_COLUMNS = ("open", "high", "low", "close")
 TIME_FORMAT = "%Y-%m-%dT%H:%MZ"  # minute times in summaries, details and metadata
 
+# Each rule's name, written once: the outcome carries it and the Dagster check is named by it.
+OHLC_INVARIANTS = "ohlc_invariants"
+POSITIVE_PRICES = "positive_prices"
+FINITE_VALUES = "finite_values"
+MISSING_MINUTES = "missing_minutes"
+PRICE_JUMPS = "price_jumps"
+FROZEN_PRICES = "frozen_prices"
+
+
+def unique_check_name(keys: Sequence[str]) -> str:
+    return "unique_" + "_".join(keys)
+
 
 @dataclass(frozen=True)
 class Offence:
@@ -197,7 +209,7 @@ def check_ohlc(
         detail_suffix=(pl.lit(" ("), _prices_text([*PRICE_COLUMNS, "volume"]), pl.lit(")")),
     )
     return _outcome(
-        "ohlc_invariants",
+        OHLC_INVARIANTS,
         flagged,
         rows_checked=frame.height,
         time_col=time_col,
@@ -228,7 +240,7 @@ def check_unique(
     )
     key_text = "(" + ", ".join(keys) + ")"
     return _outcome(
-        "unique_" + "_".join(keys),
+        unique_check_name(keys),
         flagged,
         rows_checked=frame.height,
         time_col=time_col,
@@ -258,7 +270,7 @@ def check_positive(
         )
     flagged = _flag_rows(frame, problems, time_col=time_col)
     return _outcome(
-        "positive_prices",
+        POSITIVE_PRICES,
         flagged,
         rows_checked=frame.height,
         time_col=time_col,
@@ -274,6 +286,7 @@ def check_finite(
     columns: Sequence[str],
     non_negative: Sequence[str] = (),
     time_col: str = "date",
+    name: str = FINITE_VALUES,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
 ) -> CheckOutcome:
     """Values that are null, NaN or infinite (a division by a zero price, a log of a negative
@@ -289,7 +302,7 @@ def check_finite(
     ]
     flagged = _flag_rows(frame, problems, time_col=time_col)
     return _outcome(
-        "finite_values",
+        name,
         flagged,
         rows_checked=frame.height,
         time_col=time_col,
@@ -348,7 +361,7 @@ def check_missing_minutes(
     )
     minutes = grid.len()
     return _outcome(
-        "missing_minutes",
+        MISSING_MINUTES,
         gaps,
         rows_checked=minutes * len(universe),
         time_col="ts",
@@ -404,7 +417,7 @@ def check_jumps(
         pl.lit(1).alias("weight"),
     )
     return _outcome(
-        "price_jumps",
+        PRICE_JUMPS,
         flagged,
         rows_checked=returns.height,
         time_col="ts",
@@ -473,7 +486,7 @@ def check_frozen(
     )
     rows = _in_scope(frame, "ts", since).height
     return _outcome(
-        "frozen_prices",
+        FROZEN_PRICES,
         flagged,
         rows_checked=rows,
         time_col="ts",

@@ -8,7 +8,7 @@ same core/bars partition.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,8 @@ from resources.providers.decoding import (
     ParsedBars,
     decode_json,
 )
-from resources.raw.snapshots import SnapshotStore, iter_manifest_refs
+from resources.raw.manifest import Manifest
+from resources.raw.snapshots import SnapshotStore
 from resources.simulator import adapter as simulator
 from resources.tables.core import BuildStats, validate_ohlc
 from resources.tables.schemas import CANONICAL_SCHEMA
@@ -223,7 +224,7 @@ def reference_parse_bars(
 def reference_bars_from_manifest(
     store: SnapshotStore,
     adapter: ProviderAdapter,
-    manifest: Mapping[str, object],
+    manifest: Manifest,
     *,
     partition: str,
     start: datetime,
@@ -231,7 +232,7 @@ def reference_bars_from_manifest(
     stats: BuildStats,
 ) -> pl.DataFrame:
     frames = []
-    for symbol, entry in iter_manifest_refs(manifest):
+    for symbol, entry in manifest.refs():
         body = store.read(entry)
         meta = store.read_meta(entry)
         stats.snapshots_read += 1

@@ -5,14 +5,11 @@
 
 import dagster as dg
 
-from fin_assets.assets.common import dagster_errors, window_metadata
-from fin_assets.assets.raw import RAW_BARS_KEY, RAW_BARS_MANIFESTS
+from fin_assets.assets.common import dagster_errors, partition_windows, window_metadata
+from fin_assets.assets.raw import RAW_BARS_KEY
 from fin_assets.partitions import hourly_partitions
 from resources.dagster_resources import SnapshotStoreResource, WarehouseResource
-from resources.providers import get_adapter
-from resources.tables.core import BuildStats, SnapshotFrames, bars_from_manifest
-
-CORE_BARS_TABLE = "core_bars"
+from resources.tables.core import CORE_BARS_TABLE, build_core_bars
 
 
 @dg.asset(
@@ -33,32 +30,12 @@ def core_bars(
     partitions parsed from the raw/bars snapshots of the same hour, typed, deduplicated on
     (symbol, ts) (newest fetch wins) and OHLC-validated. Each partition is replaced atomically,
     so re-runs and backfills replace instead of append."""
-    store = snapshots.store()
     wh = warehouse.warehouse()
-    stats = BuildStats()
-    rows = 0
-    symbols: set[str] = set()
-    # A snapshot covering several hours is parsed once for all of them, then dropped.
-    parsed = SnapshotFrames(store)
     with dagster_errors(asset="core/bars"):
-        # Partition by partition, in time order: memory holds one hour of bars and the pages
-        # that overlap it, however long the range.
-        for key in context.partition_keys:
-            hour = hourly_partitions.time_window_for_partition_key(key)
-            manifest = store.read_manifest(asset=RAW_BARS_MANIFESTS, partition_key=key)
-            frame = bars_from_manifest(
-                store,
-                get_adapter(manifest["provider"]),
-                manifest,
-                partition=key,
-                start=hour.start,
-                end=hour.end,
-                stats=stats,
-                snapshots=parsed,
-            )
-            wh.replace_partition(CORE_BARS_TABLE, key, frame)
-            rows += frame.height
-            symbols.update(frame.get_column("symbol").unique().to_list())
+        result = build_core_bars(
+            snapshots.store(), wh, partition_windows(context, hourly_partitions)
+        )
+    stats = result.stats
     if stats.unknown_fields:
         context.log.warning(
             "core/bars: provider sent fields we do not map: %s", dict(stats.unknown_fields)
@@ -66,9 +43,9 @@ def core_bars(
     return dg.MaterializeResult(
         metadata={
             **window_metadata(context),
-            "rows": rows,
-            "symbols": ", ".join(sorted(symbols)),
-            "symbol_count": len(symbols),
+            "rows": result.rows,
+            "symbols": ", ".join(sorted(result.symbols)),
+            "symbol_count": len(result.symbols),
             "snapshots_read": stats.snapshots_read,
             "bytes_read": stats.bytes_read,
             "duplicates_dropped": stats.duplicates_dropped,

@@ -13,6 +13,7 @@ from resources.errors import (
     SchemaError,
     WaitBudgetExceededError,
 )
+from resources.windows import PartitionWindow
 
 # A step whose wait exceeds its budget asks Dagster to run it again later, this many times.
 MAX_RESCHEDULES = 5
@@ -59,3 +60,19 @@ def window_metadata(context: dg.AssetExecutionContext) -> dict[str, object]:
 def partition_label(keys: list[str] | tuple[str, ...]) -> str:
     """How error messages name the partitions a step was filling."""
     return f"partition {keys[0]}" if len(keys) == 1 else f"partitions {keys[0]}...{keys[-1]}"
+
+
+def partition_windows(
+    context: dg.AssetExecutionContext,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    *,
+    parts: dg.TimeWindowPartitionsDefinition | None = None,
+) -> list[PartitionWindow]:
+    """The run's partitions as the layers in ``resources/`` take them, in time order; with
+    ``parts``, each window also lists the finer partitions it is made of."""
+    windows = []
+    for key in context.partition_keys:
+        window = partitions_def.time_window_for_partition_key(key)
+        finer = tuple(parts.get_partition_keys_in_time_window(window)) if parts else ()
+        windows.append(PartitionWindow(key, window.start, window.end, finer))
+    return windows

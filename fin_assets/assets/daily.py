@@ -8,18 +8,21 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from fin_assets.assets.bars import CORE_BARS_TABLE, core_bars
-from fin_assets.assets.common import dagster_errors, window_metadata
+from fin_assets.assets.bars import core_bars
+from fin_assets.assets.common import dagster_errors, partition_windows, window_metadata
 from fin_assets.partitions import daily_partitions, hourly_partitions
 from resources.dagster_resources import WarehouseResource
-from resources.errors import StorageError
-from resources.tables.daily import aggregate_daily, daily_returns
+from resources.tables.core import CORE_BARS_TABLE
+from resources.tables.daily import (
+    DAILY_BARS_TABLE,
+    DAILY_RETURNS_TABLE,
+    aggregate_daily,
+    build_daily_table,
+    daily_returns,
+)
 
-DAILY_BARS_TABLE = "core_daily_bars"
-DAILY_RETURNS_TABLE = "core_daily_returns"
 
-
-def build_daily_table(
+def materialize_daily_table(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     *,
@@ -27,30 +30,22 @@ def build_daily_table(
     table: str,
     compute: Callable[..., pl.DataFrame],
 ) -> dg.MaterializeResult:
-    """For each day in the run: read its 24 hourly core/bars partitions, compute, replace."""
+    """What both daily assets do: each day of the run from its 24 hourly core/bars partitions."""
     wh = warehouse.warehouse()
-    rows = 0
-    symbols: set[str] = set()
     with dagster_errors(asset=asset):
-        for key in context.partition_keys:
-            day = daily_partitions.time_window_for_partition_key(key)
-            hours = hourly_partitions.get_partition_keys_in_time_window(day)
-            try:
-                bars = wh.scan(CORE_BARS_TABLE, hours)
-            except StorageError as exc:
-                raise StorageError(
-                    f"day {key}: {exc}; materialize core/bars for them first"
-                ) from None
-            frame = compute(bars, day=day.start)
-            wh.replace_partition(table, key, frame)
-            rows += frame.height
-            symbols.update(frame.get_column("symbol").to_list())
+        result = build_daily_table(
+            wh,
+            partition_windows(context, daily_partitions, parts=hourly_partitions),
+            source=CORE_BARS_TABLE,
+            table=table,
+            compute=compute,
+        )
     return dg.MaterializeResult(
         metadata={
             **window_metadata(context),
-            "rows": rows,
-            "symbols": ", ".join(sorted(symbols)),
-            "symbol_count": len(symbols),
+            "rows": result.rows,
+            "symbols": ", ".join(sorted(result.symbols)),
+            "symbol_count": len(result.symbols),
             "table": dg.MetadataValue.path(f"{wh.location}/{table}"),
         }
     )
@@ -70,7 +65,7 @@ def core_daily_bars(
     """Daily OHLCV per symbol: first open, highest high, lowest low, last close, summed volume
     and trades, volume-weighted average price and the number of 1-minute bars. Daily UTC
     partitions, each aggregated from the 24 hourly partitions of core/bars for that day."""
-    return build_daily_table(
+    return materialize_daily_table(
         context, warehouse, asset="core/daily_bars", table=DAILY_BARS_TABLE, compute=aggregate_daily
     )
 
@@ -89,7 +84,7 @@ def core_daily_returns(
     """Daily open-to-close return (simple and log) and realized volatility per symbol: the root
     of the summed squared 1-minute log returns, also annualized. Daily UTC partitions computed
     from the 24 hourly partitions of core/bars for that day."""
-    return build_daily_table(
+    return materialize_daily_table(
         context,
         warehouse,
         asset="core/daily_returns",

@@ -8,12 +8,16 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
-from fin_assets.assets.common import dagster_errors, partition_label, window_metadata
+from fin_assets.assets.common import (
+    dagster_errors,
+    partition_label,
+    partition_windows,
+    window_metadata,
+)
 from fin_assets.partitions import hourly_partitions
 from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
-from resources.raw.ingest import build_manifests, ingest_bars
+from resources.raw.ingest import fetch_raw_bars
 
-RAW_BARS_MANIFESTS = "raw_bars"
 RAW_BARS_KEY = dg.AssetKey(["raw", "bars"])
 
 
@@ -43,8 +47,7 @@ def raw_bars(
     the provider's largest page (not one request per hour) and reuses snapshots it already has,
     so a retry or re-run resumes without spending quota again."""
     window = context.partition_time_window
-    now = datetime.now(UTC)
-    if window.end > now:
+    if window.end > datetime.now(UTC):
         raise dg.Failure(
             description=f"raw/bars: window {window.start:%Y-%m-%d %H:%M}..{window.end:%H:%M} UTC "
             "has not closed yet; partitions are fetched once their hour is over",
@@ -53,47 +56,33 @@ def raw_bars(
     with dagster_errors(asset="raw/bars"):
         symbols = universe.list()  # refused here, before any request or file
         store = snapshots.store()
-        store.sweep()
-    with dagster_errors(asset="raw/bars"), market_api.client() as client:
-        stats = ingest_bars(
-            client,
-            store,
-            symbols,
-            start=window.start,
-            end=window.end,
-            refresh=config.refresh,
-            label=partition_label(context.partition_keys),
-        )
-        hours = []
-        for key in context.partition_keys:
-            hour = hourly_partitions.time_window_for_partition_key(key)
-            hours.append((key, hour.start, hour.end))
-        for key, manifest in build_manifests(
-            store,
-            provider=client.provider,
-            symbols=symbols,
-            partitions=hours,
-            prefer=stats.fetched_refs,
-        ):
-            store.write_manifest(asset=RAW_BARS_MANIFESTS, partition_key=key, manifest=manifest)
+        with market_api.client() as client:
+            result = fetch_raw_bars(
+                client,
+                store,
+                symbols,
+                partition_windows(context, hourly_partitions),
+                refresh=config.refresh,
+                label=partition_label(context.partition_keys),
+            )
     context.log.info(
         "raw/bars: %d partition(s), %d symbol(s): %d snapshot(s) written, %d reused, %d request(s)",
-        len(context.partition_keys),
-        len(symbols),
-        stats.snapshots_written,
-        stats.snapshots_reused,
-        client.stats.requests,
+        result.partitions,
+        len(result.symbols),
+        result.snapshots_written,
+        result.snapshots_reused,
+        result.client.requests,
     )
     return dg.MaterializeResult(
         metadata={
             **window_metadata(context),
-            "provider": client.provider,
-            "symbols": ", ".join(symbols),
-            "symbol_count": len(symbols),
-            "rows": stats.bars_fetched,
-            "snapshots_written": stats.snapshots_written,
-            "snapshots_reused": stats.snapshots_reused,
-            **client.stats.as_metadata(),
+            "provider": result.provider,
+            "symbols": ", ".join(result.symbols),
+            "symbol_count": len(result.symbols),
+            "rows": result.bars_fetched,
+            "snapshots_written": result.snapshots_written,
+            "snapshots_reused": result.snapshots_reused,
+            **result.client.as_metadata(),
             "snapshot_root": dg.MetadataValue.path(str(store.root)),
         }
     )

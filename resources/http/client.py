@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -49,6 +49,12 @@ RECORDED_HEADERS = (
     "ratelimit-policy",
 )
 REDACTED = "***"
+
+# The client's defaults, and the settings' (fin_assets/settings.py reads them from here).
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_MAX_ATTEMPTS = 5  # per request: 429s, 5xx, timeouts, malformed bodies
+DEFAULT_MAX_WAIT_S = 120.0  # retry/throttle waiting one step may do before it is rescheduled
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # decoded, not compressed
 
 
 @dataclass
@@ -102,14 +108,6 @@ class FetchedPage:
     bar_count: int
 
 
-@dataclass
-class _Attempt:
-    number: int = 0
-    last_reason: str = ""
-    kind: str = "retry"
-    history: list[str] = field(default_factory=list)
-
-
 class MarketApiClient:
     def __init__(
         self,
@@ -117,10 +115,10 @@ class MarketApiClient:
         *,
         base_url: str,
         api_key: str | None = None,
-        timeout_s: float = 30.0,
-        max_attempts: int = 5,
-        max_wait_s: float = 120.0,
-        max_body_bytes: int = 16 * 1024 * 1024,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
         pacer: Pacer | None = None,
@@ -129,10 +127,7 @@ class MarketApiClient:
         rng: random.Random | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        if adapter.requires_key and not api_key:
-            raise FatalResponseError(
-                f"{adapter.name} needs an API key: set FIN_API_KEY", provider=adapter.name
-            )
+        adapter.check_api_key(api_key)
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.adapter = adapter
@@ -286,9 +281,9 @@ class MarketApiClient:
         import httpx  # already loaded by __init__
 
         url = self._display_url(request)
-        attempt = _Attempt()
+        attempt = 0
         while True:
-            attempt.number += 1
+            attempt += 1
             self._wait_for_slot(request.weight)
             server_wait: float | None = None
             status: int | None = None
@@ -312,7 +307,6 @@ class MarketApiClient:
                     )
             body = b""  # a rejected response is not kept alive through the wait that follows
             reason = self.redact(verdict.reason)
-            attempt.history.append(reason)
             if verdict.kind == "throttled":
                 self.stats.throttled += 1
             if verdict.kind == "fatal":
@@ -322,10 +316,10 @@ class MarketApiClient:
                     provider=self.provider,
                     status=status,
                 ) from None
-            if attempt.number >= self._max_attempts:
+            if attempt >= self._max_attempts:
                 error = ResponseFormatError if "malformed JSON" in reason else RetriesExhaustedError
                 raise error(
-                    f"{self.provider}: {what}: gave up after {attempt.number} attempts "
+                    f"{self.provider}: {what}: gave up after {attempt} attempts "
                     f"for GET {url}; last error: {reason}",
                     provider=self.provider,
                 ) from None
@@ -333,12 +327,12 @@ class MarketApiClient:
             if server_wait is not None:
                 wait, source = server_wait, f"Retry-After from {self.provider}"
             else:
-                wait, source = self._backoff(attempt.number), "backoff"
+                wait, source = self._backoff(attempt), "backoff"
             if verdict.kind == "throttled":
                 # Everybody sharing this quota stops, not just this request (before the budget
                 # check: a step that reschedules itself must still hold the others back).
                 self._pacer.pause_for(wait, reason=f"{source} ({reason})")
-            self._wait(wait, reason=f"{source} after {reason} (attempt {attempt.number})")
+            self._wait(wait, reason=f"{source} after {reason} (attempt {attempt})")
 
     # -- bars ----------------------------------------------------------------------------------
     def iter_pages(

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
-
-# httpx is imported where a webhook is posted, not here: the alert sensor imports this module
-# whenever Dagster loads the definitions (every run worker and code server), and most of those
-# processes never send an alert (benchmarks/startup.py).
-if TYPE_CHECKING:
-    pass
-
+from typing import Literal, Protocol, get_args
 
 AlertKind = Literal["failure", "recovery"]
-
 PayloadFormat = Literal["slack", "plain"]
+PAYLOAD_FORMATS: tuple[str, ...] = get_args(PayloadFormat)
 
 
 @dataclass(frozen=True)
@@ -34,3 +27,12 @@ class Alert:
         if fmt == "plain":
             return asdict(self)
         return {"text": self.text()}
+
+
+class Notifier(Protocol):
+    """An alert channel. ``send`` never raises: False means "not delivered, try again later"
+    (the alert sensor keeps it in its cursor for the next tick)."""
+
+    def send(self, alert: Alert) -> bool: ...
+
+    def close(self) -> None: ...

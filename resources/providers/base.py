@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from resources.errors import MissingApiKeyError
 from resources.http.retry import parse_retry_after
 from resources.providers.decoding import (
     BAR_SCHEMA,
@@ -86,6 +87,13 @@ class ProviderAdapter(ABC):
     default_base_url: str = ""
     # Statuses that mean "slow down" (Binance adds 418, its IP ban): they pause every process.
     throttle_statuses: frozenset[int] = frozenset({429})
+
+    def check_api_key(self, api_key: str | None) -> None:
+        """Refuse to start without a key where the provider needs one (before any request)."""
+        if self.requires_key and not api_key:
+            raise MissingApiKeyError(
+                f"provider {self.name} needs an API key: set FIN_API_KEY", provider=self.name
+            )
 
     @abstractmethod
     def bars_request(self, symbol: str, *, start: datetime, end: datetime) -> ApiRequest: ...

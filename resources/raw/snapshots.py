@@ -174,20 +174,8 @@ class SnapshotStore:
         self, *, provider: str, dataset: str, symbol: str, start: datetime, end: datetime
     ) -> builtins.list[tuple[datetime, datetime]]:
         """Sub-windows of [start, end) that no stored snapshot covers yet."""
-        gaps: list[tuple[datetime, datetime]] = []
-        cursor = ensure_utc(start)
-        end = ensure_utc(end)
-        for ref in self.list(
-            provider=provider, dataset=dataset, symbol=symbol, start=start, end=end
-        ):
-            if ref.start > cursor:
-                gaps.append((cursor, min(ref.start, end)))
-            cursor = max(cursor, ref.end)
-            if cursor >= end:
-                break
-        if cursor < end:
-            gaps.append((cursor, end))
-        return gaps
+        refs = self.list(provider=provider, dataset=dataset, symbol=symbol, start=start, end=end)
+        return uncovered(refs, start=start, end=end)
 
     def _read_stored(self, ref_path: str) -> bytes:
         """The bytes of a stored file, checked to lie under the root. Each directory is resolved
@@ -262,7 +250,18 @@ class SnapshotStore:
         return sweep_temp_files(self.root, older_than_s=older_than_s)
 
 
-def iter_manifest_refs(manifest: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, str]]]:
-    for symbol, entries in manifest.get("symbols", {}).items():
-        for entry in entries:
-            yield symbol, entry
+def uncovered(
+    refs: Iterable[SnapshotRef], *, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Sub-windows of [start, end) that none of ``refs`` (sorted by start) covers."""
+    gaps: list[tuple[datetime, datetime]] = []
+    cursor, end = ensure_utc(start), ensure_utc(end)
+    for ref in refs:
+        if ref.start > cursor:
+            gaps.append((cursor, min(ref.start, end)))
+        cursor = max(cursor, ref.end)
+        if cursor >= end:
+            break
+    if cursor < end:
+        gaps.append((cursor, end))
+    return gaps

@@ -9,17 +9,21 @@ sidecar), so rebuilding from the same snapshots gives the same table, bit for bi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
 from resources.errors import DataValidationError
+from resources.providers import get_adapter
 from resources.providers.base import ProviderAdapter
 from resources.providers.decoding import BAR_SCHEMA, PAGE_COLUMN
-from resources.raw.snapshots import SnapshotStore, iter_manifest_refs
+from resources.raw.manifest import Manifest, load_manifest
+from resources.raw.snapshots import SnapshotRef, SnapshotStore
+from resources.storage.base import Warehouse
 from resources.tables.schemas import CANONICAL_SCHEMA
+from resources.windows import PartitionWindow
 
 _BAR_COLUMNS = list(BAR_SCHEMA)
 
@@ -54,7 +58,7 @@ class _Page:
     """A parsed snapshot: which batch holds its rows, under which page id, how many."""
 
     sha256: str
-    end: datetime | None  # coverage end; None: unknown, released after the partition
+    end: datetime  # coverage end: released once a partition past it is done
     batch: int
     page: int
     rows: int
@@ -118,7 +122,7 @@ class SnapshotFrames:
     def frames_for(
         self,
         adapter: ProviderAdapter,
-        manifest: Mapping[str, object],
+        manifest: Manifest,
         *,
         partition: str,
         start: datetime,
@@ -127,16 +131,16 @@ class SnapshotFrames:
     ) -> list[pl.DataFrame]:
         """The bars of the manifest's snapshots with ``start <= ts < end``, stamped with
         provider and fetch time (CANONICAL_SCHEMA), as one frame per batch."""
-        missing: dict[str, tuple[str, Mapping[str, str]]] = {}
-        for symbol, entry in iter_manifest_refs(manifest):
-            held = self._pages.get(entry["path"])
-            if held is None or held.sha256 != entry["sha256"]:
-                missing.setdefault(entry["path"], (symbol, entry))
+        missing: dict[str, tuple[str, SnapshotRef]] = {}
+        for symbol, ref in manifest.refs():
+            held = self._pages.get(ref.path)
+            if held is None or held.sha256 != ref.sha256:
+                missing.setdefault(ref.path, (symbol, ref))
         if missing:
             self._load(adapter, list(missing.values()), partition=partition, stats=stats)
         wanted: dict[int, list[int]] = {}
-        for _, entry in iter_manifest_refs(manifest):
-            page = self._pages[entry["path"]]
+        for _, ref in manifest.refs():
+            page = self._pages[ref.path]
             wanted.setdefault(page.batch, []).append(page.page)
         frames = []
         for batch_id, pages in wanted.items():
@@ -151,14 +155,14 @@ class SnapshotFrames:
     def _load(
         self,
         adapter: ProviderAdapter,
-        refs: list[tuple[str, Mapping[str, str]]],
+        refs: list[tuple[str, SnapshotRef]],
         *,
         partition: str,
         stats: BuildStats,
     ) -> None:
         """Read, verify and parse ``refs`` into batches of at most about BATCH_BYTES of
         snapshots each (bodies and decoded values are transient; a batch keeps the frame)."""
-        chunk: list[tuple[str, Mapping[str, str], bytes, int]] = []
+        chunk: list[tuple[str, SnapshotRef, bytes, int]] = []
         size = 0
         for symbol, entry in refs:
             body = self._store.read(entry)
@@ -177,7 +181,7 @@ class SnapshotFrames:
     def _add_batch(
         self,
         adapter: ProviderAdapter,
-        chunk: list[tuple[str, Mapping[str, str], bytes, int]],
+        chunk: list[tuple[str, SnapshotRef, bytes, int]],
         *,
         partition: str,
         stats: BuildStats,
@@ -200,12 +204,12 @@ class SnapshotFrames:
         heights = dict(zip(counts[PAGE_COLUMN].to_list(), counts["count"].to_list(), strict=True))
         ids = set()
         for index, (_, entry, _, _) in enumerate(chunk):
-            old = self._pages.pop(entry["path"], None)
+            old = self._pages.pop(entry.path, None)
             if old is not None:  # same path, another digest: the held one is stale
                 self._forget(old)
-            self._pages[entry["path"]] = _Page(
-                sha256=entry["sha256"],
-                end=datetime.fromisoformat(entry["end"]) if "end" in entry else None,
+            self._pages[entry.path] = _Page(
+                sha256=entry.sha256,
+                end=entry.end,
                 batch=batch_id,
                 page=first_id + index,
                 rows=heights.get(index, 0),
@@ -234,7 +238,7 @@ class SnapshotFrames:
 
     def release(self, *, through: datetime) -> None:
         """Forget snapshots that end at or before ``through``."""
-        done = [k for k, page in self._pages.items() if page.end is None or page.end <= through]
+        done = [k for k, page in self._pages.items() if page.end <= through]
         for key in done:
             self._forget(self._pages.pop(key))
         self._compact()
@@ -243,7 +247,7 @@ class SnapshotFrames:
 def bars_from_manifest(
     store: SnapshotStore,
     adapter: ProviderAdapter,
-    manifest: Mapping[str, object],
+    manifest: Manifest,
     *,
     partition: str,
     start: datetime,
@@ -261,6 +265,63 @@ def bars_from_manifest(
     )
     cache.release(through=end)
     return normalize_bars(frames, partition=partition, stats=stats)
+
+
+CORE_BARS_TABLE = "core_bars"
+
+
+@dataclass
+class CoreBarsResult:
+    """What one core/bars step wrote."""
+
+    rows: int = 0
+    symbols: set[str] = field(default_factory=set)
+    stats: BuildStats = field(default_factory=BuildStats)
+
+
+def iter_core_bars(
+    store: SnapshotStore,
+    partitions: Sequence[PartitionWindow],
+    *,
+    stats: BuildStats,
+    adapter: ProviderAdapter | None = None,
+) -> Iterator[tuple[PartitionWindow, pl.DataFrame]]:
+    """Each partition's canonical bars from its raw/bars manifest, in the order given.
+
+    Give the partitions in time order: memory then holds one partition's bars and the pages
+    that overlap it, however long the range, and a page covering several partitions is parsed
+    once. ``adapter`` overrides the manifest's provider (benchmarks compare decoders)."""
+    parsed = SnapshotFrames(store)
+    for window in partitions:
+        manifest = load_manifest(store, window.key)
+        frame = bars_from_manifest(
+            store,
+            adapter or get_adapter(manifest.provider),
+            manifest,
+            partition=window.key,
+            start=window.start,
+            end=window.end,
+            stats=stats,
+            snapshots=parsed,
+        )
+        yield window, frame
+
+
+def build_core_bars(
+    store: SnapshotStore,
+    warehouse: Warehouse,
+    partitions: Sequence[PartitionWindow],
+    *,
+    table: str = CORE_BARS_TABLE,
+) -> CoreBarsResult:
+    """The core/bars layer for a run: each partition built and replaced in the warehouse
+    (replace, not append: re-runs and backfills leave one copy of each partition)."""
+    result = CoreBarsResult()
+    for window, frame in iter_core_bars(store, partitions, stats=result.stats):
+        warehouse.replace_partition(table, window.key, frame)
+        result.rows += frame.height
+        result.symbols.update(frame.get_column("symbol").unique().to_list())
+    return result
 
 
 def stamp(frame: pl.DataFrame, provider: str, fetched_us: pl.Series) -> pl.DataFrame:

@@ -3,11 +3,19 @@ volatility."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
 
+from resources.errors import StorageError
+from resources.storage.base import Warehouse
 from resources.tables.schemas import DAILY_SCHEMA, RETURNS_SCHEMA
+from resources.windows import PartitionWindow
+
+DAILY_BARS_TABLE = "core_daily_bars"
+DAILY_RETURNS_TABLE = "core_daily_returns"
 
 MINUTES_PER_YEAR = 365 * 24 * 60  # markets we model trade around the clock (crypto, FX)
 
@@ -66,3 +74,36 @@ def daily_returns(bars: pl.LazyFrame | pl.DataFrame, *, day: datetime) -> pl.Dat
         .collect()
     )
     return out.cast(RETURNS_SCHEMA).sort("symbol")
+
+
+@dataclass
+class DailyResult:
+    """What one daily step wrote."""
+
+    rows: int = 0
+    symbols: set[str] = field(default_factory=set)
+
+
+def build_daily_table(
+    warehouse: Warehouse,
+    days: Sequence[PartitionWindow],
+    *,
+    source: str,
+    table: str,
+    compute: Callable[..., pl.DataFrame],
+) -> DailyResult:
+    """For each day (its ``parts``: the hourly partitions of ``source``): read, compute,
+    replace the day's partition of ``table`` (replace, not append: re-runs leave one copy)."""
+    result = DailyResult()
+    for day in days:
+        try:
+            bars = warehouse.scan(source, list(day.parts))
+        except StorageError as exc:
+            raise StorageError(
+                f"day {day.key}: {exc}; materialize core/bars for them first"
+            ) from None
+        frame = compute(bars, day=day.start)
+        warehouse.replace_partition(table, day.key, frame)
+        result.rows += frame.height
+        result.symbols.update(frame.get_column("symbol").to_list())
+    return result

@@ -13,11 +13,13 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import resources.tables.core as bars_module
-from resources.raw.ingest import BARS_DATASET, build_manifest, build_manifests
+from resources.raw.ingest import build_manifest, build_manifests
+from resources.raw.manifest import BARS_DATASET
 from resources.raw.snapshots import SnapshotRef, SnapshotStore
 from resources.simulator.adapter import SimulatorAdapter
-from resources.simulator.market import generate_bars
+from resources.simulator.data import generate_bars
 from resources.tables.core import BuildStats, SnapshotFrames, bars_from_manifest, newest_per_minute
+from resources.windows import PartitionWindow
 from tests.reference_bars import reference_bars_from_manifest
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -53,10 +55,14 @@ def store_pages(store: SnapshotStore, spans: list[tuple[str, int, int]], **kw: b
 
 
 def hours(n: int) -> list[tuple[str, datetime, datetime]]:
+    return [(w.key, w.start, w.end) for w in windows(n)]
+
+
+def windows(n: int) -> list[PartitionWindow]:
     out = []
     for h in range(n):
         start = T0 + timedelta(hours=h)
-        out.append((f"{start:%Y-%m-%d-%H}:00", start, start + timedelta(hours=1)))
+        out.append(PartitionWindow(f"{start:%Y-%m-%d-%H}:00", start, start + timedelta(hours=1)))
     return out
 
 
@@ -72,22 +78,13 @@ SPANS = [
 def test_build_manifests_equals_one_manifest_per_partition(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path)
     refs = store_pages(store, SPANS)
-    partitions = hours(24)
+    partitions = windows(24)
     for prefer in ((), refs[2:4]):
         one_by_one = [
-            (
-                key,
-                build_manifest(
-                    store,
-                    provider="simulator",
-                    symbols=SYMBOLS,
-                    partition_key=key,
-                    start=start,
-                    end=end,
-                    prefer=prefer,
-                ),
+            build_manifest(
+                store, provider="simulator", symbols=SYMBOLS, partition=window, prefer=prefer
             )
-            for key, start, end in partitions
+            for window in partitions
         ]
         for chunk in (1, 5, 168):
             chunked = build_manifests(
@@ -120,7 +117,10 @@ def run_range(store: SnapshotStore, *, cache: SnapshotFrames | None) -> tuple[li
     frames = []
     for key, start, end in hours(24):
         manifest = build_manifest(
-            store, provider="simulator", symbols=SYMBOLS, partition_key=key, start=start, end=end
+            store,
+            provider="simulator",
+            symbols=SYMBOLS,
+            partition=PartitionWindow(key, start, end),
         )
         frames.append(
             bars_from_manifest(
@@ -148,7 +148,10 @@ def test_a_range_parses_each_snapshot_once_and_gives_the_same_partitions(tmp_pat
     before_stats = BuildStats()
     for (key, start, end), one, other in zip(hours(24), alone, cached, strict=True):
         manifest = build_manifest(
-            store, provider="simulator", symbols=SYMBOLS, partition_key=key, start=start, end=end
+            store,
+            provider="simulator",
+            symbols=SYMBOLS,
+            partition=PartitionWindow(key, start, end),
         )
         before = reference_bars_from_manifest(
             store, ADAPTER, manifest, partition=key, start=start, end=end, stats=before_stats
@@ -180,18 +183,19 @@ def test_a_refresh_prefers_the_fresh_pages_in_every_chunk(tmp_path: Path) -> Non
     store = SnapshotStore(tmp_path)
     store_pages(store, [("AAPL", 0, 1440)])
     fresh: list[SnapshotRef] = store_pages(store, [("AAPL", 0, 700), ("AAPL", 700, 1440)])
-    manifests = dict(
-        build_manifests(
+    manifests = {
+        m.partition: m
+        for m in build_manifests(
             store,
             provider="simulator",
             symbols=["AAPL"],
-            partitions=hours(24),
+            partitions=windows(24),
             prefer=fresh,
             chunk=7,
         )
-    )
+    }
     for key, start, end in hours(24):
-        listed = manifests[key]["symbols"]["AAPL"]  # type: ignore[index]
+        listed = [r.as_manifest_entry() for r in manifests[key].symbols["AAPL"]]
         assert listed == [r.as_manifest_entry() for r in fresh if r.overlaps(start, end)]
 
 
@@ -253,7 +257,10 @@ def test_staggered_pages_in_small_batches_give_the_same_partitions_in_bounded_me
     peak = 0
     for key, start, end in hours(24):
         manifest = build_manifest(
-            store, provider="simulator", symbols=symbols, partition_key=key, start=start, end=end
+            store,
+            provider="simulator",
+            symbols=symbols,
+            partition=PartitionWindow(key, start, end),
         )
         together = bars_from_manifest(
             store,
@@ -290,7 +297,10 @@ def test_a_batch_kept_by_one_long_page_drops_the_released_rows(tmp_path: Path) -
     cache = SnapshotFrames(store)
     for key, start, end in hours(3):
         manifest = build_manifest(
-            store, provider="simulator", symbols=symbols, partition_key=key, start=start, end=end
+            store,
+            provider="simulator",
+            symbols=symbols,
+            partition=PartitionWindow(key, start, end),
         )
         frame = bars_from_manifest(
             store,

@@ -17,7 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from resources.errors import InvalidInputError, StorageError
-from resources.raw.snapshots import SnapshotStore, iter_manifest_refs
+from resources.raw.snapshots import SnapshotStore
 from resources.storage.atomic import TEMP_PREFIX, atomic_write, atomic_write_bytes, sweep_temp_files
 from resources.storage.parquet import ParquetWarehouse
 from resources.storage.warehouse import warehouse_from_url
@@ -253,7 +253,7 @@ def test_manifest_round_trip(store: SnapshotStore) -> None:
 
     assert path == store.root / "manifests" / "raw_bars" / "2026-01-05-0300.json"
     assert store.read_manifest(asset="raw_bars", partition_key="2026-01-05-03:00") == manifest
-    entries = list(iter_manifest_refs(manifest))
+    entries = [(s, e) for s, listed in manifest["symbols"].items() for e in listed]
     assert [(symbol, store.read(entry)) for symbol, entry in entries] == [("AAPL", b"body 180-240")]
 
 

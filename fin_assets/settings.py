@@ -1,0 +1,177 @@
+"""The one reader of configuration: environment variables in, typed and frozen ``Settings`` out.
+
+Every setting is declared once in ``SETTINGS`` — its variable, its default and what it means
+(the README's configuration table is checked against this list by a test) — and parsed once in
+``Settings.from_env``, when Dagster loads the definitions, never at import time. A bad value
+fails the load with an error naming the variable. Secrets (``FIN_API_KEY``,
+``FIN_ALERT_WEBHOOK_URL``) are never read into settings: only whether they are set, so that
+``fin_assets/definitions.py`` can bind them as ``dg.EnvVar`` and their values stay out of run
+config, the UI and event logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fin_assets.freshness import FreshnessSettings
+from resources.errors import InvalidInputError
+from resources.http.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_WAIT_S
+from resources.notify.alert import PAYLOAD_FORMATS, PayloadFormat
+from resources.providers import get_adapter
+from resources.providers.base import ProviderAdapter
+from resources.ratelimit.policy import QuotaPolicy
+from resources.validation import parse_symbols
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+API_KEY_VARIABLE = "FIN_API_KEY"
+WEBHOOK_VARIABLE = "FIN_ALERT_WEBHOOK_URL"
+QUOTA_STORE_FILE = "fin_assets_quota.sqlite"
+
+_FRESHNESS = FreshnessSettings()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its default as written in the environment, and its meaning."""
+
+    name: str
+    default: str  # "" = unset; what that means is in `meaning`
+    meaning: str
+    secret: bool = False  # only whether it is set is read; the value goes through dg.EnvVar
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("FIN_PROVIDER", "simulator", "provider adapter: simulator, binance, polygon"),
+    Setting("FIN_API_BASE_URL", "", "empty = the provider's own base URL"),
+    Setting(API_KEY_VARIABLE, "", "the provider's API key", secret=True),
+    Setting("FIN_SYMBOLS", "AAPL,MSFT,GOOG,AMZN,NVDA", "the symbol universe, comma-separated"),
+    Setting("FIN_DATA_DIR", "", "empty = <project>/data: snapshots, manifests, Parquet lake"),
+    Setting("FIN_WAREHOUSE_URL", "", "empty = <FIN_DATA_DIR>/warehouse (Parquet)"),
+    Setting("FIN_QUOTA_REQUESTS", "", "empty = the provider's documented quota; 'learn'"),
+    Setting("FIN_QUOTA_WINDOW_SECONDS", "1", "the quota's window"),
+    Setting("FIN_QUOTA_BURST", "1", "requests allowed back to back"),
+    Setting("FIN_QUOTA_STORE", "", f"empty = $DAGSTER_HOME/{QUOTA_STORE_FILE}"),
+    Setting("FIN_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS), "attempts per request"),
+    Setting("FIN_MAX_WAIT_SECONDS", f"{DEFAULT_MAX_WAIT_S:g}", "waiting one step may do"),
+    Setting(WEBHOOK_VARIABLE, "", "where alerts are posted; empty = only logged", secret=True),
+    Setting("FIN_ALERT_FORMAT", "slack", "'slack' or 'plain'"),
+    Setting("FIN_SENSOR_INTERVAL_SECONDS", "60", "new-data and alert sensors' tick"),
+    Setting("FIN_AUTOMATION_INTERVAL_SECONDS", "30", "daily tables' automation tick"),
+    Setting("FIN_NEW_DATA_LOOKBACK_HOURS", "48", "new_bars_sensor's first look back"),
+    Setting(
+        "FIN_FRESHNESS_HOURLY_FAIL_MINUTES",
+        f"{_FRESHNESS.hourly_fail_minutes:g}",
+        "hourly assets are stale after this",
+    ),
+    Setting(
+        "FIN_FRESHNESS_HOURLY_WARN_MINUTES",
+        f"{_FRESHNESS.hourly_warn_minutes:g}",
+        "warn after this (0 = never)",
+    ),
+    Setting(
+        "FIN_FRESHNESS_DAILY_DEADLINE_CRON",
+        _FRESHNESS.daily_deadline_cron,
+        "by when the daily tables are rebuilt (UTC)",
+    ),
+)
+DEFAULTS: dict[str, str] = {s.name: s.default for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the code location is configured with, parsed and checked."""
+
+    provider: str
+    adapter: ProviderAdapter
+    base_url: str
+    has_api_key: bool
+    symbols: tuple[str, ...]
+    data_dir: Path
+    warehouse_url: str
+    quota_store: str
+    # FIN_QUOTA_REQUESTS; None: the provider's documented quota, or learned (learn_quota).
+    configured_quota: QuotaPolicy | None
+    learn_quota: bool
+    max_attempts: int
+    max_wait_s: float
+    alert_format: PayloadFormat
+    has_webhook: bool
+    sensor_interval_s: int
+    automation_interval_s: int
+    new_data_lookback_hours: int
+    freshness: FreshnessSettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        read = _Reader(env)
+        provider = read.text("FIN_PROVIDER")
+        adapter = get_adapter(provider)
+        has_api_key = bool(env.get(API_KEY_VARIABLE))
+        adapter.check_api_key(API_KEY_VARIABLE if has_api_key else None)
+        data_dir = Path(read.text("FIN_DATA_DIR") or PROJECT_ROOT / "data").expanduser().resolve()
+        # One quota state for every process of the instance: a file next to it.
+        instance_dir = Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else data_dir
+        quota_text = read.text("FIN_QUOTA_REQUESTS").strip().lower()
+        learn = quota_text == "learn"
+        quota: QuotaPolicy | None = None
+        window_s = read.number("FIN_QUOTA_WINDOW_SECONDS", float)
+        burst = max(1, int(read.number("FIN_QUOTA_BURST", int)))
+        if quota_text not in ("", "learn"):
+            limit = read.number("FIN_QUOTA_REQUESTS", float)
+            if limit == 0:
+                raise InvalidInputError(
+                    "FIN_QUOTA_REQUESTS=0 would never send: use a number or 'learn'"
+                )
+            quota = QuotaPolicy(limit, window_s, burst)
+        alert_format = read.text("FIN_ALERT_FORMAT")
+        if alert_format not in PAYLOAD_FORMATS:
+            raise InvalidInputError(
+                f"FIN_ALERT_FORMAT={alert_format!r}: expected one of {', '.join(PAYLOAD_FORMATS)}"
+            )
+        warn = read.number("FIN_FRESHNESS_HOURLY_WARN_MINUTES", float)
+        return cls(
+            provider=provider,
+            adapter=adapter,
+            base_url=env.get("FIN_API_BASE_URL") or adapter.default_base_url,
+            has_api_key=has_api_key,
+            symbols=parse_symbols(read.text("FIN_SYMBOLS")),
+            data_dir=data_dir,
+            warehouse_url=env.get("FIN_WAREHOUSE_URL") or str(data_dir / "warehouse"),
+            quota_store=env.get("FIN_QUOTA_STORE") or str(instance_dir / QUOTA_STORE_FILE),
+            configured_quota=quota,
+            learn_quota=learn,
+            max_attempts=int(read.number("FIN_MAX_ATTEMPTS", int)),
+            max_wait_s=read.number("FIN_MAX_WAIT_SECONDS", float),
+            alert_format=alert_format,  # type: ignore[arg-type]  # checked just above
+            has_webhook=bool(env.get(WEBHOOK_VARIABLE)),
+            sensor_interval_s=int(read.number("FIN_SENSOR_INTERVAL_SECONDS", int)),
+            automation_interval_s=int(read.number("FIN_AUTOMATION_INTERVAL_SECONDS", int)),
+            new_data_lookback_hours=int(read.number("FIN_NEW_DATA_LOOKBACK_HOURS", int)),
+            freshness=FreshnessSettings(
+                hourly_fail_minutes=read.number("FIN_FRESHNESS_HOURLY_FAIL_MINUTES", float),
+                hourly_warn_minutes=warn or None,
+                daily_deadline_cron=read.text("FIN_FRESHNESS_DAILY_DEADLINE_CRON"),
+            ),
+        )
+
+
+class _Reader:
+    """Reads one variable at a time, falling back to its declared default."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, name: str) -> str:
+        return self._env.get(name) or DEFAULTS[name]
+
+    def number(self, name: str, kind: type[int] | type[float]) -> float:
+        raw = self.text(name)
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise InvalidInputError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+        if value < 0:
+            raise InvalidInputError(f"{name}={raw!r} must not be negative")
+        return value

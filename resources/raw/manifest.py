@@ -1,0 +1,96 @@
+"""``Manifest``: which verbatim snapshots make up one raw/bars partition.
+
+A manifest is written for every partition raw/bars materializes and read by core/bars to build
+the same window, so the processed table is rebuilt from exactly the bytes that were fetched.
+On disk it is JSON under ``<root>/manifests/raw_bars/<partition>.json`` (``SnapshotStore``)::
+
+    {"asset": "raw/bars", "partition": "2026-01-05-03:00", "provider": "simulator",
+     "dataset": "bars_1m", "window": {"start": ..., "end": ...},
+     "symbols": {"AAPL": [{"path": ..., "sha256": ..., "start": ..., "end": ...}, ...]}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from resources.errors import StorageError
+from resources.raw.snapshots import SnapshotRef, SnapshotStore
+
+RAW_BARS_ASSET = "raw/bars"
+MANIFESTS_DIR = "raw_bars"  # <root>/manifests/<MANIFESTS_DIR>/
+BARS_DATASET = "bars_1m"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The snapshots covering one partition window, per symbol, in time order."""
+
+    partition: str
+    provider: str
+    start: datetime
+    end: datetime
+    symbols: Mapping[str, tuple[SnapshotRef, ...]]
+    dataset: str = BARS_DATASET
+
+    def refs(self) -> Iterator[tuple[str, SnapshotRef]]:
+        for symbol, refs in self.symbols.items():
+            for ref in refs:
+                yield symbol, ref
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "asset": RAW_BARS_ASSET,
+            "partition": self.partition,
+            "provider": self.provider,
+            "dataset": self.dataset,
+            "window": {"start": self.start.isoformat(), "end": self.end.isoformat()},
+            "symbols": {
+                symbol: [ref.as_manifest_entry() for ref in refs]
+                for symbol, refs in self.symbols.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, where: str) -> Manifest:
+        """A manifest read back; a file that is not one fails naming ``where``."""
+        try:
+            provider, dataset = data["provider"], data["dataset"]
+            symbols = {
+                symbol: tuple(
+                    SnapshotRef(
+                        provider,
+                        dataset,
+                        symbol,
+                        datetime.fromisoformat(entry["start"]),
+                        datetime.fromisoformat(entry["end"]),
+                        entry["sha256"],
+                        entry["path"],
+                    )
+                    for entry in entries
+                )
+                for symbol, entries in data["symbols"].items()
+            }
+            return cls(
+                partition=data["partition"],
+                provider=provider,
+                start=datetime.fromisoformat(data["window"]["start"]),
+                end=datetime.fromisoformat(data["window"]["end"]),
+                symbols=symbols,
+                dataset=dataset,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StorageError(f"manifest {where} is not a raw/bars manifest: {exc!r}") from None
+
+
+def save_manifest(store: SnapshotStore, manifest: Manifest) -> None:
+    store.write_manifest(
+        asset=MANIFESTS_DIR, partition_key=manifest.partition, manifest=manifest.to_json()
+    )
+
+
+def load_manifest(store: SnapshotStore, partition_key: str) -> Manifest:
+    data = store.read_manifest(asset=MANIFESTS_DIR, partition_key=partition_key)
+    return Manifest.from_json(data, where=f"{MANIFESTS_DIR}/{partition_key}")
