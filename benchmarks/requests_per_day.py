@@ -53,7 +53,7 @@ class Provider:
 
 def providers() -> list[Provider]:
     # Imported here: the emulators are test code, and only this benchmark needs them.
-    from resources.simulator.market import MarketSimulator, SimulatorConfig
+    from resources.simulator.server import MarketSimulator, SimulatorConfig
     from tests.emulators.binance import BinanceEmulator
     from tests.emulators.polygon import PolygonEmulator
 

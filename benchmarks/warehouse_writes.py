@@ -48,7 +48,7 @@ import polars as pl
 
 from benchmarks.harness import Targets, table
 from resources.simulator.adapter import SimulatorAdapter
-from resources.simulator.market import generate_bars
+from resources.simulator.data import generate_bars
 from resources.storage.base import WriteResult
 from resources.storage.parquet import ParquetWarehouse
 from resources.tables.core import stamp

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv[:1])
     # Imports are per command: the simulator should not pay for importing Dagster.
     if args.command == "simulator":
-        from resources.simulator.market import serve_forever_from_args
+        from resources.simulator.cli import serve_forever_from_args
 
         return serve_forever_from_args(argv[1:])
     from fin_assets.demo import run_demo

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from resources.simulator.market import MarketSimulator, SimulatorConfig
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 
 # Dagster marks backfill_policy and friends beta; those notices are not our bugs.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)

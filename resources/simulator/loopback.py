@@ -1,11 +1,13 @@
 """Loopback HTTP plumbing shared by the simulator (``resources/simulator/``) and the vendor
 emulators of the tests (``tests/emulators/``).
 
-A ``ThreadingHTTPServer`` on daemon threads with a 128-deep listen backlog (many worker
-processes connect at once; the default of 5 drops connection attempts, which clients see as a
-one-second SYN retry), no reverse DNS in ``server_bind``, and keep-alive connections dropped on
-stop so handler threads exit promptly; a handler with keep-alive, Nagle off, no access log and
-no request line in error pages (either may carry an API key).
+``LoopbackService`` is what they all are: ``start()``/``stop()`` (or ``with``), and their
+``port`` and ``url`` while they serve. Underneath, a ``ThreadingHTTPServer`` on daemon threads
+with a 128-deep listen backlog (many worker processes connect at once; the default of 5 drops
+connection attempts, which clients see as a one-second SYN retry), no reverse DNS in
+``server_bind``, and keep-alive connections dropped on stop so handler threads exit promptly;
+a handler with keep-alive, Nagle off, no access log and no request line in error pages (either
+may carry an API key).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import socket
 import socketserver
 import sys
 import threading
+from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +109,61 @@ class QuietHandler(BaseHTTPRequestHandler):
         # The stock error page quotes the raw request line, which may carry a key; answer
         # with the bare status phrase instead.
         super().send_error(code)
+
+
+class LoopbackService(ABC):
+    """Something served on loopback from a daemon thread: ``start()`` and ``stop()``, or a
+    ``with`` block; ``port`` and ``url`` while it serves. Subclasses bind their server."""
+
+    kind = "loopback server"  # names it in errors and log lines
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self._server: LoopbackHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @abstractmethod
+    def _bind(self) -> LoopbackHTTPServer:
+        """A server bound to this service's address, not serving yet."""
+
+    def start(self) -> Self:
+        if self._server is not None:
+            raise RuntimeError(f"{self.kind} already started")
+        server = self._bind()
+        self._server = server
+        self._thread = server.serve_in_thread(f"{type(self).__name__}-{server.server_port}")
+        logger.info("%s listening on %s", self.kind, self.url)
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        server.stop_serving(thread)
+        logger.info("%s stopped", self.kind)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"{self.kind} not started")
+        return self._server.server_port
+
+    @property
+    def url(self) -> str:
+        """Base URL without a trailing slash, e.g. ``http://127.0.0.1:54321``."""
+        host = self.host
+        # A wildcard bind is reachable on loopback; hand out an address clients can use.
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"

@@ -26,7 +26,7 @@ from typing import TypeVar
 import dagster as dg
 import pytest
 
-from resources.simulator.market import MarketSimulator, SimulatorConfig
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

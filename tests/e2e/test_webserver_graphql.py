@@ -16,7 +16,7 @@ import dagster as dg
 import httpx
 
 from fin_assets.definitions import build_definitions
-from resources.simulator.market import MarketSimulator, SimulatorConfig
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.conftest import fin_env, run_range
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from email.message import Message
 from typing import Any
 
-from resources.simulator.market import SYMBOL_PATTERN, generate_bars
+from resources.simulator.data import SYMBOL_PATTERN, generate_bars
 from tests.emulators.base import Clock, LoopbackEmulator, Reply, dumps
 
 __all__ = [

@@ -29,7 +29,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
-from resources.simulator.market import SYMBOL_PATTERN, generate_bars
+from resources.simulator.data import SYMBOL_PATTERN, generate_bars
 from tests.emulators.base import Clock, LoopbackEmulator, Reply, dumps
 
 __all__ = [

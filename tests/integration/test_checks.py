@@ -24,7 +24,8 @@ import pytest
 from fin_assets.checks import daily_automation_condition
 from fin_assets.definitions import build_definitions
 from resources.simulator.adapter import SimulatorAdapter
-from resources.simulator.market import MarketSimulator, generate_bars
+from resources.simulator.data import generate_bars
+from resources.simulator.server import MarketSimulator
 from resources.storage.parquet import ParquetWarehouse
 from resources.tables.daily import aggregate_daily, daily_returns
 from tests.conftest import fin_env, run_range, step_failure_messages

@@ -11,7 +11,8 @@ import pytest
 
 from fin_assets.definitions import build_definitions
 from resources.errors import InvalidInputError
-from resources.simulator.market import FaultSpec, MarketSimulator, SimulatorConfig
+from resources.simulator.faults import FaultSpec
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.parquet import ParquetWarehouse
 from tests.conftest import (
     assert_secrets_not_logged,

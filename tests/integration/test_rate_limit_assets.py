@@ -12,7 +12,8 @@ import pytest
 from fin_assets.assets.raw import RawBarsConfig, build_raw_bars
 from fin_assets.definitions import build_definitions
 from resources.ratelimit.stores import SQLiteQuotaStore, quota_key
-from resources.simulator.market import FaultSpec, MarketSimulator, SimulatorConfig
+from resources.simulator.faults import FaultSpec
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.conftest import fin_env, materialization_metadata, run_range
 
 HOUR = "2026-01-05-00:00"

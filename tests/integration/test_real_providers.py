@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from fin_assets.definitions import build_definitions
-from resources.simulator.market import MarketSimulator, SimulatorConfig
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.parquet import ParquetWarehouse
 from resources.tables.schemas import CANONICAL_SCHEMA
 from tests.conftest import (

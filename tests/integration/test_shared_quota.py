@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from resources.simulator.market import FaultSpec, MarketSimulator, SimulatorConfig
+from resources.simulator.faults import FaultSpec
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 4

@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from resources.simulator.market import MarketSimulator, SimulatorConfig
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.parquet import ParquetWarehouse
 from tests.conftest import fin_env
 from tests.postgres.conftest import PROJECT_ROOT, postgres_instance_env

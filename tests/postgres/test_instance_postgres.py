@@ -17,7 +17,7 @@ from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.scheduler.instigation import TickData, TickStatus
 
 from fin_assets.definitions import build_definitions
-from resources.simulator.market import MarketSimulator, SimulatorConfig
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.postgres import PostgresWarehouse
 from tests.conftest import fin_env, run_range
 from tests.postgres.conftest import PROJECT_ROOT, postgres_instance_env

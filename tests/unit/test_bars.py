@@ -16,7 +16,7 @@ from resources.providers.decoding import BAR_SCHEMA
 from resources.raw.ingest import build_manifest
 from resources.raw.snapshots import SnapshotStore
 from resources.simulator.adapter import SimulatorAdapter
-from resources.simulator.market import generate_bars
+from resources.simulator.data import generate_bars
 from resources.tables.core import BuildStats, bars_from_manifest, normalize_bars
 from resources.tables.daily import MINUTES_PER_YEAR, aggregate_daily, daily_returns
 from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA

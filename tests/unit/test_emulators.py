@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from resources.simulator.market import generate_bars
+from resources.simulator.data import generate_bars
 from tests.emulators.base import LoopbackEmulator
 from tests.emulators.binance import KLINES_PATH, BinanceEmulator
 from tests.emulators.polygon import PolygonEmulator, aggregate_bars, is_quiet

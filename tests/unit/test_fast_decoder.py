@@ -27,7 +27,7 @@ from resources.providers import binance, polygon
 from resources.providers.base import ProviderAdapter
 from resources.providers.decoding import PAGE_COLUMN, FastBarDecoder, ParsedBars
 from resources.simulator import adapter as simulator
-from resources.simulator.market import generate_bars
+from resources.simulator.data import generate_bars
 from tests.reference_bars import reference_parse_bars
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -17,7 +17,7 @@ from resources.quality import (
     check_positive,
     check_unique,
 )
-from resources.simulator.market import generate_bars
+from resources.simulator.data import generate_bars
 
 T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -18,14 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from resources.simulator.market import (
-    FAULT_NAMES,
-    SYMBOL_PATTERN,
-    FaultSpec,
-    MarketSimulator,
-    SimulatorConfig,
-    generate_bars,
-)
+from resources.simulator.data import SYMBOL_PATTERN, generate_bars
+from resources.simulator.faults import FAULT_NAMES, FaultSpec
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 NOW = datetime(2026, 1, 7, 12, 34, 56, tzinfo=UTC)  # well after DAY, so DAY is fully closed
@@ -532,7 +527,7 @@ def test_symbol_pattern() -> None:
 
 
 def test_cli_serves_and_stops_on_sigterm() -> None:
-    code = "import sys; from resources.simulator.market import serve_forever_from_args as f; " + (
+    code = "import sys; from resources.simulator.cli import serve_forever_from_args as f; " + (
         "sys.exit(f(sys.argv[1:]))"
     )
     args = ["--port", "0", "--now", "2026-01-07T12:34:56Z", "--api-key", SECRET, "--seed", "0"]
