@@ -18,19 +18,30 @@ import socket
 import socketserver
 import sys
 import threading
-from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 logger = logging.getLogger(__name__)
 
+OwnerT = TypeVar("OwnerT")
 
-class LoopbackHTTPServer(ThreadingHTTPServer):
+
+class LoopbackHTTPServer(ThreadingHTTPServer, Generic[OwnerT]):
+    """Serves ``handler`` for ``owner`` (what the handler answers for: ``self.server.owner``)."""
+
     request_queue_size = 128
     daemon_threads = True
-    label = "loopback server"  # names the server in its log lines
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        owner: OwnerT,
+        *,
+        label: str = "loopback server",
+    ) -> None:
+        self.owner = owner
+        self.label = label  # names the server in its log lines
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self._conns: set[socket.socket] = set()
@@ -111,25 +122,26 @@ class QuietHandler(BaseHTTPRequestHandler):
         super().send_error(code)
 
 
-class LoopbackService(ABC):
+class LoopbackService:
     """Something served on loopback from a daemon thread: ``start()`` and ``stop()``, or a
-    ``with`` block; ``port`` and ``url`` while it serves. Subclasses bind their server."""
+    ``with`` block; ``port`` and ``url`` while it serves (``port`` 0 = an ephemeral one)."""
 
     kind = "loopback server"  # names it in errors and log lines
+    # Answers its requests; it finds this object as ``self.server.owner``.
+    handler: type[BaseHTTPRequestHandler]
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, port: int) -> None:
         self.host = host
-        self._server: LoopbackHTTPServer | None = None
+        self.requested_port = port
+        self._server: LoopbackHTTPServer[Self] | None = None
         self._thread: threading.Thread | None = None
-
-    @abstractmethod
-    def _bind(self) -> LoopbackHTTPServer:
-        """A server bound to this service's address, not serving yet."""
 
     def start(self) -> Self:
         if self._server is not None:
             raise RuntimeError(f"{self.kind} already started")
-        server = self._bind()
+        server = LoopbackHTTPServer(
+            (self.host, self.requested_port), self.handler, self, label=self.kind
+        )
         self._server = server
         self._thread = server.serve_in_thread(f"{type(self).__name__}-{server.server_port}")
         logger.info("%s listening on %s", self.kind, self.url)

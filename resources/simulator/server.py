@@ -117,16 +117,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return _Response(status, dumps({"error": message}), headers or {})
 
 
-class _SimHTTPServer(LoopbackHTTPServer):
-    label = "simulator"
-
-    def __init__(self, address: tuple[str, int], sim: MarketSimulator) -> None:
-        self.sim = sim
-        super().__init__(address, _Handler)
-
-
 class _Handler(QuietHandler):
-    server: _SimHTTPServer
+    server: LoopbackHTTPServer[MarketSimulator]
     server_version = "MarketSim/1.0"
 
     def do_GET(self) -> None:  # noqa: N802
@@ -159,7 +151,7 @@ class _Handler(QuietHandler):
             resp = _error(400, "unsupported or oversized request body")
         else:
             try:
-                resp = self.server.sim._handle(method, self.path, self.headers, body)
+                resp = self.server.owner._handle(method, self.path, self.headers, body)
             except Exception:
                 logger.exception("simulator failed handling %s %s", method, path)
                 resp = _error(500, "internal simulator error")
@@ -192,11 +184,12 @@ class MarketSimulator(LoopbackService):
     """A loopback market-data API; ``start()`` serves it from a daemon thread."""
 
     kind = "simulator"
+    handler = _Handler
 
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config if config is not None else SimulatorConfig()
         cfg = self.config
-        super().__init__(cfg.host)
+        super().__init__(cfg.host, cfg.port)
         if cfg.page_limit_max < 1:
             raise ValueError("page_limit_max must be >= 1")
         self._quota = ServerQuota(
@@ -211,9 +204,6 @@ class MarketSimulator(LoopbackService):
         # A restarted simulator given the same anchor continues the same clock.
         self._clock_anchor = cfg.clock_anchor if cfg.clock_anchor is not None else time.time()
         self._clear_stats()
-
-    def _bind(self) -> _SimHTTPServer:
-        return _SimHTTPServer((self.config.host, self.config.port), self)
 
     # -- control -----------------------------------------------------------------------
 

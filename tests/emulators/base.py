@@ -1,8 +1,8 @@
 """A loopback HTTP server base for vendor-API emulators used in tests.
 
-The server plumbing is the simulator's (``resources/loopback.py``): daemon threads, a
-128-deep listen backlog, no reverse DNS, Nagle off, no access log, keep-alive connections
-dropped on ``stop()``.
+The server plumbing and the ``start()``/``stop()``/``with`` life cycle are the simulator's
+(``resources/simulator/loopback.py``): daemon threads, a 128-deep listen backlog, no reverse
+DNS, Nagle off, no access log, keep-alive connections dropped on ``stop()``.
 
 Subclasses implement :meth:`LoopbackEmulator.handle` (pure request -> response) and
 :meth:`LoopbackEmulator.is_data_path`; the base class does parsing, injection of canned
@@ -12,17 +12,17 @@ responses, the request log and the generic counters.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from email.message import Message
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from resources.simulator.loopback import LoopbackHTTPServer, QuietHandler
+from resources.simulator.loopback import LoopbackHTTPServer, LoopbackService, QuietHandler
+from resources.simulator.protocol import dumps  # compact JSON, as the real vendors send it
 
 __all__ = ["Clock", "LoopbackEmulator", "Reply", "dumps"]
 
@@ -35,24 +35,11 @@ Reply = tuple[int, dict[str, str], bytes]
 _MAX_QUERY_FIELDS = 64
 
 
-def dumps(obj: Any) -> bytes:
-    """Compact JSON, as the real vendors send it."""
-    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
-
-
-class _Server(LoopbackHTTPServer):
-    label = "emulator"
-
-    def __init__(self, address: tuple[str, int], emulator: LoopbackEmulator) -> None:
-        self.emulator = emulator
-        super().__init__(address, _Handler)
-
-
 class _Handler(QuietHandler):
-    server: _Server
+    server: LoopbackHTTPServer[LoopbackEmulator]
 
     def version_string(self) -> str:
-        return self.server.emulator.server_header
+        return self.server.owner.server_header
 
     def do_GET(self) -> None:  # noqa: N802
         self._dispatch("GET")
@@ -81,7 +68,7 @@ class _Handler(QuietHandler):
                 self.rfile.read(length)
             else:
                 self.close_connection = True
-        status, headers, body = self.server.emulator._serve(method, self.path, self.headers)
+        status, headers, body = self.server.owner._serve(method, self.path, self.headers)
         self.send_response(status)
         names = {name.lower() for name in headers}
         if "content-type" not in names:
@@ -94,7 +81,7 @@ class _Handler(QuietHandler):
         self.wfile.write(body)
 
 
-class LoopbackEmulator(ABC):
+class LoopbackEmulator(LoopbackService, ABC):
     """An emulated vendor API on ``http://127.0.0.1:<port>``; ``start()`` serves it.
 
     ``clock`` (default ``time.time``) is the emulator's notion of epoch seconds: rate-limit
@@ -102,6 +89,8 @@ class LoopbackEmulator(ABC):
     compress or freeze time without sleeping.
     """
 
+    kind = "emulator"
+    handler = _Handler
     server_header = "Emulator/1.0"
 
     def __init__(
@@ -112,50 +101,12 @@ class LoopbackEmulator(ABC):
         clock: Clock | None = None,
         log_size: int = 50_000,
     ) -> None:
-        self.host = host
-        self.requested_port = port
+        super().__init__(host, port)
         self.clock: Clock = clock if clock is not None else time.time
         self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._log_size = log_size
         self._injections: collections.deque[Reply] = collections.deque()
         self._clear_base_stats()
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("emulator already started")
-        server = _Server((self.host, self.requested_port), self)
-        self._server = server
-        self._thread = server.serve_in_thread(f"{type(self).__name__}-{server.server_port}")
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._server = self._thread = None
-        server.stop_serving(thread)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("emulator not started")
-        return self._server.server_port
-
-    @property
-    def url(self) -> str:
-        """Base URL without a trailing slash, e.g. ``http://127.0.0.1:54321``."""
-        host = self.host if self.host not in ("", "0.0.0.0") else "127.0.0.1"
-        return f"http://{host}:{self.port}"
 
     # -- test controls -----------------------------------------------------------------
 
