@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import selectors
-import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Shared with the tests: where the project is, how a process is stopped.
+from tests.helpers import PROJECT_ROOT, stop_process
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -44,25 +44,8 @@ def start_simulator(
             match = re.search(r"listening on (http://\S+)", line)
             if match:
                 return proc, match.group(1)
-    stop_process(proc)
+    stop_process(proc, timeout=5)
     raise RuntimeError(f"simulator did not start: {log_path.read_text()[-2000:]}")
-
-
-def stop_process(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def dagster_home(path: Path) -> Path:
-    """A fresh Dagster instance directory with the project's embedded instance config."""
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", path / "dagster.yaml")
-    return path
 
 
 # -- report ---------------------------------------------------------------------------------

@@ -39,14 +39,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.harness import (
-    PROJECT_ROOT,
-    Targets,
-    dagster_home,
-    start_simulator,
-    stop_process,
-    table,
-)
+from benchmarks.harness import PROJECT_ROOT, Targets, start_simulator, stop_process, table
+from tests.helpers import dagster_home
 
 FIRST_DAY = date(2026, 1, 5)
 DEFAULT_SYMBOLS = "AAPL,MSFT,GOOG,AMZN,NVDA"

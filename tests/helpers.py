@@ -2,14 +2,96 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 from resources.ratelimit.pacer import SharedPacer
 from resources.ratelimit.policy import QuotaPolicy
 from resources.ratelimit.stores import MemoryQuotaStore
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # this environment's console scripts: dagster, fin-assets, ...
+T = TypeVar("T")
 
+
+# -- ports and polling ----------------------------------------------------------------------
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server started in another process."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 0.02
+) -> T:
+    """``probe()`` once it is truthy, polled every ``interval`` seconds (longer for a probe that
+    is costly, such as a Dagster instance query); after ``timeout`` seconds the test fails
+    naming ``what`` (a hang guard, not a speed assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# -- the command line -----------------------------------------------------------------------
+def dagster_home(path: Path) -> Path:
+    """A fresh Dagster instance directory with the project's embedded instance config."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", path / "dagster.yaml")
+    return path
+
+
+def _console_script(command: Sequence[str], env: Mapping[str, str] | None) -> dict[str, Any]:
+    """How ``subprocess`` runs a console script of this environment from the project root."""
+    return {
+        "args": [str(BIN / command[0]), *command[1:]],
+        "cwd": PROJECT_ROOT,
+        "env": None if env is None else dict(env),
+        "text": True,
+    }
+
+
+def run_cli(
+    command: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a console script (``dagster``, ``fin-assets``, ...) as a user would, output captured."""
+    return subprocess.run(**_console_script(command, env), capture_output=True, timeout=timeout)
+
+
+def start_cli(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+) -> subprocess.Popen[str]:
+    """Start a console script (a daemon, a code server, the webserver); ``stop_process`` ends
+    it."""
+    return subprocess.Popen(**_console_script(command, env), stdout=stdout, stderr=stderr)
+
+
+def stop_process(proc: subprocess.Popen[Any], *, timeout: float = 30.0) -> None:
+    """SIGTERM, and SIGKILL if it has not exited ``timeout`` seconds later."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+# -- test doubles ---------------------------------------------------------------------------
 class TokenBucketPacer(SharedPacer):
     """In-process pacing at a fixed rate: a ``SharedPacer`` over a private memory store."""
 

@@ -13,42 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import dagster as dg
 import pytest
 
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver
+from tests.helpers import dagster_home, free_port, run_cli, start_cli, stop_process, wait_for
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 STALE = ("freshness:raw/bars", "freshness:core/bars")
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(1.0)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+POLL_S = 1.0  # probes ask the Dagster instance; a new window closes only every 30 s anyway
 
 
 def simulator(port: int, anchor: float) -> MarketSimulator:
@@ -59,9 +38,7 @@ def simulator(port: int, anchor: float) -> MarketSimulator:
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = dagster_home(tmp_path / "home")
     yield (
         {
             **os.environ,
@@ -96,25 +73,14 @@ def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
             "FIN_API_BASE_URL": f"http://127.0.0.1:{port}",
             "FIN_ALERT_WEBHOOK_URL": hook.url,
         }
-        started = subprocess.run(
-            [
-                str(BIN / "dagster"),
-                "sensor",
-                "start",
-                "new_bars_sensor",
-                "-m",
-                "fin_assets.definitions",
-            ],
-            cwd=PROJECT_ROOT,
+        started = run_cli(
+            ["dagster", "sensor", "start", "new_bars_sensor", "-m", "fin_assets.definitions"],
             env=env,
-            capture_output=True,
-            text=True,
             timeout=120,
         )
         assert started.returncode == 0, started.stderr[-2000:]
-        daemon = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-m", "fin_assets.definitions"],
-            cwd=PROJECT_ROOT,
+        daemon = start_cli(
+            ["dagster-daemon", "run", "-m", "fin_assets.definitions"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -129,7 +95,10 @@ def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
 
             # 1. The latest closed windows land with no manual launch.
             wait_for(
-                "raw/bars from the sensor", lambda: materialized(["core", "bars"]), timeout=180
+                "raw/bars from the sensor",
+                lambda: materialized(["core", "bars"]),
+                timeout=180,
+                interval=POLL_S,
             )
             sensor_runs = instance.get_runs(
                 filters=dg.RunsFilter(tags={"dagster/sensor_name": "new_bars_sensor"})
@@ -141,11 +110,13 @@ def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
                 f"core/daily_bars {day} by automation",
                 lambda: materialized(["core", "daily_bars"], day),
                 timeout=420,  # the first run fetches and checks two days hour by hour
+                interval=POLL_S,
             )
             wait_for(
                 f"core/daily_returns {day} by automation",
                 lambda: materialized(["core", "daily_returns"], day),
                 timeout=120,
+                interval=POLL_S,
             )
 
             # 3. The provider goes away: exactly one failure alert per stale asset. (Counted
@@ -161,7 +132,10 @@ def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
                 ]
 
             wait_for(
-                "failure alerts", lambda: len({a["key"] for a in failures()}) == 2, timeout=240
+                "failure alerts",
+                lambda: len({a["key"] for a in failures()}) == 2,
+                timeout=240,
+                interval=POLL_S,
             )
             time.sleep(15)  # several more sensor ticks: still no duplicate
             assert sorted(a["key"] for a in failures()) == sorted(STALE)
@@ -178,19 +152,17 @@ def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
                 ]
 
             wait_for(
-                "recovery alerts", lambda: len({a["key"] for a in recoveries()}) == 2, timeout=240
+                "recovery alerts",
+                lambda: len({a["key"] for a in recoveries()}) == 2,
+                timeout=240,
+                interval=POLL_S,
             )
             time.sleep(15)
             assert sorted(a["key"] for a in recoveries()) == sorted(STALE)
             assert sorted(a["key"] for a in failures()) == sorted(STALE)  # none added
         finally:
             del os.environ["DAGSTER_HOME"]
-            daemon.terminate()
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
+            stop_process(daemon)
             log.close()
             with contextlib.suppress(RuntimeError, ValueError):
                 sim.stop()

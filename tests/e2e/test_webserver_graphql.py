@@ -4,11 +4,7 @@ freshness status and its checks' latest results, over GraphQL on loopback."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -18,8 +14,8 @@ import httpx
 from fin_assets.definitions import build_definitions
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.conftest import fin_env, run_range
+from tests.helpers import dagster_home, free_port, start_cli, stop_process, wait_for
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 QUERY = """
 query {
   assetNodes(assetKeys: [{path: ["raw", "bars"]}, {path: ["core", "bars"]},
@@ -36,16 +32,15 @@ query {
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def serving(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/server_info", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_freshness_status_and_check_results_over_graphql(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = dagster_home(tmp_path / "home")
     with MarketSimulator(SimulatorConfig(port=0)) as sim:
         env = fin_env(sim, tmp_path / "data", FIN_SYMBOLS="AAPL")
         with (
@@ -61,9 +56,9 @@ def test_freshness_status_and_check_results_over_graphql(tmp_path: Path) -> None
             )
             assert result.success
         port = free_port()
-        web = subprocess.Popen(
+        web = start_cli(
             [
-                str(Path(sys.executable).parent / "dagster-webserver"),
+                "dagster-webserver",
                 "-m",
                 "fin_assets.definitions",
                 "-h",
@@ -71,26 +66,16 @@ def test_freshness_status_and_check_results_over_graphql(tmp_path: Path) -> None
                 "-p",
                 str(port),
             ],
-            cwd=PROJECT_ROOT,
             env={**os.environ, **env, "DAGSTER_HOME": str(home)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "the webserver did not come up"
-                time.sleep(1)
+            wait_for("the webserver to come up", lambda: serving(url), timeout=120, interval=1)
             response = httpx.post(f"{url}/graphql", json={"query": QUERY}, timeout=60)
         finally:
-            web.terminate()
-            web.wait(timeout=30)
+            stop_process(web)
     assert response.status_code == 200
     body = response.json()
     assert "errors" not in body, body

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from tests.helpers import dagster_home, run_cli, start_cli
 
 
 @pytest.fixture
 def simulator_process() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [str(BIN / "fin-assets"), "simulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(["fin-assets", "simulator", "--port", "0"], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert "listening on" in line, line
@@ -34,9 +27,7 @@ def simulator_process() -> Iterator[str]:
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir(exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = dagster_home(tmp_path / "dagster_home")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -49,9 +40,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def test_dagster_asset_materialize_partition_range(simulator_process: str, tmp_path: Path) -> None:
     env = _env(tmp_path, FIN_API_BASE_URL=simulator_process, FIN_SYMBOLS="AAPL,MSFT,NVDA")
-    proc = subprocess.run(
+    proc = run_cli(
         [
-            str(BIN / "dagster"),
+            "dagster",
             "asset",
             "materialize",
             "-m",
@@ -61,10 +52,7 @@ def test_dagster_asset_materialize_partition_range(simulator_process: str, tmp_p
             "--partition-range",
             "2026-01-05-00:00...2026-01-05-23:00",
         ],
-        cwd=PROJECT_ROOT,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -77,14 +65,7 @@ def test_dagster_asset_materialize_partition_range(simulator_process: str, tmp_p
 
 
 def _demo(tmp_path: Path) -> str:
-    proc = subprocess.run(
-        [str(BIN / "fin-assets"), "demo", "--days", "2"],
-        cwd=PROJECT_ROOT,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli(["fin-assets", "demo", "--days", "2"], env=_env(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "simulator stopped" in proc.stdout
     return proc.stdout

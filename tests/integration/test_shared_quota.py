@@ -13,8 +13,8 @@ import pytest
 
 from resources.simulator.faults import FaultSpec
 from resources.simulator.server import MarketSimulator, SimulatorConfig
+from tests.helpers import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 4
 
 

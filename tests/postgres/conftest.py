@@ -21,8 +21,9 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from tests.helpers import PROJECT_ROOT
+
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def admin_url() -> str:

@@ -10,11 +10,9 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import dagster as dg
 import pytest
@@ -23,27 +21,11 @@ import yaml
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.parquet import ParquetWarehouse
 from tests.conftest import fin_env
-from tests.postgres.conftest import PROJECT_ROOT, postgres_instance_env
+from tests.helpers import free_port, run_cli, start_cli, stop_process, wait_for
+from tests.postgres.conftest import postgres_instance_env
 
 HOUR = "2026-01-05-03:00"
-BIN = Path(sys.executable).parent
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+POLL_S = 0.5  # every probe here asks the Dagster instance
 
 
 @pytest.fixture
@@ -83,9 +65,9 @@ def services(fresh_database: str, tmp_path: Path) -> Iterator[tuple[dict[str, st
         logs.mkdir()
         code_log, daemon_log = (logs / "code.log").open("w"), (logs / "daemon.log").open("w")
         procs = [
-            subprocess.Popen(
+            start_cli(
                 [
-                    str(BIN / "dagster"),
+                    "dagster",
                     "code-server",
                     "start",
                     "-m",
@@ -95,18 +77,16 @@ def services(fresh_database: str, tmp_path: Path) -> Iterator[tuple[dict[str, st
                     "-p",
                     str(port),
                 ],
-                cwd=PROJECT_ROOT,
                 env=env,
                 stdout=code_log,
                 stderr=subprocess.STDOUT,
             )
         ]
         try:
-            wait_for("the code server", lambda: _listening(port), timeout=90)
+            wait_for("the code server", lambda: _listening(port), timeout=90, interval=POLL_S)
             procs.append(
-                subprocess.Popen(
-                    [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
-                    cwd=PROJECT_ROOT,
+                start_cli(
+                    ["dagster-daemon", "run", "-w", str(workspace)],
                     env=env,
                     stdout=daemon_log,
                     stderr=subprocess.STDOUT,
@@ -114,14 +94,8 @@ def services(fresh_database: str, tmp_path: Path) -> Iterator[tuple[dict[str, st
             )
             yield env, workspace
         finally:
-            for proc in reversed(procs):
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            for proc in reversed(procs):  # the daemon first, then the code server it uses
+                stop_process(proc)
             code_log.close()
             daemon_log.close()
 
@@ -151,9 +125,9 @@ def test_a_run_worker_killed_mid_step_is_failed_retried_and_the_partition_lands(
     services: tuple[dict[str, str], Path], tmp_path: Path
 ) -> None:
     env, workspace = services
-    launched = subprocess.run(
+    launched = run_cli(
         [
-            str(BIN / "dagster"),
+            "dagster",
             "job",
             "launch",
             "-w",
@@ -163,17 +137,16 @@ def test_a_run_worker_killed_mid_step_is_failed_retried_and_the_partition_lands(
             "--tags",
             '{"dagster/partition": "' + HOUR + '"}',
         ],
-        cwd=PROJECT_ROOT,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert launched.returncode == 0, launched.stderr[-2000:]
     os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_",))})
     try:
         instance = dg.DagsterInstance.get()
-        first = wait_for("the run", lambda: instance.get_runs(limit=1), timeout=30)[0]
+        first = wait_for(
+            "the run", lambda: instance.get_runs(limit=1), timeout=30, interval=POLL_S
+        )[0]
 
         def step_started_pid() -> int | None:
             pid = None
@@ -188,7 +161,9 @@ def test_a_run_worker_killed_mid_step_is_failed_retried_and_the_partition_lands(
             return pid if started else None
 
         try:
-            pid = wait_for("raw/bars to start in the run worker", step_started_pid, timeout=90)
+            pid = wait_for(
+                "raw/bars to start in the run worker", step_started_pid, timeout=90, interval=POLL_S
+            )
         except AssertionError:
             for entry in instance.all_logs(first.run_id):
                 print("EVENT", entry.dagster_event_type, entry.step_key, entry.user_message[:200])
@@ -208,6 +183,7 @@ def test_a_run_worker_killed_mid_step_is_failed_retried_and_the_partition_lands(
                 and r
             ),
             timeout=120,
+            interval=POLL_S,
         )
         assert failed.status == dg.DagsterRunStatus.FAILURE
 
@@ -220,7 +196,9 @@ def test_a_run_worker_killed_mid_step_is_failed_retried_and_the_partition_lands(
             return None
 
         try:
-            retry = wait_for("the automatic retry to succeed", retried_success, timeout=150)
+            retry = wait_for(
+                "the automatic retry to succeed", retried_success, timeout=150, interval=POLL_S
+            )
         except AssertionError:
             for run in instance.get_runs(limit=5):
                 print("RUN", run.run_id[:8], run.status, dict(run.tags))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from unittest import mock
@@ -20,7 +19,8 @@ from fin_assets.definitions import build_definitions
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.postgres import PostgresWarehouse
 from tests.conftest import fin_env, run_range
-from tests.postgres.conftest import PROJECT_ROOT, postgres_instance_env
+from tests.helpers import run_cli, start_cli
+from tests.postgres.conftest import postgres_instance_env
 
 HOUR = "2026-01-05-03:00"
 
@@ -78,19 +78,9 @@ def test_schedule_state_from_the_cli_is_stored_in_postgres(
         **postgres_instance_env(fresh_database, tmp_path / "home"),
         "FIN_DATA_DIR": str(tmp_path / "data"),
     }
-    started = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "schedule",
-            "start",
-            "bars_hourly_schedule",
-            "-m",
-            "fin_assets.definitions",
-        ],
-        cwd=PROJECT_ROOT,
+    started = run_cli(
+        ["dagster", "schedule", "start", "bars_hourly_schedule", "-m", "fin_assets.definitions"],
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert started.returncode == 0, started.stderr[-2000:]
@@ -117,7 +107,7 @@ def test_two_concurrent_runs_of_one_partition_leave_one_consistent_copy(
             "FIN_WAREHOUSE_URL": pg_url,
         }
         cmd = [
-            str(Path(sys.executable).parent / "dagster"),
+            "dagster",
             "asset",
             "materialize",
             "-m",
@@ -130,25 +120,10 @@ def test_two_concurrent_runs_of_one_partition_leave_one_consistent_copy(
         # One run of another hour first: Dagster stores the job's snapshot with a check-then-
         # insert, and two runs creating it at the same instant on a new database can collide on
         # its primary key (a Dagster race, not the one under test: the two writes of HOUR).
-        warm_up = subprocess.run(
-            [*cmd[:-1], "2026-01-05-02:00"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=300,
-        )
+        warm_up = run_cli([*cmd[:-1], "2026-01-05-02:00"], env=env, timeout=300)
         assert warm_up.returncode == 0, warm_up.stderr[-1500:]
         procs = [
-            subprocess.Popen(
-                cmd,
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            start_cli(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for _ in range(2)
         ]
         errors = [p.communicate(timeout=300)[1] for p in procs]

@@ -15,6 +15,7 @@ import pytest
 from resources.dagster_resources import WarehouseResource
 from resources.errors import StorageError
 from resources.storage.postgres import PostgresWarehouse
+from tests.helpers import wait_for
 from tests.postgres.test_warehouse_postgres import (
     HOUR,
     HOUR_START,
@@ -22,7 +23,6 @@ from tests.postgres.test_warehouse_postgres import (
     bars,
     query,
     run_in_thread,
-    wait_for,
 )
 
 NEXT_HOUR = "2026-01-05-04:00"
@@ -55,7 +55,7 @@ def terminate(db: Any, app: str) -> None:
     pids = backends(db, app)
     assert pids, "no session to end"
     query(db, "SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", pids)
-    wait_for(lambda: not backends(db, app), what="the sessions to end")
+    wait_for("the sessions to end", lambda: not backends(db, app), timeout=10)
 
 
 def test_calls_share_one_connection(pg_url: str, pg_schema: str, db: Any, app: str) -> None:
@@ -77,7 +77,7 @@ def test_calls_share_one_connection(pg_url: str, pg_schema: str, db: Any, app: s
         wh.partition_keys("core_bars")
         states = query(db, "SELECT state FROM pg_stat_activity WHERE application_name = %s", app)
         assert states == [("idle",)]
-    wait_for(lambda: not backends(db, app), what="close() to end the session")
+    wait_for("close() to end the session", lambda: not backends(db, app), timeout=10)
 
 
 def test_a_write_after_the_server_ended_the_connection_succeeds(
@@ -172,7 +172,7 @@ def test_threads_sharing_one_warehouse_write_every_partition(
         assert [errors for _, errors in runs] == [[], [], [], []]
         assert 1 <= len(backends(db, app)) <= 4  # at most one per thread at a time
         assert wh.partition_keys("core_bars") == keys
-    wait_for(lambda: not backends(db, app), what="close() to end every session")
+    wait_for("close() to end every session", lambda: not backends(db, app), timeout=10)
     assert query(db, f"SELECT count(*) FROM {pg_schema}.core_bars") == [(8 * 150,)]
 
 
@@ -193,16 +193,16 @@ def test_close_ends_idle_connections_and_those_in_use_when_their_call_ends(
 
     wh.close()
     held.close()  # mid-COPY: the write goes on, its connection is closed when it ends
-    wait_for(lambda: len(backends(db, app)) == 1, what="the idle session to end")
+    wait_for("the idle session to end", lambda: len(backends(db, app)) == 1, timeout=10)
     held.release.set()
     thread.join(30)
     assert errors == []
-    wait_for(lambda: not backends(db, app), what="the busy session to end after its call")
+    wait_for("the busy session to end after its call", lambda: not backends(db, app), timeout=10)
 
     # A closed warehouse still works: it connects again (and can be closed again).
     assert held.read_partition("core_bars", NEXT_HOUR).height == 6000  # type: ignore[union-attr]
     held.close()
-    wait_for(lambda: not backends(db, app), what="the second close")
+    wait_for("the second close", lambda: not backends(db, app), timeout=10)
 
 
 def test_a_dagster_step_closes_the_warehouse_it_used(pg_url: str, db: Any, app: str) -> None:
@@ -223,4 +223,6 @@ def test_a_dagster_step_closes_the_warehouse_it_used(pg_url: str, db: Any, app: 
 
     assert result.success
     assert [sessions for _, sessions in used] == [1]
-    wait_for(lambda: not backends(db, app), what="the step's teardown to close the warehouse")
+    wait_for(
+        "the step's teardown to close the warehouse", lambda: not backends(db, app), timeout=10
+    )

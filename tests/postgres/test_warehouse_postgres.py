@@ -11,10 +11,8 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -24,8 +22,8 @@ from resources.errors import DataValidationError, InvalidInputError, StorageErro
 from resources.storage.postgres import PostgresWarehouse
 from resources.storage.warehouse import warehouse_from_url
 from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
+from tests.helpers import PROJECT_ROOT, wait_for
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HOUR = "2026-01-05-03:00"
 HOUR_START = datetime(2026, 1, 5, 3, tzinfo=UTC)
 
@@ -388,16 +386,6 @@ print("finished", flush=True)
 """
 
 
-def wait_for(condition: Any, *, what: str, timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s  # a hang guard, not a speed assertion
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def advisory_locks(db: Any) -> list[tuple[Any, ...]]:
     return query(
         db,
@@ -414,8 +402,8 @@ def test_a_writer_killed_mid_copy_leaves_the_previous_rows_and_no_lock(
 
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, pg_url, pg_schema, HOUR],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -448,8 +436,9 @@ def test_a_writer_killed_mid_copy_leaves_the_previous_rows_and_no_lock(
     # The server sees the connection drop, rolls the transaction back and frees the lock.
     pid = backend[0][0]
     wait_for(
+        "the killed writer's backend to end",
         lambda: not query(db, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", pid),
-        what="the killed writer's backend to end",
+        timeout=10,
     )
     assert advisory_locks(db) == []
     assert wh.read_partition("core_bars", HOUR).equals(previous)  # type: ignore[union-attr]
@@ -511,7 +500,9 @@ def test_a_second_writer_waits_for_the_first_and_its_copy_wins(
     assert held.reached.wait(30), "first writer never reached its COPY"
     thread_b, errors_b = run_in_thread(wh.replace_partition, "core_bars", HOUR, second)
     # B queues on the partition's advisory lock while A is mid-COPY...
-    wait_for(lambda: any(not granted for _, granted in advisory_locks(db)), what="B to queue")
+    wait_for(
+        "B to queue", lambda: any(not granted for _, granted in advisory_locks(db)), timeout=10
+    )
     held.release.set()
     thread_a.join(30)
     thread_b.join(30)

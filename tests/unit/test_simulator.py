@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,10 +20,10 @@ import pytest
 from resources.simulator.data import SYMBOL_PATTERN, generate_bars
 from resources.simulator.faults import FAULT_NAMES, FaultSpec
 from resources.simulator.server import MarketSimulator, SimulatorConfig
+from tests.helpers import PROJECT_ROOT
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 NOW = datetime(2026, 1, 7, 12, 34, 56, tzinfo=UTC)  # well after DAY, so DAY is fully closed
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def iso(dt: datetime) -> str:
@@ -533,7 +532,7 @@ def test_cli_serves_and_stops_on_sigterm() -> None:
     args = ["--port", "0", "--now", "2026-01-07T12:34:56Z", "--api-key", SECRET, "--seed", "0"]
     with subprocess.Popen(
         [sys.executable, "-c", code, *args],
-        cwd=REPO_ROOT,
+        cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
