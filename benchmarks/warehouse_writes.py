@@ -13,11 +13,11 @@ it wrote is read back and compared (not timed).
   ``FIN_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``, as the
   PostgreSQL tests use) and dropped afterwards; ``replace_partition`` (one transaction:
   DELETE + ``COPY``) against ``replace_partition_executemany`` (the same transaction with one
-  INSERT per row), over the same partitions. Each method writes through one warehouse object,
-  as a Dagster step does: its first (untimed) write opens the connection and checks the table,
-  so the timed calls of both reuse them and differ only in how the rows travel. The executemany
-  baseline writes only as many of them as make ``--baseline-rows`` rows: it is slow, and rows
-  per second is what is compared.
+  INSERT per row, a test double in ``tests/helpers.py``), over the same partitions. Each method
+  writes through one warehouse object, as a Dagster step does: its first (untimed) write opens
+  the connection and checks the table, so the timed calls of both reuse them and differ only in
+  how the rows travel. The executemany baseline writes only as many of them as make
+  ``--baseline-rows`` rows: it is slow, and rows per second is what is compared.
   If the server cannot be reached, or the backend cannot be imported, the PostgreSQL rows are
   skipped with the reason (not a failure).
 
@@ -177,6 +177,7 @@ def postgres_results(
         import psycopg2
 
         from resources.storage.postgres import PostgresWarehouse
+        from tests.helpers import ExecutemanyPostgresWarehouse
     except ImportError as exc:
         return [], f"the PostgreSQL backend cannot be imported ({exc})"
     results = []
@@ -196,7 +197,7 @@ def postgres_results(
                     )
                     if n == 0:
                         fixed_ms[0], fixed_ms[1] = fixed_costs(copy, url, parts[0])
-                with PostgresWarehouse(url, schema=f"executemany_{n}") as many:
+                with ExecutemanyPostgresWarehouse(url, schema=f"executemany_{n}") as many:
                     enough = -(-baseline_rows // parts[0][1].height)  # partitions, rounded up
                     results.append(
                         timed_writes(

@@ -1,4 +1,5 @@
-"""Helpers the tests share: loopback ports, polling, the CLI, and test-only pacers."""
+"""Helpers the tests share: loopback ports, polling, the CLI, and test-only doubles (a pacer, an
+executemany warehouse) that the product does not carry."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
+
+import polars as pl
+from psycopg2 import sql
 
 from resources.ratelimit.pacer import SharedPacer
 from resources.ratelimit.policy import QuotaPolicy
 from resources.ratelimit.stores import MemoryQuotaStore
+from resources.storage.base import WriteResult
+from resources.storage.postgres import PARTITION_COLUMN, PostgresWarehouse
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # this environment's console scripts: dagster, fin-assets, ...
@@ -116,3 +123,28 @@ class _ExactPolicy(QuotaPolicy):
 
     def paced(self) -> tuple[float, int]:
         return 1.0 / self.rate, self.burst
+
+
+class ExecutemanyPostgresWarehouse(PostgresWarehouse):
+    """A ``PostgresWarehouse`` that can also write the slow way, for tests and benchmarks."""
+
+    def replace_partition_executemany(
+        self, table: str, partition_key: str, frame: pl.DataFrame
+    ) -> WriteResult:
+        """BENCHMARK BASELINE ONLY: ``replace_partition`` with one INSERT per row
+        (``executemany``) instead of COPY. Same transaction and result, many times slower; kept
+        to measure COPY against. ``WriteResult.bytes`` is 0 (there is no payload)."""
+        return self._replace(table, partition_key, frame, load=self._load_executemany)
+
+    def _load_executemany(
+        self, cur: Any, table: str, layout: object, frame: pl.DataFrame, start: datetime
+    ) -> int:
+        # The frame's columns are the table's, in order: _replace has checked the layout.
+        names = [*frame.columns, PARTITION_COLUMN]
+        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            self._ident(table),
+            sql.SQL(", ").join(sql.Identifier(c) for c in names),
+            sql.SQL(", ").join(sql.Placeholder() for _ in names),
+        )
+        cur.executemany(statement, [(*row, start) for row in frame.iter_rows()])
+        return 0

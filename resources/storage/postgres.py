@@ -529,14 +529,6 @@ class PostgresWarehouse:
         """Replace the partition's rows with ``frame``: lock, DELETE, COPY, COMMIT."""
         return self._replace(table, partition_key, frame, load=self._load_copy)
 
-    def replace_partition_executemany(
-        self, table: str, partition_key: str, frame: pl.DataFrame
-    ) -> WriteResult:
-        """BENCHMARK BASELINE ONLY: ``replace_partition`` with one INSERT per row
-        (``executemany``) instead of COPY. Same transaction and result, many times slower; kept
-        to measure COPY against. ``WriteResult.bytes`` is 0 (there is no payload)."""
-        return self._replace(table, partition_key, frame, load=self._load_executemany)
-
     def _replace(
         self,
         table: str,
@@ -545,6 +537,9 @@ class PostgresWarehouse:
         *,
         load: Callable[[Any, str, _Layout, pl.DataFrame, datetime], int],
     ) -> WriteResult:
+        """One partition replaced; ``load(cursor, table, layout, frame, partition_start)`` sends
+        the rows and returns the bytes sent. A seam: the executemany baseline the benchmarks
+        compare COPY against is a subclass in the tests (``tests/helpers.py``)."""
         table = self._check_table(table)
         grain, start, end = _window(partition_key)
         where = f"{table} partition {partition_key}"
@@ -618,18 +613,6 @@ class PostgresWarehouse:
         )
         cur.copy_expert(statement, self._copy_source(payload), size=COPY_CHUNK_BYTES)
         return len(payload)
-
-    def _load_executemany(
-        self, cur: Any, table: str, layout: _Layout, frame: pl.DataFrame, start: datetime
-    ) -> int:
-        names = [*layout.names, PARTITION_COLUMN]
-        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            self._ident(table),
-            sql.SQL(", ").join(sql.Identifier(c) for c in names),
-            sql.SQL(", ").join(sql.Placeholder() for _ in names),
-        )
-        cur.executemany(statement, [(*row, start) for row in frame.iter_rows()])
-        return 0
 
     # -- reads ---------------------------------------------------------------------------------
     def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None:

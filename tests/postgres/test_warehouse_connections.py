@@ -15,7 +15,7 @@ import pytest
 from resources.dagster_resources import WarehouseResource
 from resources.errors import StorageError
 from resources.storage.postgres import PostgresWarehouse
-from tests.helpers import wait_for
+from tests.helpers import ExecutemanyPostgresWarehouse, wait_for
 from tests.postgres.test_warehouse_postgres import (
     HOUR,
     HOUR_START,
@@ -59,7 +59,7 @@ def terminate(db: Any, app: str) -> None:
 
 
 def test_calls_share_one_connection(pg_url: str, pg_schema: str, db: Any, app: str) -> None:
-    with PostgresWarehouse(named(pg_url, app), schema=pg_schema) as wh:
+    with ExecutemanyPostgresWarehouse(named(pg_url, app), schema=pg_schema) as wh:
         wh.replace_partition("core_bars", HOUR, bars(1, 5))
         first = backends(db, app)
         for version in range(2, 5):

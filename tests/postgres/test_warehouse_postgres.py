@@ -22,7 +22,7 @@ from resources.errors import DataValidationError, InvalidInputError, StorageErro
 from resources.storage.postgres import PostgresWarehouse
 from resources.storage.warehouse import warehouse_from_url
 from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
-from tests.helpers import PROJECT_ROOT, wait_for
+from tests.helpers import PROJECT_ROOT, ExecutemanyPostgresWarehouse, wait_for
 
 HOUR = "2026-01-05-03:00"
 HOUR_START = datetime(2026, 1, 5, 3, tzinfo=UTC)
@@ -162,11 +162,12 @@ def test_daily_tables_round_trip_with_unsigned_counts(wh: PostgresWarehouse) -> 
     assert wh.partition_keys("core_daily_returns") == ["2026-01-06"]
 
 
-def test_executemany_baseline_stores_the_same_rows(wh: PostgresWarehouse) -> None:
+def test_executemany_baseline_stores_the_same_rows(pg_url: str, pg_schema: str) -> None:
     frame = bars(1, 20)
-    wh.replace_partition("core_bars", HOUR, bars(0, 3))
-    result = wh.replace_partition_executemany("core_bars", HOUR, frame)
-    back = wh.read_partition("core_bars", HOUR)
+    with ExecutemanyPostgresWarehouse(pg_url, schema=pg_schema) as wh:
+        wh.replace_partition("core_bars", HOUR, bars(0, 3))
+        result = wh.replace_partition_executemany("core_bars", HOUR, frame)
+        back = wh.read_partition("core_bars", HOUR)
     assert (result.rows, result.bytes) == (60, 0)
     assert back is not None and back.equals(frame)
 
