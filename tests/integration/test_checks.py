@@ -21,7 +21,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from fin_assets.checks import daily_automation_condition
+from fin_assets.automation import daily_automation_condition
 from fin_assets.definitions import build_definitions
 from resources.simulator.adapter import SimulatorAdapter
 from resources.simulator.data import generate_bars

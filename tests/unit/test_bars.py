@@ -20,6 +20,7 @@ from resources.simulator.data import generate_bars
 from resources.tables.core import BuildStats, bars_from_manifest, normalize_bars
 from resources.tables.daily import MINUTES_PER_YEAR, aggregate_daily, daily_returns
 from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
+from resources.windows import PartitionWindow
 
 T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
 PARTITION = "2026-01-05-03:00"
@@ -410,9 +411,12 @@ def test_bars_from_manifest_keeps_the_window_and_stamps_provider_and_fetch_time(
     )
     end = T0 + timedelta(hours=1)
     manifest = build_manifest(
-        store, provider="simulator", symbols=["AAPL"], partition_key=PARTITION, start=T0, end=end
+        store,
+        provider="simulator",
+        symbols=["AAPL"],
+        partition=PartitionWindow(PARTITION, T0, end),
     )
-    assert manifest["symbols"] == {"AAPL": [ref.as_manifest_entry()]}
+    assert manifest.to_json()["symbols"] == {"AAPL": [ref.as_manifest_entry()]}
     stats = BuildStats()
 
     bars = bars_from_manifest(
