@@ -11,6 +11,7 @@ config, the UI and event logs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from resources.notify.alert import PAYLOAD_FORMATS, PayloadFormat
 from resources.providers import get_adapter
 from resources.providers.base import ProviderAdapter
 from resources.ratelimit.policy import QuotaPolicy
+from resources.raw.ingest import DEFAULT_LATE_DATA_RETRIES, DEFAULT_LATE_DATA_RETRY_S
 from resources.validation import parse_symbols
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +57,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FIN_QUOTA_STORE", "", f"empty = $DAGSTER_HOME/{QUOTA_STORE_FILE}"),
     Setting("FIN_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS), "attempts per request"),
     Setting("FIN_MAX_WAIT_SECONDS", f"{DEFAULT_MAX_WAIT_S:g}", "waiting one step may do"),
+    Setting(
+        "FIN_LATE_DATA_RETRIES",
+        str(DEFAULT_LATE_DATA_RETRIES),
+        "tries again for a window the provider has not published",
+    ),
+    Setting(
+        "FIN_LATE_DATA_RETRY_SECONDS", f"{DEFAULT_LATE_DATA_RETRY_S:g}", "seconds between them"
+    ),
     Setting(WEBHOOK_VARIABLE, "", "where alerts are posted; empty = only logged", secret=True),
     Setting("FIN_ALERT_FORMAT", "slack", "'slack' or 'plain'"),
     Setting("FIN_SENSOR_INTERVAL_SECONDS", "60", "new-data and alert sensors' tick"),
@@ -96,6 +106,8 @@ class Settings:
     learn_quota: bool
     max_attempts: int
     max_wait_s: float
+    late_data_retries: int
+    late_data_retry_s: float
     alert_format: PayloadFormat
     has_webhook: bool
     sensor_interval_s: int
@@ -116,8 +128,8 @@ class Settings:
         quota_text = read.text("FIN_QUOTA_REQUESTS").strip().lower()
         learn = quota_text == "learn"
         quota: QuotaPolicy | None = None
-        window_s = read.number("FIN_QUOTA_WINDOW_SECONDS", float)
-        burst = max(1, int(read.number("FIN_QUOTA_BURST", int)))
+        window_s = read.number("FIN_QUOTA_WINDOW_SECONDS", float, minimum=0.001)
+        burst = int(read.number("FIN_QUOTA_BURST", int, minimum=1))
         if quota_text not in ("", "learn"):
             limit = read.number("FIN_QUOTA_REQUESTS", float)
             if limit == 0:
@@ -142,15 +154,21 @@ class Settings:
             quota_store=env.get("FIN_QUOTA_STORE") or str(instance_dir / QUOTA_STORE_FILE),
             configured_quota=quota,
             learn_quota=learn,
-            max_attempts=int(read.number("FIN_MAX_ATTEMPTS", int)),
+            max_attempts=int(read.number("FIN_MAX_ATTEMPTS", int, minimum=1)),
             max_wait_s=read.number("FIN_MAX_WAIT_SECONDS", float),
+            late_data_retries=int(read.number("FIN_LATE_DATA_RETRIES", int)),
+            late_data_retry_s=read.number("FIN_LATE_DATA_RETRY_SECONDS", float, minimum=1),
             alert_format=alert_format,  # type: ignore[arg-type]  # checked just above
             has_webhook=bool(env.get(WEBHOOK_VARIABLE)),
-            sensor_interval_s=int(read.number("FIN_SENSOR_INTERVAL_SECONDS", int)),
-            automation_interval_s=int(read.number("FIN_AUTOMATION_INTERVAL_SECONDS", int)),
+            sensor_interval_s=int(read.number("FIN_SENSOR_INTERVAL_SECONDS", int, minimum=1)),
+            automation_interval_s=int(
+                read.number("FIN_AUTOMATION_INTERVAL_SECONDS", int, minimum=1)
+            ),
             new_data_lookback_hours=int(read.number("FIN_NEW_DATA_LOOKBACK_HOURS", int)),
             freshness=FreshnessSettings(
-                hourly_fail_minutes=read.number("FIN_FRESHNESS_HOURLY_FAIL_MINUTES", float),
+                hourly_fail_minutes=read.number(
+                    "FIN_FRESHNESS_HOURLY_FAIL_MINUTES", float, minimum=1
+                ),
                 hourly_warn_minutes=warn or None,
                 daily_deadline_cron=read.text("FIN_FRESHNESS_DAILY_DEADLINE_CRON"),
             ),
@@ -166,12 +184,20 @@ class _Reader:
     def text(self, name: str) -> str:
         return self._env.get(name) or DEFAULTS[name]
 
-    def number(self, name: str, kind: type[int] | type[float]) -> float:
+    def number(self, name: str, kind: type[int] | type[float], *, minimum: float = 0) -> float:
+        """A finite number of ``kind``, at least ``minimum``: ``nan`` and ``inf`` parse as
+        floats but are refused here, or a budget of ``nan`` seconds would run as if unset."""
         raw = self.text(name)
         try:
             value = kind(raw)
         except ValueError:
             raise InvalidInputError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-        if value < 0:
-            raise InvalidInputError(f"{name}={raw!r} must not be negative")
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{name}={raw!r} must be a finite number")
+        if value < minimum:
+            raise InvalidInputError(
+                f"{name}={raw!r} must not be negative"
+                if minimum == 0
+                else f"{name}={raw!r} must be at least {minimum:g}"
+            )
         return value

@@ -63,11 +63,22 @@ def test_defaults_come_from_where_they_are_used() -> None:
         ("FIN_QUOTA_REQUESTS", "0", "FIN_QUOTA_REQUESTS=0 would never send"),
         ("FIN_ALERT_FORMAT", "teams", "FIN_ALERT_FORMAT='teams': expected one of slack, plain"),
         ("FIN_PROVIDER", "nyse", "unknown provider 'nyse'"),
+        # nan and inf parse as floats: a budget of nan seconds ran as if unset.
+        ("FIN_MAX_WAIT_SECONDS", "nan", "FIN_MAX_WAIT_SECONDS='nan' must be a finite number"),
+        ("FIN_MAX_WAIT_SECONDS", "inf", "FIN_MAX_WAIT_SECONDS='inf' must be a finite number"),
+        ("FIN_QUOTA_REQUESTS", "-inf", "FIN_QUOTA_REQUESTS='-inf' must be a finite number"),
+        ("FIN_FRESHNESS_HOURLY_FAIL_MINUTES", "NaN", "must be a finite number"),
+        ("FIN_MAX_ATTEMPTS", "0", "FIN_MAX_ATTEMPTS='0' must be at least 1"),
+        ("FIN_QUOTA_BURST", "0", "FIN_QUOTA_BURST='0' must be at least 1"),
+        ("FIN_SENSOR_INTERVAL_SECONDS", "0", "FIN_SENSOR_INTERVAL_SECONDS='0' must be at least 1"),
     ],
 )
 def test_a_bad_value_fails_naming_the_variable(name: str, value: str, message: str) -> None:
+    env = {name: value}
+    if name == "FIN_QUOTA_BURST":
+        env["FIN_QUOTA_REQUESTS"] = "10"
     with pytest.raises(InvalidInputError, match=re.escape(message)):
-        Settings.from_env({name: value})
+        Settings.from_env(env)
 
 
 def test_a_configured_quota_is_typed() -> None:
