@@ -15,6 +15,7 @@ its sidecar exists: a writer killed in between leaves a body that is ignored and
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import hashlib
 import json
@@ -37,6 +38,7 @@ from resources.validation import (
 )
 
 STAMP = "%Y%m%dT%H%MZ"
+QUARANTINE_DIR = "quarantine"  # <root>/quarantine/raw/...: responses that failed to parse
 
 
 def _stamp(ts: datetime) -> str:
@@ -248,6 +250,63 @@ class SnapshotStore:
 
     def sweep(self, *, older_than_s: float = 3600.0) -> int:
         return sweep_temp_files(self.root, older_than_s=older_than_s)
+
+    # -- quarantine ----------------------------------------------------------------------------
+    # A response that fails to parse is kept verbatim for a human to inspect, but out of the
+    # store: it is no longer listed, so it is neither reused as truth nor counted as coverage,
+    # and the next run fetches its window again.
+    def quarantine_path(self, ref: SnapshotRef) -> Path:
+        """Where ``ref`` goes (or went) when quarantined: the same relative path under
+        ``<root>/quarantine/``."""
+        return safe_join(self.root, QUARANTINE_DIR, *Path(ref.path).parts)
+
+    def quarantine(self, ref: SnapshotRef, *, reason: str) -> Path:
+        """Move a stored snapshot and its sidecar to the quarantine (the reason goes in the
+        sidecar). Idempotent: a snapshot already moved is not an error."""
+        target = self.quarantine_path(ref)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = safe_join(self.root, *Path(ref.path).parts)
+        sidecar = source.with_name(source.name[: -len(".json")] + ".meta.json")
+        meta: dict[str, Any] = {}
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            meta = json.loads(sidecar.read_bytes())
+        # The sidecar goes first: without it the body is no longer listed as a snapshot.
+        atomic_write_bytes(
+            target.with_name(sidecar.name),
+            json.dumps({**meta, "quarantined": reason}, sort_keys=True, indent=1).encode(),
+        )
+        with contextlib.suppress(FileNotFoundError):
+            sidecar.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(source, target)
+        return target
+
+    def quarantine_body(
+        self,
+        *,
+        provider: str,
+        dataset: str,
+        symbol: str,
+        start: datetime,
+        end: datetime,
+        body: bytes,
+        meta: Mapping[str, Any],
+        reason: str,
+    ) -> Path:
+        """Keep a response that was refused before it was stored, straight in the quarantine."""
+        digest = hashlib.sha256(body).hexdigest()
+        directory = self._symbol_dir(provider, dataset, symbol)
+        name = f"{_stamp(start)}_{_stamp(end)}.{digest[:12]}"
+        relative = (directory / f"{name}.json").relative_to(self.root)
+        target = safe_join(self.root, QUARANTINE_DIR, *relative.parts)
+        atomic_write_bytes(target, body)
+        atomic_write_bytes(
+            target.with_name(f"{name}.meta.json"),
+            json.dumps(
+                {**meta, "sha256": digest, "quarantined": reason}, sort_keys=True, indent=1
+            ).encode(),
+        )
+        return target
 
 
 def uncovered(

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from resources.errors import DataValidationError
+from resources.errors import DataValidationError, ResponseFormatError, SchemaError
 from resources.providers import get_adapter
 from resources.providers.base import ProviderAdapter
 from resources.providers.decoding import BAR_SCHEMA, PAGE_COLUMN
@@ -187,9 +187,13 @@ class SnapshotFrames:
         stats: BuildStats,
     ) -> None:
         # An error names this partition: the first one that needed the snapshot.
-        parsed = adapter.parse_pages(
-            [(symbol, body) for symbol, _, body, _ in chunk], partition=partition
-        )
+        try:
+            parsed = adapter.parse_pages(
+                [(symbol, body) for symbol, _, body, _ in chunk], partition=partition
+            )
+        except ResponseFormatError:
+            self._quarantine_bad_page(adapter, chunk, partition=partition)
+            raise
         stats.unknown_fields.update(parsed.unknown_fields)
         local = parsed.frame.get_column(PAGE_COLUMN)
         first_id = self._next_page
@@ -217,6 +221,35 @@ class SnapshotFrames:
             ids.add(first_id + index)
         self._batches[batch_id] = _Batch(frame, ids, frame.height)
         self._compact()
+
+    def _quarantine_bad_page(
+        self,
+        adapter: ProviderAdapter,
+        chunk: list[tuple[str, SnapshotRef, bytes, int]],
+        *,
+        partition: str,
+    ) -> None:
+        """A stored snapshot that does not parse (kept by an older version, or edited on disk)
+        must not poison its partition for good: find it, move it to the quarantine (its window
+        is then uncovered, so raw/bars fetches it again) and fail naming where it went."""
+        for symbol, ref, body, _ in chunk:
+            try:
+                adapter.parse_bars(body, symbol=symbol, partition=partition)
+            except ResponseFormatError as exc:
+                path = self._store.quarantine(ref, reason=str(exc))
+                message = (
+                    f"{exc}; snapshot {ref.path} is moved to {path}: materialize raw/bars for "
+                    "the partition again to fetch its window anew"
+                )
+                if isinstance(exc, SchemaError):
+                    raise SchemaError(
+                        message,
+                        provider=exc.provider,
+                        symbol=exc.symbol,
+                        partition=exc.partition,
+                        field=exc.field,
+                    ) from None
+                raise ResponseFormatError(message, provider=exc.provider) from None
 
     def held_rows(self) -> int:
         """Rows held in memory (released pages included until their batch is compacted)."""
