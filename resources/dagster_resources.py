@@ -26,6 +26,7 @@ from resources.providers.base import ProviderAdapter
 from resources.ratelimit.pacer import SharedPacer
 from resources.ratelimit.policy import QuotaPolicy
 from resources.ratelimit.stores import MemoryQuotaStore, QuotaStore, SQLiteQuotaStore, quota_key
+from resources.raw.ingest import DEFAULT_LATE_DATA_RETRIES, DEFAULT_LATE_DATA_RETRY_S
 from resources.raw.snapshots import SnapshotStore
 from resources.simulator.adapter import SimulatorAdapter
 from resources.storage.base import Warehouse
@@ -64,6 +65,13 @@ class MarketApiResource(dg.ConfigurableResource):
         description="Retry/throttle seconds one step may wait; a longer wait reschedules it.",
     )
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    late_data_retries: int = Field(
+        default=DEFAULT_LATE_DATA_RETRIES,
+        description="Times a window the provider has not published yet is tried again.",
+    )
+    late_data_retry_s: float = Field(
+        default=DEFAULT_LATE_DATA_RETRY_S, description="Seconds between those tries."
+    )
     _adapter: ProviderAdapter | None = PrivateAttr(default=None)
 
     def adapter(self) -> ProviderAdapter:

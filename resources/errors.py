@@ -11,6 +11,8 @@ The tree::
     │   │   └── MissingApiKeyError  a provider that needs a key has none (also an
     │   │                           InvalidInputError: refused before any request)
     │   ├── RetriesExhaustedError   429/5xx/timeouts kept coming until the attempt cap
+    │   ├── NotYetPublishedError    the provider has not published the whole window yet;
+    │   │                           carries its watermark (how far its data goes)
     │   ├── WaitBudgetExceededError the next wait would pass the total-wait budget; carries
     │   │                           seconds_to_wait so the caller can reschedule instead of sleep
     │   └── ResponseFormatError     a body that is not what the provider documents
@@ -21,6 +23,8 @@ The tree::
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class FinAssetsError(Exception):
@@ -49,6 +53,12 @@ class MissingApiKeyError(FatalResponseError, InvalidInputError):
 
 class RetriesExhaustedError(ProviderError):
     pass
+
+
+class NotYetPublishedError(ProviderError):
+    def __init__(self, message: str, *, provider: str, watermark: datetime) -> None:
+        super().__init__(message, provider=provider)
+        self.watermark = watermark
 
 
 class WaitBudgetExceededError(ProviderError):

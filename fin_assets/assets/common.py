@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 
 from resources.errors import (
     FinAssetsError,
+    NotYetPublishedError,
     ProviderError,
     SchemaError,
     WaitBudgetExceededError,
@@ -19,18 +21,47 @@ from resources.windows import PartitionWindow
 MAX_RESCHEDULES = 5
 
 
+@dataclass(frozen=True)
+class LateDataRetries:
+    """How long a step waits for a provider to publish a window: ``retries`` x ``wait_s``;
+    ``attempt`` is the step's retry number (0 on the first try)."""
+
+    retries: int
+    wait_s: float
+    attempt: int
+
+
 @contextlib.contextmanager
-def dagster_errors(*, asset: str) -> Iterator[None]:
+def dagster_errors(*, asset: str, late_data: LateDataRetries | None = None) -> Iterator[None]:
     """Map fin-assets errors to Dagster: reschedule long waits, fail the rest with one message.
 
     ``Failure`` carries our message (which already names provider, symbol, partition, field)
-    as the description, so the UI shows one clear line instead of a stack of wrappers.
+    as the description, so the UI shows one clear line instead of a stack of wrappers. With
+    ``late_data``, a window the provider has not published yet is tried again later, that many
+    times, before the step fails naming the provider's watermark.
     """
     try:
         yield
     except WaitBudgetExceededError as exc:
         raise dg.RetryRequested(
             max_retries=MAX_RESCHEDULES, seconds_to_wait=exc.seconds_to_wait
+        ) from None
+    except NotYetPublishedError as exc:
+        if late_data is not None and late_data.attempt < late_data.retries:
+            raise dg.RetryRequested(
+                max_retries=late_data.retries, seconds_to_wait=late_data.wait_s
+            ) from exc
+        # The last try fails with our message (the watermark), not "Exceeded max_retries".
+        tries = 1 + (late_data.attempt if late_data else 0)
+        raise dg.Failure(
+            description=f"{asset}: {exc} (tried {tries} time{'s' if tries > 1 else ''})",
+            metadata={
+                "asset": asset,
+                "error": type(exc).__name__,
+                "provider": exc.provider,
+                "watermark": exc.watermark.isoformat(),
+            },
+            allow_retries=False,
         ) from None
     except FinAssetsError as exc:
         metadata: dict[str, str] = {"asset": asset, "error": type(exc).__name__}

@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from fin_assets.assets.common import (
+    LateDataRetries,
     dagster_errors,
     partition_label,
     partition_windows,
@@ -53,7 +54,10 @@ def raw_bars(
             "has not closed yet; partitions are fetched once their hour is over",
             allow_retries=False,
         )
-    with dagster_errors(asset="raw/bars"):
+    late_data = LateDataRetries(
+        market_api.late_data_retries, market_api.late_data_retry_s, context.retry_number
+    )
+    with dagster_errors(asset="raw/bars", late_data=late_data):
         symbols = universe.list()  # refused here, before any request or file
         store = snapshots.store()
         with market_api.client() as client:

@@ -85,6 +85,10 @@ class ProviderAdapter(ABC):
     # The provider's documented quota; None = learn it from the server's headers.
     default_quota: QuotaPolicy | None = None
     default_base_url: str = ""
+    # True when a page's envelope states the window it covers, cut at what the provider has
+    # published (the simulator's "window"); otherwise a short last page may be quiet minutes or
+    # data not published yet, and ingest asks the provider's latest bar (its watermark).
+    reports_coverage: bool = False
     # Statuses that mean "slow down" (Binance adds 418, its IP ban): they pause every process.
     throttle_statuses: frozenset[int] = frozenset({429})
 

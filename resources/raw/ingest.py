@@ -8,11 +8,14 @@ long the range). ``refresh=True`` fetches the whole window again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from resources.http.client import ClientStats, MarketApiClient
+from resources.errors import NotYetPublishedError, ResponseFormatError, SchemaError
+from resources.http.client import ClientStats, FetchedPage, MarketApiClient
+from resources.providers.base import ProviderAdapter
 from resources.raw.manifest import BARS_DATASET, Manifest, save_manifest
 from resources.raw.snapshots import SnapshotRef, SnapshotStore, uncovered
 from resources.validation import ensure_utc
@@ -20,6 +23,13 @@ from resources.windows import PartitionWindow
 
 # Partitions whose manifests are built from one listing of each symbol's snapshots (a week).
 MANIFEST_CHUNK = 168
+# For a provider whose pages do not state their coverage, data older than this (on our clock)
+# is taken as published; a window ending later is checked against the provider's latest bar.
+LATE_DATA_HORIZON = timedelta(days=1)
+# A window the provider has not published yet is tried again this many times, this far apart
+# (30 minutes of provider lag in all), before the step fails naming the provider's watermark.
+DEFAULT_LATE_DATA_RETRIES = 6
+DEFAULT_LATE_DATA_RETRY_S = 300.0
 
 
 @dataclass
@@ -30,6 +40,10 @@ class IngestStats:
     # The pages fetched, kept only with refresh=True (its manifests prefer them): one small
     # record per page, not the bars.
     fetched_refs: list[SnapshotRef] = field(default_factory=list)
+    # Every symbol's data is complete from the start of the window to here (the end of the
+    # window, or where the provider's published data stops).
+    published_through: datetime | None = None
+    short_symbol: str | None = None  # the symbol whose data ends there
 
 
 @dataclass(frozen=True)
@@ -69,14 +83,34 @@ def fetch_raw_bars(
         refresh=refresh,
         label=label,
     )
+    published = stats.published_through or partitions[-1].end
+    complete = [p for p in partitions if p.end <= published]
     for manifest in build_manifests(
         store,
         provider=client.provider,
         symbols=symbols,
-        partitions=partitions,
+        partitions=complete,
         prefer=stats.fetched_refs,
     ):
         save_manifest(store, manifest)
+    if len(complete) < len(partitions):
+        # Never an empty or partial success: what is published is kept (its snapshots and
+        # manifests are reused), the rest waits until the provider has it.
+        waiting = partitions[len(complete) :]
+        first, last = waiting[0].key, waiting[-1].key
+        keys = first if first == last else f"{first}...{last}"
+        raise NotYetPublishedError(
+            f"{client.provider} has published bars only up to {published:%Y-%m-%dT%H:%MZ} "
+            f"(its watermark; symbol {stats.short_symbol}): partition(s) {keys} are not "
+            "complete there yet"
+            + (
+                f"; {len(complete)} earlier partition(s) are fetched and will be reused"
+                if complete
+                else ""
+            ),
+            provider=client.provider,
+            watermark=published,
+        )
     return RawResult(
         partitions=len(partitions),
         symbols=tuple(symbols),
@@ -97,22 +131,46 @@ def ingest_bars(
     end: datetime,
     refresh: bool = False,
     label: str | None = None,
+    now: datetime | None = None,
 ) -> IngestStats:
+    """Fetch what ``[start, end)`` lacks, symbol by symbol, and say how far the data is complete.
+
+    Each page is parsed before it is stored: a response that does not parse is quarantined
+    (kept verbatim, but not as a snapshot) and the run fails naming it, so a bad response is
+    never reused as truth and the next run fetches its window again."""
     start, end = ensure_utc(start), ensure_utc(end)
-    stats = IngestStats()
+    stats = IngestStats(published_through=end)
     provider = client.provider
+    adapter = client.adapter
+    fetch_end = end
+    if not adapter.reports_coverage and end > (now or datetime.now(UTC)) - LATE_DATA_HORIZON:
+        # A short last page could be quiet minutes or minutes not published yet: ask how far
+        # the provider's data goes, and fetch no further (a page claims coverage to its end).
+        fetch_end = min(end, provider_watermark(client, symbols, until=end))
     for symbol in symbols:
+        stored: list[SnapshotRef] = []
         if refresh:
-            gaps = [(start, end)]
+            gaps = [(start, fetch_end)]
         else:
             # One listing per symbol gives both what is reused and what is missing.
             stored = store.list(
                 provider=provider, dataset=BARS_DATASET, symbol=symbol, start=start, end=end
             )
             stats.snapshots_reused += len(stored)
-            gaps = uncovered(stored, start=start, end=end)
+            gaps = uncovered(stored, start=start, end=fetch_end)
+        written: list[SnapshotRef] = []
         for gap_start, gap_end in gaps:
+            if gap_end <= gap_start:
+                continue
             for page in client.iter_pages(symbol, start=gap_start, end=gap_end, label=label):
+                meta = {
+                    "url": page.response.url,  # already redacted by the client
+                    "status": page.response.status,
+                    "headers": page.response.headers,
+                    "fetched_at": page.response.fetched_at.isoformat(),
+                    "bar_count": page.bar_count,
+                }
+                check_page(store, adapter, page, meta=meta, label=label)
                 ref = store.write(
                     provider=provider,
                     dataset=BARS_DATASET,
@@ -120,19 +178,68 @@ def ingest_bars(
                     start=page.coverage_start,
                     end=page.coverage_end,
                     body=page.response.body,
-                    meta={
-                        "url": page.response.url,  # already redacted by the client
-                        "status": page.response.status,
-                        "headers": page.response.headers,
-                        "fetched_at": page.response.fetched_at.isoformat(),
-                        "bar_count": page.bar_count,
-                    },
+                    meta=meta,
                 )
+                written.append(ref)
                 stats.snapshots_written += 1
                 stats.bars_fetched += page.bar_count
                 if refresh:
                     stats.fetched_refs.append(ref)
+        holes = uncovered(sorted([*stored, *written], key=lambda r: r.start), start=start, end=end)
+        if holes and holes[0][0] < (stats.published_through or end):
+            stats.published_through, stats.short_symbol = holes[0][0], symbol
     return stats
+
+
+def provider_watermark(
+    client: MarketApiClient, symbols: Sequence[str], *, until: datetime
+) -> datetime:
+    """How far the provider's data goes: the end of the newest bar of the first symbols (one
+    request each, stopping at the first that reaches ``until``). A quiet symbol alone would
+    understate it; the provider has published a minute once any symbol has a bar there."""
+    best: datetime | None = None
+    for symbol in symbols:
+        latest = client.latest_bar_time(symbol) + timedelta(minutes=1)
+        best = latest if best is None else max(best, latest)
+        if best >= until:
+            break
+    assert best is not None  # symbols is never empty (parse_symbols refuses it)
+    return best
+
+
+def check_page(
+    store: SnapshotStore,
+    adapter: ProviderAdapter,
+    page: FetchedPage,
+    *,
+    meta: Mapping[str, Any],
+    label: str | None,
+) -> None:
+    """Parse a page before it is stored; a page that does not parse goes to the quarantine and
+    the error names the file."""
+    try:
+        adapter.parse_bars(page.response.body, symbol=page.symbol)
+    except ResponseFormatError as exc:
+        path = store.quarantine_body(
+            provider=adapter.name,
+            dataset=BARS_DATASET,
+            symbol=page.symbol,
+            start=page.coverage_start,
+            end=page.coverage_end,
+            body=page.response.body,
+            meta=meta,
+            reason=str(exc),
+        )
+        message = (
+            f"{exc}"
+            + (f" ({label})" if label else "")
+            + f"; the response is kept in {path} and its window is fetched again on the next run"
+        )
+        if isinstance(exc, SchemaError):
+            raise SchemaError(
+                message, provider=exc.provider, symbol=page.symbol, field=exc.field
+            ) from None
+        raise ResponseFormatError(message, provider=exc.provider) from None
 
 
 def build_manifest(

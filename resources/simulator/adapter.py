@@ -45,6 +45,8 @@ class SimulatorAdapter(ProviderAdapter):
     page_limit = 1000
     secret_params = frozenset({"apikey"})
     default_base_url = "http://127.0.0.1:8765"
+    # The envelope's "window" ends where the simulator's published data ends (its clock).
+    reports_coverage = True
 
     def bars_request(self, symbol: str, *, start: datetime, end: datetime) -> ApiRequest:
         params = {
