@@ -20,6 +20,7 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
+from fin_assets.runs import reap_dead_runs
 from resources.dagster_resources import AlertingResource
 from resources.notify.alert import Alert
 
@@ -186,6 +187,9 @@ def build_health_alert_sensor(*, minimum_interval_seconds: int) -> dg.SensorDefi
         context: dg.SensorEvaluationContext, alerting: AlertingResource
     ) -> dg.SkipReason:
         instance = context.instance
+        # A run whose worker died (SIGKILL, OOM) is failed here within a tick, daemon or not,
+        # and its failure is then reported below like any other.
+        reap_dead_runs(instance)
         cursor = AlertCursor.load(context.cursor)
         if cursor is None:
             # First tick ever: start at the present instead of replaying the whole history.

@@ -26,6 +26,7 @@ from fin_assets.jobs import (
     daily_checks_job,
     daily_tables_job,
 )
+from fin_assets.runs import fin_assets_executor
 from fin_assets.schedules import bars_hourly_schedule, daily_tables_schedule
 from fin_assets.sensors import build_new_bars_sensor
 from fin_assets.settings import API_KEY_VARIABLE, WEBHOOK_VARIABLE, Settings
@@ -60,6 +61,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             quota_store=settings.quota_store,
             max_attempts=settings.max_attempts,
             max_wait_s=settings.max_wait_s,
+            late_data_retries=settings.late_data_retries,
+            late_data_retry_s=settings.late_data_retry_s,
         ),
         "snapshots": SnapshotStoreResource(root=str(settings.data_dir)),
         "warehouse": WarehouseResource(url=settings.warehouse_url),
@@ -104,6 +107,8 @@ def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
             partition_checks_sensor,
         ],
         resources=build_resources(settings),
+        # Dagster's default executor, recording each run's worker and failing dead runs first.
+        executor=fin_assets_executor,
     )
 
 
