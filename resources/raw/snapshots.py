@@ -45,6 +45,11 @@ def _stamp(ts: datetime) -> str:
     return ensure_utc(ts).strftime(STAMP)
 
 
+def snapshot_name(start: datetime, end: datetime, digest: str) -> str:
+    """``<start>_<end>.<sha256[:12]>``: the window a page covers, and its content."""
+    return f"{_stamp(start)}_{_stamp(end)}.{digest[:12]}"
+
+
 def _unstamp(text: str) -> datetime:
     return datetime.strptime(text, STAMP).replace(tzinfo=UTC)
 
@@ -101,7 +106,7 @@ class SnapshotStore:
         """Store one response verbatim with its sidecar; the same bytes land at the same path."""
         digest = hashlib.sha256(body).hexdigest()
         directory = self._symbol_dir(provider, dataset, symbol)
-        name = f"{_stamp(start)}_{_stamp(end)}.{digest[:12]}"
+        name = snapshot_name(start, end, digest)
         atomic_write_bytes(directory / f"{name}.json", body)
         sidecar = {
             **meta,
@@ -296,7 +301,7 @@ class SnapshotStore:
         """Keep a response that was refused before it was stored, straight in the quarantine."""
         digest = hashlib.sha256(body).hexdigest()
         directory = self._symbol_dir(provider, dataset, symbol)
-        name = f"{_stamp(start)}_{_stamp(end)}.{digest[:12]}"
+        name = snapshot_name(start, end, digest)
         relative = (directory / f"{name}.json").relative_to(self.root)
         target = safe_join(self.root, QUARANTINE_DIR, *relative.parts)
         atomic_write_bytes(target, body)
