@@ -38,10 +38,10 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from fin_assets.assets.bars import core_bars
 from fin_assets.assets.common import dagster_errors, partition_label
-from fin_assets.assets.daily import core_daily_bars, core_daily_returns
-from fin_assets.partitions import daily_partitions, hourly_partitions
+from fin_assets.partitions import SourcePartitions
+from fin_assets.sources import Source
+from resources.calendars import Sessions
 from resources.dagster_resources import UniverseResource, WarehouseResource
 from resources.quality import (
     FROZEN_MIN_BARS,
@@ -77,6 +77,7 @@ class Window:
     frame: pl.DataFrame  # the partition's rows
     context: pl.DataFrame | None  # the previous partition's rows, if materialized
     symbols: tuple[str, ...]  # the universe
+    sessions: Sessions  # when the market is open: only those minutes can hold bars
 
     @cached_property
     def with_context(self) -> pl.DataFrame:
@@ -134,41 +135,50 @@ def _positive_rule(time_col: str) -> QualityRule:
     )
 
 
-CORE_BARS_RULES: tuple[QualityRule, ...] = (
-    _ohlc_rule("ts", "bar"),
-    _unique_rule("ts", "bar"),
-    _positive_rule("ts"),
-    QualityRule(
-        MISSING_MINUTES,
-        "Minutes of the hour without a bar, per symbol of the universe, reported as gaps. "
-        "A minute without trades has no bar, so a gap can be a quiet market rather than "
-        "missing data." + WARN_NOTE,
-        blocking=False,
-        evaluate=lambda w: check_missing_minutes(
-            w.frame, start=w.start, end=w.end, symbols=w.symbols
+def core_bars_rules(source: Source) -> tuple[QualityRule, ...]:
+    """The rules of core/bars; the missing-minutes rule counts only the source's session
+    minutes (early closes included) and tolerates its quiet minutes."""
+    return (
+        _ohlc_rule("ts", "bar"),
+        _unique_rule("ts", "bar"),
+        _positive_rule("ts"),
+        QualityRule(
+            MISSING_MINUTES,
+            "Minutes of the hour without a bar, per symbol of the universe, reported as gaps. "
+            "A minute without trades has no bar, so a gap can be a quiet market rather than "
+            "missing data." + WARN_NOTE,
+            blocking=False,
+            evaluate=lambda w: check_missing_minutes(
+                w.frame,
+                start=w.start,
+                end=w.end,
+                symbols=w.symbols,
+                open_intervals=w.sessions.intervals(w.start, w.end),
+                max_missing_per_symbol=source.max_quiet_minutes,
+            ),
         ),
-    ),
-    QualityRule(
-        PRICE_JUMPS,
-        f"1-minute close-to-close log returns more than {JUMP_K:g} robust deviations "
-        "(1.4826 x MAD) from the symbol's median in the hour; returns over a gap are scaled to "
-        "one minute, and the previous hour's last bar is included so a jump at the boundary "
-        "counts. A bad print, a split or real news." + WARN_NOTE,
-        blocking=False,
-        evaluate=lambda w: check_jumps(w.with_context, since=w.start),
-        thresholds={"k": JUMP_K, "min_returns": JUMP_MIN_RETURNS},
-    ),
-    QualityRule(
-        FROZEN_PRICES,
-        f"Runs of {FROZEN_MIN_BARS} or more identical bars: repeats of the previous bar (same "
-        "OHLC and volume) or flat zero-volume fills at the previous close — a stale feed. "
-        "Identical closes alone are not flagged: an illiquid symbol can keep its price while "
-        "trading." + WARN_NOTE,
-        blocking=False,
-        evaluate=lambda w: check_frozen(w.with_context, since=w.start),
-        thresholds={"min_bars": FROZEN_MIN_BARS},
-    ),
-)
+        QualityRule(
+            PRICE_JUMPS,
+            f"1-minute close-to-close log returns more than {JUMP_K:g} robust deviations "
+            "(1.4826 x MAD) from the symbol's median in the hour; returns over a gap are scaled to "
+            "one minute, and the previous hour's last bar is included so a jump at the boundary "
+            "counts. A bad print, a split or real news." + WARN_NOTE,
+            blocking=False,
+            evaluate=lambda w: check_jumps(w.with_context, since=w.start),
+            thresholds={"k": JUMP_K, "min_returns": JUMP_MIN_RETURNS},
+        ),
+        QualityRule(
+            FROZEN_PRICES,
+            f"Runs of {FROZEN_MIN_BARS} or more identical bars: repeats of the previous bar (same "
+            "OHLC and volume) or flat zero-volume fills at the previous close — a stale feed. "
+            "Identical closes alone are not flagged: an illiquid symbol can keep its price while "
+            "trading." + WARN_NOTE,
+            blocking=False,
+            evaluate=lambda w: check_frozen(w.with_context, since=w.start),
+            thresholds={"min_bars": FROZEN_MIN_BARS},
+        ),
+    )
+
 
 DAILY_BARS_RULES: tuple[QualityRule, ...] = (
     _ohlc_rule("date", "day"),
@@ -243,14 +253,15 @@ def _previous_key(partitions_def: dg.TimeWindowPartitionsDefinition, start: date
 def build_partition_checks(
     *,
     name: str,
-    asset: dg.AssetsDefinition,
+    asset_key: dg.AssetKey,
     table: str,
+    partitions: SourcePartitions,
     partitions_def: dg.TimeWindowPartitionsDefinition,
     rules: Sequence[QualityRule],
+    universe_key: str,
     with_previous_partition: bool = False,
 ) -> dg.AssetChecksDefinition:
-    """One step that evaluates ``rules`` on each partition of ``asset`` in the run."""
-    asset_key = asset.key
+    """One step that evaluates ``rules`` on each partition of ``asset_key`` in the run."""
     specs = [
         dg.AssetCheckSpec(
             rule.name,
@@ -269,11 +280,10 @@ def build_partition_checks(
         specs=specs,
         can_subset=True,
         description=f"Data-quality checks on {label}, one evaluation per partition.",
+        required_resource_keys={universe_key, "warehouse"},
     )
     def _checks(
         context: dg.AssetCheckExecutionContext,
-        warehouse: WarehouseResource,
-        universe: UniverseResource,
     ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
         selected = [
             rule
@@ -289,7 +299,9 @@ def build_partition_checks(
         keys = list(context.partition_keys)
         failures: list[str] = []
         with dagster_errors(asset=f"{label} checks"):
+            warehouse: WarehouseResource = context.resources.warehouse
             wh = warehouse.warehouse()
+            universe: UniverseResource = getattr(context.resources, universe_key)
             symbols = universe.list()
             previous: pl.DataFrame | None = None
             if with_previous_partition:
@@ -311,6 +323,7 @@ def build_partition_checks(
                         frame=frame,
                         context=previous if with_previous_partition else None,
                         symbols=symbols,
+                        sessions=partitions.sessions,
                     )
                 )
                 for rule in selected:
@@ -359,32 +372,41 @@ def build_partition_checks(
     return _checks
 
 
-def build_quality_checks() -> list[dg.AssetChecksDefinition]:
-    """Every data-quality check of the code location: wire into ``dg.Definitions(asset_checks=)``.
+def build_quality_checks(
+    source: Source, partitions: SourcePartitions
+) -> list[dg.AssetChecksDefinition]:
+    """Every data-quality check of one source: wire into ``dg.Definitions(asset_checks=)``.
 
     Jobs selecting an asset (``AssetSelection.assets``) pick up its checks, so the hourly and
     daily jobs run them after the asset, on the same partitions."""
+    universe_key = source.resource_key("universe")
     return [
         build_partition_checks(
-            name="core_bars_quality",
-            asset=core_bars,
-            table=CORE_BARS_TABLE,
-            partitions_def=hourly_partitions,
-            rules=CORE_BARS_RULES,
+            name=source.job_name("core_bars_quality"),
+            asset_key=source.key("core", "bars"),
+            table=source.table(CORE_BARS_TABLE),
+            partitions=partitions,
+            partitions_def=partitions.hourly,
+            rules=core_bars_rules(source),
+            universe_key=universe_key,
             with_previous_partition=True,
         ),
         build_partition_checks(
-            name="core_daily_bars_quality",
-            asset=core_daily_bars,
-            table=DAILY_BARS_TABLE,
-            partitions_def=daily_partitions,
+            name=source.job_name("core_daily_bars_quality"),
+            asset_key=source.key("core", "daily_bars"),
+            table=source.table(DAILY_BARS_TABLE),
+            partitions=partitions,
+            partitions_def=partitions.daily,
             rules=DAILY_BARS_RULES,
+            universe_key=universe_key,
         ),
         build_partition_checks(
-            name="core_daily_returns_quality",
-            asset=core_daily_returns,
-            table=DAILY_RETURNS_TABLE,
-            partitions_def=daily_partitions,
+            name=source.job_name("core_daily_returns_quality"),
+            asset_key=source.key("core", "daily_returns"),
+            table=source.table(DAILY_RETURNS_TABLE),
+            partitions=partitions,
+            partitions_def=partitions.daily,
             rules=DAILY_RETURNS_RULES,
+            universe_key=universe_key,
         ),
     ]

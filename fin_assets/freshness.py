@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from fin_assets.partitions import hourly_partitions
+from fin_assets.partitions import SourcePartitions
 
 
 @dataclass(frozen=True)
@@ -27,14 +27,22 @@ class FreshnessSettings:
     partition_deadline_minute: int = 20
 
 
-def freshness_policy_for(spec: dg.AssetSpec, settings: FreshnessSettings) -> dg.FreshnessPolicy:
+def freshness_policy_for(
+    spec: dg.AssetSpec, settings: FreshnessSettings, partitions: SourcePartitions
+) -> dg.FreshnessPolicy:
     """A time window for hourly assets, a daily deadline for the rest: read from the asset's
-    own partitions, not from a list of names kept beside them."""
-    if spec.partitions_def == hourly_partitions:
+    own partitions, not from a list of names kept beside them.
+
+    On an exchange calendar the window is widened by the calendar's longest closure (a long
+    weekend), so a market that is closed is not stale; that a session hour has not landed
+    ``hourly_fail_minutes`` after it closed is what the partition freshness checks say (their
+    "last partition" skips closed hours)."""
+    if spec.partitions_def == partitions.hourly:
+        closed = partitions.sessions.longest_closure()
         warn = settings.hourly_warn_minutes
         return dg.FreshnessPolicy.time_window(
-            fail_window=timedelta(minutes=settings.hourly_fail_minutes),
-            warn_window=timedelta(minutes=warn)
+            fail_window=timedelta(minutes=settings.hourly_fail_minutes) + closed,
+            warn_window=timedelta(minutes=warn) + closed
             if warn is not None and warn < settings.hourly_fail_minutes
             else None,
         )
@@ -46,13 +54,15 @@ def freshness_policy_for(spec: dg.AssetSpec, settings: FreshnessSettings) -> dg.
 
 
 def with_freshness(
-    assets: Sequence[dg.AssetsDefinition], settings: FreshnessSettings
+    assets: Sequence[dg.AssetsDefinition],
+    settings: FreshnessSettings,
+    partitions: SourcePartitions,
 ) -> list[dg.AssetsDefinition]:
     """Every asset gets its policy; configured here so the windows come from settings."""
     return [
         asset.map_asset_specs(
             lambda spec: spec.replace_attributes(
-                freshness_policy=freshness_policy_for(spec, settings)
+                freshness_policy=freshness_policy_for(spec, settings, partitions)
             )
         )
         for asset in assets
@@ -60,7 +70,10 @@ def with_freshness(
 
 
 def build_partition_freshness_checks(
-    hourly_assets: Sequence[dg.AssetsDefinition], settings: FreshnessSettings
+    hourly_assets: Sequence[dg.AssetsDefinition],
+    settings: FreshnessSettings,
+    *,
+    sensor_name: str = "partition_freshness_checks_sensor",
 ) -> tuple[list[dg.AssetChecksDefinition], dg.SensorDefinition]:
     """'The last closed hour has landed' checks on the hourly assets, and their sensor."""
     checks = list(
@@ -72,7 +85,7 @@ def build_partition_freshness_checks(
     )
     sensor = dg.build_sensor_for_freshness_checks(
         freshness_checks=checks,
-        name="partition_freshness_checks_sensor",
+        name=sensor_name,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     return checks, sensor

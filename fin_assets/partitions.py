@@ -1,13 +1,54 @@
-"""Time-window partitions: hourly for bars (each hour is fetched once it closes), daily for
-daily tables. All UTC. The start date bounds what a backfill can ask for."""
+"""Time-window partitions of a source: hourly for bars (each hour is fetched once it closes),
+daily for daily tables. All UTC, so a partition key means the same hour everywhere.
+
+A source on an exchange calendar has only the hours and days its exchange trades in: the
+closed ones are Dagster partition ``exclusions`` (cron strings for the regular closed hours and
+weekends, datetimes for holidays, early closes and the hour DST moves; ``resources/calendars.py``
+computes them from ``exchange_calendars``). Exclusions rather than a partitions class of our
+own: Dagster's time-window machinery (backfills, the daily -> 24 hourly mapping, partition
+freshness checks, the UI) then skips closed hours by itself, and a closed hour costs no request
+and no run. The start date bounds what a backfill can ask for.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
+
 import dagster as dg
 
-PARTITIONS_START = "2026-01-01"
+from resources.calendars import Sessions
 
+PARTITIONS_START = "2026-01-01"
+DEFAULT_START = date.fromisoformat(PARTITIONS_START)
+
+# The around-the-clock partitions (24/7 sources and the FIN_* shorthand source).
 hourly_partitions = dg.HourlyPartitionsDefinition(
     start_date=f"{PARTITIONS_START}-00:00", timezone="UTC"
 )
 daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")
+
+
+@dataclass(frozen=True)
+class SourcePartitions:
+    hourly: dg.TimeWindowPartitionsDefinition
+    daily: dg.TimeWindowPartitionsDefinition
+    sessions: Sessions
+
+
+def source_partitions(sessions: Sessions, *, start: date = DEFAULT_START) -> SourcePartitions:
+    if sessions.always_open and start == DEFAULT_START:
+        return SourcePartitions(hourly_partitions, daily_partitions, sessions)
+    return SourcePartitions(
+        dg.HourlyPartitionsDefinition(
+            start_date=f"{start.isoformat()}-00:00",
+            timezone="UTC",
+            exclusions=sessions.hourly_exclusions() or None,
+        ),
+        dg.DailyPartitionsDefinition(
+            start_date=start.isoformat(),
+            timezone="UTC",
+            exclusions=sessions.daily_exclusions() or None,
+        ),
+        sessions,
+    )

@@ -1,6 +1,7 @@
-"""Each window is materialized a few minutes after it closes.
+"""Each window is materialized a few minutes after it closes; on an exchange calendar, only the
+hours and days of its sessions (the partitions' exclusions skip the rest).
 
-Both schedules start STOPPED: switch them on in the UI (Automation tab) or with
+The schedules start STOPPED: switch them on in the UI (Automation tab) or with
 ``dagster schedule start`` once the provider is reachable, so a fresh ``dagster dev`` does not
 fire runs at an API that is not there.
 """
@@ -9,14 +10,21 @@ from __future__ import annotations
 
 import dagster as dg
 
-from fin_assets.jobs import bars_hourly_job, daily_tables_job
+from fin_assets.jobs import SourceJobs
+from fin_assets.sources import Source
 
-# Five minutes after the hour: late prints from the provider have settled.
-bars_hourly_schedule = dg.build_schedule_from_partitioned_job(
-    bars_hourly_job, name="bars_hourly_schedule", minute_of_hour=5
-)
 
-# 00:30 UTC: after the 23:00 hour's run (00:05) has had time to land.
-daily_tables_schedule = dg.build_schedule_from_partitioned_job(
-    daily_tables_job, name="daily_tables_schedule", hour_of_day=0, minute_of_hour=30
-)
+def build_schedules(source: Source, jobs: SourceJobs) -> list[dg.ScheduleDefinition]:
+    return [
+        # Five minutes after the hour: late prints from the provider have settled.
+        dg.build_schedule_from_partitioned_job(
+            jobs.bars_hourly, name=source.job_name("bars_hourly_schedule"), minute_of_hour=5
+        ),
+        # 00:30 UTC: after the 23:00 hour's run (00:05) has had time to land.
+        dg.build_schedule_from_partitioned_job(
+            jobs.daily_tables,
+            name=source.job_name("daily_tables_schedule"),
+            hour_of_day=0,
+            minute_of_hour=30,
+        ),
+    ]

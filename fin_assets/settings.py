@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fin_assets.freshness import FreshnessSettings
+from fin_assets.sources import Source
+from resources.calendars import TWENTY_FOUR_SEVEN, validate_calendar_name
 from resources.errors import InvalidInputError
 from resources.http.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_WAIT_S
 from resources.notify.alert import PAYLOAD_FORMATS, PayloadFormat
@@ -30,6 +32,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_KEY_VARIABLE = "FIN_API_KEY"
 WEBHOOK_VARIABLE = "FIN_ALERT_WEBHOOK_URL"
 QUOTA_STORE_FILE = "fin_assets_quota.sqlite"
+# Any of these set: the environment describes the deployment's one source (the shorthand).
+SHORTHAND_VARIABLES = ("FIN_PROVIDER", "FIN_SYMBOLS", "FIN_API_BASE_URL")
 
 _FRESHNESS = FreshnessSettings()
 
@@ -49,6 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FIN_API_BASE_URL", "", "empty = the provider's own base URL"),
     Setting(API_KEY_VARIABLE, "", "the provider's API key", secret=True),
     Setting("FIN_SYMBOLS", "AAPL,MSFT,GOOG,AMZN,NVDA", "the symbol universe, comma-separated"),
+    Setting("FIN_CALENDAR", TWENTY_FOUR_SEVEN, "the exchange calendar of the shorthand source"),
     Setting("FIN_DATA_DIR", "", "empty = <project>/data: snapshots, manifests, Parquet lake"),
     Setting("FIN_WAREHOUSE_URL", "", "empty = <FIN_DATA_DIR>/warehouse (Parquet)"),
     Setting("FIN_QUOTA_REQUESTS", "", "empty = the provider's documented quota; 'learn'"),
@@ -114,6 +119,13 @@ class Settings:
     automation_interval_s: int
     new_data_lookback_hours: int
     freshness: FreshnessSettings
+    # The one source of the FIN_* variables (today's names), or None: the sources declared in
+    # YAML (fin_assets/defs/<name>/defs.yaml) make up the deployment.
+    shorthand_source: Source | None
+    cache_dir: Path  # exchange sessions, computed once (resources/calendars.py)
+
+    def adapter_for(self, provider: str) -> ProviderAdapter:
+        return self.adapter if provider == self.provider else get_adapter(provider)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -143,12 +155,32 @@ class Settings:
                 f"FIN_ALERT_FORMAT={alert_format!r}: expected one of {', '.join(PAYLOAD_FORMATS)}"
             )
         warn = read.number("FIN_FRESHNESS_HOURLY_WARN_MINUTES", float)
+        freshness = FreshnessSettings(
+            hourly_fail_minutes=read.number("FIN_FRESHNESS_HOURLY_FAIL_MINUTES", float, minimum=1),
+            hourly_warn_minutes=warn or None,
+            daily_deadline_cron=read.text("FIN_FRESHNESS_DAILY_DEADLINE_CRON"),
+        )
+        base_url = env.get("FIN_API_BASE_URL") or adapter.default_base_url
+        symbols = parse_symbols(read.text("FIN_SYMBOLS"))
+        shorthand = None
+        if any(env.get(name) for name in SHORTHAND_VARIABLES):
+            shorthand = Source(
+                name=None,
+                provider=provider,
+                symbols=symbols,
+                base_url=base_url,
+                calendar=validate_calendar_name(read.text("FIN_CALENDAR")),
+                api_key_env=API_KEY_VARIABLE,
+                quota=quota,
+                learn_quota=learn,
+                freshness=freshness,
+            )
         return cls(
             provider=provider,
             adapter=adapter,
-            base_url=env.get("FIN_API_BASE_URL") or adapter.default_base_url,
+            base_url=base_url,
             has_api_key=has_api_key,
-            symbols=parse_symbols(read.text("FIN_SYMBOLS")),
+            symbols=symbols,
             data_dir=data_dir,
             warehouse_url=env.get("FIN_WAREHOUSE_URL") or str(data_dir / "warehouse"),
             quota_store=env.get("FIN_QUOTA_STORE") or str(instance_dir / QUOTA_STORE_FILE),
@@ -165,13 +197,9 @@ class Settings:
                 read.number("FIN_AUTOMATION_INTERVAL_SECONDS", int, minimum=1)
             ),
             new_data_lookback_hours=int(read.number("FIN_NEW_DATA_LOOKBACK_HOURS", int)),
-            freshness=FreshnessSettings(
-                hourly_fail_minutes=read.number(
-                    "FIN_FRESHNESS_HOURLY_FAIL_MINUTES", float, minimum=1
-                ),
-                hourly_warn_minutes=warn or None,
-                daily_deadline_cron=read.text("FIN_FRESHNESS_DAILY_DEADLINE_CRON"),
-            ),
+            freshness=freshness,
+            shorthand_source=shorthand,
+            cache_dir=PROJECT_ROOT / ".cache" / "calendars",
         )
 
 

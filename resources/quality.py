@@ -319,15 +319,26 @@ def check_missing_minutes(
     end: datetime,
     symbols: Iterable[str] = (),
     interval: timedelta = timedelta(minutes=1),
+    open_intervals: Sequence[tuple[datetime, datetime]] | None = None,
     max_missing_per_symbol: int = 0,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
 ) -> CheckOutcome:
     """Minutes in ``[start, end)`` without a bar, per symbol of ``symbols`` (the universe; a
     symbol with no bar at all misses every minute) and of the frame. Reported as gaps: one
     example per run of consecutive missing minutes. Passes when no symbol misses more than
-    ``max_missing_per_symbol`` minutes. Remember: no trades, no bar — a gap may be quiet."""
-    grid = pl.datetime_range(
-        start, end, interval, closed="left", time_unit="us", time_zone="UTC", eager=True
+    ``max_missing_per_symbol`` minutes. Remember: no trades, no bar — a gap may be quiet.
+
+    ``open_intervals``: the parts of the window the market is open (an exchange session, an
+    early close); only their minutes are expected. None: every minute."""
+    spans = [(start, end)] if open_intervals is None else list(open_intervals)
+    grid = pl.concat(
+        [
+            pl.datetime_range(
+                lo, hi, interval, closed="left", time_unit="us", time_zone="UTC", eager=True
+            )
+            for lo, hi in spans
+        ]
+        or [pl.Series([], dtype=pl.Datetime("us", "UTC"))]
     ).alias("ts")
     present = frame.select("symbol", pl.col("ts").cast(pl.Datetime("us", "UTC"))).unique()
     universe = sorted(set(symbols) | set(present.get_column("symbol").to_list()))

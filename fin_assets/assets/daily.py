@@ -1,4 +1,4 @@
-"""Core layer, daily: tables aggregated from the 24 hourly partitions of core/bars."""
+"""Core layer, daily: tables aggregated from the hourly partitions of core/bars of the day."""
 
 # No `from __future__ import annotations`: Dagster reads the asset's parameter annotations
 # (config class, resources) at decoration time and cannot resolve them as strings.
@@ -8,9 +8,9 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from fin_assets.assets.bars import core_bars
 from fin_assets.assets.common import dagster_errors, partition_windows, window_metadata
-from fin_assets.partitions import daily_partitions, hourly_partitions
+from fin_assets.partitions import SourcePartitions
+from fin_assets.sources import Source
 from resources.dagster_resources import WarehouseResource
 from resources.tables.core import CORE_BARS_TABLE
 from resources.tables.daily import (
@@ -21,73 +21,79 @@ from resources.tables.daily import (
     daily_returns,
 )
 
+DAILY_BARS_DOC = (
+    "Daily OHLCV per symbol: first open, highest high, lowest low, last close, summed volume "
+    "and trades, volume-weighted average price and the number of 1-minute bars. Daily UTC "
+    "partitions (session days on an exchange calendar), each aggregated from that day's hourly "
+    "partitions of core/bars."
+)
+DAILY_RETURNS_DOC = (
+    "Daily open-to-close return (simple and log) and realized volatility per symbol: the root "
+    "of the summed squared 1-minute log returns, also annualized. Daily UTC partitions "
+    "(session days on an exchange calendar), from that day's hourly partitions of core/bars."
+)
 
-def materialize_daily_table(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    *,
-    asset: str,
-    table: str,
+
+def build_daily_assets(
+    source: Source, partitions: SourcePartitions
+) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """core/daily_bars and core/daily_returns of one source."""
+    return (
+        _daily_asset(
+            source, partitions, "daily_bars", DAILY_BARS_TABLE, aggregate_daily, DAILY_BARS_DOC
+        ),
+        _daily_asset(
+            source,
+            partitions,
+            "daily_returns",
+            DAILY_RETURNS_TABLE,
+            daily_returns,
+            DAILY_RETURNS_DOC,
+        ),
+    )
+
+
+def _daily_asset(
+    source: Source,
+    partitions: SourcePartitions,
+    name: str,
+    base_table: str,
     compute: Callable[..., pl.DataFrame],
-) -> dg.MaterializeResult:
-    """What both daily assets do: each day of the run from its 24 hourly core/bars partitions."""
-    wh = warehouse.warehouse()
-    with dagster_errors(asset=asset):
-        result = build_daily_table(
-            wh,
-            partition_windows(context, daily_partitions, parts=hourly_partitions),
-            source=CORE_BARS_TABLE,
-            table=table,
-            compute=compute,
+    doc: str,
+) -> dg.AssetsDefinition:
+    table = source.table(base_table)
+    key = source.key("core", name)
+
+    @dg.asset(
+        key=key,
+        group_name=source.group("core"),
+        partitions_def=partitions.daily,
+        # daily -> the day's hourly partitions, by Dagster's time-window mapping
+        deps=[source.key("core", "bars")],
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"polars", "parquet"},
+        description=f"{doc} Source {source.label}; table {table}.",
+    )
+    def daily_table(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        wh = warehouse.warehouse()
+        with dagster_errors(asset=key.to_user_string()):
+            result = build_daily_table(
+                wh,
+                partition_windows(context, partitions.daily, parts=partitions.hourly),
+                source=source.table(CORE_BARS_TABLE),
+                table=table,
+                compute=compute,
+            )
+        return dg.MaterializeResult(
+            metadata={
+                **window_metadata(context),
+                "rows": result.rows,
+                "symbols": ", ".join(sorted(result.symbols)),
+                "symbol_count": len(result.symbols),
+                "table": dg.MetadataValue.path(f"{wh.location}/{table}"),
+            }
         )
-    return dg.MaterializeResult(
-        metadata={
-            **window_metadata(context),
-            "rows": result.rows,
-            "symbols": ", ".join(sorted(result.symbols)),
-            "symbol_count": len(result.symbols),
-            "table": dg.MetadataValue.path(f"{wh.location}/{table}"),
-        }
-    )
 
-
-@dg.asset(
-    key=["core", "daily_bars"],
-    group_name="core",
-    partitions_def=daily_partitions,
-    deps=[core_bars],  # daily -> 24 hourly partitions, by Dagster's time-window mapping
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"polars", "parquet"},
-)
-def core_daily_bars(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """Daily OHLCV per symbol: first open, highest high, lowest low, last close, summed volume
-    and trades, volume-weighted average price and the number of 1-minute bars. Daily UTC
-    partitions, each aggregated from the 24 hourly partitions of core/bars for that day."""
-    return materialize_daily_table(
-        context, warehouse, asset="core/daily_bars", table=DAILY_BARS_TABLE, compute=aggregate_daily
-    )
-
-
-@dg.asset(
-    key=["core", "daily_returns"],
-    group_name="core",
-    partitions_def=daily_partitions,
-    deps=[core_bars],
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    kinds={"polars", "parquet"},
-)
-def core_daily_returns(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """Daily open-to-close return (simple and log) and realized volatility per symbol: the root
-    of the summed squared 1-minute log returns, also annualized. Daily UTC partitions computed
-    from the 24 hourly partitions of core/bars for that day."""
-    return materialize_daily_table(
-        context,
-        warehouse,
-        asset="core/daily_returns",
-        table=DAILY_RETURNS_TABLE,
-        compute=daily_returns,
-    )
+    return daily_table

@@ -15,17 +15,10 @@ from fin_assets.assets.common import (
     partition_windows,
     window_metadata,
 )
-from fin_assets.partitions import hourly_partitions
+from fin_assets.partitions import SourcePartitions
+from fin_assets.sources import Source
 from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
 from resources.raw.ingest import fetch_raw_bars
-
-RAW_BARS_KEY = dg.AssetKey(["raw", "bars"])
-
-
-def provider_pool(provider: str) -> str:
-    """One concurrency pool per provider (limits in dagster.yaml): steps calling the same API
-    queue for it instead of splitting one quota between runs."""
-    return f"provider_{provider}"
 
 
 class RawBarsConfig(dg.Config):
@@ -35,70 +28,80 @@ class RawBarsConfig(dg.Config):
     )
 
 
-def raw_bars(
-    context: dg.AssetExecutionContext,
-    config: RawBarsConfig,
-    market_api: MarketApiResource,
-    snapshots: SnapshotStoreResource,
-    universe: UniverseResource,
-) -> dg.MaterializeResult:
-    """1-minute bars exactly as the provider sent them, one snapshot file per response page,
-    for every symbol of the universe. Hourly UTC partitions; a partition's materialization is
-    the manifest of the snapshots covering its hour. A range run fetches the whole range with
-    the provider's largest page (not one request per hour) and reuses snapshots it already has,
-    so a retry or re-run resumes without spending quota again."""
-    window = context.partition_time_window
-    if window.end > datetime.now(UTC):
-        raise dg.Failure(
-            description=f"raw/bars: window {window.start:%Y-%m-%d %H:%M}..{window.end:%H:%M} UTC "
-            "has not closed yet; partitions are fetched once their hour is over",
-            allow_retries=False,
-        )
-    late_data = LateDataRetries(
-        market_api.late_data_retries, market_api.late_data_retry_s, context.retry_number
-    )
-    with dagster_errors(asset="raw/bars", late_data=late_data):
-        symbols = universe.list()  # refused here, before any request or file
-        store = snapshots.store()
-        with market_api.client() as client:
-            result = fetch_raw_bars(
-                client,
-                store,
-                symbols,
-                partition_windows(context, hourly_partitions),
-                refresh=config.refresh,
-                label=partition_label(context.partition_keys),
-            )
-    context.log.info(
-        "raw/bars: %d partition(s), %d symbol(s): %d snapshot(s) written, %d reused, %d request(s)",
-        result.partitions,
-        len(result.symbols),
-        result.snapshots_written,
-        result.snapshots_reused,
-        result.client.requests,
-    )
-    return dg.MaterializeResult(
-        metadata={
-            **window_metadata(context),
-            "provider": result.provider,
-            "symbols": ", ".join(result.symbols),
-            "symbol_count": len(result.symbols),
-            "rows": result.bars_fetched,
-            "snapshots_written": result.snapshots_written,
-            "snapshots_reused": result.snapshots_reused,
-            **result.client.as_metadata(),
-            "snapshot_root": dg.MetadataValue.path(str(store.root)),
-        }
-    )
+def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDefinition:
+    """raw/bars of one source, in its provider's concurrency pool (limits in dagster.yaml:
+    steps calling the same API queue for it instead of splitting one quota between runs)."""
+    market_key = source.resource_key("market_api")
+    universe_key = source.resource_key("universe")
+    hourly = partitions.hourly
 
-
-def build_raw_bars(*, provider: str) -> dg.AssetsDefinition:
-    """raw/bars bound to the configured provider's concurrency pool."""
-    return dg.asset(
-        key=RAW_BARS_KEY,
-        group_name="raw",
-        partitions_def=hourly_partitions,
+    @dg.asset(
+        key=source.key("raw", "bars"),
+        group_name=source.group("raw"),
+        partitions_def=hourly,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=provider_pool(provider),
+        pool=source.pool,
         kinds={"json"},
-    )(raw_bars)
+        required_resource_keys={market_key, universe_key, "snapshots"},
+        description=f"1-minute bars exactly as {source.provider} sent them, one snapshot file "
+        f"per response page, for every symbol of source {source.label}. Hourly UTC partitions"
+        + ("" if partitions.sessions.always_open else f" in {source.calendar} sessions")
+        + "; a partition's materialization is the manifest of the snapshots covering its hour. "
+        "A range run fetches the whole range with the provider's largest page (not one request "
+        "per hour) and reuses snapshots it already has, so a retry or re-run resumes without "
+        "spending quota again.",
+    )
+    def raw_bars(context: dg.AssetExecutionContext, config: RawBarsConfig) -> dg.MaterializeResult:
+        market_api: MarketApiResource = getattr(context.resources, market_key)
+        universe: UniverseResource = getattr(context.resources, universe_key)
+        snapshots: SnapshotStoreResource = context.resources.snapshots
+        window = context.partition_time_window
+        if window.end > datetime.now(UTC):
+            raise dg.Failure(
+                description=f"{source.key('raw', 'bars').to_user_string()}: window "
+                f"{window.start:%Y-%m-%d %H:%M}..{window.end:%H:%M} UTC has not closed yet; "
+                "partitions are fetched once their hour is over",
+                allow_retries=False,
+            )
+        asset = source.key("raw", "bars").to_user_string()
+        late_data = LateDataRetries(
+            market_api.late_data_retries, market_api.late_data_retry_s, context.retry_number
+        )
+        with dagster_errors(asset=asset, late_data=late_data):
+            symbols = universe.list()  # refused here, before any request or file
+            store = snapshots.store()
+            with market_api.client() as client:
+                result = fetch_raw_bars(
+                    client,
+                    store,
+                    symbols,
+                    partition_windows(context, hourly),
+                    refresh=config.refresh,
+                    label=partition_label(context.partition_keys),
+                    manifests=source.table("raw_bars"),
+                )
+        context.log.info(
+            "%s: %d partition(s), %d symbol(s): %d snapshot(s) written, %d reused, %d request(s)",
+            asset,
+            result.partitions,
+            len(result.symbols),
+            result.snapshots_written,
+            result.snapshots_reused,
+            result.client.requests,
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **window_metadata(context),
+                "source": source.label,
+                "provider": result.provider,
+                "symbols": ", ".join(result.symbols),
+                "symbol_count": len(result.symbols),
+                "rows": result.bars_fetched,
+                "snapshots_written": result.snapshots_written,
+                "snapshots_reused": result.snapshots_reused,
+                **result.client.as_metadata(),
+                "snapshot_root": dg.MetadataValue.path(str(store.root)),
+            }
+        )
+
+    return raw_bars

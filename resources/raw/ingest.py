@@ -16,7 +16,7 @@ from typing import Any
 from resources.errors import NotYetPublishedError, ResponseFormatError, SchemaError
 from resources.http.client import ClientStats, FetchedPage, MarketApiClient
 from resources.providers.base import ProviderAdapter
-from resources.raw.manifest import BARS_DATASET, Manifest, save_manifest
+from resources.raw.manifest import BARS_DATASET, MANIFESTS_DIR, Manifest, save_manifest
 from resources.raw.snapshots import SnapshotRef, SnapshotStore, uncovered
 from resources.validation import ensure_utc
 from resources.windows import PartitionWindow
@@ -67,6 +67,7 @@ def fetch_raw_bars(
     *,
     refresh: bool = False,
     label: str | None = None,
+    manifests: str = MANIFESTS_DIR,
 ) -> RawResult:
     """The raw layer for a run: fetch what the range lacks, then one manifest per partition.
 
@@ -92,7 +93,7 @@ def fetch_raw_bars(
         partitions=complete,
         prefer=stats.fetched_refs,
     ):
-        save_manifest(store, manifest)
+        save_manifest(store, manifest, directory=manifests)
     if len(complete) < len(partitions):
         # Never an empty or partial success: what is published is kept (its snapshots and
         # manifests are reused), the rest waits until the provider has it.

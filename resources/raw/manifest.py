@@ -85,12 +85,17 @@ class Manifest:
             raise StorageError(f"manifest {where} is not a raw/bars manifest: {exc!r}") from None
 
 
-def save_manifest(store: SnapshotStore, manifest: Manifest) -> None:
+def save_manifest(
+    store: SnapshotStore, manifest: Manifest, *, directory: str = MANIFESTS_DIR
+) -> None:
+    """``directory``: one per source (``<source>__raw_bars``), so two sources never share one."""
     store.write_manifest(
-        asset=MANIFESTS_DIR, partition_key=manifest.partition, manifest=manifest.to_json()
+        asset=directory, partition_key=manifest.partition, manifest=manifest.to_json()
     )
 
 
-def load_manifest(store: SnapshotStore, partition_key: str) -> Manifest:
-    data = store.read_manifest(asset=MANIFESTS_DIR, partition_key=partition_key)
-    return Manifest.from_json(data, where=f"{MANIFESTS_DIR}/{partition_key}")
+def load_manifest(
+    store: SnapshotStore, partition_key: str, *, directory: str = MANIFESTS_DIR
+) -> Manifest:
+    data = store.read_manifest(asset=directory, partition_key=partition_key)
+    return Manifest.from_json(data, where=f"{directory}/{partition_key}")

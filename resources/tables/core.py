@@ -19,7 +19,7 @@ from resources.errors import DataValidationError, ResponseFormatError, SchemaErr
 from resources.providers import get_adapter
 from resources.providers.base import ProviderAdapter
 from resources.providers.decoding import BAR_SCHEMA, PAGE_COLUMN
-from resources.raw.manifest import Manifest, load_manifest
+from resources.raw.manifest import MANIFESTS_DIR, Manifest, load_manifest
 from resources.raw.snapshots import SnapshotRef, SnapshotStore
 from resources.storage.base import Warehouse
 from resources.tables.schemas import CANONICAL_SCHEMA
@@ -318,6 +318,7 @@ def iter_core_bars(
     *,
     stats: BuildStats,
     adapter: ProviderAdapter | None = None,
+    manifests: str = MANIFESTS_DIR,
 ) -> Iterator[tuple[PartitionWindow, pl.DataFrame]]:
     """Each partition's canonical bars from its raw/bars manifest, in the order given.
 
@@ -326,7 +327,7 @@ def iter_core_bars(
     once. ``adapter`` overrides the manifest's provider (benchmarks compare decoders)."""
     parsed = SnapshotFrames(store)
     for window in partitions:
-        manifest = load_manifest(store, window.key)
+        manifest = load_manifest(store, window.key, directory=manifests)
         frame = bars_from_manifest(
             store,
             adapter or get_adapter(manifest.provider),
@@ -346,11 +347,12 @@ def build_core_bars(
     partitions: Sequence[PartitionWindow],
     *,
     table: str = CORE_BARS_TABLE,
+    manifests: str = MANIFESTS_DIR,
 ) -> CoreBarsResult:
     """The core/bars layer for a run: each partition built and replaced in the warehouse
     (replace, not append: re-runs and backfills leave one copy of each partition)."""
     result = CoreBarsResult()
-    for window, frame in iter_core_bars(store, partitions, stats=result.stats):
+    for window, frame in iter_core_bars(store, partitions, stats=result.stats, manifests=manifests):
         warehouse.replace_partition(table, window.key, frame)
         result.rows += frame.height
         result.symbols.update(frame.get_column("symbol").unique().to_list())

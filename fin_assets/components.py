@@ -1,0 +1,129 @@
+"""``MarketDataSource``: the Dagster component a source is declared with, one YAML file each.
+
+``fin_assets/defs/<name>/defs.yaml``::
+
+    type: fin_assets.components.MarketDataSource
+    attributes:
+      name: us_equities
+      provider: polygon
+      symbols: [AAPL, MSFT]
+      calendar: XNYS                 # or "24/7"
+      quota: {requests: 5, window_seconds: 60}   # or "learn"; omitted: the provider's own
+      base_url: https://api.massive.com          # omitted: the provider's default
+      api_key_env: POLYGON_API_KEY   # the NAME of the variable holding the key, never the key
+      partitions_start: "2026-01-01"
+      freshness: {fail_minutes: 90, warn_minutes: 75}
+      max_quiet_minutes: 2           # minutes without a bar per symbol and hour, not a warning
+
+Adding a source is a new file and no Python. ``dg check yaml`` validates every file against
+this model (provider, symbols, calendar and the key variable's name are constrained in its
+schema, so a bad file is refused with its file, line and field); ``dg list defs`` lists every
+source's assets. Shared settings (warehouse, quota store, retries, alerting) stay in the
+``FIN_*`` variables (``fin_assets/settings.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from typing import Literal, get_args
+
+import dagster as dg
+from pydantic import Field
+
+from fin_assets.freshness import FreshnessSettings
+from fin_assets.pipeline import build_source_definitions
+from fin_assets.settings import Settings
+from fin_assets.sources import ENV_VAR_NAME, SOURCE_NAME, Source
+from resources.calendars import TWENTY_FOUR_SEVEN
+from resources.providers import get_adapter
+from resources.ratelimit.policy import QuotaPolicy
+from resources.validation import SYMBOL_RE
+
+# The providers a source may name: a Literal, so that it is part of the schema `dg check yaml`
+# validates against (keep in step with resources/providers/__init__.py: a test checks it).
+ProviderName = Literal["simulator", "binance", "polygon"]
+CALENDAR_PATTERN = r"^(24/7|[A-Z0-9]{3,6})$"
+
+
+class QuotaModel(dg.Model, dg.Resolvable):
+    requests: float = Field(gt=0, description="Requests (or weight) per window.")
+    window_seconds: float = Field(gt=0, description="The quota's window.")
+    burst: int = Field(default=1, ge=1, description="Requests allowed back to back.")
+
+
+class FreshnessModel(dg.Model, dg.Resolvable):
+    fail_minutes: float = Field(default=90, gt=0, description="An hour not landed after this.")
+    warn_minutes: float | None = Field(default=75, gt=0, description="Warn after this.")
+
+
+class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
+    """A market-data source: one provider, credential, symbol list and exchange calendar."""
+
+    name: str = Field(
+        pattern=SOURCE_NAME.pattern,
+        description="The source's name: asset keys, tables, jobs.",
+        json_schema_extra={"pattern": SOURCE_NAME.pattern},
+    )
+    provider: ProviderName = Field(
+        description="Provider adapter.", json_schema_extra={"enum": list(get_args(ProviderName))}
+    )
+    symbols: list[str] = Field(
+        min_length=1,
+        description="The symbols, e.g. [AAPL, MSFT] or [BTCUSDT].",
+        json_schema_extra={"items": {"type": "string", "pattern": SYMBOL_RE.pattern}},
+    )
+    calendar: str = Field(
+        default=TWENTY_FOUR_SEVEN,
+        pattern=CALENDAR_PATTERN,
+        description="'24/7' or an exchange code of exchange_calendars (XNYS, XNAS, XLON, ...).",
+        json_schema_extra={"pattern": CALENDAR_PATTERN},
+    )
+    quota: QuotaModel | Literal["learn"] | None = Field(
+        default=None, description="The provider's quota, 'learn', or omitted: its documented one."
+    )
+    base_url: str | None = Field(default=None, description="Omitted: the provider's default.")
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=ENV_VAR_NAME.pattern,
+        description="The NAME of the environment variable holding the API key (never the key).",
+        json_schema_extra={"pattern": ENV_VAR_NAME.pattern},
+    )
+    partitions_start: str = Field(
+        default="2026-01-01", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="First day."
+    )
+    freshness: FreshnessModel = Field(default_factory=FreshnessModel)
+    max_quiet_minutes: int = Field(
+        default=0, ge=0, description="Minutes without a bar per symbol and hour, not a warning."
+    )
+
+    def to_source(self) -> Source:
+        for symbol in self.symbols:
+            if not SYMBOL_RE.fullmatch(symbol):
+                raise ValueError(f"source {self.name}: symbols: invalid symbol {symbol!r}")
+        quota = (
+            QuotaPolicy(self.quota.requests, self.quota.window_seconds, self.quota.burst)
+            if isinstance(self.quota, QuotaModel)
+            else None
+        )
+        return Source(
+            name=self.name,
+            provider=self.provider,
+            symbols=tuple(dict.fromkeys(self.symbols)),
+            base_url=self.base_url or get_adapter(self.provider).default_base_url,
+            calendar=self.calendar,
+            api_key_env=self.api_key_env,
+            quota=quota,
+            learn_quota=self.quota == "learn",
+            partitions_start=date.fromisoformat(self.partitions_start),
+            freshness=FreshnessSettings(
+                hourly_fail_minutes=self.freshness.fail_minutes,
+                hourly_warn_minutes=self.freshness.warn_minutes,
+            ),
+            max_quiet_minutes=self.max_quiet_minutes,
+        )
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        # Shared settings come from the environment, read by the one reader of configuration.
+        env = dict(os.environ)
+        return build_source_definitions(self.to_source(), Settings.from_env(env), env)

@@ -1,0 +1,115 @@
+"""Everything one source contributes to the code location: its partitions (on its calendar), its
+assets, checks, jobs, schedules and new-data sensor, and its API and universe resources.
+
+Used for each declared source (``fin_assets/components.py``) and for the ``FIN_*`` shorthand
+source (``fin_assets/definitions.py``); what every source shares (warehouse, snapshots,
+alerting, the automation and alert sensors, the executor) is bound once in ``definitions.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+
+import dagster as dg
+
+from fin_assets.assets.bars import build_core_bars_asset
+from fin_assets.assets.daily import build_daily_assets
+from fin_assets.assets.raw import build_raw_bars
+from fin_assets.automation import daily_automation_condition
+from fin_assets.checks import build_quality_checks
+from fin_assets.freshness import build_partition_freshness_checks, with_freshness
+from fin_assets.jobs import build_jobs
+from fin_assets.partitions import SourcePartitions, source_partitions
+from fin_assets.schedules import build_schedules
+from fin_assets.sensors import build_new_bars_sensor
+from fin_assets.settings import Settings
+from fin_assets.sources import Source
+from resources.calendars import load_sessions
+from resources.dagster_resources import MarketApiResource, UniverseResource
+
+
+def partitions_of(source: Source, settings: Settings) -> SourcePartitions:
+    # Sessions through the end of next year: the cache file is written again once a year.
+    last = date(date.today().year + 1, 12, 31)
+    sessions = load_sessions(
+        source.calendar, first=source.partitions_start, last=last, cache_dir=settings.cache_dir
+    )
+    return source_partitions(sessions, start=source.partitions_start)
+
+
+def source_resources(
+    source: Source, settings: Settings, env: Mapping[str, str]
+) -> dict[str, dg.ConfigurableResource]:
+    adapter = settings.adapter_for(source.provider)
+    has_key = bool(source.api_key_env and env.get(source.api_key_env))
+    adapter.check_api_key(
+        source.api_key_env if has_key else None, variable=source.api_key_env or "FIN_API_KEY"
+    )
+    quota = source.quota
+    return {
+        source.resource_key("market_api"): MarketApiResource(
+            provider=source.provider,
+            base_url=source.base_url,
+            # EnvVar keeps the key out of run config, the UI and event logs.
+            api_key=dg.EnvVar(source.api_key_env) if has_key and source.api_key_env else None,
+            # Unconfigured: the resource falls back on the provider's documented quota.
+            **(
+                {
+                    "quota_requests": quota.limit,
+                    "quota_window_s": quota.window_s,
+                    "quota_burst": quota.burst,
+                }
+                if quota
+                else {}
+            ),
+            learn_quota=source.learn_quota,
+            quota_store=settings.quota_store,
+            max_attempts=settings.max_attempts,
+            max_wait_s=settings.max_wait_s,
+            late_data_retries=settings.late_data_retries,
+            late_data_retry_s=settings.late_data_retry_s,
+        ),
+        source.resource_key("universe"): UniverseResource(symbols=",".join(source.symbols)),
+    }
+
+
+def build_source_definitions(
+    source: Source, settings: Settings, env: Mapping[str, str]
+) -> dg.Definitions:
+    partitions = partitions_of(source, settings)
+    freshness = source.freshness
+    hourly = with_freshness(
+        [build_raw_bars(source, partitions), build_core_bars_asset(source, partitions)],
+        freshness,
+        partitions,
+    )
+    daily = [
+        # The daily tables follow every hourly window (backfills too), and only once each hour
+        # of their day passed its blocking quality checks.
+        asset.map_asset_specs(
+            lambda spec: spec.replace_attributes(automation_condition=daily_automation_condition())
+        )
+        for asset in with_freshness(build_daily_assets(source, partitions), freshness, partitions)
+    ]
+    partition_checks, partition_checks_sensor = build_partition_freshness_checks(
+        hourly, freshness, sensor_name=source.job_name("partition_freshness_checks_sensor")
+    )
+    jobs = build_jobs(source)
+    return dg.Definitions(
+        assets=[*hourly, *daily],
+        asset_checks=[*partition_checks, *build_quality_checks(source, partitions)],
+        jobs=jobs.all(),
+        schedules=build_schedules(source, jobs),
+        sensors=[
+            build_new_bars_sensor(
+                source,
+                partitions,
+                job_name=jobs.bars_hourly.name,
+                minimum_interval_seconds=settings.sensor_interval_s,
+                lookback_hours=settings.new_data_lookback_hours,
+            ),
+            partition_checks_sensor,
+        ],
+        resources=source_resources(source, settings, env),
+    )

@@ -1,0 +1,91 @@
+"""A source: one provider, credential, symbol list, exchange calendar, quota and freshness
+windows, and every name that follows from it, so two sources can never collide.
+
+Sources are declared in YAML, one file per source (``fin_assets/defs/<name>/defs.yaml``, an
+instance of the ``MarketDataSource`` component in ``fin_assets/components.py``). The
+environment-variable configuration (``FIN_PROVIDER``, ``FIN_SYMBOLS``, ``FIN_API_BASE_URL``) is a
+shorthand for one source: it keeps today's names (``raw/bars``, table ``core_bars``, pool
+``provider_<name>``), so existing deployments, commands and dashboards see no change.
+
+Names of a declared source ``crypto``: asset keys ``raw/crypto/bars``, ``core/crypto/bars``,
+``core/crypto/daily_bars``, ``core/crypto/daily_returns`` (group ``crypto``); tables
+``crypto__core_bars`` ...; manifests under ``manifests/crypto__raw_bars/``; jobs
+``crypto__bars_hourly_job`` ...; resources ``market_api__crypto`` and ``universe__crypto``.
+Source names are ``[a-z][a-z0-9_]*`` without ``__``, so ``<source>__<table>`` is unique.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from urllib.parse import urlsplit
+
+import dagster as dg
+
+from fin_assets.freshness import FreshnessSettings
+from resources.calendars import TWENTY_FOUR_SEVEN
+from resources.errors import InvalidInputError
+from resources.ratelimit.policy import QuotaPolicy
+
+SOURCE_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str | None  # None: the one source of the FIN_* variables (today's names)
+    provider: str
+    symbols: tuple[str, ...]
+    base_url: str
+    calendar: str = TWENTY_FOUR_SEVEN
+    api_key_env: str | None = None  # the NAME of the variable holding the key, never the key
+    quota: QuotaPolicy | None = None  # None: the provider's documented quota (or learned)
+    learn_quota: bool = False
+    partitions_start: date = date(2026, 1, 1)
+    freshness: FreshnessSettings = FreshnessSettings()
+    max_quiet_minutes: int = 0  # minutes without a bar per symbol and hour, not a warning
+
+    def __post_init__(self) -> None:
+        if self.name is not None and not SOURCE_NAME.fullmatch(self.name):
+            raise InvalidInputError(
+                f"invalid source name {self.name!r}: expected lower-case letters, digits and "
+                "single underscores, starting with a letter (e.g. us_equities)"
+            )
+        if self.api_key_env is not None and not ENV_VAR_NAME.fullmatch(self.api_key_env):
+            raise InvalidInputError(
+                f"source {self.label}: api_key_env must name an environment variable "
+                f"(e.g. POLYGON_API_KEY), not hold the key itself"
+            )
+
+    @property
+    def label(self) -> str:
+        return self.name or "default"
+
+    @property
+    def is_shorthand(self) -> bool:
+        return self.name is None
+
+    def key(self, layer: str, name: str) -> dg.AssetKey:
+        return dg.AssetKey([layer, name] if self.name is None else [layer, self.name, name])
+
+    def group(self, layer: str) -> str:
+        return layer if self.name is None else self.name
+
+    def table(self, base: str) -> str:
+        return base if self.name is None else f"{self.name}__{base}"
+
+    def job_name(self, base: str) -> str:
+        return base if self.name is None else f"{self.name}__{base}"
+
+    def resource_key(self, base: str) -> str:
+        return base if self.name is None else f"{base}__{self.name}"
+
+    @property
+    def pool(self) -> str:
+        """The concurrency pool of the API-calling step: one per provider, credential and
+        endpoint, so sources calling different APIs never queue behind each other."""
+        if self.name is None:
+            return f"provider_{self.provider}"
+        endpoint = urlsplit(self.base_url).netloc or self.base_url
+        return f"{self.provider}:{(self.api_key_env or 'public').lower()}@{endpoint}"
