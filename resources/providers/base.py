@@ -92,11 +92,12 @@ class ProviderAdapter(ABC):
     # Statuses that mean "slow down" (Binance adds 418, its IP ban): they pause every process.
     throttle_statuses: frozenset[int] = frozenset({429})
 
-    def check_api_key(self, api_key: str | None) -> None:
-        """Refuse to start without a key where the provider needs one (before any request)."""
+    def check_api_key(self, api_key: str | None, *, variable: str = "FIN_API_KEY") -> None:
+        """Refuse to start without a key where the provider needs one (before any request);
+        ``variable`` is the environment variable that should hold it."""
         if self.requires_key and not api_key:
             raise MissingApiKeyError(
-                f"provider {self.name} needs an API key: set FIN_API_KEY", provider=self.name
+                f"provider {self.name} needs an API key: set {variable}", provider=self.name
             )
 
     @abstractmethod
