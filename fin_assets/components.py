@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import os
 from datetime import date
+from pathlib import Path
 from typing import Literal, get_args
 
 import dagster as dg
+import yaml
 from pydantic import Field
 
 from fin_assets.freshness import FreshnessSettings
@@ -127,3 +129,22 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
         # Shared settings come from the environment, read by the one reader of configuration.
         env = dict(os.environ)
         return build_source_definitions(self.to_source(), Settings.from_env(env), env)
+
+
+DEFS_DIR = Path(__file__).resolve().parent / "defs"
+
+
+def declared_markets(defs_dir: Path = DEFS_DIR) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """``{source: (calendar, symbols)}`` of the sources declared under ``defs_dir``, read from
+    their YAML without building anything: what a simulator must serve for them."""
+    markets = {}
+    for path in sorted(defs_dir.glob("*/defs.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if not document or not str(document.get("type", "")).endswith("MarketDataSource"):
+                continue
+            attributes = document.get("attributes", {})
+            markets[attributes["name"]] = (
+                attributes.get("calendar", TWENTY_FOUR_SEVEN),
+                tuple(attributes["symbols"]),
+            )
+    return markets

@@ -1,9 +1,11 @@
 """``fin-assets demo``: the whole pipeline on embedded defaults, end to end.
 
-Starts the simulator as its own process on a free loopback port, materializes raw/bars and
-core/bars for every hour of the chosen days (one single-run backfill) and then the daily
-tables, through the real Dagster instance in ``$DAGSTER_HOME`` (default ``.dagster_home/``
-in the project), prints what landed where, and stops the simulator. A second run reuses the
+Starts the simulator as its own process on a free loopback port, serving every declared
+source's market (``us_equities`` on the XNYS calendar, ``crypto`` around the clock), then, for
+each source, materializes raw/bars and core/bars for every partition of the chosen days (one
+single-run backfill: session hours only on an exchange calendar) and then the daily tables,
+through the real Dagster instance in ``$DAGSTER_HOME`` (default ``.dagster_home/`` in the
+project), prints one summary per source, and stops the simulator. A second run reuses the
 stored snapshots: zero requests, identical tables.
 """
 
@@ -16,15 +18,25 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+from resources.calendars import TWENTY_FOUR_SEVEN
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start_simulator() -> tuple[subprocess.Popen[str], str]:
+def _start_simulator(
+    markets: Mapping[str, tuple[str, tuple[str, ...]]],
+) -> tuple[subprocess.Popen[str], str]:
+    calendars = [
+        f"--calendar={calendar}:{','.join(symbols)}"
+        for calendar, symbols in markets.values()
+        if calendar != TWENTY_FOUR_SEVEN
+    ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fin_assets.cli", "simulator", "--port", "0"],
+        [sys.executable, "-m", "fin_assets.cli", "simulator", "--port", "0", *calendars],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -67,8 +79,10 @@ def table_digest(frame: object) -> str:
 
 def run_demo(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fin-assets demo")
-    parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 5))
-    parser.add_argument("--days", type=int, default=2)
+    # Friday 2026-01-16 .. Tuesday 2026-01-20: a weekend, and Monday 2026-01-19 is an XNYS
+    # holiday (Martin Luther King Jr. Day): no equities partition there, crypto all through.
+    parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 16))
+    parser.add_argument("--days", type=int, default=5)
     args = parser.parse_args(argv)
     if args.days < 1:
         parser.error("--days must be at least 1")
@@ -81,78 +95,115 @@ def run_demo(argv: list[str]) -> int:
 
     # The demo's reader wants the summary, not Dagster's beta notices or step-level debug lines.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
+    from fin_assets.components import declared_markets
     from fin_assets.definitions import build_definitions
-    from resources.tables.core import CORE_BARS_TABLE
-    from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
+    from fin_assets.settings import SHORTHAND_VARIABLES
 
     first_day, last_day = args.start, args.start + timedelta(days=args.days - 1)
-    sim, url = _start_simulator()
+    start = datetime.combine(first_day, datetime.min.time(), UTC)
+    end = start + timedelta(days=args.days)
+    markets = declared_markets()
+    sim, url = _start_simulator(markets)
     print(f"simulator: {url} (pid {sim.pid})")
+    summaries = []
     try:
-        defs = build_definitions({**os.environ, "FIN_API_BASE_URL": url})
+        # The declared sources (not a FIN_* shorthand source), pointed at this simulator.
+        os.environ["FIN_SIMULATOR_URL"] = url
+        env = {k: v for k, v in os.environ.items() if k not in SHORTHAND_VARIABLES}
+        defs = build_definitions(env)
         instance = dg.DagsterInstance.get()
-        hourly = defs.resolve_job_def("bars_hourly_job").execute_in_process(
-            instance=instance,
-            run_config=quiet,
-            tags={
-                "dagster/asset_partition_range_start": f"{first_day}-00:00",
-                "dagster/asset_partition_range_end": f"{last_day}-23:00",
-            },
-            raise_on_error=False,
-        )
-        if not hourly.success:
-            print("bars_hourly_job failed; see the run in the UI", file=sys.stderr)
-            return 1
-        daily = defs.resolve_job_def("daily_tables_job").execute_in_process(
-            instance=instance,
-            run_config=quiet,
-            tags={
-                "dagster/asset_partition_range_start": str(first_day),
-                "dagster/asset_partition_range_end": str(last_day),
-            },
-            raise_on_error=False,
-        )
-        if not daily.success:
-            print("daily_tables_job failed; see the run in the UI", file=sys.stderr)
-            return 1
+        for source in markets:
+            summary = _materialize_source(
+                defs, instance, source, start=start, end=end, run_config=quiet
+            )
+            if summary is None:
+                return 1
+            summaries.append(summary)
     finally:
         _stop(sim)
         print("simulator stopped")
+    print()
+    print(f"fin-assets demo: {first_day} .. {last_day} ({args.days} days), dagster home {home}")
+    for lines in summaries:
+        print()
+        print("\n".join(lines))
+    print()
+    print("open the UI: make ui  (then http://127.0.0.1:3000)")
+    return 0
 
+
+def _materialize_source(
+    defs: object,
+    instance: object,
+    source: str,
+    *,
+    start: datetime,
+    end: datetime,
+    run_config: Mapping[str, object],
+) -> list[str] | None:
+    """One source's backfill over [start, end): its hourly job, then its daily job; the lines
+    of its summary, or None if a run failed."""
+    import dagster as dg
+
+    from resources.tables.core import CORE_BARS_TABLE
+    from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
+
+    assert isinstance(defs, dg.Definitions) and isinstance(instance, dg.DagsterInstance)
+    window = dg.TimeWindow(start, end)
+    runs = []
+    keys: dict[str, list[str]] = {}
+    for kind, job_name in (("hourly", "bars_hourly_job"), ("daily", "daily_tables_job")):
+        job = defs.resolve_job_def(f"{source}__{job_name}")
+        partitions_def = job.partitions_def
+        assert isinstance(partitions_def, dg.TimeWindowPartitionsDefinition)
+        keys[kind] = list(partitions_def.get_partition_keys_in_time_window(window))
+        if not keys[kind]:
+            continue
+        result = job.execute_in_process(
+            instance=instance,
+            run_config=dict(run_config),
+            tags={
+                "dagster/asset_partition_range_start": keys[kind][0],
+                "dagster/asset_partition_range_end": keys[kind][-1],
+            },
+            raise_on_error=False,
+        )
+        if not result.success:
+            print(f"{job.name} failed; see run {result.run_id} in the UI", file=sys.stderr)
+            return None
+        runs.append(result)
+    raw_key = dg.AssetKey(["raw", source, "bars"])
     raw_meta = next(
         event.materialization.metadata
-        for event in hourly.get_asset_materialization_events()
-        if event.asset_key == dg.AssetKey(["raw", "bars"])
+        for event in runs[0].get_asset_materialization_events()
+        if event.asset_key == raw_key
     )
     resources = defs.resources
     warehouse = resources["warehouse"].warehouse()  # type: ignore[attr-defined]
     data_dir = resources["snapshots"].root  # type: ignore[attr-defined]
-    hours = [
-        f"{first_day + timedelta(days=d)}-{h:02d}:00" for d in range(args.days) for h in range(24)
-    ]
-    days = [str(first_day + timedelta(days=d)) for d in range(args.days)]
-    print()
-    print(f"fin-assets demo: {first_day} .. {last_day} ({args.days} days)")
-    print(f"  symbols          {raw_meta['symbols'].value}")
-    print(f"  partitions       {len(hours)} hourly (raw/bars, core/bars), {len(days)} daily")
-    print(
+    lines = [
+        f"source {source}",
+        f"  symbols          {raw_meta['symbols'].value}",
+        f"  partitions       {len(keys['hourly'])} hourly (raw/{source}/bars, core/{source}/bars), "
+        f"{len(keys['daily'])} daily",
         f"  requests         {raw_meta['requests'].value} "
         f"(snapshots written {raw_meta['snapshots_written'].value}, "
         f"reused {raw_meta['snapshots_reused'].value}, retries {raw_meta['retries'].value}, "
-        f"429s {raw_meta['throttled_429'].value})"
-    )
-    print("  table                rows  content digest")
-    for table, keys in (
-        (CORE_BARS_TABLE, hours),
-        (DAILY_BARS_TABLE, days),
-        (DAILY_RETURNS_TABLE, days),
+        f"429s {raw_meta['throttled_429'].value})",
+        "  table                              rows  content digest",
+    ]
+    for base, table_keys in (
+        (CORE_BARS_TABLE, keys["hourly"]),
+        (DAILY_BARS_TABLE, keys["daily"]),
+        (DAILY_RETURNS_TABLE, keys["daily"]),
     ):
-        frame = warehouse.scan(table, keys).collect()
-        print(f"  {table:<18} {frame.height:>6}  {table_digest(frame)}")
-    print(f"  snapshots        {data_dir}/raw")
-    print(f"  warehouse        {warehouse.location}")
-    print(f"  dagster home     {home}  (runs {hourly.run_id[:8]}, {daily.run_id[:8]})")
-    print("  open the UI      make ui  (then http://127.0.0.1:3000)")
-    return 0
+        table = f"{source}__{base}"
+        frame = warehouse.scan(table, table_keys).collect()
+        lines.append(f"  {table:<32} {frame.height:>6}  {table_digest(frame)}")
+    lines.append(f"  snapshots        {data_dir}/raw")
+    lines.append(f"  warehouse        {warehouse.location}")
+    lines.append(f"  runs             {', '.join(r.run_id[:8] for r in runs)}")
+    return lines

@@ -87,6 +87,15 @@ def start_cli(
     return subprocess.Popen(**_console_script(command, env), stdout=stdout, stderr=stderr)
 
 
+def materialize_command(select: str, *partitions: str) -> list[str]:
+    """``dagster asset materialize`` of ``select`` from the project's definitions, e.g.
+    ``materialize_command("raw/bars,core/bars", "--partition", "2026-01-05-03:00")``."""
+    return [
+        *("dagster", "asset", "materialize", "-m", "fin_assets.definitions"),
+        *("--select", select, *partitions),
+    ]
+
+
 def stop_process(proc: subprocess.Popen[Any], *, timeout: float = 30.0) -> None:
     """SIGTERM, and SIGKILL if it has not exited ``timeout`` seconds later."""
     if proc.poll() is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.helpers import dagster_home, run_cli, start_cli
+from tests.helpers import dagster_home, materialize_command, run_cli, start_cli
 
 
 @pytest.fixture
@@ -41,17 +41,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def test_dagster_asset_materialize_partition_range(simulator_process: str, tmp_path: Path) -> None:
     env = _env(tmp_path, FIN_API_BASE_URL=simulator_process, FIN_SYMBOLS="AAPL,MSFT,NVDA")
     proc = run_cli(
-        [
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "fin_assets.definitions",
-            "--select",
-            "raw/bars,core/bars",
-            "--partition-range",
-            "2026-01-05-00:00...2026-01-05-23:00",
-        ],
+        materialize_command(
+            "raw/bars,core/bars", "--partition-range", "2026-01-05-00:00...2026-01-05-23:00"
+        ),
         env=env,
         timeout=300,
     )
@@ -65,22 +57,35 @@ def test_dagster_asset_materialize_partition_range(simulator_process: str, tmp_p
 
 
 def _demo(tmp_path: Path) -> str:
-    proc = run_cli(["fin-assets", "demo", "--days", "2"], env=_env(tmp_path), timeout=300)
+    proc = run_cli(["fin-assets", "demo"], env=_env(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "simulator stopped" in proc.stdout
     return proc.stdout
 
 
 def test_demo_twice_gives_identical_tables_without_new_requests(tmp_path: Path) -> None:
+    """The default deployment: two sources on the simulator over 2026-01-16 .. 2026-01-20."""
     first = _demo(tmp_path)
     second = _demo(tmp_path)
-    digests = re.compile(r"^\s+(core_\w+)\s+(\d+)\s+([0-9a-f]{16})$", re.MULTILINE)
+    digests = re.compile(r"^\s+(\w+__core_\w+)\s+(\d+)\s+([0-9a-f]{16})$", re.MULTILINE)
     tables_first, tables_second = digests.findall(first), digests.findall(second)
-    assert [t[:2] for t in tables_first] == [
-        ("core_bars", str(2 * 24 * 60 * 5)),
-        ("core_daily_bars", "10"),
-        ("core_daily_returns", "10"),
-    ]
+    rows = {table: int(n) for table, n, _ in tables_first}
+    # Crypto around the clock: 5 days x 24 h x 60 min x 2 symbols.
+    assert rows["crypto__core_bars"] == 5 * 24 * 60 * 2
+    assert rows["crypto__core_daily_bars"] == rows["crypto__core_daily_returns"] == 10
+    # Equities in XNYS sessions only: Friday 16th and Tuesday 20th (the weekend, and Monday
+    # the 19th a holiday, have none), 390 minutes each, less a few quiet minutes.
+    assert 2 * 390 * 5 - 2 * 7 * 2 * 5 <= rows["us_equities__core_bars"] < 2 * 390 * 5
+    assert rows["us_equities__core_daily_bars"] == rows["us_equities__core_daily_returns"] == 10
+    assert "14 hourly (raw/us_equities/bars" in first and "2 daily" in first
     assert tables_second == tables_first
-    assert re.search(r"requests\s+15 ", first), first
-    assert re.search(r"requests\s+0 \(snapshots written 0, reused 15", second), second
+    assert re.search(r"requests\s+[1-9]\d* \(snapshots written", first), first
+    assert len(re.findall(r"requests\s+0 \(snapshots written 0, reused [1-9]", second)) == 2, second
+
+    bars = pl.scan_parquet(
+        tmp_path / "data" / "warehouse" / "us_equities__core_bars" / "*.parquet"
+    ).collect()
+    days = sorted({ts.date().isoformat() for ts in bars["ts"]})
+    assert days == ["2026-01-16", "2026-01-20"]  # no weekend, no holiday
+    minutes = bars["ts"].dt.hour().cast(pl.Int32) * 60 + bars["ts"].dt.minute()
+    assert minutes.min() == 14 * 60 + 30 and minutes.max() == 20 * 60 + 59  # 09:30-16:00 New York
