@@ -2,6 +2,9 @@
 
 Prints ``simulator listening on <url>`` once it serves (with ``--port 0`` that is how a parent
 process learns the port), and exits 1 with a reason on stderr if it cannot start.
+
+``--calendar XNYS:AAPL,MSFT --calendar XLON:VOD.L`` serves those symbols in their exchange's
+sessions only; every other symbol trades 24/7.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from resources.simulator.data import SYMBOL_PATTERN, check_calendar
 from resources.simulator.faults import FaultSpec
 from resources.simulator.protocol import parse_iso
 from resources.simulator.server import MarketSimulator, SimulatorConfig
@@ -47,6 +51,42 @@ def _iso_arg(value: str) -> datetime:
         raise argparse.ArgumentTypeError(
             "expected ISO-8601 UTC, e.g. 2026-01-05T00:00:00Z"
         ) from None
+
+
+def _calendar_arg(value: str) -> tuple[str, tuple[str, ...]]:
+    """``NAME:SYM[,SYM...]`` -> (calendar name, symbols), the calendar checked and loaded."""
+    name, colon, listed = value.partition(":")
+    symbols = tuple(s.strip() for s in listed.split(","))
+    if not colon or not name.strip() or not listed.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected CALENDAR:SYMBOL[,SYMBOL...], e.g. XNYS:AAPL,MSFT, not {value!r}"
+        )
+    bad = [s for s in symbols if not SYMBOL_PATTERN.fullmatch(s)]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: invalid symbol(s) {', '.join(map(repr, bad))} "
+            "(upper-case letters and digits, e.g. AAPL, BRK.B, VOD.L)"
+        )
+    try:
+        check_calendar(name.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name.strip(), symbols
+
+
+def _calendars(
+    parser: argparse.ArgumentParser, given: list[tuple[str, tuple[str, ...]]]
+) -> dict[str, str]:
+    calendars: dict[str, str] = {}
+    for name, symbols in given:
+        for symbol in symbols:
+            if calendars.get(symbol, name) != name:
+                parser.error(
+                    f"argument --calendar: symbol {symbol} is on two calendars "
+                    f"({calendars[symbol]} and {name}); a symbol trades on one"
+                )
+            calendars[symbol] = name
+    return calendars
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -86,6 +126,16 @@ def _build_parser() -> argparse.ArgumentParser:
         help="while lagging, the clock runs this many times faster than real time",
     )
     p.add_argument("--latency-ms", type=int, default=0)
+    p.add_argument(
+        "--calendar",
+        action="append",
+        dest="calendars",
+        type=_calendar_arg,
+        default=[],
+        metavar="CALENDAR:SYMBOL[,SYMBOL...]",
+        help="serve these symbols only in this exchange_calendars calendar's sessions, "
+        "e.g. XNYS:AAPL,MSFT (repeatable); other symbols trade 24/7",
+    )
     for flag, name in _FAULT_FLAGS:
         p.add_argument(flag, type=_rate, default=0.0, help=f"probability of {name}")
     return p
@@ -93,7 +143,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def serve_forever_from_args(argv: list[str] | None = None) -> int:
     """Run the simulator in the foreground until SIGINT/SIGTERM; returns the exit code."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    calendars = _calendars(parser, args.calendars)
     rates = {name: getattr(args, flag[2:].replace("-", "_")) for flag, name in _FAULT_FLAGS}
     try:
         config = SimulatorConfig(
@@ -110,6 +162,7 @@ def serve_forever_from_args(argv: list[str] | None = None) -> int:
             clock_speed=args.clock_speed,
             latency_ms=args.latency_ms,
             faults={name: FaultSpec(rate=r) for name, r in rates.items() if r > 0},
+            calendars=calendars,
         )
         sim = MarketSimulator(config).start()
     except (OSError, ValueError) as exc:

@@ -6,6 +6,12 @@ under test exercises real sockets, real status codes and real protocol failures 
 bodies, bad JSON) instead of mocks. Its data comes from ``data.py``, its per-key quota from
 ``quota.py`` and its injected failures from ``faults.py``.
 
+It serves several markets at once: ``SimulatorConfig.calendars`` puts symbols on exchange
+calendars (``{"AAPL": "XNYS", "VOD.L": "XLON"}``); those have bars only in session minutes
+(less a few quiet ones), every other symbol trades 24/7. A page's ``window`` still covers the
+requested minutes up to the clock, closed hours included (they simply hold no bars), and its
+``limit`` counts bars, so a page of an equities symbol is not spent on the night.
+
 Admin API (no key needed): ``GET /_sim/stats``, ``GET /_sim/requests`` (the request log),
 ``GET /_sim/health``, ``POST /_sim/reset``, ``POST /_sim/faults`` (``{"faults": {name: {"rate",
 "count"}}, "latency_ms"}``).
@@ -20,6 +26,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +35,13 @@ from urllib.parse import parse_qs, urlsplit
 from resources.simulator.data import (
     MAX_MINUTE,
     MIN_MINUTE,
+    SYMBOL_PATTERN,
     as_utc,
     bar_at,
-    bars_between,
+    bars_page,
+    check_calendar,
     floor_minute,
+    last_bar_minute,
     minute_iso,
 )
 from resources.simulator.faults import (
@@ -88,6 +98,9 @@ class SimulatorConfig:
     clock_anchor: float | None = None  # epoch the lag is counted from (None = start-up)
     latency_ms: int = 0  # added to every /v1 response
     faults: dict[str, FaultSpec] = field(default_factory=dict)
+    # symbol -> exchange_calendars name ("XNYS", "XLON", ...): the symbol has bars only in
+    # that calendar's sessions. A symbol not listed trades 24/7.
+    calendars: Mapping[str, str] = field(default_factory=dict)
 
 
 def _key_label(key: str) -> str:
@@ -98,6 +111,20 @@ def _key_label(key: str) -> str:
 def _check_latency(latency_ms: int) -> None:
     if isinstance(latency_ms, bool) or not 0 <= latency_ms <= 60_000:
         raise ValueError("latency_ms must be within 0..60000")
+
+
+def _checked_calendars(calendars: Mapping[str, str]) -> dict[str, str]:
+    """``calendars`` validated, every calendar loaded (so no request pays for building one)."""
+    for symbol, name in calendars.items():
+        if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
+            raise ValueError(
+                f"calendars: {symbol!r} is not a valid symbol (e.g. AAPL, BRK.B, RDS-A)"
+            )
+        try:
+            check_calendar(name)
+        except ValueError as exc:
+            raise ValueError(f"calendars: symbol {symbol}: {exc}") from None
+    return dict(calendars)
 
 
 # --------------------------------------------------------------------------------------
@@ -197,6 +224,7 @@ class MarketSimulator(LoopbackService):
         )
         self._faults = FaultInjector(cfg.faults, seed=cfg.seed)
         _check_latency(cfg.latency_ms)
+        self._calendars = _checked_calendars(cfg.calendars)
         self._api_keys = tuple(k.encode("utf-8") for k in cfg.api_keys or ())
         self._lock = threading.Lock()
         # Mutable state, all guarded by self._lock.
@@ -341,9 +369,15 @@ class MarketSimulator(LoopbackService):
 
     def _latest_body(self, query: Query) -> bytes:
         symbol = require_symbol(query)
-        minute = floor_minute(self._now()) - 1  # open time of the last closed minute
-        if not MIN_MINUTE <= minute < MAX_MINUTE:
+        now = floor_minute(self._now())
+        if not MIN_MINUTE < now <= MAX_MINUTE:
             raise BadRequest("current time outside supported range")
+        # Open time of the last closed minute with a bar: for a symbol on a calendar, the last
+        # session minute that traded (after the close, over a weekend: the session's last).
+        calendar = self._calendars.get(symbol)
+        minute = last_bar_minute(symbol, self.config.seed, now, calendar=calendar)
+        if minute is None:
+            raise BadRequest(f"no session of calendar {calendar} has opened yet")
         bar = bar_at(symbol, self.config.seed, minute)
         return dumps({"symbol": symbol, "t": minute_iso(minute), "c": bar[3]})
 
@@ -369,11 +403,18 @@ class MarketSimulator(LoopbackService):
 
         # Only closed minutes exist.
         clipped_end = min(end, floor_minute(self._now()))
+        bars: list[dict[str, Any]]
         if start >= clipped_end:
             page_end, bars, next_cursor = start, [], None
         else:
-            page_end = min(clipped_end, start + limit)
-            bars = bars_between(symbol, self.config.seed, start, page_end)
+            bars, page_end = bars_page(
+                symbol,
+                self.config.seed,
+                start,
+                clipped_end,
+                limit,
+                calendar=self._calendars.get(symbol),
+            )
             next_cursor = encode_cursor(page_end) if page_end < clipped_end else None
 
         fault = self._faults.pick()

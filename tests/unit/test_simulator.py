@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import polars as pl
 import pytest
 
+from resources.quality import check_jumps
 from resources.simulator.data import SYMBOL_PATTERN, generate_bars
 from resources.simulator.faults import FAULT_NAMES, FaultSpec
 from resources.simulator.server import MarketSimulator, SimulatorConfig
@@ -169,6 +171,39 @@ def test_generate_bars_edge_cases() -> None:
     # Non-aligned bounds: bars whose open time t satisfies start <= t < end.
     bars = generate_bars("AAPL", DAY + timedelta(seconds=1), DAY + timedelta(minutes=3))
     assert [b["t"] for b in bars] == ["2026-01-05T00:01:00Z", "2026-01-05T00:02:00Z"]
+
+
+def closes_frame(symbol: str, bars: list[dict]) -> pl.DataFrame:
+    """The columns check_jumps reads, from simulator bars."""
+    return pl.DataFrame(
+        {
+            "symbol": [symbol] * len(bars),
+            "ts": [datetime.fromisoformat(b["t"].replace("Z", "+00:00")) for b in bars],
+            "close": [b["c"] for b in bars],
+        }
+    ).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC")))
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+@pytest.mark.parametrize("symbol", ["AAPL", "BTCUSD", "RDS-A"])
+def test_the_price_walk_is_continuous_across_midnight(symbol: str, seed: int) -> None:
+    # Each day used to open from a separate daily walk, so every 00:00 bar jumped away from
+    # the 23:59 close and the project's own price-jump check flagged the demo's data.
+    start = datetime(2025, 12, 30, tzinfo=UTC)
+    bars = generate_bars(symbol, start, start + timedelta(days=8), seed=seed)
+    for before, after in zip(bars, bars[1:], strict=False):
+        # The same rule at every minute, midnight included: a bar opens at the last close.
+        assert after["o"] == before["c"], after["t"]
+    midnights = [i for i, b in enumerate(bars) if b["t"].endswith("T00:00:00Z")][1:]
+    assert len(midnights) == 7
+    # Days generated on their own (as paging does) agree with the long window.
+    for i in midnights:
+        day = datetime.fromisoformat(bars[i]["t"].replace("Z", "+00:00"))
+        assert generate_bars(symbol, day - timedelta(minutes=1), day, seed=seed) == [bars[i - 1]]
+        assert generate_bars(symbol, day, day + timedelta(minutes=1), seed=seed) == [bars[i]]
+    two_days = generate_bars(symbol, DAY, DAY + timedelta(days=2), seed=seed)
+    outcome = check_jumps(closes_frame(symbol, two_days))
+    assert outcome.passed, outcome.summary
 
 
 def test_full_day_generates_quickly() -> None:
