@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib import metadata
@@ -180,6 +181,14 @@ def validate_calendar_name(name: str) -> str:
 
 def compute_sessions(name: str, *, first: date, last: date) -> Sessions:
     """From exchange_calendars (imported here: it costs about a second)."""
+    with warnings.catch_warnings():
+        # exchange_calendars 4.13 on pandas 3 warns of pandas 4 deprecations: not our code.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return _compute_sessions(name, first=first, last=last)
+
+
+def _compute_sessions(name: str, *, first: date, last: date) -> Sessions:
     import exchange_calendars
 
     try:
