@@ -25,6 +25,7 @@ source's assets. Shared settings (warehouse, quota store, retries, alerting) sta
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Literal, get_args
@@ -38,6 +39,7 @@ from fin_assets.pipeline import build_source_definitions
 from fin_assets.settings import Settings
 from fin_assets.sources import ENV_VAR_NAME, SOURCE_NAME, Source
 from resources.calendars import TWENTY_FOUR_SEVEN
+from resources.errors import InvalidInputError
 from resources.providers import get_adapter
 from resources.ratelimit.policy import QuotaPolicy
 from resources.validation import SYMBOL_RE
@@ -46,6 +48,9 @@ from resources.validation import SYMBOL_RE
 # validates against (keep in step with resources/providers/__init__.py: a test checks it).
 ProviderName = Literal["simulator", "binance", "polygon"]
 CALENDAR_PATTERN = r"^(24/7|[A-Z0-9]{3,6})$"
+
+
+TYPE_NAME = "fin_assets.components.MarketDataSource"
 
 
 class QuotaModel(dg.Model, dg.Resolvable):
@@ -128,7 +133,8 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         # Shared settings come from the environment, read by the one reader of configuration.
         env = dict(os.environ)
-        return build_source_definitions(self.to_source(), Settings.from_env(env), env)
+        source = replace(self.to_source(), origin=str(context.path / "defs.yaml"))
+        return build_source_definitions(source, Settings.from_env(env), env)
 
 
 DEFS_DIR = Path(__file__).resolve().parent / "defs"
@@ -148,3 +154,28 @@ def declared_markets(defs_dir: Path = DEFS_DIR) -> dict[str, tuple[str, tuple[st
                 tuple(attributes["symbols"]),
             )
     return markets
+
+
+def load_source_files(directory: Path) -> list[Source]:
+    """The sources declared as ``<name>/defs.yaml`` under ``directory`` (FIN_SOURCES_DIR),
+    loaded and validated as Dagster loads a component (a bad file names itself and its field)."""
+    paths = sorted(directory.glob("*/defs.yaml"))
+    if not paths:
+        raise InvalidInputError(f"FIN_SOURCES_DIR={directory}: no <source>/defs.yaml in it")
+    sources = []
+    for path in paths:
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+            if not str(document.get("type", "")).endswith("MarketDataSource"):
+                raise InvalidInputError(f"type: expected {TYPE_NAME}")
+            # Resolved as Dagster resolves a component (templates such as {{ env(...) }}).
+            attributes = yaml.safe_dump(document.get("attributes") or {})
+            component = MarketDataSource.resolve_from_yaml(attributes)
+            sources.append(replace(component.to_source(), origin=str(path)))
+        except Exception as exc:
+            raise InvalidInputError(f"source file {path}: {exc}") from exc
+    names = [s.name for s in sources]
+    for name in set(names):
+        if names.count(name) > 1:
+            raise InvalidInputError(f"FIN_SOURCES_DIR={directory}: two sources named {name}")
+    return sources

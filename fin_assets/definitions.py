@@ -47,9 +47,17 @@ def shared_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-def declared_sources() -> dg.Definitions:
-    """Every source declared in YAML under fin_assets/defs/ (Dagster's component tree)."""
-    return dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
+def declared_sources(settings: Settings, env: Mapping[str, str]) -> dg.Definitions:
+    """Every source declared in YAML: under fin_assets/defs/ (Dagster's component tree, what
+    ``dg list defs`` shows), or one ``<name>/defs.yaml`` per source under FIN_SOURCES_DIR."""
+    if settings.sources_dir is None:
+        return dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
+    from fin_assets.components import load_source_files
+
+    sources = load_source_files(settings.sources_dir)
+    return dg.Definitions.merge(
+        *(build_source_definitions(source, settings, env) for source in sources)
+    )
 
 
 def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
@@ -58,7 +66,7 @@ def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
     if settings.shorthand_source is not None:
         sources = build_source_definitions(settings.shorthand_source, settings, env)
     else:
-        sources = declared_sources()
+        sources = declared_sources(settings, env)
     return dg.Definitions.merge(shared_definitions(settings), sources)
 
 

@@ -27,14 +27,18 @@ from fin_assets.settings import Settings
 from fin_assets.sources import Source
 from resources.calendars import load_sessions
 from resources.dagster_resources import MarketApiResource, UniverseResource
+from resources.errors import InvalidInputError
 
 
 def partitions_of(source: Source, settings: Settings) -> SourcePartitions:
     # Sessions through the end of next year: the cache file is written again once a year.
     last = date(date.today().year + 1, 12, 31)
-    sessions = load_sessions(
-        source.calendar, first=source.partitions_start, last=last, cache_dir=settings.cache_dir
-    )
+    try:
+        sessions = load_sessions(
+            source.calendar, first=source.partitions_start, last=last, cache_dir=settings.cache_dir
+        )
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{source.where}: calendar: {exc}") from None
     return source_partitions(sessions, start=source.partitions_start)
 
 

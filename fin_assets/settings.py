@@ -54,6 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(API_KEY_VARIABLE, "", "the provider's API key", secret=True),
     Setting("FIN_SYMBOLS", "AAPL,MSFT,GOOG,AMZN,NVDA", "the symbol universe, comma-separated"),
     Setting("FIN_CALENDAR", TWENTY_FOUR_SEVEN, "the exchange calendar of the shorthand source"),
+    Setting("FIN_SOURCES_DIR", "", "empty = fin_assets/defs/: the declared sources' YAML"),
     Setting("FIN_DATA_DIR", "", "empty = <project>/data: snapshots, manifests, Parquet lake"),
     Setting("FIN_WAREHOUSE_URL", "", "empty = <FIN_DATA_DIR>/warehouse (Parquet)"),
     Setting("FIN_QUOTA_REQUESTS", "", "empty = the provider's documented quota; 'learn'"),
@@ -123,6 +124,7 @@ class Settings:
     # YAML (fin_assets/defs/<name>/defs.yaml) make up the deployment.
     shorthand_source: Source | None
     cache_dir: Path  # exchange sessions, computed once (resources/calendars.py)
+    sources_dir: Path | None  # FIN_SOURCES_DIR; None: fin_assets/defs/ (the component tree)
 
     def adapter_for(self, provider: str) -> ProviderAdapter:
         return self.adapter if provider == self.provider else get_adapter(provider)
@@ -200,6 +202,9 @@ class Settings:
             freshness=freshness,
             shorthand_source=shorthand,
             cache_dir=PROJECT_ROOT / ".cache" / "calendars",
+            sources_dir=Path(env["FIN_SOURCES_DIR"]).expanduser().resolve()
+            if env.get("FIN_SOURCES_DIR")
+            else None,
         )
 
 

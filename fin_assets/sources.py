@@ -45,6 +45,7 @@ class Source:
     partitions_start: date = date(2026, 1, 1)
     freshness: FreshnessSettings = FreshnessSettings()
     max_quiet_minutes: int = 0  # minutes without a bar per symbol and hour, not a warning
+    origin: str | None = None  # where it was declared (a defs.yaml), for error messages
 
     def __post_init__(self) -> None:
         if self.name is not None and not SOURCE_NAME.fullmatch(self.name):
@@ -61,6 +62,11 @@ class Source:
     @property
     def label(self) -> str:
         return self.name or "default"
+
+    @property
+    def where(self) -> str:
+        """How an error names the source: its name and the file it was declared in."""
+        return f"source {self.label}" + (f" ({self.origin})" if self.origin else "")
 
     @property
     def is_shorthand(self) -> bool:
