@@ -36,9 +36,21 @@ class SourcePartitions:
     sessions: Sessions
 
 
+_BUILT: dict[tuple[str, date, date, date], SourcePartitions] = {}
+
+
 def source_partitions(sessions: Sessions, *, start: date = DEFAULT_START) -> SourcePartitions:
+    """The partitions of a source on ``sessions``: sources on one calendar with one start share
+    them (the exclusions are computed once per process)."""
     if sessions.always_open and start == DEFAULT_START:
         return SourcePartitions(hourly_partitions, daily_partitions, sessions)
+    key = (sessions.name, sessions.first, sessions.last, start)
+    if key not in _BUILT:
+        _BUILT[key] = _build(sessions, start)
+    return _BUILT[key]
+
+
+def _build(sessions: Sessions, start: date) -> SourcePartitions:
     return SourcePartitions(
         dg.HourlyPartitionsDefinition(
             start_date=f"{start.isoformat()}-00:00",

@@ -26,6 +26,7 @@ from resources.errors import InvalidInputError
 from resources.storage.atomic import atomic_write_bytes
 
 TWENTY_FOUR_SEVEN = "24/7"
+_LOADED: dict[Path, Sessions] = {}  # per process: the cache file read once
 _HOUR = timedelta(hours=1)
 _DAY = timedelta(days=1)
 _CALENDAR_NAME = re.compile(r"^[A-Z0-9]{3,6}$")
@@ -78,15 +79,24 @@ class Sessions:
         if self.always_open:
             return []
         hours = _range(datetime.combine(self.first, datetime.min.time(), UTC), self._end(), _HOUR)
-        open_hours = {h for h in hours if self.is_open_during(h, h + _HOUR)}
-        return _exclusions(hours, open_hours, hourly=True)
+        return _exclusions(hours, self._open_slots(_HOUR), hourly=True)
 
     def daily_exclusions(self) -> list[str | datetime]:
         if self.always_open:
             return []
         days = _range(datetime.combine(self.first, datetime.min.time(), UTC), self._end(), _DAY)
-        open_days = {d for d in days if self.is_open_during(d, d + _DAY)}
-        return _exclusions(days, open_days, hourly=False)
+        return _exclusions(days, self._open_slots(_DAY), hourly=False)
+
+    def _open_slots(self, step: timedelta) -> set[datetime]:
+        """The starts of the hours (or days) that hold some session time, session by session."""
+        slots = set()
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        for opened, closed in zip(self.opens, self.closes, strict=True):
+            slot = epoch + ((opened - epoch) // step) * step
+            while slot < closed:
+                slots.add(slot)
+                slot += step
+        return slots
 
     def _end(self) -> datetime:
         return datetime.combine(self.last, datetime.min.time(), UTC) + _DAY
@@ -162,12 +172,16 @@ def load_sessions(name: str, *, first: date, last: date, cache_dir: Path) -> Ses
         return Sessions(name, first, last)
     validate_calendar_name(name)
     path = cache_dir / f"{name}-{calendar_version()}-{first.isoformat()}-{last.isoformat()}.json"
+    # Sources on one calendar share one read (ten XNYS sources load it once per process).
+    sessions = _LOADED.get(path)
+    if sessions is not None:
+        return sessions
     try:
-        return Sessions.from_json(path.read_bytes())
+        sessions = Sessions.from_json(path.read_bytes())
     except (FileNotFoundError, ValueError, KeyError):
-        pass
-    sessions = compute_sessions(name, first=first, last=last)
-    atomic_write_bytes(path, sessions.to_json())
+        sessions = compute_sessions(name, first=first, last=last)
+        atomic_write_bytes(path, sessions.to_json())
+    _LOADED[path] = sessions
     return sessions
 
 
