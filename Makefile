@@ -21,7 +21,7 @@ BENCHMARKS := bench-rate-limit bench-memory bench-requests bench-throughput benc
 	$(UV) sync --locked
 	@touch $@
 
-demo: .venv/.synced  ## simulator + Dagster, 2 days x 5 symbols, prints a summary
+demo: .venv/.synced  ## simulator + Dagster, both declared sources over 2026-01-16..20, a summary each
 	$(RUN) fin-assets demo
 
 test: .venv/.synced  ## unit + integration tests
@@ -76,7 +76,7 @@ ui: .venv/.synced $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI + daemon on http:/
 	$(RUN) dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 simulator: .venv/.synced  ## the market-data simulator on http://127.0.0.1:8765
-	$(RUN) fin-assets simulator --port 8765
+	$(RUN) fin-assets simulator --port 8765 --declared-sources
 
 clean:  ## remove generated data and the demo's Dagster home (keeps .venv)
 	rm -rf data .dagster_home

@@ -1,6 +1,7 @@
 """``fin-assets``: the project's command line.
 
 fin-assets simulator [--port 8765 ...]   serve the market-data simulator on loopback
+                     [--declared-sources]  ... with every declared source's market
 fin-assets demo [--start 2026-01-05 --days 2]
                                         simulator + a real Dagster instance, end to end
 """
@@ -23,7 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulator":
         from resources.simulator.cli import serve_forever_from_args
 
-        return serve_forever_from_args(argv[1:])
+        rest = argv[1:]
+        if "--declared-sources" in rest:
+            # Serve every declared source's market (us_equities on XNYS ...), as `make
+            # simulator` does for the default deployment.
+            from fin_assets.declared import declared_markets, simulator_calendar_args
+
+            rest.remove("--declared-sources")
+            rest += simulator_calendar_args(declared_markets())
+        return serve_forever_from_args(rest)
     from fin_assets.demo import run_demo
 
     return run_demo(argv[1:])

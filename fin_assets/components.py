@@ -28,12 +28,13 @@ import os
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import dagster as dg
 import yaml
 from pydantic import Field
 
+from fin_assets.declared import DEFS_DIR, declared_markets  # noqa: F401 - re-exported
 from fin_assets.freshness import FreshnessSettings
 from fin_assets.pipeline import build_source_definitions
 from fin_assets.settings import Settings
@@ -61,7 +62,11 @@ class QuotaModel(dg.Model, dg.Resolvable):
 
 class FreshnessModel(dg.Model, dg.Resolvable):
     fail_minutes: float = Field(default=90, gt=0, description="An hour not landed after this.")
-    warn_minutes: float | None = Field(default=75, gt=0, description="Warn after this.")
+    # The bound is on the number: on `float | None` pydantic applies it to null too and fails
+    # with a TypeError that names no field.
+    warn_minutes: Annotated[float, Field(gt=0)] | None = Field(
+        default=75, description="Warn after this; null: never."
+    )
 
 
 class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
@@ -135,25 +140,6 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
         env = dict(os.environ)
         source = replace(self.to_source(), origin=str(context.path / "defs.yaml"))
         return build_source_definitions(source, Settings.from_env(env), env)
-
-
-DEFS_DIR = Path(__file__).resolve().parent / "defs"
-
-
-def declared_markets(defs_dir: Path = DEFS_DIR) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """``{source: (calendar, symbols)}`` of the sources declared under ``defs_dir``, read from
-    their YAML without building anything: what a simulator must serve for them."""
-    markets = {}
-    for path in sorted(defs_dir.glob("*/defs.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if not document or not str(document.get("type", "")).endswith("MarketDataSource"):
-                continue
-            attributes = document.get("attributes", {})
-            markets[attributes["name"]] = (
-                attributes.get("calendar", TWENTY_FOUR_SEVEN),
-                tuple(attributes["symbols"]),
-            )
-    return markets
 
 
 def load_source_files(directory: Path) -> list[Source]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from resources.calendars import TWENTY_FOUR_SEVEN
+from fin_assets.declared import simulator_calendar_args
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,11 +30,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def _start_simulator(
     markets: Mapping[str, tuple[str, tuple[str, ...]]],
 ) -> tuple[subprocess.Popen[str], str]:
-    calendars = [
-        f"--calendar={calendar}:{','.join(symbols)}"
-        for calendar, symbols in markets.values()
-        if calendar != TWENTY_FOUR_SEVEN
-    ]
+    calendars = simulator_calendar_args(dict(markets))
     proc = subprocess.Popen(
         [sys.executable, "-m", "fin_assets.cli", "simulator", "--port", "0", *calendars],
         stdout=subprocess.PIPE,
@@ -98,7 +94,7 @@ def run_demo(argv: list[str]) -> int:
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
-    from fin_assets.components import declared_markets
+    from fin_assets.declared import declared_markets
     from fin_assets.definitions import build_definitions
     from fin_assets.settings import SHORTHAND_VARIABLES
 
