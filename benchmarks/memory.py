@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.harness import PROJECT_ROOT, Targets, start_simulator, stop_process, table
-from tests.helpers import dagster_home
+from tests.helpers import dagster_home, materialize_command
 
 FIRST_DAY = date(2026, 1, 5)
 DEFAULT_SYMBOLS = "AAPL,MSFT,GOOG,AMZN,NVDA"
@@ -188,18 +188,11 @@ def backfill(days: int, symbols: list[str], url: str, admin: httpx.Client, tmp: 
         "FIN_QUOTA_STORE": str(root / "quota.sqlite"),
     }
     last = FIRST_DAY + timedelta(days=days - 1)
+    partitions = f"{FIRST_DAY}-00:00...{last}-23:00"
     command = [
         sys.executable,
         "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "fin_assets.definitions",
-        "--select",
-        "raw/bars,core/bars",
-        "--partition-range",
-        f"{FIRST_DAY}-00:00...{last}-23:00",
+        *materialize_command("raw/bars,core/bars", "--partition-range", partitions),
     ]
     before = admin.get("/_sim/stats").json()["requests"]
     log = root / "run.log"

@@ -19,7 +19,7 @@ from fin_assets.definitions import build_definitions
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.postgres import PostgresWarehouse
 from tests.conftest import fin_env, run_range
-from tests.helpers import run_cli, start_cli
+from tests.helpers import materialize_command, run_cli, start_cli
 from tests.postgres.conftest import postgres_instance_env
 
 HOUR = "2026-01-05-03:00"
@@ -106,21 +106,15 @@ def test_two_concurrent_runs_of_one_partition_leave_one_consistent_copy(
             **fin_env(sim, tmp_path / "data", FIN_SYMBOLS="AAPL,MSFT"),
             "FIN_WAREHOUSE_URL": pg_url,
         }
-        cmd = [
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "fin_assets.definitions",
-            "--select",
-            "raw/bars,core/bars",
-            "--partition",
-            HOUR,
-        ]
+        cmd = materialize_command("raw/bars,core/bars", "--partition", HOUR)
         # One run of another hour first: Dagster stores the job's snapshot with a check-then-
         # insert, and two runs creating it at the same instant on a new database can collide on
         # its primary key (a Dagster race, not the one under test: the two writes of HOUR).
-        warm_up = run_cli([*cmd[:-1], "2026-01-05-02:00"], env=env, timeout=300)
+        warm_up = run_cli(
+            materialize_command("raw/bars,core/bars", "--partition", "2026-01-05-02:00"),
+            env=env,
+            timeout=300,
+        )
         assert warm_up.returncode == 0, warm_up.stderr[-1500:]
         procs = [
             start_cli(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
