@@ -15,29 +15,56 @@ from resources.errors import InvalidInputError
 
 # Exchange tickers, crypto pairs and share classes: AAPL, BTCUSDT, BRK.B, RDS-A.
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,10}([.-][A-Z0-9]{1,5})?$")
+# Polygon's (Massive's) other asset classes on the same aggregates endpoint, as its clients
+# spell them: crypto X:BTCUSD, forex C:EURUSD, indices I:NDX, options O:<underlying><YYMMDD>
+# <C|P><strike x 1000, 8 digits> (O:SPY251219C00650000). Accepted for that provider only.
+POLYGON_TICKER_RE = re.compile(
+    r"^(X:[A-Z0-9]{2,20}|C:[A-Z]{6}|I:[A-Z0-9]{1,20}|O:[A-Z0-9]{1,6}[0-9]{6}[CP][0-9]{8})$"
+)
+PROVIDER_SYMBOL_RE = {"polygon": POLYGON_TICKER_RE}
 PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 TABLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 HOURLY_KEY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}:00$")
 DAILY_KEY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
-def validate_symbol(symbol: str) -> str:
-    if not isinstance(symbol, str) or not SYMBOL_RE.fullmatch(symbol):
-        raise InvalidInputError(
-            f"invalid symbol {symbol!r}: expected 1-10 upper-case letters or digits, "
-            "optionally followed by '.' or '-' and 1-5 more (e.g. AAPL, BTCUSDT, BRK.B)"
-        )
-    return symbol
+def validate_symbol(symbol: str, *, provider: str | None = None) -> str:
+    """``symbol`` if it is a ticker (``SYMBOL_RE``), or, for a provider with prefixed tickers
+    (Polygon's ``X:``, ``C:``, ``I:``, ``O:``), one of those; an InvalidInputError otherwise."""
+    if isinstance(symbol, str):
+        if SYMBOL_RE.fullmatch(symbol):
+            return symbol
+        extra = PROVIDER_SYMBOL_RE.get(provider or "")
+        if extra is not None and extra.fullmatch(symbol):
+            return symbol
+    prefixed = (
+        " or, for polygon, X:BTCUSD, C:EURUSD, I:NDX, O:SPY251219C00650000"
+        if provider == "polygon" or (isinstance(symbol, str) and ":" in symbol[:2])
+        else ""
+    )
+    raise InvalidInputError(
+        f"invalid symbol {symbol!r}: expected 1-10 upper-case letters or digits, "
+        f"optionally followed by '.' or '-' and 1-5 more (e.g. AAPL, BTCUSDT, BRK.B){prefixed}"
+    )
 
 
-def parse_symbols(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def symbol_path_part(symbol: str, *, provider: str | None = None) -> str:
+    """The directory name of a validated symbol: a prefixed ticker's colon becomes ``_`` (no
+    plain symbol has one, so names stay distinct), because some tools read ``x:`` as a drive
+    or a scheme."""
+    return validate_symbol(symbol, provider=provider).replace(":", "_")
+
+
+def parse_symbols(
+    value: str | list[str] | tuple[str, ...], *, provider: str | None = None
+) -> tuple[str, ...]:
     """Parse a comma-separated universe, refusing the whole list if any symbol is invalid."""
     items = value.split(",") if isinstance(value, str) else list(value)
     symbols = tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
     if not symbols:
         raise InvalidInputError("the symbol universe is empty: set FIN_SYMBOLS, e.g. AAPL,MSFT")
     for symbol in symbols:
-        validate_symbol(symbol)
+        validate_symbol(symbol, provider=provider)
     return symbols
 
 

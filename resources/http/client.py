@@ -25,6 +25,8 @@ from resources.errors import (
     RetriesExhaustedError,
     WaitBudgetExceededError,
 )
+from resources.http.retry import usable_wait
+from resources.logfields import wait_fields
 from resources.providers.base import ApiRequest, ProviderAdapter, Verdict
 from resources.ratelimit.pacer import NoPacer, Pacer
 from resources.validation import ensure_utc, validate_symbol
@@ -189,10 +191,13 @@ class MarketApiClient:
         )
 
     # -- waiting -----------------------------------------------------------------------------
-    def _wait(self, seconds: float, *, reason: str, budgeted: bool = True) -> None:
+    def _wait(self, seconds: float, *, reason: str, budgeted: bool = True, cause: str = "") -> None:
         """Sleep, visibly. Retry and throttle waits count against the step's wait budget;
         pacing waits are the normal price of the quota and only a single pacing wait longer
-        than the whole budget (a shared pause after a ban, say) reschedules the step."""
+        than the whole budget (a shared pause after a ban, say) reschedules the step.
+
+        ``cause`` (throttled, retry; else read from the pacer's ``reason``) and the fields of
+        ``resources/logfields.py`` end the log line, for queries without regular expressions."""
         if seconds <= 0:
             return
         spent = self._budget_spent if budgeted else 0.0
@@ -204,21 +209,28 @@ class MarketApiClient:
                 provider=self.provider,
                 seconds_to_wait=seconds,
             )
-        logger.info("waiting %.2f s: %s", seconds, reason)
+        logger.info(
+            "waiting %.2f s: %s%s",
+            seconds,
+            reason,
+            wait_fields(self.provider, seconds, reason, reason=cause),
+        )
         if budgeted:
             self._budget_spent += seconds
         self.stats.seconds_waited += seconds
         self._sleep(seconds)
 
-    def _wait_for_slot(self, weight: int) -> None:
+    def _wait_for_slot(self, units: int) -> None:
         """Book a slot in the shared quota and sleep until it comes."""
         while True:
-            wait = self._pacer.reserve(weight)
+            wait = self._pacer.reserve(units)
             self._wait(
                 wait,
                 reason=f"{self._pacer.describe_last_wait()} for {self.provider}",
                 budgeted=False,
             )
+            if not self._pacer.booked():
+                continue  # we only waited for a slot in flight to free up: ask again
             if wait <= 0:
                 return
             # A 429 seen by another process while we slept outranks our slot. Sit out the
@@ -281,21 +293,29 @@ class MarketApiClient:
         import httpx  # already loaded by __init__
 
         url = self._display_url(request)
+        # Book the unit the provider's quota counts: weight, or one per request.
+        units = request.weight if self.adapter.quota_unit == "weight" else 1
         attempt = 0
         while True:
             attempt += 1
-            self._wait_for_slot(request.weight)
+            self._wait_for_slot(units)
             server_wait: float | None = None
             status: int | None = None
+            signal = None
+            sent = time.monotonic()
             try:
                 status, headers, body = self._send_once(request)
             except httpx.TransportError as exc:  # timeouts, refused connections, cut bodies
+                self._pacer.settle()
                 verdict = Verdict("retry", f"{type(exc).__name__}: {self.redact(str(exc))}")
             else:
+                self._pacer.settle(rtt_s=time.monotonic() - sent)
                 now = self._now()  # injectable: HTTP-date and epoch resets are relative to it
-                self._pacer.observe(self.adapter.rate_limit_signal(headers, now=now))
+                signal = self.adapter.rate_limit_signal(headers, now=now)
                 verdict = self.adapter.classify(status=status, headers=headers, body=body, now=now)
-                server_wait = verdict.server_wait_s
+                server_wait = usable_wait(verdict.server_wait_s)
+                if verdict.kind != "throttled":
+                    self._pacer.observe(signal, weight=units)
                 if verdict.kind == "ok":
                     return ApiResponse(
                         url=url,
@@ -307,8 +327,6 @@ class MarketApiClient:
                     )
             body = b""  # a rejected response is not kept alive through the wait that follows
             reason = self.redact(verdict.reason)
-            if verdict.kind == "throttled":
-                self.stats.throttled += 1
             if verdict.kind == "fatal":
                 raise FatalResponseError(
                     f"{self.provider}: {what}: {reason} for GET {url}; not retried "
@@ -316,6 +334,39 @@ class MarketApiClient:
                     provider=self.provider,
                     status=status,
                 ) from None
+            if verdict.kind == "throttled":
+                self.stats.throttled += 1
+                source = (
+                    f"Retry-After from {self.provider}"
+                    if server_wait is not None
+                    else f"quota window of {self.provider}"
+                )
+                # Everybody sharing this quota stops, not just this request, and the quota in
+                # force learns from it (before any budget check: a step that reschedules
+                # itself must still hold the others back).
+                wait = self._pacer.throttled(
+                    server_wait_s=server_wait,
+                    signal=signal,
+                    weight=units,
+                    attempt=attempt,
+                    ban=status in self.adapter.ban_statuses,
+                    reason=f"{source} ({reason})",
+                )
+                if attempt >= self._max_attempts:
+                    # A quota window that has not reopened is no reason to give up: the step
+                    # comes back when it has.
+                    raise WaitBudgetExceededError(
+                        f"{self.provider}: {what}: still throttled after {attempt} attempts "
+                        f"for GET {url} ({reason}); the quota reopens in {wait:.1f} s: "
+                        "reschedule instead of failing",
+                        provider=self.provider,
+                        seconds_to_wait=wait,
+                    ) from None
+                self.stats.retries += 1
+                self._wait(
+                    wait, reason=f"{source} after {reason} (attempt {attempt})", cause="throttled"
+                )
+                continue
             if attempt >= self._max_attempts:
                 error = ResponseFormatError if "malformed JSON" in reason else RetriesExhaustedError
                 raise error(
@@ -328,11 +379,7 @@ class MarketApiClient:
                 wait, source = server_wait, f"Retry-After from {self.provider}"
             else:
                 wait, source = self._backoff(attempt), "backoff"
-            if verdict.kind == "throttled":
-                # Everybody sharing this quota stops, not just this request (before the budget
-                # check: a step that reschedules itself must still hold the others back).
-                self._pacer.pause_for(wait, reason=f"{source} ({reason})")
-            self._wait(wait, reason=f"{source} after {reason} (attempt {attempt})")
+            self._wait(wait, reason=f"{source} after {reason} (attempt {attempt})", cause="retry")
 
     # -- bars ----------------------------------------------------------------------------------
     def iter_pages(
@@ -341,7 +388,7 @@ class MarketApiClient:
         """Yield pages of 1-minute bars for [start, end), so callers can checkpoint each one.
 
         ``label`` (e.g. the partitions being filled) is added to every error message."""
-        validate_symbol(symbol)
+        validate_symbol(symbol, provider=self.adapter.name)
         start, end = ensure_utc(start), ensure_utc(end)
         request: ApiRequest | None = self.adapter.bars_request(symbol, start=start, end=end)
         while request is not None:
@@ -364,6 +411,6 @@ class MarketApiClient:
 
     def latest_bar_time(self, symbol: str) -> datetime:
         """Open time of the newest bar the provider has: the cheap 'is there new data' probe."""
-        validate_symbol(symbol)
+        validate_symbol(symbol, provider=self.adapter.name)
         response = self.get(self.adapter.latest_request(symbol), what=f"latest bar of {symbol}")
         return self.adapter.parse_latest(response.payload, symbol=symbol)

@@ -91,6 +91,12 @@ class ProviderAdapter(ABC):
     reports_coverage: bool = False
     # Statuses that mean "slow down" (Binance adds 418, its IP ban): they pause every process.
     throttle_statuses: frozenset[int] = frozenset({429})
+    # Those of them that are a ban: every process waits, but the quota learns nothing from it.
+    ban_statuses: frozenset[int] = frozenset()
+    # What the provider's quota and its headers count: "weight" (each request's
+    # ``ApiRequest.weight``, as Binance's used weight) or "requests" (one per request, as
+    # ``X-RateLimit-*`` and the IETF draft's default unit). The pacer books that unit.
+    quota_unit: Literal["weight", "requests"] = "requests"
 
     def check_api_key(self, api_key: str | None, *, variable: str = "FIN_API_KEY") -> None:
         """Refuse to start without a key where the provider needs one (before any request);
@@ -128,6 +134,11 @@ class ProviderAdapter(ABC):
         """The bar records of a decoded page; a SchemaError if its envelope is not the
         provider's (``where`` names provider, symbol and partition for the message)."""
 
+    def bar_layout(self, symbol: str) -> tuple[tuple[BarField, ...], FastBarDecoder]:
+        """The fields and the decoder of ``symbol``'s bars (one layout for every symbol,
+        unless an asset class sends fewer fields: Polygon's indices have no volume)."""
+        return self.bar_fields, self.page_decoder
+
     def finish_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Columns the provider does not send but its values give (Binance's VWAP)."""
         return frame
@@ -138,9 +149,8 @@ class ProviderAdapter(ABC):
         The typed decoder takes a clean page in one pass; anything else (a wrong type, a null,
         a new key, a body that is not JSON) goes through the precise per-value checks, which
         name the problem or count the unknown key."""
-        frame = self.page_decoder.frame(
-            body, provider=self.name, symbol=symbol, partition=partition
-        )
+        fields, decoder = self.bar_layout(symbol)
+        frame = decoder.frame(body, provider=self.name, symbol=symbol, partition=partition)
         unknown: dict[str, int] = {}
         if frame is None:
             where = f"{self.name}: symbol {symbol}" + (
@@ -154,7 +164,7 @@ class ProviderAdapter(ABC):
             )
             frame, unknown = frame_from_records(
                 records,
-                self.bar_fields,
+                fields,
                 provider=self.name,
                 symbol=symbol,
                 partition=partition,
@@ -192,7 +202,10 @@ class ProviderAdapter(ABC):
         body: bytes,
         now: datetime | None = None,
     ) -> Verdict:
-        """Decide what a response means. Override ``body_throttle`` for in-body throttles."""
+        """Decide what a response means. Override ``body_throttle`` for in-body throttles.
+
+        ``server_wait_s`` is ``Retry-After`` read as RFC 9110 says; a zero or invalid value
+        is no hint (the client then waits for the quota window, or backs off)."""
         if status in self.throttle_statuses:
             return Verdict(
                 "throttled",

@@ -4,13 +4,23 @@ Dialect (https://developers.binance.com/docs/binance-spot-api-docs/rest-api):
 - each kline is a 12-element array, prices and volumes as decimal strings, open time in ms;
 - ``startTime``/``endTime`` in ms, ``endTime`` inclusive; at most 1000 klines a request, no
   cursor: the next page starts one minute after the last open time;
-- quota in request *weight* (6000 per minute per IP; klines weigh 2), reported after every
-  request in ``X-MBX-USED-WEIGHT-1m``; over it, 429 + ``Retry-After``; a client that keeps
-  going gets 418 — an IP ban with ``Retry-After`` — which must stop every process.
+- quota in request *weight* (documented: 6000 per minute per IP; klines weigh 2), counted per
+  IP over calendar intervals ("a 1 MINUTE interval starts every minute"), and reported after
+  every request in ``X-MBX-USED-WEIGHT-(intervalNum)(intervalLetter)`` (S, M, H, D): the weight
+  *used*, not the limit. The limit is per IP, so other software on the address spends it too:
+  the documented 6000 is a ceiling, and the used weight at Binance's own 429 is the limit;
+- "A Retry-After header is sent with a 418 or 429 responses and will give the number of
+  seconds required to wait, in the case of a 429, to prevent a ban, or, in the case of a 418,
+  until the ban is over" (rest-api, LIMITS): 429 and 418 pause every process, 418 is the ban;
+- "HTTP 403 return code is used when the WAF Limit (Web Application Firewall) has been
+  violated" (rest-api, HTTP Return Codes): a throttle with no Retry-After, and Binance's own
+  advice is that the WAF counts requests over 5 minutes (academy.binance.com, "How to Avoid
+  Getting Banned by Rate Limits"), so every process waits that long.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -19,9 +29,9 @@ from typing import Any
 import polars as pl
 
 from resources.errors import SchemaError
-from resources.providers.base import ApiRequest, PageInfo, ProviderAdapter
+from resources.providers.base import ApiRequest, PageInfo, ProviderAdapter, Verdict
 from resources.providers.decoding import BarField, FastBarDecoder, epoch_ms, from_epoch_ms
-from resources.ratelimit.headers import RateLimitSignal, parse_rate_limit_headers
+from resources.ratelimit.headers import RateLimitSignal
 from resources.ratelimit.policy import QuotaPolicy
 
 KLINE_FIELDS = (
@@ -38,6 +48,33 @@ KLINES_PAGE_DECODER = FastBarDecoder(KLINE_FIELDS)  # the body is the array of k
 KLINES_WEIGHT = 2
 WEIGHT_PER_MINUTE = 6000
 USED_WEIGHT_HEADER = "x-mbx-used-weight-1m"
+# X-MBX-USED-WEIGHT-(intervalNum)(intervalLetter); the header without an interval is legacy.
+USED_WEIGHT_RE = re.compile(r"^x-mbx-used-weight-([0-9]{1,4})([smhd])$", re.IGNORECASE)
+INTERVAL_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+WAF_WAIT_S = 300.0  # a 403 from the web application firewall: its 5-minute count
+
+
+def used_weight_signal(headers: Mapping[str, str], *, now_epoch: float) -> RateLimitSignal | None:
+    """The used weight of the shortest interval Binance reports, with that interval and its
+    reset (intervals are calendar-aligned: a minute starts every minute). No limit: the
+    pacer knows the quota in force, or learns it from the used weight at a 429."""
+    found = []
+    for name, value in headers.items():
+        match = USED_WEIGHT_RE.match(name)
+        if match is None or not value.strip().isdigit():
+            continue
+        window = int(match.group(1)) * INTERVAL_SECONDS[match.group(2).lower()]
+        if window > 0:
+            found.append((window, float(value), name))
+    if not found:
+        return None
+    window, used, name = min(found)
+    return RateLimitSignal(
+        used=used,
+        window_s=float(window),
+        reset_s=window - now_epoch % window,
+        source=name.upper(),
+    )
 
 
 class BinanceAdapter(ProviderAdapter):
@@ -47,9 +84,11 @@ class BinanceAdapter(ProviderAdapter):
     page_limit = 1000
     default_base_url = "https://api.binance.com"
     # Weight, not requests. Pace under a fixed 1-minute window: the burst stays small so no
-    # minute can see more than the limit (98 % of it spread evenly, plus the burst).
-    default_quota = QuotaPolicy(WEIGHT_PER_MINUTE, 60.0, 40, "Binance documented")
-    throttle_statuses = frozenset({429, 418})
+    # minute can see more than the limit (SAFETY_RATE of it spread evenly, plus the burst).
+    default_quota = QuotaPolicy(WEIGHT_PER_MINUTE, 60.0, 20, "Binance documented")
+    quota_unit = "weight"
+    throttle_statuses = frozenset({429, 418, 403})
+    ban_statuses = frozenset({418})
 
     def bars_request(self, symbol: str, *, start: datetime, end: datetime) -> ApiRequest:
         return ApiRequest(
@@ -79,20 +118,26 @@ class BinanceAdapter(ProviderAdapter):
     def rate_limit_signal(
         self, headers: Mapping[str, str], *, now: datetime | None = None
     ) -> RateLimitSignal | None:
-        used = headers.get(USED_WEIGHT_HEADER)
-        if used is None:
-            return super().rate_limit_signal(headers, now=now)
-        try:
-            used_weight = float(used)
-        except ValueError:
-            return parse_rate_limit_headers(headers)
         epoch = now.timestamp() if now is not None else time.time()
-        return RateLimitSignal(
-            limit=WEIGHT_PER_MINUTE,
-            remaining=WEIGHT_PER_MINUTE - used_weight,
-            reset_s=60.0 - epoch % 60.0,  # the weight window is the calendar minute
-            source="X-MBX-USED-WEIGHT-1m",
-        )
+        signal = used_weight_signal(headers, now_epoch=epoch)
+        return signal if signal is not None else super().rate_limit_signal(headers, now=now)
+
+    def classify(
+        self,
+        *,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        now: datetime | None = None,
+    ) -> Verdict:
+        if status == 403:
+            return Verdict(
+                "throttled",
+                f"HTTP 403 from {self.name}: its web application firewall limit "
+                f"({self.error_message(body)}); every process waits {WAF_WAIT_S:g} s",
+                server_wait_s=WAF_WAIT_S,
+            )
+        return super().classify(status=status, headers=headers, body=body, now=now)
 
     def _klines(self, payload: Any, *, symbol: str | None) -> list[Any]:
         if not isinstance(payload, list):

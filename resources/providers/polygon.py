@@ -1,12 +1,19 @@
-"""Polygon.io aggregates: ``GET /v2/aggs/ticker/{ticker}/range/1/minute/{from}/{to}``.
+"""Polygon.io aggregates, now Massive: ``GET /v2/aggs/ticker/{ticker}/range/1/minute/{from}/{to}``.
 
-Dialect (https://polygon.io/docs/stocks/get_v2_aggs_ticker__stocksticker__range__multiplier___timespan___from___to):
+Dialect (https://polygon.io/docs/stocks/get_v2_aggs_ticker__stocksticker__range__multiplier___timespan___from___to,
+now https://massive.com/docs: "Polygon.io is now Massive.com ... your APIs, accounts and
+integrations continue to work"; ``api.massive.com`` is the host, ``api.polygon.io`` answers):
 - key as ``Authorization: Bearer``; bars ``{t (ms), o, h, l, c, v, vw, n}``; no bar for a
   minute without trades; ``from``/``to`` in ms, ``to`` inclusive;
+- the same endpoint serves every asset class, by ticker prefix: ``X:BTCUSD`` (crypto),
+  ``C:EURUSD`` (forex), ``I:NDX`` (indices), ``O:SPY251219C00650000`` (options), as its own
+  client libraries send them. Index bars carry no volume and no VWAP: stored as nulls;
 - pagination by an absolute ``next_url`` with a cursor. We follow only its path and query,
   on the configured base URL: the bearer token is never sent to a host we were not told about;
 - a plan allows N calls per minute (5 on the free plan): over it, 429 with no ``Retry-After``
-  and no rate-limit headers at all, so the documented quota must be configured.
+  and no rate-limit headers at all, so the documented quota is the ceiling, and a 429 means
+  "wait for the window" (something else, a notebook or a second instance, spent the key's
+  calls): every process waits the whole window, and the quota in force is lowered.
 """
 
 from __future__ import annotations
@@ -35,6 +42,15 @@ KNOWN_KEYS = frozenset(str(f.source) for f in AGG_FIELDS) | {"otc"}
 PAGE_DECODER = FastBarDecoder(
     AGG_FIELDS, records="results", records_optional=True, known_keys=KNOWN_KEYS
 )
+# An index has no trades: no volume, no VWAP, no count. Only its bars may lack a volume.
+INDEX_PREFIX = "I:"
+INDEX_FIELDS = tuple(
+    BarField(f.source, f.column, f.kind, required=False) if f.column == "volume" else f
+    for f in AGG_FIELDS
+)
+INDEX_PAGE_DECODER = FastBarDecoder(
+    INDEX_FIELDS, records="results", records_optional=True, known_keys=KNOWN_KEYS
+)
 
 
 class PolygonAdapter(ProviderAdapter):
@@ -45,9 +61,14 @@ class PolygonAdapter(ProviderAdapter):
     page_limit = 50_000
     requires_key = True
     secret_params = frozenset({"apiKey"})
-    default_base_url = "https://api.polygon.io"
+    default_base_url = "https://api.massive.com"  # FIN_API_BASE_URL=https://api.polygon.io
     # Free plan: 5 calls a minute. Burst 1 keeps any 60 s window at or under 5.
     default_quota = QuotaPolicy(5, 60.0, 1, "Polygon free plan")
+
+    def bar_layout(self, symbol: str) -> tuple[tuple[BarField, ...], FastBarDecoder]:
+        if symbol.startswith(INDEX_PREFIX):
+            return INDEX_FIELDS, INDEX_PAGE_DECODER
+        return self.bar_fields, self.page_decoder
 
     def _path(self, symbol: str, start: datetime, end: datetime) -> str:
         return f"/v2/aggs/ticker/{symbol}/range/1/minute/{epoch_ms(start)}/{epoch_ms(end) - 1}"

@@ -3,7 +3,8 @@ store shares, so memory, SQLite and PostgreSQL compute exactly the same schedule
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from resources.ratelimit.policy import QuotaPolicy
 
@@ -13,6 +14,9 @@ from resources.ratelimit.policy import QuotaPolicy
 class Reservation:
     wait_s: float
     reason: str
+    # False: nothing was booked, the wait is only until it is worth asking again (a slot in
+    # flight may be free by then: see resources/ratelimit/learning.py).
+    booked: bool = True
 
 
 def gcra_book(
@@ -22,7 +26,7 @@ def gcra_book(
     now: float,
     weight: int,
     interval: float | None,
-    burst: int,
+    burst: float,
 ) -> tuple[float, float]:
     """Book ``weight`` units: (when they may be sent, the new TAT). Pure, so every store
     (memory, SQLite, PostgreSQL) computes exactly the same schedule."""
@@ -39,11 +43,45 @@ def gcra_book(
 
 
 @dataclass
+class Learning:
+    """What a key has learned beyond its GCRA schedule (resources/ratelimit/learning.py says
+    how); stored with the key's state as JSON."""
+
+    started: bool = False
+    kind: str = ""  # "stated" (the server said it), "estimate" (from 429s) or "" (nothing)
+    stated: list[float] | None = None  # the server's own quota [limit, window_s], if it said
+    confirmed: bool = False  # the quota in force is known to hold
+    cap: int | None = None  # bookings in flight allowed (slow start); None: no cap
+    cap_since: float = 0.0
+    round_units: float = 0.0  # units booked since cap_since
+    leases: list[list[Any]] = field(default_factory=list)  # [owner, send_at] in flight
+    count_since: float = 0.0  # units booked since this moment (the last reset we know of)
+    count_units: float = 0.0
+    last_throttle: float = 0.0
+    last_probe: float = 0.0
+    reset_at: float = 0.0  # the last epoch reset a server gave (X-RateLimit-Reset)
+    window_seen: float = 0.0  # the shortest gap between two such resets: the window
+    reset_span: float = 0.0  # the longest seconds-from-now reset seen
+    rtt_s: float = 0.0  # round trips, smoothed
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Learning:
+        """Fields this version does not know are dropped: the state is a cache."""
+        if not data:
+            return cls()
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
 class QuotaState:
     tat: float = 0.0
     paused_until: float = 0.0
     pause_reason: str = ""
     learned: QuotaPolicy | None = None
+    learning: Learning = field(default_factory=Learning)
 
 
 def reserve_state(
@@ -60,7 +98,8 @@ def reserve_state(
         burst=burst,
     )
     wait = send_at - now
-    if state.paused_until > now and send_at <= state.paused_until + 1e-9:
+    # The first slot after a pause (the pause's end, plus the arrival-jitter allowance).
+    if state.paused_until > now and send_at <= state.paused_until + (interval or 0.0) + 1e-9:
         reason = f"shared pause: {state.pause_reason}"
     elif active is not None:
         reason = f"pacing to quota {active.describe()}"

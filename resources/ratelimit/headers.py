@@ -1,35 +1,108 @@
-"""What servers say about their quota: ``RateLimit``/``RateLimit-Policy`` (IETF draft) and
-the ``X-RateLimit-*`` family, read into a ``RateLimitSignal``."""
+"""What servers say about their quota, read into a ``RateLimitSignal``.
+
+Three dialects share this module (a provider with its own header, such as Binance's used
+weight, builds its signal in its adapter):
+
+- the IETF draft ``RateLimit-Policy`` / ``RateLimit`` (draft-ietf-httpapi-ratelimit-headers),
+  drafts 07 to 10. ``RateLimit-Policy`` is a List of policies: draft 07 writes each as its quota
+  with a window (``100;w=60, 1000;w=3600``), drafts 08-10 as a named item with parameters
+  (``"burst";q=100;w=60, "daily";q=1000;w=86400``; ``qu`` the quota unit, default "requests";
+  ``w`` OPTIONAL, and with none the quota has no time window). ``RateLimit`` is a List of
+  service limits, each naming its policy (``"daily";r=0;t=3000``: r remaining units, t seconds
+  until more are made available); draft 07 wrote it as a Dictionary (``limit=100,
+  remaining=50, reset=30``). Every policy is kept; the one that binds (the lowest request
+  rate) is the quota to pace by; a quota counted in another unit (content-bytes,
+  concurrent-requests) is never read as a request quota; unknown parameters (``burst=``,
+  ``acme-burst=``) are comments, not promises, and are ignored. Malformed fields are ignored
+  as a whole (the draft's "MUST be ignored").
+- the de-facto ``X-RateLimit-Limit/-Remaining/-Reset`` family (GitHub and many others), and
+  the IETF drafts' own early ``RateLimit-Limit/-Remaining/-Reset`` fields (drafts 00-06).
+  Reset is seconds-from-now for some servers and an epoch time for others (GitHub: "the time
+  at which the current rate limit window resets in UTC epoch seconds"); the window itself is
+  never stated, so the pacer learns it from consecutive resets.
+"""
 
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from resources.ratelimit.policy import QuotaPolicy
+from resources.ratelimit.structured import (
+    Item,
+    StructuredFieldError,
+    parse_dictionary,
+    parse_list,
+)
 
 EPOCH_THRESHOLD = 1_000_000_000  # a "reset" above this is a Unix time, not seconds-from-now
+REQUEST_UNITS = frozenset({"requests", "request"})  # draft 08-09 spell it one way, 10 the other
+SOURCE_POLICY = "RateLimit-Policy"
+
+
+@dataclass(frozen=True)
+class PolicyItem:
+    """One quota policy from ``RateLimit-Policy``: ``quota`` units per ``window_s`` (None: a
+    quota with no time window), counted in ``unit``."""
+
+    name: str | None
+    quota: float
+    window_s: float | None
+    unit: str = "requests"
+
+    @property
+    def counts_requests(self) -> bool:
+        return self.unit in REQUEST_UNITS
+
+
+@dataclass(frozen=True)
+class ServiceLimit:
+    """One item of ``RateLimit``: ``remaining`` units of the named policy, more of them made
+    available in ``reset_s`` seconds (None: not said)."""
+
+    policy: str | None
+    remaining: float
+    reset_s: float | None
 
 
 @dataclass(frozen=True)
 class RateLimitSignal:
-    """What one response said about the quota. Every field may be unknown."""
+    """What one response said about the quota. Every field may be unknown.
+
+    ``limit``/``remaining``/``reset_s`` describe the quota that binds (the one to pace by);
+    ``policy`` is that quota when the server stated it with its window; ``used`` and
+    ``window_s`` come from a used-units header (Binance's used weight), whose limit the client
+    must know or learn; ``reset_at`` is the epoch of the reset when the server gave one (the
+    window is learned from two of them); ``policies`` and ``limits`` are every IETF policy
+    and service limit, so a spent policy that does not bind still stops the client.
+    """
 
     limit: float | None = None
     remaining: float | None = None
     reset_s: float | None = None  # seconds from now until the quota is replenished
     policy: QuotaPolicy | None = None
     source: str = ""
+    used: float | None = None
+    window_s: float | None = None
+    reset_at: float | None = None
+    policies: tuple[PolicyItem, ...] = ()
+    limits: tuple[ServiceLimit, ...] = ()
+    binding: str | None = None  # the name of the policy ``policy`` came from
 
-
-_PARAM = re.compile(r'(?:^|;)\s*([a-z][a-z0-9_-]*)\s*=\s*("?)([^;",]*)\2', re.IGNORECASE)
-
-
-def _params(item: str) -> dict[str, str]:
-    return {m.group(1).lower(): m.group(3) for m in _PARAM.finditer(item)}
+    def spent_waits(self, *, include_binding: bool) -> list[tuple[str, float]]:
+        """(policy, seconds) for each service limit with nothing left and a reset given;
+        ``include_binding=False`` leaves out the policy we pace by (under a token bucket a
+        paced client sees r=0 all the time, and its pacing already waits for the next unit)."""
+        spent = []
+        for item in self.limits:
+            if item.remaining > 0 or not item.reset_s:
+                continue
+            if not include_binding and self.binding is not None and item.policy == self.binding:
+                continue
+            spent.append((f'"{item.policy}"' if item.policy else "RateLimit", item.reset_s))
+        return spent
 
 
 def _number(value: str | None) -> float | None:
@@ -39,63 +112,165 @@ def _number(value: str | None) -> float | None:
         number = float(value.strip())
     except ValueError:
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _first_number(value: str | None) -> float | None:
+    """``RateLimit-Limit: 100, 100;w=60`` (drafts 03-06): the first member's number."""
+    if value is None:
+        return None
+    return _number(value.split(",")[0].split(";")[0])
 
 
 def reset_to_seconds(value: float, *, now_epoch: float) -> float:
     """``X-RateLimit-Reset`` is seconds-from-now for some providers, a Unix time (s or ms) for
     others: a value past 2001-09-09 cannot be a sensible delay, so it is read as an epoch."""
+    epoch = reset_epoch(value)
+    return max(0.0, (epoch - now_epoch) if epoch is not None else value)
+
+
+def reset_epoch(value: float) -> float | None:
+    """The Unix time a reset value names, or None when it is a delay."""
     if value >= EPOCH_THRESHOLD * 1000:
-        value /= 1000.0  # epoch milliseconds
-    if value >= EPOCH_THRESHOLD:
-        return max(0.0, value - now_epoch)
-    return max(0.0, value)
+        return value / 1000.0  # epoch milliseconds
+    return value if value >= EPOCH_THRESHOLD else None
+
+
+def _positive(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value > 0 else None
+
+
+def _non_negative(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value >= 0 else None
+
+
+def parse_policies(value: str) -> tuple[PolicyItem, ...]:
+    """Every quota policy of a ``RateLimit-Policy`` value (drafts 07-10); () if malformed."""
+    try:
+        members = parse_list(value)
+    except StructuredFieldError:
+        return ()
+    policies = []
+    for member in members:
+        policy = _policy_item(member)
+        if policy is not None:
+            policies.append(policy)
+    return tuple(policies)
+
+
+def _policy_item(member: Item) -> PolicyItem | None:
+    params = member.params
+    unit = params.get("qu", "requests")
+    if not isinstance(unit, str):
+        return None
+    window = _positive(params.get("w")) if "w" in params else None
+    if "w" in params and window is None:
+        return None  # a window that is not a positive number: malformed, not "no window"
+    if isinstance(member.value, int | float) and not isinstance(member.value, bool):
+        # Draft 07: the item is the quota itself and w is REQUIRED.
+        quota = _non_negative(member.value)
+        if quota is None or window is None:
+            return None
+        return PolicyItem(None, quota, window, unit)
+    if isinstance(member.value, str):
+        # Drafts 08-10: a named policy; q is REQUIRED, w OPTIONAL (no window: none applies).
+        quota = _non_negative(params.get("q"))
+        if quota is None:
+            return None
+        return PolicyItem(str(member.value), quota, window, unit)
+    return None
+
+
+def parse_service_limits(value: str) -> tuple[tuple[ServiceLimit, ...], float | None]:
+    """The service limits of a ``RateLimit`` value, and draft 07's ``limit`` if it used that
+    form. Drafts 08-10: a List of items naming a policy; draft 07: a Dictionary."""
+    try:
+        items = parse_list(value)
+    except StructuredFieldError:
+        items = None
+    if items is not None:
+        limits = []
+        for item in items:
+            if not isinstance(item.value, str):
+                continue
+            remaining = _non_negative(item.params.get("r"))
+            if remaining is None:
+                continue  # r is REQUIRED
+            reset = _non_negative(item.params.get("t")) if "t" in item.params else None
+            limits.append(ServiceLimit(str(item.value), remaining, reset))
+        return tuple(limits), None
+    try:
+        members = parse_dictionary(value)
+    except StructuredFieldError:
+        return (), None
+    limit = _non_negative(members["limit"].value) if "limit" in members else None
+    remaining = _non_negative(members["remaining"].value) if "remaining" in members else None
+    reset = _non_negative(members["reset"].value) if "reset" in members else None
+    if remaining is None:
+        return (), limit
+    return (ServiceLimit(None, remaining, reset),), limit
+
+
+def binding_policy(policies: tuple[PolicyItem, ...]) -> PolicyItem | None:
+    """The request policy with a window that allows the lowest rate: paced by it, a client
+    stays inside every other one too (see ``QuotaPolicy.paced``)."""
+    paced = [p for p in policies if p.counts_requests and p.window_s and p.quota > 0]
+    return min(paced, key=lambda p: p.quota / (p.window_s or 1.0), default=None)
 
 
 def parse_rate_limit_headers(
     headers: Mapping[str, str], *, now_epoch: float | None = None
 ) -> RateLimitSignal | None:
-    """Read the IETF draft ``RateLimit``/``RateLimit-Policy`` and the ``X-RateLimit-*`` family.
+    """Read the IETF draft fields and the ``X-RateLimit-*`` family (see the module docstring).
 
-    ``RateLimit-Policy: "default";q=100;w=60`` (draft 08+) or ``100;w=60`` (draft 07) gives the
-    quota itself; ``RateLimit: "default";r=50;t=30`` or ``limit=100, remaining=50, reset=30``
-    and ``X-RateLimit-Limit/-Remaining/-Reset`` give the current state. Headers are matched
-    case-insensitively; anything unparseable is ignored rather than trusted.
-    """
+    Headers are matched case-insensitively; anything unparseable is ignored, never trusted."""
     h = {k.lower(): v for k, v in headers.items()}
     now_epoch = time.time() if now_epoch is None else now_epoch
-    policy = None
-    limit = remaining = reset_s = None
-    sources = []
+    sources: list[str] = []
+    policies: tuple[PolicyItem, ...] = ()
+    limits: tuple[ServiceLimit, ...] = ()
+    policy = binding = None
+    limit = remaining = reset_s = reset_at = None
     if "ratelimit-policy" in h:
-        first = h["ratelimit-policy"].split(",")[0]
-        params = _params(first)
-        quota = _number(params.get("q")) or _number(first.split(";")[0].strip().strip('"'))
-        window = _number(params.get("w"))
-        if quota and window and quota > 0 and window > 0:
-            burst = _number(params.get("burst"))
-            policy = QuotaPolicy(quota, window, max(1, int(burst or 1)), "RateLimit-Policy")
-            limit = quota
-            sources.append("RateLimit-Policy")
+        policies = parse_policies(h["ratelimit-policy"])
+        bind = binding_policy(policies)
+        if bind is not None and bind.window_s:
+            policy = QuotaPolicy(bind.quota, bind.window_s, 1, SOURCE_POLICY)
+            binding, limit = bind.name, bind.quota
+        if policies:
+            sources.append(SOURCE_POLICY)
     if "ratelimit" in h:
-        value = h["ratelimit"]
-        params = _params(value.replace(",", ";"))
-        remaining = _number(params.get("r", params.get("remaining")))
-        reset = _number(params.get("t", params.get("reset")))
-        reset_s = reset_to_seconds(reset, now_epoch=now_epoch) if reset is not None else None
-        limit = _number(params.get("limit")) or limit
-        sources.append("RateLimit")
-    for name in ("x-ratelimit-limit", "ratelimit-limit"):
-        if name in h and limit is None:
-            limit = _number(h[name])
-    for name in ("x-ratelimit-remaining", "ratelimit-remaining"):
-        if name in h and remaining is None:
-            remaining = _number(h[name])
-            sources.append(name)
-    for name in ("x-ratelimit-reset", "ratelimit-reset"):
-        if name in h and reset_s is None:
-            reset = _number(h[name])
-            reset_s = reset_to_seconds(reset, now_epoch=now_epoch) if reset is not None else None
-    if policy is None and limit is None and remaining is None and reset_s is None:
+        limits, dict_limit = parse_service_limits(h["ratelimit"])
+        limit = limit if limit is not None else dict_limit
+        mine = [s for s in limits if binding is not None and s.policy == binding]
+        current = mine[0] if mine else (limits[0] if len(limits) == 1 else None)
+        if current is not None:
+            remaining, reset_s = current.remaining, current.reset_s
+        if limits:
+            sources.append("RateLimit")
+    for prefix in ("x-ratelimit-", "ratelimit-"):
+        if limit is None:
+            limit = _first_number(h.get(prefix + "limit"))
+        if remaining is None and (value := _number(h.get(prefix + "remaining"))) is not None:
+            remaining = value
+            sources.append(prefix + "remaining")
+        if reset_s is None and (value := _number(h.get(prefix + "reset"))) is not None:
+            reset_at = reset_epoch(value)
+            reset_s = reset_to_seconds(value, now_epoch=now_epoch)
+    if policy is None and not policies and limit is None and remaining is None and reset_s is None:
         return None
-    return RateLimitSignal(limit, remaining, reset_s, policy, "+".join(sources) or "headers")
+    return RateLimitSignal(
+        limit=limit,
+        remaining=remaining,
+        reset_s=reset_s,
+        policy=policy,
+        source="+".join(sources) or "headers",
+        reset_at=reset_at,
+        policies=policies,
+        limits=limits,
+        binding=binding,
+    )

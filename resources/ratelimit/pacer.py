@@ -1,29 +1,57 @@
-"""Pacers: what the client asks before each request. ``SharedPacer`` books in a quota store,
-learns quotas from the server and pauses every process on a 429 or a ban."""
+"""Pacers: what the client asks before each request and tells after each answer.
+``SharedPacer`` books in a quota store shared by every process, learns the quota in force from
+the server (``resources/ratelimit/learning.py``) and pauses every process on a 429 or a ban."""
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from resources.ratelimit import learning
+from resources.ratelimit.gcra import QuotaState, pause_state
 from resources.ratelimit.headers import RateLimitSignal
-from resources.ratelimit.policy import QuotaPolicy
+from resources.ratelimit.policy import QuotaPolicy, lower_quota
 from resources.ratelimit.stores import QuotaStore
+
+logger = logging.getLogger("fin_assets.quota")
 
 
 # -- what the client talks to ---------------------------------------------------------------
 class Pacer(Protocol):
     def reserve(self, weight: int = 1) -> float:
-        """Claim ``weight`` units of quota; return how many seconds to wait before sending."""
+        """Claim ``weight`` units of quota; return how many seconds to wait before sending.
+        When ``booked()`` is False afterwards, nothing was claimed: wait, then ask again."""
+        ...
+
+    def booked(self) -> bool: ...
+
+    def settle(self, *, rtt_s: float | None = None) -> None:
+        """The request booked last has its answer (or failed): its slot in flight is free."""
         ...
 
     def pause_for(self, seconds: float, *, reason: str = "") -> None:
-        """The server said stop (429, ban): nobody sends for ``seconds``."""
+        """Nobody sends for ``seconds`` (a ban, a server that said so)."""
         ...
 
-    def observe(self, signal: RateLimitSignal | None) -> None:
-        """Learn from what a response said about the quota."""
+    def throttled(
+        self,
+        *,
+        server_wait_s: float | None,
+        signal: RateLimitSignal | None,
+        weight: int,
+        attempt: int,
+        ban: bool,
+        reason: str,
+    ) -> float:
+        """The server said no: learn from it, pause everyone sharing the quota, and return
+        how long to wait (the server's word, else the window, else a growing backoff)."""
+        ...
+
+    def observe(self, signal: RateLimitSignal | None, *, weight: int = 1) -> None:
+        """Learn from what an answer said about the quota."""
         ...
 
     def describe_last_wait(self) -> str: ...
@@ -34,13 +62,46 @@ class Pacer(Protocol):
 
 
 class NoPacer:
+    """No quota at all; a throttle still waits what the server said, or backs off."""
+
     def reserve(self, weight: int = 1) -> float:
         return 0.0
+
+    def booked(self) -> bool:
+        return True
+
+    def settle(self, *, rtt_s: float | None = None) -> None:
+        return None
 
     def pause_for(self, seconds: float, *, reason: str = "") -> None:
         return None
 
-    def observe(self, signal: RateLimitSignal | None) -> None:
+    def throttled(
+        self,
+        *,
+        server_wait_s: float | None,
+        signal: RateLimitSignal | None,
+        weight: int,
+        attempt: int,
+        ban: bool,
+        reason: str,
+    ) -> float:
+        state = QuotaState()
+        wait, _ = learning.throttled(
+            state,
+            ceiling=None,
+            signal=signal,
+            server_wait_s=server_wait_s,
+            units=weight,
+            booked_at=None,
+            attempt=attempt,
+            ban=True,  # nothing to lower: only the wait is wanted
+            reason=reason,
+            now=0.0,
+        )
+        return wait
+
+    def observe(self, signal: RateLimitSignal | None, *, weight: int = 1) -> None:
         return None
 
     def describe_last_wait(self) -> str:
@@ -51,7 +112,12 @@ class NoPacer:
 
 
 class SharedPacer:
-    """Pacing for one quota key over a ``QuotaStore``, configured or learning from headers."""
+    """Pacing for one quota key over a ``QuotaStore``: ``policy`` is the configured or
+    documented quota, a ceiling (None: learn it all from the server).
+
+    With ``adaptive=False`` it is plain GCRA under ``policy`` (and whatever a header states):
+    no slow start and no quota lowered by 429s. Only tools that own their quota outright (a
+    test's private token bucket) want that."""
 
     def __init__(
         self,
@@ -60,18 +126,48 @@ class SharedPacer:
         *,
         policy: QuotaPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        adaptive: bool = True,
     ) -> None:
         self.store = store
         self.key = key
-        self.policy = policy  # None: learn it from the server
+        self.policy = policy
+        self.adaptive = adaptive
         self._clock = clock
         self._last_reason = ""
-        self._window_estimate = 0.0
+        self._booked = True
+        self._booked_at: float | None = None
+        # Names this pacer's booking in flight in the shared state (one client, one request
+        # at a time): its next booking, or its answer, frees the slot.
+        self._owner = secrets.token_hex(6)
 
     def reserve(self, weight: int = 1) -> float:
-        booking = self.store.reserve(self.key, weight=weight, now=self._clock(), policy=self.policy)
+        now = self._clock()
+        if self.adaptive:
+            booking = self.store.apply(
+                self.key,
+                now,
+                lambda s: learning.book(
+                    s, ceiling=self.policy, units=weight, now=now, owner=self._owner
+                ),
+            )
+        else:
+            booking = self.store.reserve(self.key, weight=weight, now=now, policy=self.policy)
         self._last_reason = booking.reason
+        self._booked = booking.booked
+        if booking.booked:
+            self._booked_at = now
         return booking.wait_s
+
+    def booked(self) -> bool:
+        return self._booked
+
+    def settle(self, *, rtt_s: float | None = None) -> None:
+        if self.adaptive:
+            self.store.apply(
+                self.key,
+                self._clock(),
+                lambda s: learning.settle(s, owner=self._owner, rtt_s=rtt_s),
+            )
 
     def describe_last_wait(self) -> str:
         return self._last_reason
@@ -81,6 +177,10 @@ class SharedPacer:
         return max(0.0, until - self._clock()), reason
 
     def close(self) -> None:
+        try:
+            self.settle()
+        except Exception:  # closing must not fail over a store that went away
+            logger.debug("quota %s: could not free the slot in flight", self.key, exc_info=True)
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
@@ -90,27 +190,84 @@ class SharedPacer:
             self.key,
             until=self._clock() + seconds,
             reason=reason or "server asked to wait",
-            policy=self.policy,
+            policy=self.active_policy(),
         )
 
-    def observe(self, signal: RateLimitSignal | None) -> None:
+    def active_policy(self) -> QuotaPolicy | None:
+        """The quota in force: the lower of the ceiling and what the server has shown."""
+        return lower_quota(self.policy, self.store.learned(self.key))
+
+    def throttled(
+        self,
+        *,
+        server_wait_s: float | None,
+        signal: RateLimitSignal | None,
+        weight: int,
+        attempt: int,
+        ban: bool,
+        reason: str,
+    ) -> float:
+        now = self._clock()
+        booked_at = self._booked_at
+
+        def change(state: QuotaState) -> tuple[float, learning.Change | None]:
+            return learning.throttled(
+                state,
+                ceiling=self.policy,
+                signal=signal,
+                server_wait_s=server_wait_s,
+                units=weight,
+                booked_at=booked_at,
+                attempt=attempt,
+                ban=ban or not self.adaptive,
+                reason=reason,
+                now=now,
+            )
+
+        wait, learned = self.store.apply(self.key, now, change)
+        if learned is not None:
+            self._log_change(learned)
+        return wait
+
+    def observe(self, signal: RateLimitSignal | None, *, weight: int = 1) -> None:
         if signal is None:
             return
-        if self.policy is None:
-            learned = signal.policy or self._policy_from_counters(signal)
-            if learned is not None and learned != self.store.learned(self.key):
-                self.store.learn(self.key, learned)
-        # The quota is spent (someone else may share it: another tool on the same IP or key):
-        # wait for the server's reset instead of collecting a 429. Under a stated token-bucket
-        # policy, remaining 0 is the normal state of a paced client, not a reason to stop.
-        spent = signal.remaining is not None and signal.remaining <= 0
-        if spent and signal.reset_s and signal.policy is None:
-            self.pause_for(signal.reset_s, reason=f"quota spent ({signal.source})")
+        now = self._clock()
+        if not self.adaptive:
+            self._observe_plain(signal, now)
+            return
+        learned = self.store.apply(
+            self.key,
+            now,
+            lambda s: learning.observe(
+                s, ceiling=self.policy, signal=signal, units=weight, now=now
+            ),
+        )
+        if learned is not None:
+            self._log_change(learned)
 
-    def _policy_from_counters(self, signal: RateLimitSignal) -> QuotaPolicy | None:
-        """``X-RateLimit-Limit`` with a reset but no policy: the longest reset seen so far is
-        our estimate of the window (the first request of a window sees the whole of it)."""
-        if not signal.limit or not signal.reset_s:
-            return None
-        self._window_estimate = max(self._window_estimate, signal.reset_s)
-        return QuotaPolicy(signal.limit, self._window_estimate, 1, signal.source or "X-RateLimit")
+    def _observe_plain(self, signal: RateLimitSignal, now: float) -> None:
+        def change(state: QuotaState) -> None:
+            if signal.policy is not None and signal.policy != state.learned:
+                state.learned = signal.policy
+            spent = signal.remaining is not None and signal.remaining <= 0
+            if spent and signal.reset_s and signal.policy is None:
+                pause_state(
+                    state,
+                    until=now + signal.reset_s,
+                    reason=f"quota spent ({signal.source})",
+                    policy=lower_quota(self.policy, state.learned),
+                )
+
+        self.store.apply(self.key, now, change)
+
+    def _log_change(self, change: learning.Change) -> None:
+        quota = change.learned.describe() if change.learned else "the ceiling"
+        ceiling = self.policy.describe() if self.policy else "none"
+        logger.warning(
+            "quota in force for %s: %s; evidence: %s; ceiling: %s",
+            self.key.split("|")[0],
+            quota,
+            change.evidence,
+            ceiling,
+        )

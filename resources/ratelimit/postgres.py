@@ -35,9 +35,11 @@ _CREATE = sql.SQL(
          paused_until double precision NOT NULL DEFAULT 0,
          pause_reason text NOT NULL DEFAULT '',
          learned_limit double precision, learned_window_s double precision,
-         learned_burst integer, learned_source text
+         learned_burst integer, learned_source text, learning text
        )"""
 ).format(_TABLE)
+# A table created before the quota was learned gains the column (idempotent, no lock needed).
+_MIGRATE = sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS learning text").format(_TABLE)
 _INSERT = sql.SQL("INSERT INTO {} (key, tat) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING").format(
     _TABLE
 )
@@ -90,6 +92,14 @@ class PostgresQuotaStore(TransactionalQuotaStore):
                     # (one fails on the catalog's unique index): serialize on an advisory lock.
                     cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK_KEY,))
                     cur.execute(_CREATE)
+                cur.execute(
+                    "SELECT 1 FROM information_schema.columns"
+                    " WHERE table_name = %s AND column_name = 'learning'",
+                    (TABLE,),
+                )
+                if cur.fetchone() is None:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATE_LOCK_KEY,))
+                    cur.execute(_MIGRATE)
             conn.commit()
         except psycopg2.Error as exc:
             conn.close()

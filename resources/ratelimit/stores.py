@@ -5,6 +5,7 @@ booked atomically, so callers queue instead of stampeding."""
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 import time
@@ -12,7 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from resources.ratelimit.gcra import QuotaState, Reservation, pause_state, reserve_state
+from resources.ratelimit.gcra import (
+    Learning,
+    QuotaState,
+    Reservation,
+    pause_state,
+    reserve_state,
+)
 from resources.ratelimit.policy import QuotaPolicy
 
 T = TypeVar("T")
@@ -39,6 +46,12 @@ class QuotaStore(Protocol):
         """(epoch seconds before which nobody may send, why)."""
         ...
 
+    def apply(self, key: str, now: float, change: Callable[[QuotaState], T]) -> T:
+        """Run ``change`` on the key's state atomically (a key never seen starts at TAT =
+        ``now``) and keep what it did: the pacer's learning steps
+        (``resources/ratelimit/learning.py``) are such changes."""
+        ...
+
 
 # The columns of a persisted store's row per key, after ``key``: SQLite and PostgreSQL alike.
 STATE_COLUMNS = (
@@ -49,13 +62,15 @@ STATE_COLUMNS = (
     "learned_window_s",
     "learned_burst",
     "learned_source",
+    "learning",
 )
 
 
 def state_from_row(row: tuple[Any, ...]) -> QuotaState:
     """A ``QuotaState`` from the ``STATE_COLUMNS`` of a stored row."""
     learned = QuotaPolicy(row[3], row[4], row[5], row[6]) if row[3] else None
-    return QuotaState(row[0], row[1], row[2], learned)
+    learning = Learning.from_json(json.loads(row[7])) if row[7] else Learning()
+    return QuotaState(row[0], row[1], row[2], learned, learning)
 
 
 def state_to_row(state: QuotaState) -> tuple[Any, ...]:
@@ -69,6 +84,7 @@ def state_to_row(state: QuotaState) -> tuple[Any, ...]:
         p.window_s if p else None,
         p.burst if p else None,
         p.source if p else None,
+        json.dumps(state.learning.to_json(), separators=(",", ":")),
     )
 
 
@@ -83,6 +99,9 @@ class TransactionalQuotaStore:
 
     def _transaction(self, key: str, now: float, change: Callable[[QuotaState], T]) -> T:
         raise NotImplementedError
+
+    def apply(self, key: str, now: float, change: Callable[[QuotaState], T]) -> T:
+        return self._transaction(key, now, change)
 
     def _peek(self, key: str) -> QuotaState | None:
         raise NotImplementedError
@@ -147,6 +166,10 @@ class MemoryQuotaStore:
             state = self._states.get(key)
             return (state.paused_until, state.pause_reason) if state else (0.0, "")
 
+    def apply(self, key: str, now: float, change: Callable[[QuotaState], T]) -> T:
+        with self._lock:
+            return change(self._states.setdefault(key, QuotaState(tat=now)))
+
 
 class SQLiteQuotaStore(TransactionalQuotaStore):
     """Quota state shared by every process on the machine through one SQLite file.
@@ -189,9 +212,12 @@ class SQLiteQuotaStore(TransactionalQuotaStore):
                  paused_until REAL NOT NULL DEFAULT 0,
                  pause_reason TEXT NOT NULL DEFAULT '',
                  learned_limit REAL, learned_window_s REAL, learned_burst INTEGER,
-                 learned_source TEXT
+                 learned_source TEXT, learning TEXT
                )"""
         )
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(quota_state)")}
+        if "learning" not in columns:  # a store written before the quota was learned
+            self._conn.execute("ALTER TABLE quota_state ADD COLUMN learning TEXT")
 
     def close(self) -> None:
         self._conn.close()
@@ -204,12 +230,10 @@ class SQLiteQuotaStore(TransactionalQuotaStore):
 
     def _save(self, key: str, state: QuotaState) -> None:
         self._conn.execute(
-            "INSERT INTO quota_state (key, tat, paused_until, pause_reason, learned_limit,"
-            " learned_window_s, learned_burst, learned_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET tat = excluded.tat,"
-            " paused_until = excluded.paused_until, pause_reason = excluded.pause_reason,"
-            " learned_limit = excluded.learned_limit, learned_window_s = excluded.learned_window_s,"
-            " learned_burst = excluded.learned_burst, learned_source = excluded.learned_source",
+            f"INSERT INTO quota_state (key, {', '.join(STATE_COLUMNS)})"
+            f" VALUES (?, {', '.join('?' for _ in STATE_COLUMNS)})"
+            " ON CONFLICT(key) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in STATE_COLUMNS),
             (key, *state_to_row(state)),
         )
 

@@ -32,8 +32,8 @@ from resources.validation import (
     ensure_utc,
     partition_file_stem,
     safe_join,
+    symbol_path_part,
     validate_provider,
-    validate_symbol,
     validate_table,
 )
 
@@ -88,7 +88,7 @@ class SnapshotStore:
             "raw",
             validate_provider(provider),
             validate_table(dataset),
-            validate_symbol(symbol),
+            symbol_path_part(symbol, provider=provider),
         )
 
     # -- snapshots ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from fin_assets.definitions import build_definitions
+from resources.ratelimit.policy import ARRIVAL_JITTER_S, SAFETY_RATE
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.parquet import ParquetWarehouse
 from resources.tables.schemas import CANONICAL_SCHEMA
@@ -138,8 +139,10 @@ def test_polygon_free_plan_day_for_three_symbols_without_429s_and_with_visible_w
         assert polygon.stats()["accepted"] == 3  # one call per symbol-day (50 000-bar pages)
     meta = materialization_metadata(result, ["raw", "bars"])
     assert meta["throttled_429"] == 0
-    # 5 calls a minute, paced at 98 %: the 2nd and 3rd calls wait 12.2 s each.
-    assert meta["seconds_waited"] == pytest.approx(2 * 60 / (5 * 0.98), abs=0.5)
+    # 5 calls a minute, paced at SAFETY_RATE: the 2nd and 3rd calls wait 12.0 s each (and the
+    # first the arrival-jitter allowance).
+    paced = ARRIVAL_JITTER_S + 2 * 60 / (5 * SAFETY_RATE)
+    assert meta["seconds_waited"] == pytest.approx(paced, abs=0.5)
     bars = ParquetWarehouse(tmp_path / "warehouse").scan("core_bars", DAY).collect()
     assert sorted(bars["symbol"].unique()) == ["AAPL", "MSFT", "NVDA"]
     assert 0.9 * 3 * 1440 < bars.height < 3 * 1440  # quiet minutes have no bar

@@ -112,7 +112,7 @@ def test_quota_state_survives_in_the_file(tmp_path: Path, quota_args: tuple[str,
         store = SQLiteQuotaStore(tmp_path / "quota.sqlite")
         learned = store.learned(quota_key("simulator", sim.url, None))
         store.close()
-    if quota_args:
-        assert learned is None  # a configured quota is not overwritten by what is learned
-    else:
-        assert learned is not None and learned.rate == 20 and learned.source == "RateLimit-Policy"
+    # What the server states is kept for every process, configured quota or not: a configured
+    # quota is a ceiling, and the quota in force is the lower of the two (here equal: the
+    # configured one, with its burst of 5, stays in force).
+    assert learned is not None and learned.rate == 20 and learned.source == "RateLimit-Policy"

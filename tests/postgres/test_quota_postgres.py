@@ -14,7 +14,7 @@ import pytest
 from resources.dagster_resources import MarketApiResource
 from resources.errors import StorageError
 from resources.ratelimit.gcra import Reservation
-from resources.ratelimit.policy import QuotaPolicy
+from resources.ratelimit.policy import ARRIVAL_JITTER_S, QuotaPolicy
 from resources.ratelimit.postgres import PostgresQuotaStore
 from resources.ratelimit.stores import MemoryQuotaStore, SQLiteQuotaStore
 
@@ -77,7 +77,8 @@ def test_a_pause_and_a_learned_policy_are_seen_by_the_other_store(
     assert two.paused_until(key) == (1_767_600_100.5, "Retry-After 30 s")
     assert two.learned(key) == QuotaPolicy(100, 60.0, 1, "X-RateLimit")
     booking = two.reserve(key, weight=1, now=1_767_600_090.0, policy=None)
-    assert booking.wait_s == pytest.approx(10.5)
+    # The pause, then the pacer's arrival-jitter allowance (resources/ratelimit/policy.py).
+    assert booking.wait_s == pytest.approx(10.5 + ARRIVAL_JITTER_S)
     assert booking.reason == "shared pause: Retry-After 30 s"
 
 

@@ -237,11 +237,14 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after(later, now=now) == 90.0
     assert parse_retry_after("Mon, 05 Jan 2026 11:59:00 GMT", now=now) == 0.0  # in the past
     assert parse_retry_after("3", now=now) == 3.0
-    assert parse_retry_after(" 2.5 ") == 2.5
-    assert parse_retry_after("-4") == 0.0
+    assert parse_retry_after(" 7 ") == 7.0  # optional whitespace around the field value
     assert parse_retry_after(None) is None
-    for bad in ("soon", "", "nan", "inf", "Mon, 99 Foo 2026"):
+    # RFC 9110 §10.2.3: delay-seconds = 1*DIGIT (ASCII); anything else is invalid, as
+    # urllib3 and httpx-retries read it.
+    for bad in ("soon", "", "nan", "inf", "Mon, 99 Foo 2026", "2.5", "1.0", "-4", "-1", "+1"):
         assert parse_retry_after(bad, now=now) is None, bad
+    assert parse_retry_after("\u0661\u0662") is None  # Arabic-Indic digits: float() takes them
+    assert parse_retry_after("\uff13") is None  # a full-width 3
 
 
 def test_503_twice_then_200_backs_off_with_full_jitter(make_client, sleeps) -> None:
@@ -556,10 +559,19 @@ class FixedPacer:
     def reserve(self, weight: int = 1) -> float:
         return self.wait
 
+    def booked(self) -> bool:
+        return True
+
+    def settle(self, *, rtt_s: float | None = None) -> None:
+        return None
+
     def pause_for(self, seconds: float, *, reason: str = "") -> None:
         return None
 
-    def observe(self, signal: object) -> None:
+    def throttled(self, *, server_wait_s: float | None, **kwargs: object) -> float:
+        return server_wait_s or 1.0
+
+    def observe(self, signal: object, *, weight: int = 1) -> None:
         return None
 
     def describe_last_wait(self) -> str:

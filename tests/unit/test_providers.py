@@ -94,8 +94,15 @@ def test_binance_used_weight_header_becomes_a_quota_signal() -> None:
     now = datetime(2026, 1, 5, 0, 0, 45, tzinfo=UTC)
     signal = BinanceAdapter().rate_limit_signal({"x-mbx-used-weight-1m": "6000"}, now=now)
     assert signal is not None
-    assert (signal.limit, signal.remaining) == (6000, 0)
+    # The header says what is used, not the limit: that is the quota in force's business.
+    assert (signal.used, signal.window_s, signal.limit, signal.remaining) == (6000, 60, None, None)
     assert signal.reset_s == pytest.approx(15.0)  # the weight window is the calendar minute
+    # X-MBX-USED-WEIGHT-(intervalNum)(intervalLetter): any interval, the shortest one wins.
+    other = BinanceAdapter().rate_limit_signal(
+        {"x-mbx-used-weight-1h": "900", "x-mbx-used-weight-10s": "12"}, now=now
+    )
+    assert other is not None and (other.used, other.window_s) == (12, 10)
+    assert other.reset_s == pytest.approx(5.0)
 
 
 def test_binance_drift_names_the_field() -> None:
@@ -191,7 +198,7 @@ def test_provider_is_chosen_by_configuration_with_its_documented_quota(tmp_path:
     api = defs.resources["market_api"]
     assert api.provider == "binance"  # type: ignore[attr-defined]
     assert api.base_url == "https://api.binance.com"  # type: ignore[attr-defined]
-    assert api.policy().describe() == "6000/60s burst 40 (Binance documented)"  # type: ignore[attr-defined]
+    assert api.policy().describe() == "6000/60s burst 20 (Binance documented)"  # type: ignore[attr-defined]
     assert defs.resolve_assets_def(dg.AssetKey(["raw", "bars"])).op.pool == "provider_binance"
 
 

@@ -15,11 +15,12 @@ from resources.http.client import MarketApiClient
 from resources.http.retry import parse_retry_after
 from resources.ratelimit.headers import RateLimitSignal, parse_rate_limit_headers, reset_to_seconds
 from resources.ratelimit.pacer import SharedPacer
-from resources.ratelimit.policy import SAFETY_RATE, QuotaPolicy
+from resources.ratelimit.policy import ARRIVAL_JITTER_S, SAFETY_RATE, QuotaPolicy
 from resources.ratelimit.stores import MemoryQuotaStore, SQLiteQuotaStore, quota_key
 from resources.simulator.adapter import SimulatorAdapter
 
 NOW = 1_800_000_000.0  # a fixed epoch for header parsing
+J = ARRIVAL_JITTER_S  # the pacer's burst is this much shorter: every slot comes J later
 BASE_URL = "http://provider.test"
 
 
@@ -56,8 +57,10 @@ def test_ietf_ratelimit_draft_07_forms() -> None:
         now_epoch=NOW,
     )
     assert signal is not None
-    assert signal.policy is not None and signal.policy.rate == 10.0
-    assert (signal.limit, signal.remaining, signal.reset_s) == (10, 4, 1)
+    # Every policy is kept; the one that allows the lowest rate is the one to pace by.
+    assert [(p.quota, p.window_s) for p in signal.policies] == [(10, 1), (1000, 3600)]
+    assert signal.policy == QuotaPolicy(1000, 3600, 1, "RateLimit-Policy")
+    assert (signal.limit, signal.remaining, signal.reset_s) == (1000, 4, 1)
 
 
 @pytest.mark.parametrize(
@@ -82,21 +85,22 @@ def test_reset_in_the_past_is_zero_and_garbage_is_ignored() -> None:
 
 
 # -- pacing and learning -----------------------------------------------------------------
-def test_configured_quota_paces_with_margin_and_keeps_one_unit_of_burst_spare() -> None:
+def test_configured_quota_paces_at_the_safety_rate_after_its_burst() -> None:
     clock = Clock()
     pacer = SharedPacer(MemoryQuotaStore(), "k", policy=QuotaPolicy(20, 1, 5), clock=clock)
-    waits = [pacer.reserve() for _ in range(6)]
+    waits = [pacer.reserve() for _ in range(7)]
     interval = 1 / (20 * SAFETY_RATE)
-    # burst 5 -> 4 back to back, then one every interval
-    assert waits == pytest.approx([0, 0, 0, 0, interval, 2 * interval])
+    # burst 5 -> 4 back to back and the 5th J later, then one every interval (99.8 % of the
+    # rate): requests bunched up on the way by up to J still fit the server's burst.
+    assert waits == pytest.approx([0, 0, 0, 0, J, interval + J, 2 * interval + J], abs=1e-6)
 
 
 def test_weights_cost_several_units() -> None:
     clock = Clock()
     pacer = SharedPacer(MemoryQuotaStore(), "k", policy=QuotaPolicy(10, 1, 1), clock=clock)
     interval = 1 / (10 * SAFETY_RATE)
-    assert pacer.reserve(weight=5) == pytest.approx(4 * interval)
-    assert pacer.reserve(weight=1) == pytest.approx(5 * interval)
+    assert pacer.reserve(weight=5) == pytest.approx(4 * interval + J)
+    assert pacer.reserve(weight=1) == pytest.approx(5 * interval + J)
 
 
 def test_learns_the_quota_from_ratelimit_policy_then_paces() -> None:
@@ -107,10 +111,13 @@ def test_learns_the_quota_from_ratelimit_policy_then_paces() -> None:
     pacer.observe(parse_rate_limit_headers({"RateLimit-Policy": "20;w=1"}, now_epoch=NOW))
     assert store.learned("k") == QuotaPolicy(20, 1, 1, "RateLimit-Policy")
     interval = 1 / (20 * SAFETY_RATE)
-    assert [pacer.reserve() for _ in range(3)] == pytest.approx([0, interval, 2 * interval])
-    # A second process (another pacer on the same store) uses what the first one learned.
+    assert [pacer.reserve() for _ in range(3)] == pytest.approx(
+        [J, interval + J, 2 * interval + J], abs=1e-6
+    )
+    # A second process (another pacer on the same store) uses what the first one learned:
+    # a stated quota is confirmed, so no slow start holds it back.
     other = SharedPacer(store, "k", clock=clock)
-    assert other.reserve() == pytest.approx(3 * interval)
+    assert other.reserve() == pytest.approx(3 * interval + J, abs=1e-6)
 
 
 def test_counters_only_quota_spent_waits_for_the_reset() -> None:
@@ -126,10 +133,14 @@ def test_counters_only_quota_spent_waits_for_the_reset() -> None:
     assert "quota spent" in pacer.describe_last_wait()
 
 
-def test_counters_only_learn_a_conservative_rate() -> None:
+def test_counters_only_learn_the_window_from_the_longest_reset_once_it_moved() -> None:
     clock = Clock()
     store = MemoryQuotaStore()
     pacer = SharedPacer(store, "k", clock=clock)
+    # The first answer comes mid-window: 40 s to the reset is no window length yet.
+    pacer.observe(RateLimitSignal(limit=60, remaining=59, reset_s=40, source="x-ratelimit"))
+    assert store.learned("k") is None
+    clock.now += 45  # the reset passed: the first answer of the next window sees all of it
     pacer.observe(RateLimitSignal(limit=60, remaining=59, reset_s=60, source="x-ratelimit"))
     learned = store.learned("k")
     assert learned is not None and learned.rate == 1.0 and learned.burst == 1
@@ -139,8 +150,9 @@ def test_a_pause_holds_everyone_then_resumes_at_the_paced_rate() -> None:
     clock = Clock()
     store = MemoryQuotaStore()
     policy = QuotaPolicy(10, 1, 3)
-    a = SharedPacer(store, "k", policy=policy, clock=clock)
-    b = SharedPacer(store, "k", policy=policy, clock=clock)
+    # Plain GCRA (no slow start): two processes whose quota is known to be right.
+    a = SharedPacer(store, "k", policy=policy, clock=clock, adaptive=False)
+    b = SharedPacer(store, "k", policy=policy, clock=clock, adaptive=False)
     a.pause_for(2.5, reason="Retry-After from simulator")
     assert b.reserve() == pytest.approx(2.5)
     assert "shared pause: Retry-After from simulator" in b.describe_last_wait()
@@ -231,8 +243,9 @@ def test_learning_client_paces_after_the_first_response(caplog) -> None:
     for _ in range(3):
         client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
     interval = 1 / (5 * SAFETY_RATE)
-    # 1st: nothing known, not booked; 2nd: the bucket's one unit; 3rd: one interval later.
-    assert sleeps == pytest.approx([interval])
+    # 1st: nothing known, not booked; 2nd: the bucket's one unit (J late); 3rd: one
+    # interval after it.
+    assert sleeps == pytest.approx([J, interval])
     assert any(
         "pacing to quota 5/1s burst 1 (RateLimit-Policy) for simulator" in r.getMessage()
         for r in caplog.records
@@ -250,7 +263,7 @@ def test_sqlite_store_shares_bookings_pauses_and_learned_quotas(tmp_path: Path) 
         store.reserve("k", weight=1, now=NOW, policy=policy).wait_s
         for store in (one, two, one, two)
     ]
-    assert waits == pytest.approx([0, interval, 2 * interval, 3 * interval])
+    assert waits == pytest.approx([J, interval + J, 2 * interval + J, 3 * interval + J])
     one.pause("k", until=NOW + 30, reason="HTTP 418 ban", policy=policy)
     booking = two.reserve("k", weight=1, now=NOW + 1, policy=policy)
     assert booking.wait_s == pytest.approx(29.0)
@@ -355,7 +368,7 @@ def test_slots_booked_before_a_pause_are_booked_again_after_it_not_fired_togethe
         transport=httpx.MockTransport(handler),
     )
     client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
-    assert sent_at == [pytest.approx(2.0)]
+    assert sent_at == [pytest.approx(2.0 + J)]
     # A second process that had booked before the pause gets the next slot, not the same one.
     assert others[1].reserve() == pytest.approx(interval)
     client.close()

@@ -1,0 +1,358 @@
+"""How the pacer learns the quota from the server: pure functions over a key's ``QuotaState``,
+applied in one store transaction each, so every process sharing the store sees (and agrees on)
+the same quota in force.
+
+The configured or documented quota is a ceiling, not the truth. The quota in force is the lower
+of that ceiling and what the server has shown (``QuotaState.learned``):
+
+- **stated**: the server said it (an IETF policy, ``X-RateLimit-Limit`` over a window learned
+  from two resets, Binance's used weight at its 429). It replaces any guess and is confirmed.
+- **estimate**: a 429 that said nothing about the quota. The units the server accepted since
+  the last reset, over the time until it takes more, is the rate it allows us; when that does
+  not explain the 429 (we were already below it), the quota in force is cut by ``DECREASE``.
+  An estimate probes back up by ``PROBE_STEP`` after ``PROBE_WINDOWS`` windows without a 429
+  (additive increase, never above the ceiling: one 429 per probe at most).
+
+Until the quota in force is confirmed (stated, or a full window at its rate passed without a
+429), a slow start holds every process of the key: one booking in flight at a time, a cap that
+doubles each round without a 429, so N processes meeting a wrong quota earn one 429, not N.
+A header-less 429 waits for the window: the known one, else a backoff that grows past the
+longest plausible window (``LONGEST_PLAUSIBLE_WINDOW_S``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from resources.ratelimit.gcra import Learning, QuotaState, Reservation, pause_state, reserve_state
+from resources.ratelimit.headers import RateLimitSignal
+from resources.ratelimit.policy import QuotaPolicy, lower_quota
+
+STATED = "stated"
+ESTIMATE = "estimate"
+DECREASE = 0.8  # a 429 our own count does not explain: 20 % less
+PROBE_WINDOWS = 5  # windows without a 429 before an estimate is raised ...
+PROBE_STEP = 0.05  # ... by 5 % (at least one unit)
+SLOW_START_ROUND_S = 1.0  # a slow-start round when no window is known
+MAX_ROUND_S = 60.0
+CAP_LIFT = 32  # a slow-start cap this high is no cap
+CONFIRM_SHARE = 0.9  # a round at 90 % of the quota in force without a 429 confirms it
+LEASE_S = 60.0  # a booking whose process vanished frees its slot after this long
+POLL_MIN_S = 0.002
+LONGEST_PLAUSIBLE_WINDOW_S = 60.0  # per-minute quotas are the longest common header-less ones
+HEADERLESS_BACKOFF_S = 4.0  # first wait after a header-less 429 with no window known
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a learning step did, for the log line: the quota now in force and why."""
+
+    learned: QuotaPolicy | None
+    evidence: str
+
+
+def in_force(state: QuotaState, ceiling: QuotaPolicy | None) -> QuotaPolicy | None:
+    return lower_quota(ceiling, state.learned)
+
+
+def _round_s(active: QuotaPolicy | None) -> float:
+    return min(active.window_s, MAX_ROUND_S) if active else SLOW_START_ROUND_S
+
+
+def _start(learning: Learning, now: float) -> None:
+    if not learning.started:
+        learning.started = True
+        learning.cap = None if learning.confirmed else 1
+        learning.cap_since = learning.count_since = now
+
+
+def _confirm(learning: Learning) -> None:
+    learning.confirmed = True
+    learning.cap = None
+
+
+def _set_learned(state: QuotaState, learning: Learning, policy: QuotaPolicy, kind: str) -> bool:
+    learning.kind = kind
+    if policy == state.learned:
+        return False
+    state.learned = policy
+    return True
+
+
+# -- before each request --------------------------------------------------------------------
+def book(
+    state: QuotaState,
+    *,
+    ceiling: QuotaPolicy | None,
+    units: int,
+    now: float,
+    owner: str,
+) -> Reservation:
+    """Book ``units`` for ``owner`` (one pacer): its previous booking is done (a client sends
+    one request at a time), the slow start may make it wait for a slot in flight, an
+    estimate may probe up, and then GCRA books under the quota in force."""
+    learning = state.learning
+    _start(learning, now)
+    learning.leases = [
+        lease for lease in learning.leases if lease[0] != owner and lease[1] > now - LEASE_S
+    ]
+    _probe_up(state, learning, ceiling, now)
+    active = in_force(state, ceiling)
+    round_s = _round_s(active)
+    if active is not None and now - learning.count_since >= active.window_s:
+        learning.count_since, learning.count_units = now, 0.0  # a window passed: count anew
+    if learning.cap is not None and now - learning.cap_since >= round_s:
+        if learning.last_throttle < learning.cap_since:
+            full = active is not None and learning.round_units >= (
+                CONFIRM_SHARE * active.rate * (now - learning.cap_since)
+            )
+            learning.cap = None if full or 2 * learning.cap >= CAP_LIFT else 2 * learning.cap
+            learning.confirmed = full
+        learning.cap_since, learning.round_units = now, 0.0
+    if learning.cap is not None and len(learning.leases) >= learning.cap:
+        first = min(lease[1] for lease in learning.leases)
+        wait = max(POLL_MIN_S, first + learning.rtt_s - now)
+        return Reservation(
+            wait,
+            f"slow start: {len(learning.leases)} request(s) in flight of {learning.cap} "
+            "allowed until the quota is confirmed",
+            booked=False,
+        )
+    booking = reserve_state(state, weight=units, now=now, policy=active)
+    learning.leases.append([owner, now + booking.wait_s])
+    learning.count_units += units
+    learning.round_units += units
+    return booking
+
+
+def _probe_up(
+    state: QuotaState, learning: Learning, ceiling: QuotaPolicy | None, now: float
+) -> None:
+    learned = state.learned
+    if learning.kind != ESTIMATE or learned is None:
+        return
+    quiet_since = max(learning.last_throttle, learning.last_probe)
+    if now - quiet_since < PROBE_WINDOWS * learned.window_s:
+        return
+    learning.last_probe = now
+    raised = QuotaPolicy(
+        learned.limit + max(1.0, PROBE_STEP * learned.limit),
+        learned.window_s,
+        1,
+        f"probing up from {learned.limit:g}/{learned.window_s:g}s",
+    )
+    stated = _stated(learning)
+    top = lower_quota(ceiling, stated)
+    if top is not None and raised.rate >= top.rate:
+        # Back at the ceiling (or the server's own word): the estimate has served its turn.
+        state.learned, learning.kind = stated, STATED if stated else ""
+        return
+    state.learned = raised
+
+
+def _stated(learning: Learning) -> QuotaPolicy | None:
+    if not learning.stated:
+        return None
+    limit, window_s = learning.stated
+    return QuotaPolicy(limit, window_s, 1, "stated by the server")
+
+
+def settle(state: QuotaState, *, owner: str, rtt_s: float | None) -> None:
+    """``owner``'s request is answered: its slot in flight is free."""
+    learning = state.learning
+    learning.leases = [lease for lease in learning.leases if lease[0] != owner]
+    if rtt_s is not None and rtt_s >= 0:
+        learning.rtt_s = rtt_s if not learning.rtt_s else 0.8 * learning.rtt_s + 0.2 * rtt_s
+
+
+# -- after each answer ----------------------------------------------------------------------
+def observe(
+    state: QuotaState,
+    *,
+    ceiling: QuotaPolicy | None,
+    signal: RateLimitSignal,
+    units: int,
+    now: float,
+) -> Change | None:
+    """Learn from a response that was not a throttle. Returns what changed in the quota in
+    force (None: nothing did); pauses every process when the server says the quota is spent."""
+    learning = state.learning
+    _start(learning, now)
+    change = _learn_stated(state, learning, signal, now)
+    active = in_force(state, ceiling)
+    # The quota is spent (someone else may share it: another tool on the same IP or key):
+    # wait for the server's reset instead of collecting a 429.
+    waits = signal.spent_waits(include_binding=False)
+    remaining = signal.remaining
+    if signal.used is not None and active is not None and signal.window_s:
+        # A used-units header (Binance): what is left of the quota in force, in this window.
+        remaining = active.rate * signal.window_s - signal.used
+    if signal.policy is None and remaining is not None and remaining < units and signal.reset_s:
+        waits.append((signal.source or "headers", signal.reset_s))
+    if waits:
+        name, wait = max(waits, key=lambda w: w[1])
+        pause_state(
+            state, until=now + wait, reason=f"quota spent ({name}) until the reset", policy=active
+        )
+        learning.count_since, learning.count_units = now + wait, 0.0
+    return change
+
+
+def _learn_stated(
+    state: QuotaState, learning: Learning, signal: RateLimitSignal, now: float
+) -> Change | None:
+    """A quota the server stated replaces a guess (an estimate below it stays until it has
+    probed back up: the server's policy does not count what others spend)."""
+    stated: QuotaPolicy | None = signal.policy
+    if stated is None and signal.limit and signal.reset_s is not None:
+        stated = _window_from_resets(learning, signal, now)
+    if stated is None:
+        return None
+    learning.stated = [stated.limit, stated.window_s]
+    if not learning.confirmed:
+        _confirm(learning)
+    current = state.learned
+    if learning.kind == ESTIMATE and current is not None and current.rate < stated.rate:
+        return None
+    if _set_learned(state, learning, stated, STATED):
+        return Change(stated, f"the server states {stated.describe()}")
+    return None
+
+
+def _window_from_resets(
+    learning: Learning, signal: RateLimitSignal, now: float
+) -> QuotaPolicy | None:
+    """``X-RateLimit-Limit`` says how many; the window is never stated. Two epoch resets
+    (GitHub's form) are a window apart: the shortest gap seen is the window. A reset in
+    seconds-from-now is seen whole by the first request of a window: the longest one seen.
+    Either way it is one value per key, agreed through the store, never a guess per process."""
+    assert signal.limit and signal.reset_s is not None
+    if signal.reset_at is not None:
+        if learning.reset_at and signal.reset_at > learning.reset_at + 0.5:
+            gap = signal.reset_at - learning.reset_at
+            learning.window_seen = min(learning.window_seen or gap, gap)
+        learning.reset_at = max(learning.reset_at, signal.reset_at)
+        window = learning.window_seen
+        source = "X-RateLimit-Limit per the window between two resets"
+    else:
+        learning.reset_span = max(learning.reset_span, signal.reset_s)
+        jumped = learning.reset_at and now + signal.reset_s > learning.reset_at + 0.5
+        learning.reset_at = max(learning.reset_at, now + signal.reset_s)
+        window = learning.reset_span if jumped else 0.0
+        source = "X-RateLimit-Limit per the longest reset seen"
+    if not window:
+        return None  # not known yet: the remaining count holds us until the reset
+    return QuotaPolicy(signal.limit, window, 1, source)
+
+
+# -- after a throttle -----------------------------------------------------------------------
+def throttled(
+    state: QuotaState,
+    *,
+    ceiling: QuotaPolicy | None,
+    signal: RateLimitSignal | None,
+    server_wait_s: float | None,
+    units: int,
+    booked_at: float | None,
+    attempt: int,
+    ban: bool,
+    reason: str,
+    now: float,
+) -> tuple[float, Change | None]:
+    """The server said no. Decide how long every process waits, lower the quota in force from
+    the evidence, and pause them all. Returns (the wait, what changed)."""
+    learning = state.learning
+    _start(learning, now)
+    change = _learn_stated(state, learning, signal, now) if signal is not None else None
+    active = in_force(state, ceiling)
+    wait, why = _throttle_wait(active, signal, server_wait_s, attempt)
+    if not ban:
+        lowered = _lower_from_throttle(state, learning, active, signal, units, booked_at, now, wait)
+        change = lowered or change
+    until = now + wait
+    pause_state(state, until=until, reason=f"{reason}; {why}", policy=in_force(state, ceiling))
+    learning.last_throttle = now
+    learning.count_since, learning.count_units = until, 0.0
+    if not (change is not None and change.evidence.startswith("the server")):
+        learning.confirmed = False
+        learning.cap, learning.cap_since, learning.round_units = 1, until, 0.0
+    return wait, change
+
+
+def _throttle_wait(
+    active: QuotaPolicy | None,
+    signal: RateLimitSignal | None,
+    server_wait_s: float | None,
+    attempt: int,
+) -> tuple[float, str]:
+    if server_wait_s:
+        return server_wait_s, f"the server asked for {server_wait_s:g} s"
+    if signal is not None:
+        spent = signal.spent_waits(include_binding=True)
+        if spent:
+            name, wait = max(spent, key=lambda w: w[1])
+            return wait, f"{name} has r=0 for {wait:g} s"
+        if signal.used is not None and signal.reset_s:
+            return signal.reset_s, f"the {signal.source} window resets in {signal.reset_s:.1f} s"
+    if active is not None:
+        return active.window_s, f"no wait given: the whole {active.window_s:g} s window"
+    wait = min(LONGEST_PLAUSIBLE_WINDOW_S, HEADERLESS_BACKOFF_S * 2 ** max(0, attempt - 1))
+    return wait, (
+        f"no wait given and no window known: {wait:g} s, growing past the longest "
+        f"plausible window ({LONGEST_PLAUSIBLE_WINDOW_S:g} s)"
+    )
+
+
+def _lower_from_throttle(
+    state: QuotaState,
+    learning: Learning,
+    active: QuotaPolicy | None,
+    signal: RateLimitSignal | None,
+    units: int,
+    booked_at: float | None,
+    now: float,
+    wait: float,
+) -> Change | None:
+    if signal is not None and signal.used is not None and signal.window_s:
+        # Binance's used weight at its own 429 is the limit, whoever spent it (it is per IP).
+        limit = max(float(units), signal.used)
+        stated = QuotaPolicy(limit, signal.window_s, 1, f"{signal.source} at HTTP 429")
+        if active is None or stated.rate < active.rate:
+            learning.stated = [stated.limit, stated.window_s]
+            _confirm(learning)
+            _set_learned(state, learning, stated, STATED)
+            return Change(stated, f"the server's count at its 429: {stated.describe()}")
+        return None
+    if signal is not None and (
+        signal.policy is not None or signal.limit is not None or signal.remaining is not None
+    ):
+        # The server states its quota: that is the truth (it replaced any guess), and a 429
+        # under it is someone else's use or a bad moment, which the pause answers.
+        return None
+    counted = booked_at is None or booked_at >= learning.count_since
+    accepted = learning.count_units - (units if counted else 0)
+    span = now + wait - learning.count_since
+    if accepted < 1 or span <= 0:
+        # Nothing of ours was accepted since the last reset: the 429 says nothing about the
+        # rate we may send at (someone else spent the quota, or the server had a bad moment).
+        return None
+    estimate = QuotaPolicy(
+        math.floor(accepted),
+        span,
+        1,
+        f"429: {accepted:g} units accepted in the {span:.2f} s before the server takes more",
+    )
+    if active is None or estimate.rate < active.rate:
+        lowered = estimate
+    else:
+        # We were below what our own count allows and still got a 429: cut multiplicatively.
+        lowered = QuotaPolicy(
+            max(1.0, math.floor(active.limit * DECREASE)),
+            active.window_s,
+            1,
+            f"429 at {active.describe()}: {1 - DECREASE:.0%} less",
+        )
+    learning.last_probe = now
+    _set_learned(state, learning, lowered, ESTIMATE)
+    return Change(lowered, lowered.source)
