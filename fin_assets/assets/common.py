@@ -107,3 +107,12 @@ def partition_windows(
         finer = tuple(parts.get_partition_keys_in_time_window(window)) if parts else ()
         windows.append(PartitionWindow(key, window.start, window.end, finer))
     return windows
+
+
+def retry_number(context: dg.AssetExecutionContext) -> int:
+    """The step's retry number (0 on its first try); 0 for a context built outside a run
+    (``dg.build_asset_context``, which has no step to count)."""
+    try:
+        return context.retry_number
+    except AttributeError:
+        return 0

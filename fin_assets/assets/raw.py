@@ -8,16 +8,19 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
+from fin_assets.assets.attempts import AttemptSpending
 from fin_assets.assets.common import (
     LateDataRetries,
     dagster_errors,
     partition_label,
     partition_windows,
+    retry_number,
     window_metadata,
 )
 from fin_assets.partitions import SourcePartitions
 from fin_assets.sources import Source
 from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
+from resources.logfields import log_context
 from resources.raw.ingest import fetch_raw_bars
 
 
@@ -65,12 +68,21 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
             )
         asset = source.key("raw", "bars").to_user_string()
         late_data = LateDataRetries(
-            market_api.late_data_retries, market_api.late_data_retry_s, context.retry_number
+            market_api.late_data_retries, market_api.late_data_retry_s, retry_number(context)
         )
-        with dagster_errors(asset=asset, late_data=late_data):
+        # An attempt that is rescheduled or fails still records what it spent on the API.
+        spending = AttemptSpending(
+            context, source.key("raw", "bars"), source.label, source.provider
+        )
+        with (
+            spending.recorded(),
+            dagster_errors(asset=asset, late_data=late_data),
+            log_context(source=source.label),  # key=value fields of the client's wait lines
+        ):
             symbols = universe.list()  # refused here, before any request or file
             store = snapshots.store()
             with market_api.client() as client:
+                spending.stats = client.stats
                 result = fetch_raw_bars(
                     client,
                     store,

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fin_assets.assets.raw import RawBarsConfig, build_raw_bars
+from fin_assets.assets.raw import RawBarsConfig
 from fin_assets.definitions import build_definitions
 from resources.ratelimit.stores import SQLiteQuotaStore, quota_key
 from resources.simulator.faults import FaultSpec
@@ -34,17 +34,12 @@ def test_a_wait_beyond_the_budget_raises_retry_requested_with_the_servers_wait(
     with MarketSimulator(SimulatorConfig(port=0, fault_retry_after_s=500)) as sim:
         sim.set_faults({"rate_limited": FaultSpec(rate=1.0, count=1)})
         env = fin_env(sim, tmp_path, FIN_SYMBOLS="AAPL", FIN_MAX_WAIT_SECONDS="60")
-        resources = build_definitions(env).resources
+        # The asset as the definitions bind it (its resources included), invoked directly.
+        raw_bars = build_definitions(env).resolve_assets_def(dg.AssetKey(["raw", "bars"]))
         context = dg.build_asset_context(partition_key=HOUR, instance=instance)
         before = time.time()
         with pytest.raises(dg.RetryRequested) as info:
-            build_raw_bars(provider="simulator")(
-                context,
-                config=RawBarsConfig(),
-                market_api=resources["market_api"],
-                snapshots=resources["snapshots"],
-                universe=resources["universe"],
-            )
+            raw_bars(context, config=RawBarsConfig())
         assert sim.stats()["requests"] == 1
         url = sim.url
     assert info.value.seconds_to_wait == 500
