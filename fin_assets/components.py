@@ -41,13 +41,13 @@ from fin_assets.settings import Settings
 from fin_assets.sources import ENV_VAR_NAME, SOURCE_NAME, Source
 from resources.calendars import TWENTY_FOUR_SEVEN
 from resources.errors import InvalidInputError
-from resources.providers import get_adapter
+from resources.providers import get_adapter, provider_names
 from resources.ratelimit.policy import QuotaPolicy
 from resources.validation import SYMBOL_RE
 
-# The providers a source may name: a Literal, so that it is part of the schema `dg check yaml`
-# validates against (keep in step with resources/providers/__init__.py: a test checks it).
-ProviderName = Literal["simulator", "binance", "polygon"]
+# The providers a source may name, from the registry (resources/providers/__init__.py): a
+# Literal, so that the schema `dg check yaml` validates against lists them.
+ProviderName = Literal[tuple(provider_names())]  # type: ignore[valid-type]
 CALENDAR_PATTERN = r"^(24/7|[A-Z0-9]{3,6})$"
 
 

@@ -3,6 +3,7 @@ of partitions already materialized."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -21,9 +22,13 @@ class SourceJobs:
         return [self.bars_hourly, self.daily_tables, self.core_bars_checks, self.daily_checks]
 
 
-def build_jobs(source: Source) -> SourceJobs:
-    raw, core = source.key("raw", "bars"), source.key("core", "bars")
-    daily = [source.key("core", "daily_bars"), source.key("core", "daily_returns")]
+def build_jobs(
+    source: Source,
+    hourly: Sequence[dg.AssetsDefinition],
+    daily: Sequence[dg.AssetsDefinition],
+) -> SourceJobs:
+    """The jobs over a source's hourly assets (raw and core bars) and its daily tables."""
+    raw, core = (asset.key for asset in hourly)
     return SourceJobs(
         bars_hourly=dg.define_asset_job(
             source.job_name("bars_hourly_job"),

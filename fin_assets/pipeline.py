@@ -99,7 +99,7 @@ def build_source_definitions(
     partition_checks, partition_checks_sensor = build_partition_freshness_checks(
         hourly, freshness, sensor_name=source.job_name("partition_freshness_checks_sensor")
     )
-    jobs = build_jobs(source)
+    jobs = build_jobs(source, hourly, daily)
     return dg.Definitions(
         assets=[*hourly, *daily],
         asset_checks=[*partition_checks, *build_quality_checks(source, partitions)],
