@@ -18,6 +18,7 @@ from fin_assets.partitions import DEFAULT_START, SourcePartitions
 from fin_assets.sources import Source
 from resources.dagster_resources import MarketApiResource, UniverseResource
 from resources.errors import FinAssetsError
+from resources.logfields import log_context
 
 
 def _floor_hour(ts: datetime) -> datetime:
@@ -74,7 +75,10 @@ def build_new_bars_sensor(
         universe: UniverseResource = getattr(context.resources, universe_key)
         symbol = universe.list()[0]
         try:
-            with market_api.client(max_attempts=2, max_wait_s=10) as client:
+            with (
+                market_api.client(max_attempts=2, max_wait_s=10) as client,
+                log_context(source=source.label, symbol=symbol),
+            ):
                 latest = client.latest_bar_time(symbol)
         except FinAssetsError as exc:
             # A provider that is down is what freshness alerts are for; the sensor just waits.

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 # processes never send an alert (benchmarks/startup.py).
 if TYPE_CHECKING:
     import httpx
+from resources.logfields import log_fields
 from resources.notify.alert import Alert, PayloadFormat
 
 logger = logging.getLogger("fin_assets.alerts")
@@ -75,12 +76,17 @@ class WebhookNotifier:
             if attempt < self.attempts:
                 wait = random.uniform(0, self.backoff_s * 2 ** (attempt - 1))
                 logger.warning(
-                    "webhook delivery failed (%s), attempt %d of %d; retrying in %.2f s",
+                    "webhook delivery failed (%s), attempt %d of %d; retrying in %.2f s%s",
                     problem,
                     attempt,
                     self.attempts,
                     wait,
+                    log_fields(reason="webhook", problem=problem, attempt=attempt, wait_s=wait),
                 )
                 self._sleep(wait)
-        logger.error("webhook delivery failed (%s); the alert is kept for the next tick", problem)
+        logger.error(
+            "webhook delivery failed (%s); the alert is kept for the next tick%s",
+            problem,
+            log_fields(reason="webhook", problem=problem, alert=alert.key),
+        )
         return False

@@ -15,6 +15,7 @@ from typing import Any
 
 from resources.errors import NotYetPublishedError, ResponseFormatError, SchemaError
 from resources.http.client import ClientStats, FetchedPage, MarketApiClient
+from resources.logfields import log_context, with_log_context
 from resources.providers.base import ProviderAdapter
 from resources.raw.manifest import BARS_DATASET, MANIFESTS_DIR, Manifest, save_manifest
 from resources.raw.snapshots import SnapshotRef, SnapshotStore, uncovered
@@ -163,7 +164,8 @@ def ingest_bars(
         for gap_start, gap_end in gaps:
             if gap_end <= gap_start:
                 continue
-            for page in client.iter_pages(symbol, start=gap_start, end=gap_end, label=label):
+            pages = client.iter_pages(symbol, start=gap_start, end=gap_end, label=label)
+            for page in with_log_context(pages, symbol=symbol):
                 meta = {
                     "url": page.response.url,  # already redacted by the client
                     "status": page.response.status,
@@ -200,7 +202,8 @@ def provider_watermark(
     understate it; the provider has published a minute once any symbol has a bar there."""
     best: datetime | None = None
     for symbol in symbols:
-        latest = client.latest_bar_time(symbol) + timedelta(minutes=1)
+        with log_context(symbol=symbol):
+            latest = client.latest_bar_time(symbol) + timedelta(minutes=1)
         best = latest if best is None else max(best, latest)
         if best >= until:
             break
