@@ -4,11 +4,20 @@ Every tick reads, after its cursor (an event-log storage id, kept by Dagster acr
 restarts), the freshness state changes the daemon recorded, asset check evaluations and failed
 runs. It remembers what is failing, so each problem is reported once when it starts and once
 when it recovers; alerts it could not deliver stay in the cursor and go out on the next tick.
+
+A run whose worker (or a step process) was killed — SIGKILL, the kernel's OOM killer, run
+monitoring's "worker died" — is a ``killed`` alert, not a failure: it names the run, its
+partitions, the signal and, where readable, the memory limit and the cgroup's OOM kills
+(``fin_assets/runs.py`` reads them). Its recovery is sent once every partition the run was
+filling has landed (the automatic retry, or anyone's run). The cursor also counts what was
+sent and what the webhook refused, for the metrics exporter (``fin_assets/metrics.py``).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -20,12 +29,15 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
-from fin_assets.runs import reap_dead_runs
+from fin_assets.assets.common import partition_label
+from fin_assets.runs import RunFailure, classify_failure, reap_dead_runs, run_partitions
 from resources.dagster_resources import AlertingResource
-from resources.notify.alert import Alert
+from resources.notify.alert import Alert, AlertKind
 
 BATCH = 500
 MAX_PENDING = 200
+MAX_KILLED_OPEN = 100  # killed runs waiting for their partitions to land, at most
+SENSOR_NAME = "health_alert_sensor"
 
 
 @dataclass
@@ -34,6 +46,11 @@ class AlertCursor:
     run_cursor: str | None = None  # fetch_run_status_changes cursor for RUN_FAILURE
     failing: dict[str, str] = field(default_factory=dict)  # alert key -> title
     pending: list[dict[str, object]] = field(default_factory=list)
+    killed_at: dict[str, float] = field(default_factory=dict)  # killed run id -> when it failed
+    # What was delivered, by alert kind, and deliveries the webhook refused (the exporter's
+    # counters: they only grow, and a cursor started over starts them over).
+    sent: dict[str, int] = field(default_factory=dict)
+    delivery_failures: int = 0
 
     @classmethod
     def load(cls, raw: str | None) -> AlertCursor | None:
@@ -43,9 +60,19 @@ class AlertCursor:
         return json.dumps(asdict(self), sort_keys=True)
 
     # A problem is said once when it starts and once when it ends: ``failing`` is what was said.
-    def opened(self, key: str, subject: str, title: str, detail: str, when: float) -> Alert:
+    def opened(
+        self,
+        key: str,
+        subject: str,
+        title: str,
+        detail: str,
+        when: float,
+        *,
+        kind: AlertKind = "failure",
+        facts: Mapping[str, str] | None = None,
+    ) -> Alert:
         self.failing[key] = title
-        return Alert(key, "failure", subject, title, detail, when)
+        return Alert(key, kind, subject, title, detail, when, dict(facts or {}))
 
     def recovered(self, key: str, subject: str, title: str, detail: str, when: float) -> Alert:
         del self.failing[key]
@@ -151,6 +178,39 @@ def check_alerts(
     return alerts
 
 
+def killed_alert(
+    run: dg.DagsterRun, failure: RunFailure, cursor: AlertCursor, when: float
+) -> Alert:
+    """One ``killed`` alert per run: run, partitions, signal, memory limit, OOM kills."""
+    death = failure.death
+    assert death is not None
+    partitions = run_partitions(run)
+    label = partition_label(partitions) if partitions else "no partition"
+    cursor.killed_at[run.run_id] = when
+    signal_text = death.signal or "signal unknown"
+    facts = {
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "partitions": "...".join(partitions),
+        "signal": death.signal or "",
+    }
+    if death.memory_max is not None:
+        facts["memory_max_bytes"] = str(death.memory_max)
+    if death.oom_kills is not None:
+        facts["oom_kill"] = str(death.oom_kills)
+        facts["oom_kill_at_start"] = str(death.oom_kills_at_start)
+    return cursor.opened(
+        f"killed:{run.run_id}",
+        run.job_name,
+        f"run {run.run_id[:8]} of {run.job_name} was killed ({signal_text}), {label}",
+        f"Run {run.run_id} of {run.job_name} ({label}) was killed: {death.describe()}. "
+        f"{death.evidence} A recovery follows once these partitions have landed.",
+        when,
+        kind="killed",
+        facts=facts,
+    )
+
+
 def run_failure_alerts(instance: dg.DagsterInstance, cursor: AlertCursor) -> list[Alert]:
     result = instance.fetch_run_status_changes(
         dg.DagsterEventType.RUN_FAILURE, limit=BATCH, cursor=cursor.run_cursor, ascending=True
@@ -159,6 +219,12 @@ def run_failure_alerts(instance: dg.DagsterInstance, cursor: AlertCursor) -> lis
     alerts = []
     for record in result.records:
         entry = record.event_log_entry
+        run = instance.get_run_by_id(entry.run_id)
+        failure = classify_failure(instance, run) if run is not None else None
+        if run is not None and failure is not None and failure.death is not None:
+            if f"killed:{run.run_id}" not in cursor.failing:  # one alert per run
+                alerts.append(killed_alert(run, failure, cursor, entry.timestamp))
+            continue
         job = entry.job_name or "run"
         message = (entry.dagster_event.message if entry.dagster_event else None) or "run failed"
         alerts.append(
@@ -174,9 +240,88 @@ def run_failure_alerts(instance: dg.DagsterInstance, cursor: AlertCursor) -> lis
     return alerts
 
 
+def planned_partitions(instance: dg.DagsterInstance, run_id: str) -> dict[dg.AssetKey, set[str]]:
+    """What the run was going to materialize: asset -> partitions (empty: unpartitioned)."""
+    planned: dict[dg.AssetKey, set[str]] = defaultdict(set)
+    for entry in instance.all_logs(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ):
+        data = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if data is None:
+            continue
+        keys = planned[data.asset_key]  # type: ignore[union-attr]
+        if data.partition:  # type: ignore[union-attr]
+            keys.add(data.partition)  # type: ignore[union-attr]
+        elif data.partitions_subset is not None:  # type: ignore[union-attr]
+            keys.update(data.partitions_subset.get_partition_keys())  # type: ignore[union-attr]
+    return planned
+
+
+def landed_since(
+    instance: dg.DagsterInstance, planned: Mapping[dg.AssetKey, set[str]], after: float
+) -> bool:
+    """Whether every planned asset partition has materialized after ``after`` (a timestamp:
+    storage ids of different shards do not compare)."""
+    for key, partitions in planned.items():
+        missing = set(partitions)
+        records_filter = dg.AssetRecordsFilter(
+            asset_key=key, asset_partitions=sorted(partitions) or None, after_timestamp=after
+        )
+        cursor = None
+        while True:
+            result = instance.fetch_materializations(
+                records_filter,
+                limit=BATCH,
+                cursor=cursor,
+            )
+            if not partitions:
+                if not result.records:
+                    return False
+                break
+            missing -= {r.partition_key for r in result.records}
+            if not missing:
+                break
+            if not result.has_more:
+                return False
+            cursor = result.cursor
+    return bool(planned)
+
+
+def killed_recoveries(instance: dg.DagsterInstance, cursor: AlertCursor) -> list[Alert]:
+    """A recovery for each killed run whose partitions have all landed since it was killed."""
+    alerts = []
+    for run_id, killed_at in sorted(cursor.killed_at.items(), key=lambda kv: kv[1]):
+        key = f"killed:{run_id}"
+        if key not in cursor.failing:
+            del cursor.killed_at[run_id]
+            continue
+        planned = planned_partitions(instance, run_id)
+        if not landed_since(instance, planned, killed_at):
+            continue
+        run = instance.get_run_by_id(run_id)
+        partitions = run_partitions(run) if run else ()
+        label = partition_label(partitions) if partitions else "its assets"
+        del cursor.killed_at[run_id]
+        alerts.append(
+            cursor.recovered(
+                key,
+                run.job_name if run else "run",
+                f"{label} of killed run {run_id[:8]} landed",
+                f"Everything run {run_id} was materializing when it was killed ({label}: "
+                f"{', '.join(sorted(k.to_user_string() for k in planned))}) has landed since.",
+                time.time(),
+            )
+        )
+    # A flood of killed runs that never land: keep following the newest ones only.
+    for run_id, _ in sorted(cursor.killed_at.items(), key=lambda kv: kv[1])[:-MAX_KILLED_OPEN]:
+        del cursor.killed_at[run_id]
+        cursor.failing.pop(f"killed:{run_id}", None)
+    return alerts
+
+
 def build_health_alert_sensor(*, minimum_interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
-        name="health_alert_sensor",
+        name=SENSOR_NAME,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Reports the pipeline's health to a human: stale assets, failed checks and "
@@ -205,11 +350,18 @@ def build_health_alert_sensor(*, minimum_interval_seconds: int) -> dg.SensorDefi
                 cursor,
             ),
             *run_failure_alerts(instance, cursor),
+            *killed_recoveries(instance, cursor),
         ]
         queue = [Alert(**a) for a in cursor.pending] + new  # type: ignore[arg-type]
         notifier = alerting.notifier()
+        undelivered = []
         try:
-            undelivered = [alert for alert in queue if not notifier.send(alert)]
+            for alert in queue:
+                if notifier.send(alert):
+                    cursor.sent[alert.kind] = cursor.sent.get(alert.kind, 0) + 1
+                else:
+                    undelivered.append(alert)
+                    cursor.delivery_failures += 1
         finally:
             notifier.close()
         cursor.pending = [asdict(a) for a in undelivered][-MAX_PENDING:]

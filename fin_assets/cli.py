@@ -4,6 +4,8 @@ fin-assets simulator [--port 8765 ...]   serve the market-data simulator on loop
                      [--declared-sources]  ... with every declared source's market
 fin-assets demo [--start 2026-01-05 --days 2]
                                         simulator + a real Dagster instance, end to end
+fin-assets metrics [--port 9465 --host 127.0.0.1]
+                                        Prometheus exporter over $DAGSTER_HOME and the quota
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="fin-assets", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["simulator", "demo"])
+    parser.add_argument("command", choices=["simulator", "demo", "metrics"])
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -33,9 +35,44 @@ def main(argv: list[str] | None = None) -> int:
             rest.remove("--declared-sources")
             rest += simulator_calendar_args(declared_markets())
         return serve_forever_from_args(rest)
+    if args.command == "metrics":
+        return metrics(argv[1:])
     from fin_assets.demo import run_demo
 
     return run_demo(argv[1:])
+
+
+def metrics(argv: list[str]) -> int:
+    import logging
+    import os
+
+    from fin_assets.metrics import DEFAULT_PORT, serve
+    from fin_assets.settings import DEFAULTS, Settings
+
+    parser = argparse.ArgumentParser(
+        prog="fin-assets metrics",
+        description="Serve Prometheus metrics read from the Dagster instance ($DAGSTER_HOME) "
+        "and the quota store (FIN_QUOTA_STORE) at http://HOST:PORT/metrics.",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    parser.add_argument(
+        "--cache-seconds",
+        type=float,
+        default=None,
+        help="scrapes within this many seconds share one reading (default "
+        f"FIN_METRICS_CACHE_SECONDS, {DEFAULTS['FIN_METRICS_CACHE_SECONDS']})",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    env = dict(os.environ)
+    cache_s = args.cache_seconds
+    if cache_s is None:
+        try:
+            cache_s = Settings.from_env(env).metrics_cache_s
+        except Exception:  # a bad setting is reported by serve(); the exporter still runs
+            cache_s = float(DEFAULTS["FIN_METRICS_CACHE_SECONDS"])
+    return serve(host=args.host, port=args.port, cache_s=cache_s, env=env)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,9 @@ SETTINGS: tuple[Setting, ...] = (
         _FRESHNESS.daily_deadline_cron,
         "by when the daily tables are rebuilt (UTC)",
     ),
+    Setting(
+        "FIN_METRICS_CACHE_SECONDS", "5", "scrapes of fin-assets metrics share a reading this long"
+    ),
 )
 DEFAULTS: dict[str, str] = {s.name: s.default for s in SETTINGS}
 
@@ -125,6 +128,7 @@ class Settings:
     shorthand_source: Source | None
     cache_dir: Path  # exchange sessions, computed once (resources/calendars.py)
     sources_dir: Path | None  # FIN_SOURCES_DIR; None: fin_assets/defs/ (the component tree)
+    metrics_cache_s: float  # FIN_METRICS_CACHE_SECONDS (fin_assets/metrics.py)
 
     def adapter_for(self, provider: str) -> ProviderAdapter:
         return self.adapter if provider == self.provider else get_adapter(provider)
@@ -205,6 +209,7 @@ class Settings:
             sources_dir=Path(env["FIN_SOURCES_DIR"]).expanduser().resolve()
             if env.get("FIN_SOURCES_DIR")
             else None,
+            metrics_cache_s=read.number("FIN_METRICS_CACHE_SECONDS", float),
         )
 
 

@@ -66,6 +66,7 @@ class ClientStats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0  # 429s and throttle messages in 200 bodies
+    banned: int = 0  # of those, bans (the adapter's ban statuses: Binance's 418)
     seconds_waited: float = 0.0
     bytes_received: int = 0
     pages: int = 0
@@ -85,6 +86,7 @@ class ClientStats:
             "requests": self.requests,
             "retries": self.retries,
             "throttled_429": self.throttled,
+            "banned_418": self.banned,
             "seconds_waited": round(self.seconds_waited, 3),
             "bytes_received": self.bytes_received,
             "requests_per_second": round(self.requests_per_second, 3),
@@ -336,6 +338,8 @@ class MarketApiClient:
                 ) from None
             if verdict.kind == "throttled":
                 self.stats.throttled += 1
+                if status in self.adapter.ban_statuses:
+                    self.stats.banned += 1
                 source = (
                     f"Retry-After from {self.provider}"
                     if server_wait is not None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol, get_args
 
-AlertKind = Literal["failure", "recovery"]
+# "killed": a run whose worker (or a step process) was killed or died — SIGKILL, the kernel's
+# OOM killer, run monitoring's "worker died" — told apart from a failure on bad data.
+AlertKind = Literal["failure", "killed", "recovery"]
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 PayloadFormat = Literal["slack", "plain"]
 PAYLOAD_FORMATS: tuple[str, ...] = get_args(PayloadFormat)
 
@@ -18,9 +21,14 @@ class Alert:
     title: str
     detail: str
     timestamp: float
+    # Machine-readable facts (a killed run's run_id, partitions, signal, ...): in the plain
+    # payload as they are; the Slack text says them in ``detail``.
+    facts: dict[str, str] = field(default_factory=dict)
 
     def text(self) -> str:
-        icon = ":red_circle:" if self.kind == "failure" else ":large_green_circle:"
+        icon = {"failure": ":red_circle:", "killed": ":skull:"}.get(
+            self.kind, ":large_green_circle:"
+        )
         return f"{icon} fin-assets {self.kind}: {self.title}\n{self.detail}"
 
     def payload(self, fmt: PayloadFormat) -> dict[str, object]:
