@@ -67,7 +67,11 @@ def test_a_third_source_is_one_yaml_file(sim: MarketSimulator, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("attributes", "field", "reason"),
     [
-        ("provider: nyse\n  symbols: [AAPL]", "provider", "Input should be 'simulator'"),
+        (
+            "provider: nyse\n  symbols: [AAPL]",
+            "provider",
+            "should be 'binance', 'polygon' or 'simulator'",
+        ),
         ("provider: simulator\n  symbols: [AAPL, 'not a symbol']", "symbols", "invalid symbol"),
         (
             "provider: simulator\n  symbols: [AAPL]\n  calendar: XNYZ",
