@@ -157,3 +157,41 @@ class ExecutemanyPostgresWarehouse(PostgresWarehouse):
         )
         cur.executemany(statement, [(*row, start) for row in frame.iter_rows()])
         return 0
+
+
+# -- sensors --------------------------------------------------------------------------------
+def set_sensors(
+    env: Mapping[str, str],
+    *,
+    start: Sequence[str] = (),
+    stop: Sequence[str] = (),
+    timeout: float,
+) -> None:
+    """``dagster sensor start`` / ``dagster sensor stop`` of sensors of the project's code
+    location (``-m fin_assets.definitions``), all with one load of the definitions: each of
+    those commands loads them again, 7-15 s on a busy 2-core machine. Runs in a child process
+    with ``env``, as the commands would."""
+    args = [*(f"start={name}" for name in start), *(f"stop={name}" for name in stop)]
+    script = "import sys; from tests.helpers import apply_sensor_states as a; a(sys.argv[1:])"
+    done = run_cli(["python", "-c", script, *args], env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def apply_sensor_states(args: Sequence[str]) -> None:
+    """What ``set_sensors`` runs in its child process: ``start=<sensor>`` / ``stop=<sensor>``."""
+    import dagster as dg
+    from dagster._cli.workspace.cli_target import get_repository_from_cli_opts
+    from dagster_shared.cli import WorkspaceOpts
+
+    target = WorkspaceOpts(module_name=("fin_assets.definitions",))
+    with (
+        dg.DagsterInstance.get() as instance,
+        get_repository_from_cli_opts(instance, dg.__version__, target, None) as repo,
+    ):
+        for arg in args:
+            action, _, name = arg.partition("=")
+            sensor = repo.get_sensor(name)
+            if action == "start":
+                instance.start_sensor(sensor)
+            else:
+                instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
