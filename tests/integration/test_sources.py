@@ -88,7 +88,10 @@ def test_a_third_source_is_one_yaml_file(sim: MarketSimulator, tmp_path: Path) -
 def test_a_bad_source_file_fails_to_load_naming_file_field_and_reason(
     tmp_path: Path, attributes: str, field: str, reason: str
 ) -> None:
-    text = f"type: fin_assets.components.MarketDataSource\nattributes:\n  name: broken\n  {attributes}\n"
+    text = (
+        "type: fin_assets.components.MarketDataSource\n"
+        f"attributes:\n  name: broken\n  {attributes}\n"
+    )
     env = {
         "FIN_SOURCES_DIR": str(sources_dir(tmp_path, {"broken": text})),
         "FIN_DATA_DIR": str(tmp_path / "data"),

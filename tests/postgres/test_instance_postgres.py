@@ -79,7 +79,11 @@ def test_schedule_state_from_the_cli_is_stored_in_postgres(
         "FIN_DATA_DIR": str(tmp_path / "data"),
     }
     started = run_cli(
-        ["dagster", "schedule", "start", "bars_hourly_schedule", "-m", "fin_assets.definitions"],
+        # The default deployment's declared sources: crypto's hourly schedule.
+        [
+            *("dagster", "schedule", "start", "crypto__bars_hourly_schedule"),
+            *("-m", "fin_assets.definitions"),
+        ],
         env=env,
         timeout=120,
     )
