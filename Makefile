@@ -8,8 +8,8 @@ RUN := $(UV) run --no-sync
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-BENCHMARKS := bench-rate-limit bench-memory bench-requests bench-throughput bench-warehouse-writes \
-	bench-startup
+BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
+	bench-warehouse-writes bench-startup
 
 .PHONY: demo test test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
@@ -52,6 +52,9 @@ bench: .venv/.synced  ## every benchmark; each prints a table and exits 1 on a m
 
 bench-rate-limit: .venv/.synced  ## shared quota vs fixed sleep vs retry-on-429 (about 2 min)
 	$(RUN) python benchmarks/rate_limit.py
+
+bench-quota-learning: .venv/.synced  ## the quota learned from 6 server dialects, 1-8 processes (about 4 min)
+	$(RUN) python benchmarks/quota_learning.py
 
 bench-memory: .venv/.synced  ## peak RSS of a 1-day vs a 30-day range backfill (about 2 min)
 	$(RUN) python benchmarks/memory.py

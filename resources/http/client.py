@@ -311,13 +311,14 @@ class MarketApiClient:
                 self._pacer.settle()
                 verdict = Verdict("retry", f"{type(exc).__name__}: {self.redact(str(exc))}")
             else:
-                self._pacer.settle(rtt_s=time.monotonic() - sent)
+                rtt = time.monotonic() - sent
                 now = self._now()  # injectable: HTTP-date and epoch resets are relative to it
                 signal = self.adapter.rate_limit_signal(headers, now=now)
                 verdict = self.adapter.classify(status=status, headers=headers, body=body, now=now)
                 server_wait = usable_wait(verdict.server_wait_s)
                 if verdict.kind != "throttled":
-                    self._pacer.observe(signal, weight=units)
+                    # Learns, then frees this request's slot; a throttle does both below.
+                    self._pacer.observe(signal, weight=units, rtt_s=rtt)
                 if verdict.kind == "ok":
                     return ApiResponse(
                         url=url,

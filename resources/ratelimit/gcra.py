@@ -63,6 +63,7 @@ class Learning:
     window_seen: float = 0.0  # the shortest gap between two such resets: the window
     reset_span: float = 0.0  # the longest seconds-from-now reset seen
     rtt_s: float = 0.0  # round trips, smoothed
+    unpaced_units: float = 0.0  # units sent while no quota was known (charged once one is)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -120,6 +120,8 @@ def book(
             booked=False,
         )
     booking = reserve_state(state, weight=units, now=now, policy=active)
+    if active is None:
+        learning.unpaced_units += units
     learning.leases.append([owner, now + booking.wait_s])
     learning.count_units += units
     learning.round_units += units
@@ -171,16 +173,38 @@ def observe(
     state: QuotaState,
     *,
     ceiling: QuotaPolicy | None,
+    signal: RateLimitSignal | None,
+    units: int,
+    now: float,
+    owner: str,
+    rtt_s: float | None,
+) -> Change | None:
+    """Learn from an answer that was not a throttle, then free ``owner``'s slot in flight
+    (in that order, in one transaction: a pause the answer calls for is in place before
+    anyone else may send). Returns what changed in the quota in force (None: nothing); pauses
+    every process when the server says the quota is spent."""
+    learning = state.learning
+    _start(learning, now)
+    change = None
+    if signal is not None:
+        change = _observe(state, learning, ceiling, signal, units, now)
+    settle(state, owner=owner, rtt_s=rtt_s)
+    return change
+
+
+def _observe(
+    state: QuotaState,
+    learning: Learning,
+    ceiling: QuotaPolicy | None,
     signal: RateLimitSignal,
     units: int,
     now: float,
 ) -> Change | None:
-    """Learn from a response that was not a throttle. Returns what changed in the quota in
-    force (None: nothing did); pauses every process when the server says the quota is spent."""
-    learning = state.learning
-    _start(learning, now)
+    unpaced = in_force(state, ceiling) is None
     change = _learn_stated(state, learning, signal, now)
     active = in_force(state, ceiling)
+    if unpaced and active is not None:
+        _charge_unpaced(state, learning, active, now)
     # The quota is spent (someone else may share it: another tool on the same IP or key):
     # wait for the server's reset instead of collecting a 429.
     waits = signal.spent_waits(include_binding=False)
@@ -195,8 +219,18 @@ def observe(
         pause_state(
             state, until=now + wait, reason=f"quota spent ({name}) until the reset", policy=active
         )
+        # What was sent so far belongs to a window that is over when the pause ends.
         learning.count_since, learning.count_units = now + wait, 0.0
+        learning.unpaced_units = 0.0
     return change
+
+
+def _charge_unpaced(state: QuotaState, learning: Learning, active: QuotaPolicy, now: float) -> None:
+    """The first quota known: what was sent before it (the first request of learn mode) is
+    booked under it now, so a fixed window does not see that request plus a full window."""
+    interval, _ = active.paced()
+    state.tat = max(state.tat, now) + learning.unpaced_units * interval
+    learning.unpaced_units = 0.0
 
 
 def _learn_stated(
@@ -259,6 +293,7 @@ def throttled(
     ban: bool,
     reason: str,
     now: float,
+    owner: str = "",
 ) -> tuple[float, Change | None]:
     """The server said no. Decide how long every process waits, lower the quota in force from
     the evidence, and pause them all. Returns (the wait, what changed)."""
@@ -267,6 +302,9 @@ def throttled(
     change = _learn_stated(state, learning, signal, now) if signal is not None else None
     active = in_force(state, ceiling)
     wait, why = _throttle_wait(active, signal, server_wait_s, attempt)
+    # This request's slot is freed only now, with the pause below in the same transaction:
+    # no other process can send in between and arrive inside the server's Retry-After.
+    learning.leases = [lease for lease in learning.leases if lease[0] != owner]
     if not ban:
         lowered = _lower_from_throttle(state, learning, active, signal, units, booked_at, now, wait)
         change = lowered or change
@@ -274,6 +312,7 @@ def throttled(
     pause_state(state, until=until, reason=f"{reason}; {why}", policy=in_force(state, ceiling))
     learning.last_throttle = now
     learning.count_since, learning.count_units = until, 0.0
+    learning.unpaced_units = 0.0
     if not (change is not None and change.evidence.startswith("the server")):
         learning.confirmed = False
         learning.cap, learning.cap_since, learning.round_units = 1, until, 0.0

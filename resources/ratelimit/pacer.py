@@ -50,8 +50,11 @@ class Pacer(Protocol):
         how long to wait (the server's word, else the window, else a growing backoff)."""
         ...
 
-    def observe(self, signal: RateLimitSignal | None, *, weight: int = 1) -> None:
-        """Learn from what an answer said about the quota."""
+    def observe(
+        self, signal: RateLimitSignal | None, *, weight: int = 1, rtt_s: float | None = None
+    ) -> None:
+        """Learn from what an answer (not a throttle) said about the quota; the request's
+        slot in flight is free afterwards (``settle``)."""
         ...
 
     def describe_last_wait(self) -> str: ...
@@ -101,7 +104,9 @@ class NoPacer:
         )
         return wait
 
-    def observe(self, signal: RateLimitSignal | None, *, weight: int = 1) -> None:
+    def observe(
+        self, signal: RateLimitSignal | None, *, weight: int = 1, rtt_s: float | None = None
+    ) -> None:
         return None
 
     def describe_last_wait(self) -> str:
@@ -222,6 +227,7 @@ class SharedPacer:
                 ban=ban or not self.adaptive,
                 reason=reason,
                 now=now,
+                owner=self._owner,
             )
 
         wait, learned = self.store.apply(self.key, now, change)
@@ -229,18 +235,25 @@ class SharedPacer:
             self._log_change(learned)
         return wait
 
-    def observe(self, signal: RateLimitSignal | None, *, weight: int = 1) -> None:
-        if signal is None:
-            return
+    def observe(
+        self, signal: RateLimitSignal | None, *, weight: int = 1, rtt_s: float | None = None
+    ) -> None:
         now = self._clock()
         if not self.adaptive:
-            self._observe_plain(signal, now)
+            if signal is not None:
+                self._observe_plain(signal, now)
             return
         learned = self.store.apply(
             self.key,
             now,
             lambda s: learning.observe(
-                s, ceiling=self.policy, signal=signal, units=weight, now=now
+                s,
+                ceiling=self.policy,
+                signal=signal,
+                units=weight,
+                now=now,
+                owner=self._owner,
+                rtt_s=rtt_s,
             ),
         )
         if learned is not None:

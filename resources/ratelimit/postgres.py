@@ -132,8 +132,10 @@ class PostgresQuotaStore(TransactionalQuotaStore):
             cur.execute(_INSERT, (key, now))
             cur.execute(_SELECT_FOR_UPDATE, (key,))
             state = state_from_row(cur.fetchone())
+            before = state_to_row(state)
             result = change(state)
-            cur.execute(_UPDATE, (*state_to_row(state), key))
+            if state_to_row(state) != before:  # most answers change nothing: no write
+                cur.execute(_UPDATE, (*state_to_row(state), key))
             return result
 
         return self._run(f"key {key}", work)

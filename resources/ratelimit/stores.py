@@ -242,10 +242,12 @@ class SQLiteQuotaStore(TransactionalQuotaStore):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 state = self._select(key)
+                before = None if state is None else state_to_row(state)
                 if state is None:
                     state = QuotaState(tat=now)
                 result = change(state)
-                self._save(key, state)
+                if state_to_row(state) != before:  # most answers change nothing: no write
+                    self._save(key, state)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

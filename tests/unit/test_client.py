@@ -571,7 +571,7 @@ class FixedPacer:
     def throttled(self, *, server_wait_s: float | None, **kwargs: object) -> float:
         return server_wait_s or 1.0
 
-    def observe(self, signal: object, *, weight: int = 1) -> None:
+    def observe(self, signal: object, *, weight: int = 1, rtt_s: float | None = None) -> None:
         return None
 
     def describe_last_wait(self) -> str:

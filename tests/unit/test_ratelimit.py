@@ -111,13 +111,15 @@ def test_learns_the_quota_from_ratelimit_policy_then_paces() -> None:
     pacer.observe(parse_rate_limit_headers({"RateLimit-Policy": "20;w=1"}, now_epoch=NOW))
     assert store.learned("k") == QuotaPolicy(20, 1, 1, "RateLimit-Policy")
     interval = 1 / (20 * SAFETY_RATE)
+    # The three units sent before the quota was known are booked under it first: a fixed
+    # window must not see them plus a full window.
     assert [pacer.reserve() for _ in range(3)] == pytest.approx(
-        [J, interval + J, 2 * interval + J], abs=1e-6
+        [3 * interval + J, 4 * interval + J, 5 * interval + J], abs=1e-6
     )
     # A second process (another pacer on the same store) uses what the first one learned:
     # a stated quota is confirmed, so no slow start holds it back.
     other = SharedPacer(store, "k", clock=clock)
-    assert other.reserve() == pytest.approx(3 * interval + J, abs=1e-6)
+    assert other.reserve() == pytest.approx(6 * interval + J, abs=1e-6)
 
 
 def test_counters_only_quota_spent_waits_for_the_reset() -> None:
@@ -243,9 +245,9 @@ def test_learning_client_paces_after_the_first_response(caplog) -> None:
     for _ in range(3):
         client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
     interval = 1 / (5 * SAFETY_RATE)
-    # 1st: nothing known, not booked; 2nd: the bucket's one unit (J late); 3rd: one
-    # interval after it.
-    assert sleeps == pytest.approx([J, interval])
+    # 1st: nothing known, sent at once; the policy learned from its answer books it, so the
+    # 2nd waits one interval (plus J), the 3rd one more.
+    assert sleeps == pytest.approx([interval + J, interval], abs=1e-6)
     assert any(
         "pacing to quota 5/1s burst 1 (RateLimit-Policy) for simulator" in r.getMessage()
         for r in caplog.records
