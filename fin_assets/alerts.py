@@ -202,7 +202,7 @@ def killed_alert(
     return cursor.opened(
         f"killed:{run.run_id}",
         run.job_name,
-        f"run {run.run_id[:8]} of {run.job_name} was killed ({signal_text}), {label}",
+        f"run {run.run_id[:8]} of {run.job_name} was killed: {signal_text}, {label}",
         f"Run {run.run_id} of {run.job_name} ({label}) was killed: {death.describe()}. "
         f"{death.evidence} A recovery follows once these partitions have landed.",
         when,

@@ -282,7 +282,8 @@ def classify_failure(instance: dg.DagsterInstance, run: dg.DagsterRun) -> RunFai
             failed = message.splitlines()[0] if message else "run failed"
         died, named = _death_line(message)
         if died and signal_text is None and (evidence is None or named):
-            evidence, signal_text = message.splitlines()[0], named
+            # The sentence that says so (Dagster goes on about memory whatever the cause).
+            evidence, signal_text = message.splitlines()[0].split(". ")[0].rstrip(".") + ".", named
     if evidence is None:
         tag = run.tags.get("dagster/failure_reason", "")
         if "Exceeded maximum runtime" in failed:
