@@ -64,6 +64,8 @@ class Learning:
     reset_span: float = 0.0  # the longest seconds-from-now reset seen
     rtt_s: float = 0.0  # round trips, smoothed
     unpaced_units: float = 0.0  # units sent while no quota was known (charged once one is)
+    probe_from: list[float] | None = None  # [limit, window_s] an estimate last probed up from
+    probe_windows: int = 0  # quiet windows before the next probe (0: the default)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

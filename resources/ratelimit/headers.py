@@ -11,7 +11,8 @@ weight, builds its signal in its adapter):
   service limits, each naming its policy (``"daily";r=0;t=3000``: r remaining units, t seconds
   until more are made available); draft 07 wrote it as a Dictionary (``limit=100,
   remaining=50, reset=30``). Every policy is kept; the one that binds (the lowest request
-  rate) is the quota to pace by; a quota counted in another unit (content-bytes,
+  rate over a window of at most an hour) is the quota to pace by, and a spent one of any
+  window stops every process until its reset; a quota counted in another unit (content-bytes,
   concurrent-requests) is never read as a request quota; unknown parameters (``burst=``,
   ``acme-burst=``) are comments, not promises, and are ignored. Malformed fields are ignored
   as a whole (the draft's "MUST be ignored").
@@ -40,6 +41,7 @@ from resources.ratelimit.structured import (
 EPOCH_THRESHOLD = 1_000_000_000  # a "reset" above this is a Unix time, not seconds-from-now
 REQUEST_UNITS = frozenset({"requests", "request"})  # draft 08-09 spell it one way, 10 the other
 SOURCE_POLICY = "RateLimit-Policy"
+PACED_WINDOW_MAX_S = 3600.0  # policies over longer windows are counted, not paced
 
 
 @dataclass(frozen=True)
@@ -216,10 +218,14 @@ def parse_service_limits(value: str) -> tuple[tuple[ServiceLimit, ...], float | 
 
 
 def binding_policy(policies: tuple[PolicyItem, ...]) -> PolicyItem | None:
-    """The request policy with a window that allows the lowest rate: paced by it, a client
-    stays inside every other one too (see ``QuotaPolicy.paced``)."""
+    """The request policy to pace by: of those with a window of at most an hour, the one that
+    allows the lowest rate (paced by it, a client stays inside every other short one too, see
+    ``QuotaPolicy.paced``). A longer one (a daily quota) is spent as needed, not spread over
+    its day: its service limit's ``r=0;t=`` stops every process until it resets. Only when
+    every policy is that long does the lowest rate among them set the pace."""
     paced = [p for p in policies if p.counts_requests and p.window_s and p.quota > 0]
-    return min(paced, key=lambda p: p.quota / (p.window_s or 1.0), default=None)
+    short = [p for p in paced if (p.window_s or 0) <= PACED_WINDOW_MAX_S] or paced
+    return min(short, key=lambda p: p.quota / (p.window_s or 1.0), default=None)
 
 
 def parse_rate_limit_headers(

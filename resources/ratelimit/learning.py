@@ -11,7 +11,8 @@ of that ceiling and what the server has shown (``QuotaState.learned``):
   the last reset, over the time until it takes more, is the rate it allows us; when that does
   not explain the 429 (we were already below it), the quota in force is cut by ``DECREASE``.
   An estimate probes back up by ``PROBE_STEP`` after ``PROBE_WINDOWS`` windows without a 429
-  (additive increase, never above the ceiling: one 429 per probe at most).
+  (additive increase, never above the ceiling: one 429 per probe at most); a probe that draws
+  a 429 goes back to where it came from, and the next one waits twice as long.
 
 Until the quota in force is confirmed (stated, or a full window at its rate passed without a
 429), a slow start holds every process of the key: one booking in flight at a time, a cap that
@@ -135,9 +136,12 @@ def _probe_up(
     if learning.kind != ESTIMATE or learned is None:
         return
     quiet_since = max(learning.last_throttle, learning.last_probe)
-    if now - quiet_since < PROBE_WINDOWS * learned.window_s:
+    if now - quiet_since < (learning.probe_windows or PROBE_WINDOWS) * learned.window_s:
         return
     learning.last_probe = now
+    if learning.probe_from:
+        learning.probe_windows = 0  # the last probe held: back to the usual pace
+    learning.probe_from = [learned.limit, learned.window_s]
     raised = QuotaPolicy(
         learned.limit + max(1.0, PROBE_STEP * learned.limit),
         learned.window_s,
@@ -369,6 +373,19 @@ def _lower_from_throttle(
         # The server states its quota: that is the truth (it replaced any guess), and a 429
         # under it is someone else's use or a bad moment, which the pause answers.
         return None
+    if learning.probe_from and learning.kind == ESTIMATE:
+        # The last probe up was one step too far: back to what held, and probe less often.
+        limit, window_s = learning.probe_from
+        learning.probe_from = None
+        learning.probe_windows = min(
+            8 * PROBE_WINDOWS, 2 * (learning.probe_windows or PROBE_WINDOWS)
+        )
+        learning.last_probe = now
+        held = QuotaPolicy(
+            limit, window_s, 1, f"429 after probing up: back to {limit:g}/{window_s:g}s"
+        )
+        _set_learned(state, learning, held, ESTIMATE)
+        return Change(held, held.source)
     counted = booked_at is None or booked_at >= learning.count_since
     accepted = learning.count_units - (units if counted else 0)
     span = now + wait - learning.count_since
@@ -393,5 +410,6 @@ def _lower_from_throttle(
             f"429 at {active.describe()}: {1 - DECREASE:.0%} less",
         )
     learning.last_probe = now
+    learning.probe_from = None
     _set_learned(state, learning, lowered, ESTIMATE)
     return Change(lowered, lowered.source)

@@ -608,3 +608,34 @@ def test_a_redirect_is_fatal_and_names_the_target(make_client, sleeps) -> None:
     with pytest.raises(FatalResponseError, match="redirect .* https://elsewhere.example/v2"):
         client.get(bars_request(), what="test")
     assert sleeps == []
+
+
+# -- Retry-After as RFC 9110 says (issue 12, point 6) ------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "1.0", "-1", "+1", "1e3"])
+def test_a_zero_or_invalid_retry_after_on_a_429_is_no_reason_to_resend_at_once(
+    make_client, sleeps, value: str
+) -> None:
+    recorder = Recorder(httpx.Response(429, headers={"Retry-After": value}), ok(page_body()))
+    client = make_client(recorder)
+    client.get(bars_request(), what="test")
+    # No window known, no usable wait: the header-less backoff (it grows past a minute).
+    assert sleeps == [4.0]
+
+
+def test_a_zero_retry_after_on_a_503_falls_back_to_backoff(make_client, sleeps) -> None:
+    recorder = Recorder(httpx.Response(503, headers={"Retry-After": "0"}), ok(page_body()))
+    client = make_client(recorder, backoff_base_s=1.0)
+    client.get(bars_request(), what="test")
+    assert sleeps == [random.Random(0).uniform(0, 1.0)]
+
+
+def test_retry_after_http_dates_in_the_three_forms_rfc_9110_accepts() -> None:
+    now = datetime(1994, 11, 6, 8, 49, 0, tzinfo=UTC)
+    for value in (
+        "Sun, 06 Nov 1994 08:49:37 GMT",  # IMF-fixdate
+        "Sunday, 06-Nov-94 08:49:37 GMT",  # obsolete RFC 850 format
+        "Sun Nov  6 08:49:37 1994",  # obsolete asctime() format
+    ):
+        assert parse_retry_after(value, now=now) == 37.0, value

@@ -223,3 +223,117 @@ def test_quota_override_wins_over_the_documented_one(tmp_path: Path) -> None:
     assert (policy.limit, policy.window_s, policy.burst) == (100, 60, 1)
     assert get_adapter("polygon").default_quota.limit == 5  # type: ignore[union-attr]
     assert isinstance(PolygonAdapter().bars_request("AAPL", start=HOUR, end=HOUR), ApiRequest)
+
+
+# -- providers' realities (issue 12, point 7) --------------------------------------------------
+def test_polygon_is_massive_now_and_its_old_host_is_still_configurable() -> None:
+    import httpx
+
+    from resources.http.client import MarketApiClient
+
+    assert PolygonAdapter().default_base_url == "https://api.massive.com"
+    hosts = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        return httpx.Response(200, content=fixture("polygon", "aggs_empty.json"))
+
+    for base_url in (PolygonAdapter.default_base_url, "https://api.polygon.io"):
+        with MarketApiClient(
+            PolygonAdapter(), base_url=base_url, api_key="pk", transport=httpx.MockTransport(answer)
+        ) as client:
+            list(client.iter_pages("AAPL", start=HOUR, end=HOUR + timedelta(hours=1)))
+    assert hosts == ["api.massive.com", "api.polygon.io"]
+
+
+@pytest.mark.parametrize(
+    "ticker", ["X:BTCUSD", "C:EURUSD", "I:NDX", "I:SPX", "O:SPY251219C00650000", "X:1INCHUSD"]
+)
+def test_polygon_tickers_of_other_asset_classes_are_accepted_for_polygon_only(
+    ticker: str,
+) -> None:
+    from resources.validation import parse_symbols, symbol_path_part, validate_symbol
+
+    assert validate_symbol(ticker, provider="polygon") == ticker
+    assert parse_symbols(f"AAPL,{ticker}", provider="polygon") == ("AAPL", ticker)
+    for other in (None, "binance", "simulator"):
+        with pytest.raises(InvalidInputError, match="X:BTCUSD"):
+            validate_symbol(ticker, provider=other)
+    # The colon never reaches a path: some tools read "X:" as a drive or a scheme.
+    assert symbol_path_part(ticker, provider="polygon") == ticker.replace(":", "_")
+    request = PolygonAdapter().bars_request(ticker, start=HOUR, end=HOUR + timedelta(hours=1))
+    assert request.path.startswith(f"/v2/aggs/ticker/{ticker}/range/1/minute/")
+
+
+@pytest.mark.parametrize(
+    "ticker",
+    ["X:btcusd", "C:EURUSDX", "I:", "O:SPY251219C0065000", "Q:AAPL", "X:BTC/USD", "I:NDX\n"],
+)
+def test_polygon_prefixed_tickers_are_as_strict_as_any_other_symbol(ticker: str) -> None:
+    from resources.validation import validate_symbol
+
+    with pytest.raises(InvalidInputError):
+        validate_symbol(ticker, provider="polygon")
+
+
+def test_a_prefixed_ticker_has_its_own_snapshot_directory_without_a_colon(tmp_path: Path) -> None:
+    from resources.raw.snapshots import SnapshotStore
+
+    store = SnapshotStore(tmp_path)
+    where = {"dataset": "bars", "start": HOUR, "end": HOUR + timedelta(hours=1), "meta": {}}
+    ref = store.write(provider="polygon", symbol="X:BTCUSD", body=b"{}", **where)  # type: ignore[arg-type]
+    assert ref.symbol == "X:BTCUSD"
+    assert ref.path.startswith("raw/polygon/bars/X_BTCUSD/") and ":" not in ref.path
+    with pytest.raises(InvalidInputError):
+        store.write(provider="binance", symbol="X:BTCUSD", body=b"{}", **where)  # type: ignore[arg-type]
+
+
+def test_index_bars_without_volume_or_vwap_are_stored_with_nulls() -> None:
+    body = json.dumps(
+        {
+            "ticker": "I:NDX",
+            "results": [
+                {"o": 21000.5, "h": 21010.0, "l": 20990.25, "c": 21005.0, "t": ms(HOUR)},
+                {"o": 21005.0, "h": 21020.0, "l": 21000.0, "c": 21015.5, "t": ms(HOUR) + 60_000},
+            ],
+            "status": "OK",
+        }
+    ).encode()
+    parsed = PolygonAdapter().parse_bars(body, symbol="I:NDX", partition=PARTITION)
+    assert parsed.frame.schema == pl.Schema(BAR_SCHEMA)
+    assert parsed.frame["close"].to_list() == [21005.0, 21015.5]
+    assert parsed.frame["volume"].null_count() == 2
+    assert parsed.frame["vwap"].null_count() == 2 and parsed.frame["trades"].null_count() == 2
+    # A stock bar without its volume is still a schema change, named, never a silent null.
+    with pytest.raises(SchemaError) as info:
+        PolygonAdapter().parse_bars(body.replace(b"I:NDX", b"AAPL"), symbol="AAPL")
+    assert info.value.field == "v"
+
+
+def test_binance_403_is_its_web_application_firewall_every_process_waits_its_5_minutes() -> None:
+    import httpx
+
+    from resources.errors import WaitBudgetExceededError
+    from resources.http.client import MarketApiClient
+    from resources.ratelimit.pacer import SharedPacer
+    from resources.ratelimit.stores import MemoryQuotaStore
+
+    verdict = BinanceAdapter().classify(status=403, headers={}, body=b"")
+    assert verdict.kind == "throttled" and verdict.server_wait_s == 300.0
+    assert "web application firewall" in verdict.reason
+    store, sleeps = MemoryQuotaStore(), []
+    client = MarketApiClient(
+        BinanceAdapter(),
+        base_url="https://api.binance.test",
+        pacer=SharedPacer(store, "k", policy=BinanceAdapter.default_quota, clock=lambda: 1e9),
+        transport=httpx.MockTransport(lambda request: httpx.Response(403, text="")),
+        sleep=sleeps.append,
+        max_wait_s=120,
+    )
+    request = BinanceAdapter().latest_request("BTCUSDT")
+    with pytest.raises(WaitBudgetExceededError) as info:
+        client.get(request, what="latest bar of BTCUSDT")
+    client.close()
+    assert info.value.seconds_to_wait == 300.0  # rescheduled, not failed for good
+    assert store.paused_until("k")[0] == pytest.approx(1e9 + 300.0)
+    assert store.learned("k") is None  # no used weight, no count: nothing to learn from

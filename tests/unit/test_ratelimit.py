@@ -374,3 +374,139 @@ def test_slots_booked_before_a_pause_are_booked_again_after_it_not_fired_togethe
     # A second process that had booked before the pause gets the next slot, not the same one.
     assert others[1].reserve() == pytest.approx(interval)
     client.close()
+
+
+# -- the IETF draft in full (drafts 07 to 10) ------------------------------------------------------
+def test_every_policy_is_kept_and_the_lowest_rate_binds() -> None:
+    signal = parse_rate_limit_headers(
+        {
+            "RateLimit-Policy": '"burst";q=100;w=60, "sustained";q=600;w=600',
+            "RateLimit": '"burst";r=99;t=59, "sustained";r=10;t=300',
+        },
+        now_epoch=NOW,
+    )
+    assert signal is not None
+    assert [(p.name, p.quota, p.window_s) for p in signal.policies] == [
+        ("burst", 100, 60),
+        ("sustained", 600, 600),
+    ]
+    assert signal.policy == QuotaPolicy(600, 600, 1, "RateLimit-Policy")
+    assert signal.binding == "sustained"
+    # limit/remaining/reset are the binding policy's, from the item that names it.
+    assert (signal.limit, signal.remaining, signal.reset_s) == (600, 10, 300)
+
+
+def test_a_daily_quota_is_spent_as_needed_not_spread_over_the_day() -> None:
+    # Draft 10's own example: a per-minute and a daily policy. Pacing at 1000 a day would
+    # make an hour's backfill last a day: the minute one sets the pace, the daily one stops
+    # everybody once it is spent (see the next tests).
+    signal = parse_rate_limit_headers(
+        {"RateLimit-Policy": '"burst";q=100;w=60,"daily";q=1000;w=86400'}, now_epoch=NOW
+    )
+    assert signal is not None and signal.binding == "burst"
+    assert signal.policy == QuotaPolicy(100, 60, 1, "RateLimit-Policy")
+    assert len(signal.policies) == 2
+
+
+def test_draft_09_tokens_and_policies_split_over_field_lines() -> None:
+    # Draft 09 allowed a Token as the policy name; a List may span several field lines,
+    # which an HTTP library joins with ", ".
+    signal = parse_rate_limit_headers(
+        {"RateLimit-Policy": "permin;q=50;w=60, perhr;q=1000;w=3600"}, now_epoch=NOW
+    )
+    assert signal is not None and signal.policy == QuotaPolicy(1000, 3600, 1, "RateLimit-Policy")
+
+
+def test_unknown_parameters_are_comments_not_promises() -> None:
+    signal = parse_rate_limit_headers(
+        {"RateLimit-Policy": '"default";q=10;w=1;burst=1000;acme-burst=50;comment="leaky"'},
+        now_epoch=NOW,
+    )
+    assert signal is not None
+    assert signal.policy == QuotaPolicy(10, 1, 1, "RateLimit-Policy")  # burst 1, not 1000
+
+
+def test_a_quota_counted_in_bytes_is_not_a_request_quota() -> None:
+    bytes_only = parse_rate_limit_headers(
+        {"RateLimit-Policy": '"peruser";q=65535;qu="content-bytes";w=10;pk=:c2RmakxKVU9VSA==:'},
+        now_epoch=NOW,
+    )
+    assert bytes_only is not None and bytes_only.policy is None
+    assert bytes_only.policies[0].unit == "content-bytes"
+    both = parse_rate_limit_headers(
+        {
+            "RateLimit-Policy": '"bytes";q=1000;qu="content-bytes";w=1, '
+            '"calls";q=20;w=1, "conc";q=2;qu="concurrent-requests"'
+        },
+        now_epoch=NOW,
+    )
+    assert both is not None and both.policy == QuotaPolicy(20, 1, 1, "RateLimit-Policy")
+
+
+def test_a_policy_without_w_has_no_window_and_is_kept_not_dropped() -> None:
+    # Drafts 08-10: w is OPTIONAL and has no default: a quota with no time window.
+    signal = parse_rate_limit_headers(
+        {"RateLimit-Policy": '"trial";q=10', "RateLimit": '"trial";r=0;t=40'}, now_epoch=NOW
+    )
+    assert signal is not None
+    assert [(p.name, p.quota, p.window_s) for p in signal.policies] == [("trial", 10, None)]
+    assert signal.policy is None  # nothing to pace by ...
+    assert signal.spent_waits(include_binding=False) == [('"trial"', 40)]  # ... but spent
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"a";q=10;w=',  # a parameter without a value
+        '"a;q=10;w=1',  # an unterminated string
+        '"a";q=10;w=1,',  # a trailing comma
+        '"a";q=10;w=1 "b";q=5;w=1',  # no comma between members
+        "\u00e4;q=1;w=1",  # not ASCII
+    ],
+)
+def test_a_malformed_policy_field_is_ignored_as_a_whole(value: str) -> None:
+    assert parse_rate_limit_headers({"RateLimit-Policy": value}, now_epoch=NOW) is None
+
+
+def test_a_spent_policy_that_does_not_bind_stops_every_process_until_its_reset() -> None:
+    clock, store = Clock(), MemoryQuotaStore()
+    a = SharedPacer(store, "k", clock=clock)
+    b = SharedPacer(store, "k", clock=clock)
+    a.reserve()
+    a.observe(
+        parse_rate_limit_headers(
+            {
+                "RateLimit-Policy": '"hourly";q=100;w=3600, "daily";q=1000;w=86400',
+                # The hourly quota sets the pace and has room; the daily one is spent (say by
+                # another client of the same key): the draft's r=0 on the *other* item.
+                "RateLimit": '"hourly";r=50;t=1800, "daily";r=0;t=3000',
+            },
+            now_epoch=NOW,
+        )
+    )
+    assert b.reserve() == pytest.approx(3000.0, abs=1e-3)
+    assert 'quota spent ("daily")' in b.describe_last_wait()
+
+
+def test_a_429_with_r0_and_no_retry_after_waits_until_t() -> None:
+    clock, sleeps = Clock(), []
+    throttled = httpx.Response(
+        429,
+        headers={"RateLimit-Policy": '"default";q=100;w=60', "RateLimit": '"default";r=0;t=20'},
+    )
+    client = _client_with([throttled, page()], clock, sleeps)
+    client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
+    assert [s for s in sleeps if s >= 1] == [20.0]  # not a sub-second backoff
+    client.close()
+
+
+def test_retry_after_takes_precedence_over_the_reset_parameter() -> None:
+    clock, sleeps = Clock(), []
+    throttled = httpx.Response(
+        429,
+        headers={"Retry-After": "30", "RateLimit": '"default";r=0;t=20'},
+    )
+    client = _client_with([throttled, page()], clock, sleeps)
+    client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
+    assert [s for s in sleeps if s >= 1] == [30.0]
+    client.close()
