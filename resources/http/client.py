@@ -304,7 +304,7 @@ class MarketApiClient:
             server_wait: float | None = None
             status: int | None = None
             signal = None
-            sent = time.monotonic()
+            sent, sent_at = time.monotonic(), self._now()
             try:
                 status, headers, body = self._send_once(request)
             except httpx.TransportError as exc:  # timeouts, refused connections, cut bodies
@@ -313,7 +313,10 @@ class MarketApiClient:
             else:
                 rtt = time.monotonic() - sent
                 now = self._now()  # injectable: HTTP-date and epoch resets are relative to it
-                signal = self.adapter.rate_limit_signal(headers, now=now)
+                # Quota headers describe the window the request was counted in: the one it was
+                # sent in. An answer that crosses into the next window must not read a window
+                # just spent as the next one (and wait all of it).
+                signal = self.adapter.rate_limit_signal(headers, now=sent_at)
                 verdict = self.adapter.classify(status=status, headers=headers, body=body, now=now)
                 server_wait = usable_wait(verdict.server_wait_s)
                 if verdict.kind != "throttled":
