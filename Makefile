@@ -9,7 +9,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
 BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
-	bench-warehouse-writes bench-startup
+	bench-warehouse-writes bench-startup bench-metrics
 
 .PHONY: demo test test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
@@ -70,6 +70,9 @@ bench-warehouse-writes: .venv/.synced  ## replace_partition rows/s: Parquet; Pos
 
 bench-startup: .venv/.synced  ## time to load the definitions vs import dagster
 	$(RUN) python benchmarks/startup.py
+
+bench-metrics: .venv/.synced  ## fin-assets metrics on 10,000 partitions: scrape time, exporter RSS
+	$(RUN) python benchmarks/metrics_scrape.py
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)

@@ -15,11 +15,10 @@ sent and what the webhook refused, for the metrics exporter (``fin_assets/metric
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
@@ -29,54 +28,15 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
+from fin_assets.alert_cursor import SENSOR_NAME, AlertCursor
 from fin_assets.assets.common import partition_label
 from fin_assets.runs import RunFailure, classify_failure, reap_dead_runs, run_partitions
 from resources.dagster_resources import AlertingResource
-from resources.notify.alert import Alert, AlertKind
+from resources.notify.alert import Alert
 
 BATCH = 500
 MAX_PENDING = 200
 MAX_KILLED_OPEN = 100  # killed runs waiting for their partitions to land, at most
-SENSOR_NAME = "health_alert_sensor"
-
-
-@dataclass
-class AlertCursor:
-    event_id: int = 0  # last FRESHNESS_STATE_CHANGE storage id seen
-    run_cursor: str | None = None  # fetch_run_status_changes cursor for RUN_FAILURE
-    failing: dict[str, str] = field(default_factory=dict)  # alert key -> title
-    pending: list[dict[str, object]] = field(default_factory=list)
-    killed_at: dict[str, float] = field(default_factory=dict)  # killed run id -> when it failed
-    # What was delivered, by alert kind, and deliveries the webhook refused (the exporter's
-    # counters: they only grow, and a cursor started over starts them over).
-    sent: dict[str, int] = field(default_factory=dict)
-    delivery_failures: int = 0
-
-    @classmethod
-    def load(cls, raw: str | None) -> AlertCursor | None:
-        return cls(**json.loads(raw)) if raw else None
-
-    def dump(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    # A problem is said once when it starts and once when it ends: ``failing`` is what was said.
-    def opened(
-        self,
-        key: str,
-        subject: str,
-        title: str,
-        detail: str,
-        when: float,
-        *,
-        kind: AlertKind = "failure",
-        facts: Mapping[str, str] | None = None,
-    ) -> Alert:
-        self.failing[key] = title
-        return Alert(key, kind, subject, title, detail, when, dict(facts or {}))
-
-    def recovered(self, key: str, subject: str, title: str, detail: str, when: float) -> Alert:
-        del self.failing[key]
-        return Alert(key, "recovery", subject, title, detail, when)
 
 
 # Each source is read the way every event-log storage supports it (the embedded SQLite one is

@@ -47,7 +47,6 @@ def metrics(argv: list[str]) -> int:
     import os
 
     from fin_assets.metrics import DEFAULT_PORT, serve
-    from fin_assets.settings import DEFAULTS, Settings
 
     parser = argparse.ArgumentParser(
         prog="fin-assets metrics",
@@ -60,19 +59,23 @@ def metrics(argv: list[str]) -> int:
         "--cache-seconds",
         type=float,
         default=None,
-        help="scrapes within this many seconds share one reading (default "
-        f"FIN_METRICS_CACHE_SECONDS, {DEFAULTS['FIN_METRICS_CACHE_SECONDS']})",
+        help="scrapes within this many seconds share one reading (default: "
+        "FIN_METRICS_CACHE_SECONDS)",
+    )
+    parser.add_argument(
+        "--describe",
+        action="store_true",
+        help="print what the exporter reads from the definitions (JSON) and exit",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     env = dict(os.environ)
-    cache_s = args.cache_seconds
-    if cache_s is None:
-        try:
-            cache_s = Settings.from_env(env).metrics_cache_s
-        except Exception:  # a bad setting is reported by serve(); the exporter still runs
-            cache_s = float(DEFAULTS["FIN_METRICS_CACHE_SECONDS"])
-    return serve(host=args.host, port=args.port, cache_s=cache_s, env=env)
+    if args.describe:
+        from fin_assets.metrics import load_code_location
+
+        print(load_code_location(env).to_json())
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return serve(host=args.host, port=args.port, cache_s=args.cache_seconds, env=env)
 
 
 if __name__ == "__main__":

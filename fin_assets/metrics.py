@@ -18,14 +18,17 @@ heartbeats, the quota) are read fresh each time.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,17 +36,21 @@ import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
 from dagster._core.event_api import EventLogRecord, EventRecordsFilter
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+from dagster._core.remote_representation.external_data import TimeWindowPartitionsSnap
 from dagster._core.scheduler.instigation import InstigatorType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._serdes import deserialize_value, serialize_value
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from fin_assets.alerts import SENSOR_NAME, AlertCursor
+from fin_assets.alert_cursor import SENSOR_NAME, AlertCursor
 from fin_assets.assets.attempts import ATTEMPT_OUTCOME
 from fin_assets.runs import classify_failure
+from resources.logfields import log_fields
 from resources.metrics.catalog import Sample, families
 from resources.metrics.quota import Ceiling, QuotaStoreReader, endpoint_of
 from resources.notify.alert import ALERT_KINDS
+from resources.ratelimit.policy import QuotaPolicy
 
 logger = logging.getLogger("fin_assets.metrics")
 
@@ -84,19 +91,87 @@ class AssetFacts:
 
 @dataclass(frozen=True)
 class CodeLocation:
-    """What the exporter reads from the code location's definitions: sources, assets (with
-    their partitions, for the lag), checks."""
+    """What the exporter reads from the code location: sources, assets (with their
+    partitions, for the lag), checks, and the settings it needs (the quota store, the cache)."""
 
     sources: tuple[SourceFacts, ...] = ()
     assets: tuple[AssetFacts, ...] = ()
     check_keys: tuple[dg.AssetCheckKey, ...] = ()
+    quota_store: str | None = None
+    cache_s: float | None = None
 
     def ceilings(self) -> dict[tuple[str, str], Ceiling]:
         return {(s.provider, s.base_url.rstrip("/")): s.ceiling for s in self.sources}
 
+    # The exporter gets these from a short-lived child process that loads the definitions
+    # (``fin-assets metrics --describe``): loading them imports the code location (polars, the
+    # adapters, ~35 MiB) for good; the exporter itself keeps Dagster and its storage only.
+    def to_json(self) -> str:
+        def policy(p: QuotaPolicy | None) -> list[object] | None:
+            return None if p is None else [p.limit, p.window_s, p.burst, p.source]
+
+        return json.dumps(
+            {
+                "sources": [
+                    {
+                        **{k: v for k, v in asdict(s).items() if k != "ceiling"},
+                        "ceiling": policy(s.ceiling.policy),
+                        "ceiling_origin": s.ceiling.origin,
+                    }
+                    for s in self.sources
+                ],
+                "assets": [
+                    {
+                        "key": list(a.key.path),
+                        "source": a.source,
+                        "partitions": serialize_value(
+                            TimeWindowPartitionsSnap.from_def(a.partitions)
+                        )
+                        if a.partitions is not None
+                        else None,
+                    }
+                    for a in self.assets
+                ],
+                "checks": [[list(k.asset_key.path), k.name] for k in self.check_keys],
+                "quota_store": self.quota_store,
+                "cache_s": self.cache_s,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> CodeLocation:
+        data = json.loads(text)
+        sources = tuple(
+            SourceFacts(
+                label=s["label"],
+                provider=s["provider"],
+                base_url=s["base_url"],
+                ceiling=Ceiling(
+                    QuotaPolicy(*s["ceiling"]) if s["ceiling"] else None, s["ceiling_origin"]
+                ),
+                stale_after_s=s["stale_after_s"],
+            )
+            for s in data["sources"]
+        )
+        assets = tuple(
+            AssetFacts(
+                dg.AssetKey(a["key"]),
+                a["source"],
+                deserialize_value(
+                    a["partitions"], TimeWindowPartitionsSnap
+                ).get_partitions_definition()
+                if a["partitions"]
+                else None,  # type: ignore[arg-type]
+            )
+            for a in data["assets"]
+        )
+        checks = tuple(dg.AssetCheckKey(dg.AssetKey(path), name) for path, name in data["checks"])
+        return cls(sources, assets, checks, data["quota_store"], data["cache_s"])
+
 
 def load_code_location(env: Mapping[str, str]) -> CodeLocation:
-    """The definitions Dagster would load from this environment, as the exporter needs them."""
+    """The definitions Dagster would load from this environment, as the exporter needs them
+    (in this process: ``describe_in_child`` is what the exporter uses)."""
     from fin_assets.components import DEFS_DIR, load_source_files
     from fin_assets.definitions import build_definitions
     from fin_assets.settings import Settings
@@ -140,7 +215,23 @@ def load_code_location(env: Mapping[str, str]) -> CodeLocation:
             )
         )
     checks = tuple(sorted(graph.asset_check_keys, key=lambda k: k.to_user_string()))
-    return CodeLocation(tuple(sources), tuple(assets), checks)
+    return CodeLocation(
+        tuple(sources), tuple(assets), checks, settings.quota_store, settings.metrics_cache_s
+    )
+
+
+def describe_in_child(env: Mapping[str, str], *, timeout_s: float = 300) -> CodeLocation:
+    """``load_code_location`` in a child process (``fin-assets metrics --describe``)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "fin_assets.cli", "metrics", "--describe"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr else "failed")
+    return CodeLocation.from_json(result.stdout)
 
 
 # -- the pure parts --------------------------------------------------------------------------------
@@ -604,39 +695,41 @@ def serve(
     *,
     host: str,
     port: int,
-    cache_s: float,
+    cache_s: float | None,
     env: Mapping[str, str],
     stop: threading.Event | None = None,
 ) -> int:
-    """Read the instance named by DAGSTER_HOME and serve /metrics until SIGTERM or ``stop``."""
+    """Read the instance named by DAGSTER_HOME and serve /metrics until SIGTERM or ``stop``;
+    ``cache_s`` None: FIN_METRICS_CACHE_SECONDS."""
     from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 
     if not env.get("DAGSTER_HOME"):
         logger.error("fin-assets metrics: DAGSTER_HOME is not set: point it at the instance")
         return 2
-    quota_store: str | None = None
+    began = time.monotonic()
     location: CodeLocation | None = None
     try:
-        from fin_assets.settings import Settings
-
-        quota_store = Settings.from_env(env).quota_store
-        location = load_code_location(env)
-    except Exception:
+        location = describe_in_child(env)
+    except Exception as exc:
         # A broken code location is no reason to stop reporting on the instance: the
         # daemon's heartbeat and the runs still page someone.
-        logger.exception("metrics: the definitions did not load; serving the instance only")
+        logger.error("metrics: the definitions did not load (%s); serving the instance only", exc)
     instance = dg.DagsterInstance.get()
-    metrics = InstanceMetrics(instance, location, quota_store=quota_store)
+    metrics = InstanceMetrics(
+        instance, location, quota_store=location.quota_store if location else None
+    )
     if location is None:
         metrics.errors["definitions"] += 1
-    began = time.monotonic()
+    if cache_s is None:
+        cache_s = location.cache_s if location and location.cache_s is not None else 5.0
     collector = CachedCollector(metrics.read, cache_s=cache_s)
     collector.collect()  # the history is read once, before the first scrape
     logger.info(
-        "metrics: read the event log in %.2f s; serving http://%s:%d/metrics",
+        "metrics: definitions and event log read in %.2f s; serving http://%s:%d/metrics%s",
         time.monotonic() - began,
         host,
         port,
+        log_fields(cache_s=float(cache_s)),
     )
     registry = CollectorRegistry()
     registry.register(collector)

@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from resources.http.client import ClientStats
+# A type only: the metrics exporter reads ATTEMPT_OUTCOME without loading the API client.
+if TYPE_CHECKING:
+    from resources.http.client import ClientStats
 
 ATTEMPT_OUTCOME = "attempt_outcome"  # metadata key: "rescheduled" or "failed"
 RESCHEDULED, FAILED = "rescheduled", "failed"

@@ -21,7 +21,6 @@ from resources.ratelimit.gcra import QuotaState
 from resources.ratelimit.learning import in_force
 from resources.ratelimit.policy import QuotaPolicy
 from resources.ratelimit.stores import STATE_COLUMNS, state_from_row
-from resources.storage.pg import POSTGRES_SCHEMES
 
 SQLITE_TABLE = "quota_state"  # SQLiteQuotaStore's table
 
@@ -117,7 +116,8 @@ class QuotaStoreReader:
         self._pg: Any = None
 
     def states(self) -> list[tuple[str, QuotaState]]:
-        if self.location.startswith(tuple(f"{s}://" for s in POSTGRES_SCHEMES)):
+        # As MarketApiResource tells them apart (psycopg2 is imported only for PostgreSQL).
+        if self.location.startswith(("postgresql://", "postgres://")):
             return self._postgres_states()
         return self._sqlite_states(Path(self.location))
 

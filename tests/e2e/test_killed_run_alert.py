@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fin_assets.alerts import SENSOR_NAME
+from fin_assets.alert_cursor import SENSOR_NAME
 from fin_assets.runs import WORKER_TAG
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver

@@ -16,7 +16,14 @@ from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
 
 from fin_assets.alerts import AlertCursor, killed_recoveries, run_failure_alerts
 from fin_assets.assets.attempts import ATTEMPT_OUTCOME
-from fin_assets.metrics import CachedCollector, InstanceMetrics, lag_seconds, source_of
+from fin_assets.metrics import (
+    CachedCollector,
+    CodeLocation,
+    InstanceMetrics,
+    lag_seconds,
+    load_code_location,
+    source_of,
+)
 from fin_assets.partitions import hourly_partitions, source_partitions
 from fin_assets.runs import CGROUP_TAG, DEAD_WORKER, WORKER_TAG, classify_failure
 from fin_assets.sources import Source
@@ -411,3 +418,34 @@ def test_a_binance_ban_counts_as_banned(tmp_path: Path) -> None:
         list(client.iter_pages("BTCUSDT", start=start, end=start + timedelta(hours=1)))
     metadata = client.stats.as_metadata()
     assert (metadata["throttled_429"], metadata["banned_418"]) == (1, 1)
+
+
+# -- what the exporter process loads ---------------------------------------------------------------
+def test_the_code_location_reaches_the_exporter_exactly() -> None:
+    location = load_code_location({})  # the two declared sources, crypto 24/7, us_equities XNYS
+    again = CodeLocation.from_json(location.to_json())
+    assert again == location
+    equities = next(a for a in again.assets if a.key == dg.AssetKey(["raw", "us_equities", "bars"]))
+    assert equities.partitions is not None and equities.partitions.exclusions  # the calendar
+    assert {s.label for s in again.sources} == {"crypto", "us_equities"}
+    assert again.check_keys
+
+
+def test_the_exporter_does_not_load_the_code_location() -> None:
+    # The exporter's memory budget: Dagster and its storage, not polars and the adapters.
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, fin_assets.metrics; print(sorted({'polars', 'httpx', 'pandas'} & "
+            "set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -125,3 +125,16 @@ def test_the_exporter_unit_runs_the_exporter_on_the_scraped_port() -> None:
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "fin-assets"]
     assert job["static_configs"][0]["targets"] == [f"127.0.0.1:{port}"]
+
+
+def test_the_readme_metrics_table_is_the_catalog() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    row = re.compile(r"^\| `(fin_assets_[a-z0-9_]+)` \| (counter|gauge) \| (.+?) \| .+ \|$")
+    table = {}
+    for line in section.splitlines():
+        match = row.match(line)
+        if match:
+            labels = tuple(re.findall(r"`([a-z_]+)`", match.group(3)))
+            table[match.group(1)] = (match.group(2), labels)
+    assert table == {name: (spec.kind, spec.labels) for name, spec in SPECS.items()}
