@@ -449,3 +449,47 @@ def test_the_exporter_does_not_load_the_code_location() -> None:
         check=True,
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_run_monitorings_worker_died_is_killed_and_a_backfill_counts_what_is_left() -> None:
+    import time as clock
+
+    from dagster._core.execution.backfill import PartitionBackfill
+
+    with dg.instance_for_test() as instance:
+        run = started_run(instance)
+        instance.report_engine_event(
+            "Detected run worker status WorkerStatus.FAILED: 'run worker gone'. Marking run "
+            f"{run.run_id} as failed.",
+            run,
+        )
+        instance.report_run_failed(run)
+        failure = classify_failure(instance, run)
+        assert failure.reason == "killed" and failure.death is not None
+        assert failure.death.signal is None  # run monitoring cannot know it
+        assert "signal unknown" in failure.death.describe()
+
+        @dg.asset(partitions_def=hourly_partitions)
+        def bars() -> None: ...
+
+        graph = dg.Definitions(assets=[bars]).get_repository_def().asset_graph
+        keys = ["2026-01-05-00:00", "2026-01-05-01:00", "2026-01-05-02:00"]
+        instance.add_backfill(
+            PartitionBackfill.from_asset_partitions(
+                backfill_id="b1",
+                asset_graph=graph,
+                partition_names=keys,
+                asset_selection=[bars.key],
+                backfill_timestamp=clock.time(),
+                tags={},
+                dynamic_partitions_store=instance,
+                all_partitions=False,
+                title=None,
+                description=None,
+                run_config=None,
+            )
+        )
+        samples = InstanceMetrics(instance).read()
+        assert values(samples, "fin_assets_backfills_in_progress") == 1
+        assert values(samples, "fin_assets_backfill_partitions_left") == 3
+        assert values(samples, "fin_assets_runs_failed_last_hour", reason="killed") == 1
