@@ -25,12 +25,13 @@ the same from 1 s after the start (Q*(T-1)), every 429 the server sent, and the 
 time each logical request spent waiting (pacing, Retry-After, backoff, sleep; not the network).
 
 Targets (the run exits 1 if one is missed; the baselines never fail it):
-configured: utilization >= 0.95 and zero 429s for every N;
+configured: utilization >= 0.99 and zero 429s for every N;
 learned: at most one 429 per process (<= N) and utilization after start-up >= 0.90.
 
-Our client paces at SAFETY_RATE (98 %) of the quota and keeps one unit of burst spare, so its
-ceiling with the defaults is (B - 1 + 0.98 * Q * T) / (Q * T + B) = 0.974. "After 1 s" can
-exceed 1.0: tokens the bucket saved up before that second are spent inside it.
+Our client paces at SAFETY_RATE (99.8 %) of the quota and uses the burst less ARRIVAL_JITTER_S
+(20 ms, 0.4 of a unit here; ``resources/ratelimit/policy.py``), so its ceiling with the
+defaults is (B - 0.4 + 0.998 * Q * T) / (Q * T + B) = 0.995. "After 1 s" can exceed 1.0:
+tokens the bucket saved up before that second are spent inside it.
 ``--strategies`` runs a subset; ``--dump-log DIR`` keeps each scenario's request log and records.
 """
 
@@ -61,7 +62,7 @@ LATEST_PATH = "/v1/latest"
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 5.0
 STARTUP_WINDOW_S = 1.0  # "after start-up" utilization is measured from start + this
-TARGET_CONFIGURED_UTIL = 0.95
+TARGET_CONFIGURED_UTIL = 0.99
 TARGET_LEARNED_UTIL_AFTER = 0.90
 WORKER_GRACE_S = 30.0  # a worker still running this long after --until is killed
 READY_TIMEOUT_S = 120.0  # for N workers to import and open their store

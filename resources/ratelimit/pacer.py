@@ -16,7 +16,8 @@ from resources.ratelimit.headers import RateLimitSignal
 from resources.ratelimit.policy import QuotaPolicy, lower_quota
 from resources.ratelimit.stores import QuotaStore
 
-logger = logging.getLogger("fin_assets.quota")
+# A child of the client's logger: Dagster captures it into the run's event log with the waits.
+logger = logging.getLogger("fin_assets.client.quota")
 
 
 # -- what the client talks to ---------------------------------------------------------------

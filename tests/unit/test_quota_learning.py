@@ -116,7 +116,7 @@ def test_binance_ceiling_25x_too_high_is_corrected_at_the_first_429_for_every_pr
     sim = server("binance", "weight=240/60", clock, request_weight=2)
     adapter = dialect_adapter("binance")
     ceiling = QuotaPolicy(6000, 60, 1, "Binance documented")
-    caplog.set_level(logging.WARNING, logger="fin_assets.quota")
+    caplog.set_level(logging.WARNING, logger="fin_assets.client.quota")
     processes = [
         client(sim, clock, store, policy=ceiling, adapter=adapter, max_wait_s=600) for _ in range(6)
     ]
