@@ -155,9 +155,14 @@ class UniverseResource(dg.ConfigurableResource):
     """The symbols every market-data asset covers (comma-separated)."""
 
     symbols: str
+    provider: str | None = Field(
+        default=None,
+        description="The provider they are fetched from: its own ticker forms (Polygon's X:, "
+        "C:, I:, O:) are accepted for it only.",
+    )
 
     def list(self) -> tuple[str, ...]:
-        return parse_symbols(self.symbols)
+        return parse_symbols(self.symbols, provider=self.provider)
 
 
 class AlertingResource(dg.ConfigurableResource):
