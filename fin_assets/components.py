@@ -43,12 +43,15 @@ from resources.calendars import TWENTY_FOUR_SEVEN
 from resources.errors import InvalidInputError
 from resources.providers import get_adapter, provider_names
 from resources.ratelimit.policy import QuotaPolicy
-from resources.validation import SYMBOL_RE
+from resources.validation import PROVIDER_SYMBOL_RE, SYMBOL_RE, parse_symbols
 
 # The providers a source may name, from the registry (resources/providers/__init__.py): a
 # Literal, so that the schema `dg check yaml` validates against lists them.
 ProviderName = Literal[tuple(provider_names())]  # type: ignore[valid-type]
 CALENDAR_PATTERN = r"^(24/7|[A-Z0-9]{3,6})$"
+ANY_SYMBOL_PATTERN = "|".join(
+    f"(?:{rule.pattern})" for rule in (SYMBOL_RE, *PROVIDER_SYMBOL_RE.values())
+)
 
 
 TYPE_NAME = "fin_assets.components.MarketDataSource"
@@ -83,7 +86,8 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
     symbols: list[str] = Field(
         min_length=1,
         description="The symbols, e.g. [AAPL, MSFT] or [BTCUSDT].",
-        json_schema_extra={"items": {"type": "string", "pattern": SYMBOL_RE.pattern}},
+        # The loosest form any provider accepts; each provider's own rule is checked at load.
+        json_schema_extra={"items": {"type": "string", "pattern": ANY_SYMBOL_PATTERN}},
     )
     calendar: str = Field(
         default=TWENTY_FOUR_SEVEN,
@@ -110,9 +114,10 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
     )
 
     def to_source(self) -> Source:
-        for symbol in self.symbols:
-            if not SYMBOL_RE.fullmatch(symbol):
-                raise ValueError(f"source {self.name}: symbols: invalid symbol {symbol!r}")
+        try:
+            symbols = parse_symbols(self.symbols, provider=self.provider)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"source {self.name}: symbols: {exc}") from None
         quota = (
             QuotaPolicy(self.quota.requests, self.quota.window_seconds, self.quota.burst)
             if isinstance(self.quota, QuotaModel)
@@ -121,7 +126,7 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
         return Source(
             name=self.name,
             provider=self.provider,
-            symbols=tuple(dict.fromkeys(self.symbols)),
+            symbols=symbols,
             base_url=self.base_url or get_adapter(self.provider).default_base_url,
             calendar=self.calendar,
             api_key_env=self.api_key_env,

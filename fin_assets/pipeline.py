@@ -74,7 +74,9 @@ def source_resources(
             late_data_retries=settings.late_data_retries,
             late_data_retry_s=settings.late_data_retry_s,
         ),
-        source.resource_key("universe"): UniverseResource(symbols=",".join(source.symbols)),
+        source.resource_key("universe"): UniverseResource(
+            symbols=",".join(source.symbols), provider=source.provider
+        ),
     }
 
 

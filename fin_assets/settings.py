@@ -167,7 +167,7 @@ class Settings:
             daily_deadline_cron=read.text("FIN_FRESHNESS_DAILY_DEADLINE_CRON"),
         )
         base_url = env.get("FIN_API_BASE_URL") or adapter.default_base_url
-        symbols = parse_symbols(read.text("FIN_SYMBOLS"))
+        symbols = parse_symbols(read.text("FIN_SYMBOLS"), provider=provider)
         shorthand = None
         if any(env.get(name) for name in SHORTHAND_VARIABLES):
             shorthand = Source(
