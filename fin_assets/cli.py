@@ -53,7 +53,7 @@ def metrics(argv: list[str]) -> int:
         description="Serve Prometheus metrics read from the Dagster instance ($DAGSTER_HOME) "
         "and the quota store (FIN_QUOTA_STORE) at http://HOST:PORT/metrics.",
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     parser.add_argument(
         "--cache-seconds",
@@ -75,6 +75,7 @@ def metrics(argv: list[str]) -> int:
         print(load_code_location(env).to_json())
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its plugin set-up, every start
     return serve(host=args.host, port=args.port, cache_s=args.cache_seconds, env=env)
 
 
