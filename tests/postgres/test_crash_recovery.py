@@ -144,8 +144,12 @@ def test_a_run_worker_killed_mid_step_is_failed_retried_and_the_partition_lands(
     os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_",))})
     try:
         instance = dg.DagsterInstance.get()
+        # The launched run, not one the daemon's sensors start meanwhile (a freshness check's).
         first = wait_for(
-            "the run", lambda: instance.get_runs(limit=1), timeout=30, interval=POLL_S
+            "the run",
+            lambda: instance.get_runs(filters=dg.RunsFilter(job_name="bars_hourly_job"), limit=1),
+            timeout=30,
+            interval=POLL_S,
         )[0]
 
         def step_started_pid() -> int | None:
