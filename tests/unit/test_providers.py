@@ -12,9 +12,11 @@ import pytest
 
 from fin_assets.definitions import build_definitions
 from resources.errors import InvalidInputError, SchemaError
-from resources.providers import BinanceAdapter, PolygonAdapter, get_adapter
+from resources.providers import get_adapter
 from resources.providers.base import ApiRequest
+from resources.providers.binance import BinanceAdapter
 from resources.providers.decoding import BAR_SCHEMA
+from resources.providers.polygon import PolygonAdapter
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HOUR = datetime(2026, 1, 5, tzinfo=UTC)
