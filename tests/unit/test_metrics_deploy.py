@@ -128,7 +128,7 @@ def test_the_exporter_unit_runs_the_exporter_on_the_scraped_port() -> None:
 
 
 def test_the_readme_metrics_table_is_the_catalog() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "deploy" / "README.md").read_text()
     section = readme.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     row = re.compile(r"^\| `(fin_assets_[a-z0-9_]+)` \| (counter|gauge) \| (.+?) \| .+ \|$")
     table = {}
