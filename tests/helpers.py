@@ -50,6 +50,23 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (what an OOM kill of its cgroup also kills), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
 # -- the command line -----------------------------------------------------------------------
 def dagster_home(path: Path) -> Path:
     """A fresh Dagster instance directory with the project's embedded instance config."""

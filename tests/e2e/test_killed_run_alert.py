@@ -23,26 +23,10 @@ from fin_assets.alert_cursor import SENSOR_NAME
 from fin_assets.runs import WORKER_TAG
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver
-from tests.helpers import dagster_home, run_cli, start_cli, stop_process, wait_for
+from tests.helpers import dagster_home, descendants, run_cli, start_cli, stop_process, wait_for
 
 HOUR = "2026-01-05-03:00"
 POLL_S = 0.5  # every probe asks the Dagster instance
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(children.get(child, []))
-    return found
 
 
 @pytest.fixture

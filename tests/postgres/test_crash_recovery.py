@@ -21,7 +21,7 @@ import yaml
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.parquet import ParquetWarehouse
 from tests.conftest import fin_env
-from tests.helpers import free_port, run_cli, start_cli, stop_process, wait_for
+from tests.helpers import descendants, free_port, run_cli, start_cli, stop_process, wait_for
 from tests.postgres.conftest import postgres_instance_env
 
 HOUR = "2026-01-05-03:00"
@@ -98,22 +98,6 @@ def services(fresh_database: str, tmp_path: Path) -> Iterator[tuple[dict[str, st
                 stop_process(proc)
             code_log.close()
             daemon_log.close()
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(children.get(child, []))
-    return found
 
 
 def _listening(port: int) -> bool:
