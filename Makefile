@@ -17,8 +17,10 @@ BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests 
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
 
+# --compile-bytecode: every Dagster step is a new process, and where PYTHONDONTWRITEBYTECODE is
+# set (CI here) each one would compile Dagster from source again: seconds per step.
 .venv/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 	@touch $@
 
 demo: .venv/.synced  ## simulator + Dagster, both declared sources over 2026-01-16..20, a summary each
