@@ -21,8 +21,8 @@ import dagster as dg
 
 from fin_assets.alerts import build_health_alert_sensor
 from fin_assets.automation import build_automation_sensor
+from fin_assets.executors import build_executor
 from fin_assets.pipeline import build_source_definitions
-from fin_assets.runs import fin_assets_executor
 from fin_assets.settings import PROJECT_ROOT, WEBHOOK_VARIABLE, Settings
 from resources.dagster_resources import AlertingResource, SnapshotStoreResource, WarehouseResource
 
@@ -42,8 +42,9 @@ def shared_definitions(settings: Settings) -> dg.Definitions:
                 payload_format=settings.alert_format,
             ),
         },
-        # Dagster's default executor, recording each run's worker and failing dead runs first.
-        executor=fin_assets_executor,
+        # FIN_EXECUTOR: Dagster's default executor or Celery's, each recording the run's
+        # orchestrating process and failing dead runs first (fin_assets/executors.py).
+        executor=build_executor(settings),
     )
 
 

@@ -327,11 +327,21 @@ def run_partitions(run: dg.DagsterRun) -> tuple[str, ...]:
     return (first, last) if first and last else ()
 
 
-class _ReapingExecutor(dg.Executor):
-    """The default executor, after recording this run's worker and reaping dead runs."""
+class ReapingExecutor(dg.Executor):
+    """An executor (the default one, or Celery's: ``fin_assets/executors.py``), after recording
+    this run's worker and reaping dead runs. The worker recorded is the process that
+    orchestrates the run, wherever its steps execute: with Celery, the steps run on worker
+    hosts, and a step whose host dies is redelivered by the broker, not judged here."""
 
     def __init__(self, inner: dg.Executor) -> None:
         self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        # What an inner executor's own loop reads from ``plan_context.executor`` (Celery's
+        # ``app_args``): the run's executor is this wrapper, so it answers for the inner one.
+        if name == "_inner":  # not set yet (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self._inner, name)
 
     @property
     def retries(self) -> Any:
@@ -374,4 +384,4 @@ _default = dg.multi_or_in_process_executor
 def fin_assets_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """Dagster's default (multiprocess or in-process) executor, recording its worker and
     failing dead runs first (see the module docstring)."""
-    return _ReapingExecutor(_default.executor_creation_fn(init_context))  # type: ignore[misc]
+    return ReapingExecutor(_default.executor_creation_fn(init_context))  # type: ignore[misc]

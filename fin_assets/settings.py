@@ -32,6 +32,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 API_KEY_VARIABLE = "FIN_API_KEY"
 WEBHOOK_VARIABLE = "FIN_ALERT_WEBHOOK_URL"
 QUOTA_STORE_FILE = "fin_assets_quota.sqlite"
+EXECUTORS = ("multiprocess", "celery")
+# RabbitMQ's own default account, on loopback: a real deployment names its broker.
+DEFAULT_CELERY_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 # Any of these set: the environment describes the deployment's one source (the shorthand).
 SHORTHAND_VARIABLES = ("FIN_PROVIDER", "FIN_SYMBOLS", "FIN_API_BASE_URL")
 
@@ -94,6 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "FIN_METRICS_CACHE_SECONDS", "5", "scrapes of fin-assets metrics share a reading this long"
     ),
+    Setting("FIN_EXECUTOR", "multiprocess", "where steps run: 'multiprocess' (here) or 'celery'"),
+    Setting("FIN_CELERY_BROKER", DEFAULT_CELERY_BROKER, "the Celery broker, FIN_EXECUTOR=celery"),
 )
 DEFAULTS: dict[str, str] = {s.name: s.default for s in SETTINGS}
 
@@ -129,6 +134,9 @@ class Settings:
     cache_dir: Path  # exchange sessions, computed once (resources/calendars.py)
     sources_dir: Path | None  # FIN_SOURCES_DIR; None: fin_assets/defs/ (the component tree)
     metrics_cache_s: float  # FIN_METRICS_CACHE_SECONDS (fin_assets/metrics.py)
+    executor: str  # FIN_EXECUTOR: one of EXECUTORS (fin_assets/executors.py)
+    celery_broker: str  # FIN_CELERY_BROKER (may hold a password: log it redacted)
+    celery_broker_set: bool  # FIN_CELERY_BROKER is set: bind it as an env var, not a value
 
     def adapter_for(self, provider: str) -> ProviderAdapter:
         return self.adapter if provider == self.provider else get_adapter(provider)
@@ -159,6 +167,11 @@ class Settings:
         if alert_format not in PAYLOAD_FORMATS:
             raise InvalidInputError(
                 f"FIN_ALERT_FORMAT={alert_format!r}: expected one of {', '.join(PAYLOAD_FORMATS)}"
+            )
+        executor = read.text("FIN_EXECUTOR")
+        if executor not in EXECUTORS:
+            raise InvalidInputError(
+                f"FIN_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}"
             )
         warn = read.number("FIN_FRESHNESS_HOURLY_WARN_MINUTES", float)
         freshness = FreshnessSettings(
@@ -210,6 +223,9 @@ class Settings:
             if env.get("FIN_SOURCES_DIR")
             else None,
             metrics_cache_s=read.number("FIN_METRICS_CACHE_SECONDS", float),
+            executor=executor,
+            celery_broker=read.text("FIN_CELERY_BROKER"),
+            celery_broker_set=bool(env.get("FIN_CELERY_BROKER")),
         )
 
 

@@ -19,7 +19,9 @@ The tree::
     │       └── SchemaError         a field missing or of the wrong type (names provider,
     │                               symbol, partition and field)
     ├── DataValidationError         parsed rows that break an invariant (OHLC, prices)
-    └── StorageError                a snapshot or warehouse partition that is missing or corrupt
+    ├── StorageError                a snapshot or warehouse partition that is missing or corrupt
+    └── BrokerUnreachableError      the Celery broker (FIN_EXECUTOR=celery) cannot be reached:
+                                    the run stops, naming the broker (has .broker, redacted)
 """
 
 from __future__ import annotations
@@ -93,3 +95,9 @@ class DataValidationError(FinAssetsError):
 
 class StorageError(FinAssetsError):
     pass
+
+
+class BrokerUnreachableError(FinAssetsError):
+    def __init__(self, message: str, *, broker: str) -> None:
+        super().__init__(message)
+        self.broker = broker

@@ -60,7 +60,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @contextlib.contextmanager
-def _database(prefix: str) -> Iterator[str]:
+def throwaway_database(prefix: str) -> Iterator[str]:
     """URL of a new database ``<prefix><random hex>``, dropped (with its connections) after."""
     admin = psycopg2.connect(admin_url(), connect_timeout=3)
     admin.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
@@ -80,7 +80,7 @@ def _database(prefix: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """URL of a fresh database, dropped (with its connections) when the session ends."""
-    with _database("fin_assets_test_") as url:
+    with throwaway_database("fin_assets_test_") as url:
         yield url
 
 
@@ -102,7 +102,7 @@ def pg_schema(pg_url: str) -> str:
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
     """A database of its own for one test (a Dagster instance's tables, say), dropped after."""
-    with _database("fin_assets_instance_") as url:
+    with throwaway_database("fin_assets_instance_") as url:
         yield url
 
 
