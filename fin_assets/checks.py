@@ -38,6 +38,10 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
+# Also not exported: how a step logs events as one batch (see EvaluationWriter).
+from dagster._core.errors import DagsterAssetCheckFailedError
+from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
+
 from fin_assets.assets.common import dagster_errors, partition_label
 from fin_assets.partitions import SourcePartitions
 from fin_assets.sources import Source
@@ -99,6 +103,10 @@ class QualityRule:
     def severity(self) -> dg.AssetCheckSeverity:
         return dg.AssetCheckSeverity.ERROR if self.blocking else dg.AssetCheckSeverity.WARN
 
+
+# Partitions whose evaluations are looked up and recorded together: a week of hours.
+CHECK_CHUNK = 168
+MAX_FAILURES_LOGGED = 20
 
 BLOCKING_NOTE = " Blocking: a failure holds back downstream assets."
 WARN_NOTE = " Warning only, never blocks."
@@ -205,18 +213,75 @@ DAILY_RETURNS_RULES: tuple[QualityRule, ...] = (
 )
 
 
-def _target_materialization(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_key: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition_key]), limit=1
-    ).records
-    if not records:
-        return None
-    record = records[0]
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+def _target_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Sequence[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """Each partition's latest materialization, in two queries for the whole chunk (one per
+    partition made the check step of a deep backfill a query per hour)."""
+    storage = instance.event_log_storage
+    latest = storage.get_latest_storage_id_by_partition(
+        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(partition_keys)
     )
+    if not latest:
+        return {}
+    records = storage.get_asset_event_summary_records(
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        asset_key=asset_key,
+        storage_ids=list(latest.values()),
+    )
+    return {
+        record.partition: AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id or "", timestamp=record.timestamp
+        )
+        for record in records
+        if record.partition is not None
+    }
+
+
+class EvaluationWriter:
+    """Records a check step's evaluations: as batches (one transaction per chunk of
+    partitions) when the instance's event log takes them (``fin_assets/event_log.py``),
+    otherwise one event each, as Dagster does.
+
+    A batched evaluation is logged here rather than yielded, so Dagster does not see it fail:
+    ``blocking_failures`` lists the blocking ones for the step to fail on, with Dagster's words.
+    """
+
+    def __init__(self, context: dg.AssetCheckExecutionContext) -> None:
+        self._context = context
+        self.batched = bool(
+            getattr(context.instance.event_log_storage, "takes_check_evaluation_batches", False)
+        )
+        self.blocking_failures: list[dg.AssetCheckEvaluation] = []
+
+    def write(
+        self, evaluations: Sequence[dg.AssetCheckEvaluation]
+    ) -> Iterator[dg.AssetCheckEvaluation]:
+        """Record ``evaluations``; yields those the step must yield itself (unbatched)."""
+        if not self.batched:
+            yield from evaluations
+            return
+        # The step's own context: Dagster's public API has no way to log an evaluation as part
+        # of a batch, and DagsterEvent.from_step is what a yielded evaluation goes through.
+        step_context = self._context.op_execution_context._step_execution_context  # noqa: SLF001
+        batch = generate_event_batch_id()
+        for index, evaluation in enumerate(evaluations):
+            if not evaluation.passed and evaluation.blocking:
+                self.blocking_failures.append(evaluation)
+            DagsterEvent.from_step(
+                event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+                step_context=step_context,
+                event_specific_data=evaluation,
+                message=f"Asset check '{evaluation.check_name}' on "
+                f"'{evaluation.asset_key.to_user_string()}' "
+                + ("passed." if evaluation.passed else "did not pass.")
+                + (
+                    ""
+                    if evaluation.description is None
+                    else f" Description: '{evaluation.description}'"
+                ),
+                batch_metadata=DagsterEventBatchMetadata(batch, index == len(evaluations) - 1),
+            )
 
 
 def _metadata(rule: QualityRule, outcome: CheckOutcome, partition_key: str) -> dict[str, object]:
@@ -239,6 +304,11 @@ def _metadata(rule: QualityRule, outcome: CheckOutcome, partition_key: str) -> d
     if rule.thresholds:
         metadata["thresholds"] = dg.MetadataValue.json(dict(rule.thresholds))
     return metadata
+
+
+def _chunks(keys: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
 
 
 def _previous_key(partitions_def: dg.TimeWindowPartitionsDefinition, start: datetime) -> str | None:
@@ -298,6 +368,7 @@ def build_partition_checks(
             )
         keys = list(context.partition_keys)
         failures: list[str] = []
+        writer = EvaluationWriter(context)
         with dagster_errors(asset=f"{label} checks"):
             warehouse: WarehouseResource = context.resources.warehouse
             wh = warehouse.warehouse()
@@ -308,58 +379,67 @@ def build_partition_checks(
                 first = partitions_def.time_window_for_partition_key(keys[0])
                 before = _previous_key(partitions_def, first.start)
                 previous = wh.read_partition(table, before) if before else None
-            for key in keys:
-                time_window = partitions_def.time_window_for_partition_key(key)
-                frame = wh.read_partition(table, key)
-                target = _target_materialization(context.instance, asset_key, key)
-                # One window per partition, so the rules that read the context share one concat.
-                window = (
-                    None
-                    if frame is None
-                    else Window(
-                        partition_key=key,
-                        start=time_window.start,
-                        end=time_window.end,
-                        frame=frame,
-                        context=previous if with_previous_partition else None,
-                        symbols=symbols,
-                        sessions=partitions.sessions,
-                    )
-                )
-                for rule in selected:
-                    if window is None:
-                        outcome = CheckOutcome(
-                            check=rule.name,
-                            passed=False,
-                            summary=f"{table} partition {key} is not in the warehouse: "
-                            f"materialize {label} for it first",
-                            failing_rows=0,
-                            rows_checked=0,
+            for chunk in _chunks(keys, CHECK_CHUNK):
+                targets = _target_materializations(context.instance, asset_key, chunk)
+                evaluations: list[dg.AssetCheckEvaluation] = []
+                for key in chunk:
+                    time_window = partitions_def.time_window_for_partition_key(key)
+                    frame = wh.read_partition(table, key)
+                    # One window per partition: the rules that read the context share one concat.
+                    window = (
+                        None
+                        if frame is None
+                        else Window(
+                            partition_key=key,
+                            start=time_window.start,
+                            end=time_window.end,
+                            frame=frame,
+                            context=previous if with_previous_partition else None,
+                            symbols=symbols,
+                            sessions=partitions.sessions,
                         )
-                    else:
-                        outcome = rule.evaluate(window)
-                    if not outcome.passed:
-                        failures.append(f"{rule.name} {key}: {outcome.summary}")
-                    yield dg.AssetCheckEvaluation(
-                        asset_key=asset_key,
-                        check_name=rule.name,
-                        passed=outcome.passed,
-                        metadata=_metadata(rule, outcome, key),
-                        target_materialization_data=target,
-                        severity=rule.severity,
-                        description=outcome.summary,
-                        blocking=rule.blocking,
-                        partition=key,
                     )
-                previous = frame
-        for failure in failures:
+                    for rule in selected:
+                        if window is None:
+                            outcome = CheckOutcome(
+                                check=rule.name,
+                                passed=False,
+                                summary=f"{table} partition {key} is not in the warehouse: "
+                                f"materialize {label} for it first",
+                                failing_rows=0,
+                                rows_checked=0,
+                            )
+                        else:
+                            outcome = rule.evaluate(window)
+                        if not outcome.passed:
+                            failures.append(f"{rule.name} {key}: {outcome.summary}")
+                        evaluations.append(
+                            dg.AssetCheckEvaluation(
+                                asset_key=asset_key,
+                                check_name=rule.name,
+                                passed=outcome.passed,
+                                metadata=_metadata(rule, outcome, key),
+                                target_materialization_data=targets.get(key),
+                                severity=rule.severity,
+                                description=outcome.summary,
+                                blocking=rule.blocking,
+                                partition=key,
+                            )
+                        )
+                    previous = frame
+                yield from writer.write(evaluations)
+        # Each line is an event: a deep range with a recurring warning names the first ones only.
+        for failure in failures[:MAX_FAILURES_LOGGED]:
             context.log.warning("%s: %s", label, failure)
         context.log.info(
-            "%s: %d check(s) on %s, %d failing evaluation(s)",
+            "%s: %d check(s) on %s, %d failing evaluation(s)%s",
             label,
             len(selected),
             partition_label(keys),
             len(failures),
+            f" ({MAX_FAILURES_LOGGED} listed above; every one is in the check's history)"
+            if len(failures) > MAX_FAILURES_LOGGED
+            else "",
         )
         # The outputs downstream steps of the run wait for (blocking checks gate on them); a
         # failed blocking evaluation above makes Dagster fail this step after they are emitted.
@@ -368,6 +448,14 @@ def build_partition_checks(
         }
         for rule in selected:
             yield dg.Output(None, output_name=output_names[dg.AssetCheckKey(asset_key, rule.name)])
+        if writer.blocking_failures:
+            # What Dagster raises for a yielded blocking failure (it did not see the batched ones).
+            failed = sorted({e.check_name for e in writer.blocking_failures})
+            raise DagsterAssetCheckFailedError(
+                f"{len(writer.blocking_failures)} blocking asset check"
+                f"{'s' if len(writer.blocking_failures) > 1 else ''} failed with ERROR severity:\n"
+                f"{label}: {','.join(failed)}"
+            )
 
     return _checks
 

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from resources.simulator.server import MarketSimulator, SimulatorConfig
+from tests.helpers import product_instance
 
 # Dagster marks backfill_policy and friends beta; those notices are not our bugs.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -35,7 +36,8 @@ def sim(simulator: MarketSimulator) -> Iterator[MarketSimulator]:
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
+    """A throwaway instance on the project's event log (fin_assets/event_log.py)."""
+    with product_instance() as inst:
         yield inst
 
 

@@ -3,16 +3,19 @@ executemany warehouse) that the product does not carry."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+import dagster as dg
 import polars as pl
 from psycopg2 import sql
 
@@ -196,7 +199,6 @@ def set_sensors(
 
 def apply_sensor_states(args: Sequence[str]) -> None:
     """What ``set_sensors`` runs in its child process: ``start=<sensor>`` / ``stop=<sensor>``."""
-    import dagster as dg
     from dagster._cli.workspace.cli_target import get_repository_from_cli_opts
     from dagster_shared.cli import WorkspaceOpts
 
@@ -212,3 +214,28 @@ def apply_sensor_states(args: Sequence[str]) -> None:
                 instance.start_sensor(sensor)
             else:
                 instance.stop_sensor(sensor.get_remote_origin_id(), sensor.selector_id, sensor)
+
+
+def recorded_check_evaluations(
+    instance: dg.DagsterInstance, run_id: str
+) -> list[dg.AssetCheckEvaluation]:
+    """The asset check evaluations a run recorded, in order: what the UI shows for it."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=1_000_000
+    ).records
+    return [r.event_log_entry.get_dagster_event().asset_check_evaluation_data for r in records]
+
+
+@contextlib.contextmanager
+def product_instance() -> Iterator[dg.DagsterInstance]:
+    """A test instance on the event log the project's dagster.yaml configures."""
+    with tempfile.TemporaryDirectory(prefix="fin-assets-instance-") as home:
+        overrides = {
+            "event_log_storage": {
+                "module": "fin_assets.event_log",
+                "class": "FinAssetsSqliteEventLogStorage",
+                "config": {"dagster_home": home},
+            }
+        }
+        with dg.instance_for_test(temp_dir=home, overrides=overrides) as instance:
+            yield instance

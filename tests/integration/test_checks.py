@@ -29,6 +29,7 @@ from resources.simulator.server import MarketSimulator
 from resources.storage.parquet import ParquetWarehouse
 from resources.tables.daily import aggregate_daily, daily_returns
 from tests.conftest import fin_env, run_range, step_failure_messages
+from tests.helpers import recorded_check_evaluations
 
 DAY = "2026-01-05"
 HOURS = [f"{DAY}-{h:02d}:00" for h in range(24)]
@@ -56,13 +57,15 @@ def quality_defs(
 
 
 def evaluations(
-    result: dg.ExecuteInProcessResult, asset_key: dg.AssetKey = BARS
+    instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, asset_key: dg.AssetKey = BARS
 ) -> dict[tuple[str, str | None], dg.AssetCheckEvaluation]:
-    """The quality checks' evaluations (not the freshness checks') of one asset."""
+    """The quality checks' evaluations (not the freshness checks') of one asset, as the
+    instance recorded them for the run (the checks write them in batches, which the in-process
+    result does not list)."""
     names = BLOCKING | WARN_ONLY if asset_key == BARS else DAILY_CHECKS
     return {
         (e.check_name, e.partition): e
-        for e in result.get_asset_check_evaluations()
+        for e in recorded_check_evaluations(instance, result.run_id)
         if e.asset_key == asset_key and e.check_name in names
     }
 
@@ -148,7 +151,7 @@ def test_each_defect_fails_its_check_naming_symbols_and_timestamps(
     defs = quality_defs(fin_env(sim, tmp_path))
     landed = run_range(defs, "bars_hourly_job", HOURS[2], HOURS[4], instance=instance)
     assert landed.success
-    clean = evaluations(landed)
+    clean = evaluations(instance, landed)
     assert len(clean) == 3 * 6 and all(e.passed for e in clean.values())
 
     wh = ParquetWarehouse(tmp_path / "warehouse")
@@ -157,7 +160,7 @@ def test_each_defect_fails_its_check_naming_symbols_and_timestamps(
     wh.replace_partition("core_bars", HOURS[3], defect(frame))
 
     result = run_range(defs, "core_bars_checks_job", HOURS[2], HOURS[4], instance=instance)
-    found = evaluations(result)
+    found = evaluations(instance, result)
     assert len(found) == 3 * 6  # one evaluation per check and hour of the range
     failed = found[(check, HOURS[3])]
     assert not failed.passed
@@ -198,7 +201,7 @@ def test_checks_of_an_hour_not_in_the_warehouse_fail_and_say_so(
     defs = quality_defs(fin_env(sim, tmp_path))
     result = run_range(defs, "core_bars_checks_job", HOURS[5], HOURS[5], instance=instance)
     assert not result.success
-    found = evaluations(result)
+    found = evaluations(instance, result)
     assert {name for name, _ in found} == BLOCKING | WARN_ONLY
     for evaluation in found.values():
         assert not evaluation.passed
@@ -230,7 +233,10 @@ def test_daily_checks_name_the_symbol_and_date_of_corrupt_rows(
     wh.replace_partition("core_daily_returns", DAY, returns)
     clean = run_range(defs, "daily_checks_job", DAY, DAY, instance=instance)
     assert clean.success
-    passed = {**evaluations(clean, DAILY_BARS), **evaluations(clean, DAILY_RETURNS)}
+    passed = {
+        **evaluations(instance, clean, DAILY_BARS),
+        **evaluations(instance, clean, DAILY_RETURNS),
+    }
     assert {name for name, _ in passed} == DAILY_CHECKS
     assert all(e.passed for e in passed.values())
 
@@ -251,8 +257,8 @@ def test_daily_checks_name_the_symbol_and_date_of_corrupt_rows(
     )
     result = run_range(defs, "daily_checks_job", DAY, DAY, instance=instance)
     assert not result.success
-    bars_found = evaluations(result, DAILY_BARS)
-    returns_found = evaluations(result, DAILY_RETURNS)
+    bars_found = evaluations(instance, result, DAILY_BARS)
+    returns_found = evaluations(instance, result, DAILY_RETURNS)
     assert bars_found[("ohlc_invariants", DAY)].passed
     for evaluation, symbols, detail in (
         (bars_found[("unique_symbol_date", DAY)], {"MSFT": 1}, "2 rows with this key"),
@@ -302,7 +308,7 @@ def test_a_failed_blocking_check_on_one_hour_keeps_its_day_from_being_requested(
     wh.replace_partition("core_bars", HOURS[3], duplicated_rows(frame))
     checked = run_range(defs, "core_bars_checks_job", HOURS[3], HOURS[3], instance=instance)
     assert not checked.success
-    assert not evaluations(checked)[("unique_symbol_ts", HOURS[3])].passed
+    assert not evaluations(instance, checked)[("unique_symbol_ts", HOURS[3])].passed
 
     # 23 hours passed, one failed: the day waits.
     days, cursor = requested_days(defs, instance, cursor)
@@ -317,6 +323,6 @@ def test_a_failed_blocking_check_on_one_hour_keeps_its_day_from_being_requested(
     fixed = run_range(defs, "bars_hourly_job", HOURS[3], HOURS[3], instance=instance)
     assert fixed.success
     assert sim.stats()["requests"] == requests
-    assert all(e.passed for e in evaluations(fixed).values())
+    assert all(e.passed for e in evaluations(instance, fixed).values())
     days, cursor = requested_days(defs, instance, cursor)
     assert days == the_day

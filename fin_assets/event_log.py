@@ -1,0 +1,316 @@
+"""The embedded instance's event log: Dagster's SQLite storage, tuned for range runs.
+
+A range run records several events per hourly partition (a planned and a landed
+materialization per asset, one evaluation per quality check), so a 180-day backfill writes
+tens of thousands of events, and Dagster's own SQLite storage pays for each one as if it were
+alone: a new SQLAlchemy engine per write (which also throws away the compiled-statement cache),
+a schema lookup per check evaluation, and, for a batch, one transaction per event. Measured
+(``benchmarks/scale.py``, ``/tmp`` tmpfs): about 6 ms per event, which made events, not the API
+or the tables, the cost of a deep backfill.
+
+``FinAssetsSqliteEventLogStorage`` keeps Dagster's files, tables and layout
+(``$DAGSTER_HOME/history/runs/``: an instance can switch to it and back) and changes only how
+they are written:
+
+- one engine per database file for the life of the storage (connections are still opened per
+  use, as Dagster's ``NullPool`` does, so several processes share the files as before);
+- the asset-check table looked up once instead of on every check evaluation;
+- ``store_event_batch`` writes a batch of materializations and check evaluations in one
+  transaction per database (the run's and the index), where Dagster's SQLite storage falls back
+  to one write per event. Dagster hands batches to the storage when ``DAGSTER_EVENT_BATCH_SIZE``
+  is set: creating this storage sets it (to ``EVENT_BATCH_SIZE`` unless the environment already
+  does), and the checks of ``fin_assets/checks.py`` send their per-partition evaluations as
+  batches when the storage says it takes them (``takes_check_evaluation_batches``).
+
+A batch is written whole or not at all (one transaction per database): a run killed mid-batch
+leaves partitions without a recorded materialization, which the next run fills again — never a
+recorded materialization without its data.
+
+In ``dagster.yaml``::
+
+    event_log_storage:
+      module: fin_assets.event_log
+      class: FinAssetsSqliteEventLogStorage
+      config:
+        dagster_home: {env: DAGSTER_HOME}
+
+PostgreSQL instances (``deploy/postgres/dagster.yaml``) keep dagster-postgres's storage, which
+already writes materialization batches in one statement.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster._check as check
+from dagster import DagsterEventType
+from dagster._config import StringSource
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationPlanned,
+)
+from dagster._core.event_api import EventLogEntry
+from dagster._core.events import ASSET_EVENTS
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    SqlEventLogStorageTable,
+)
+from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sqlite import create_db_conn_string
+from dagster._serdes import ConfigurableClassData
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+
+# Events Dagster buffers before handing them to store_event_batch (it also flushes at the end of
+# each batch: a step's materializations, a check step's evaluations).
+EVENT_BATCH_SIZE = 1000
+SQLITE_BUSY_TIMEOUT_S = 15  # Dagster's own: how long a write waits for another process's lock
+
+_BATCHED = {
+    DagsterEventType.ASSET_MATERIALIZATION_PLANNED,  # a run's, written when it is created
+    DagsterEventType.ASSET_MATERIALIZATION,
+    DagsterEventType.ASSET_OBSERVATION,
+    DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+    DagsterEventType.ASSET_CHECK_EVALUATION,
+}
+
+
+def history_dir(dagster_home: str) -> str:
+    """Where Dagster's default SQLite storage keeps event logs under an instance directory."""
+    return os.path.join(os.path.abspath(dagster_home), "history", "runs")
+
+
+class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's SQLite event log with cached engines and one-transaction batches."""
+
+    takes_check_evaluation_batches = True
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+        self._engines: dict[str, Engine] = {}
+        self._has_check_table = False
+        super().__init__(base_dir, inst_data=inst_data)
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
+
+    @classmethod
+    def config_type(cls) -> Mapping[str, Any]:
+        return {"dagster_home": StringSource}
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> FinAssetsSqliteEventLogStorage:
+        return cls(history_dir(config_value["dagster_home"]), inst_data=inst_data)
+
+    def _engine(self, shard: str) -> Engine:
+        engine = self._engines.get(shard)
+        if engine is None:
+            engine = create_engine(
+                self.conn_string_for_shard(shard),
+                poolclass=NullPool,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+            )
+            self._engines[shard] = engine
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:  # type: ignore[override]
+        with self._db_lock:
+            check.str_param(shard, "shard")
+            engine = self._engine(shard)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    @property
+    def supports_asset_checks(self) -> bool:  # type: ignore[override]
+        # Dagster asks on every check evaluation and answers with a new engine each time; the
+        # table, once there, does not go away.
+        if not self._has_check_table:
+            self._has_check_table = self.has_table(AssetCheckExecutionsTable.name)
+        return self._has_check_table
+
+    def has_table(self, table_name: str) -> bool:
+        engine = self._engine("index")
+        with engine.connect() as conn:
+            return bool(engine.dialect.has_table(conn, table_name))
+
+    def conn_string_for_shard(self, shard_name: str) -> str:
+        return create_db_conn_string(self._base_dir, shard_name)
+
+    def dispose(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+        super().dispose()
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        if not events:
+            return
+        run_id = events[0].run_id
+        if not run_id or any(
+            e.run_id != run_id
+            or not e.is_dagster_event
+            or e.get_dagster_event().event_type not in _BATCHED
+            for e in events
+        ):
+            super().store_event_batch(events)  # one write per event, as Dagster does
+            return
+        rows = [self._event_to_row(event) for event in events]  # serialized once, for both
+        with self.run_connection(run_id) as conn:
+            conn.execute(SqlEventLogStorageTable.insert().values(rows))
+        with self.index_connection() as conn:
+            result = conn.execute(
+                SqlEventLogStorageTable.insert()
+                .values(rows)
+                .returning(SqlEventLogStorageTable.c.id)
+            )
+            # One INSERT numbers its rows in order; RETURNING may list them in any order.
+            event_ids = sorted(int(row[0]) for row in result.fetchall())
+            assets = [
+                (event, event_id)
+                for event, event_id in zip(events, event_ids, strict=True)
+                if event.get_dagster_event().event_type in ASSET_EVENTS
+            ]
+            if assets:
+                self._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
+                # The asset table keeps each asset's latest event only: the batch's last one.
+                latest = {e.get_dagster_event().asset_key: (e, i) for e, i in assets}
+                for event, event_id in latest.values():
+                    self._store_asset_event(conn, event, event_id)
+            evaluations = []
+            for event, event_id, row in zip(events, event_ids, rows, strict=True):
+                kind = event.get_dagster_event().event_type
+                if kind == DagsterEventType.ASSET_CHECK_EVALUATION:
+                    evaluations.append(_check_row(event, event_id, row["event"]))
+                elif kind == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
+                    _record_check_planned(conn, event, event_id, row["event"])
+            _record_check_evaluations(conn, evaluations)
+
+
+def _insert_timestamp(event: EventLogEntry) -> datetime:
+    return datetime.fromtimestamp(event.timestamp, UTC).replace(tzinfo=None)  # as Dagster stores it
+
+
+def _record_check_planned(
+    conn: Connection, event: EventLogEntry, event_id: int, serialized: str
+) -> None:
+    """What Dagster's ``_store_asset_check_evaluation_planned`` does, on the caller's
+    transaction: one PLANNED row per partition the run will evaluate."""
+    planned = event.get_dagster_event().event_specific_data
+    assert isinstance(planned, AssetCheckEvaluationPlanned)
+    keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+    conn.execute(
+        AssetCheckExecutionsTable.insert().values(
+            [
+                {
+                    "asset_key": planned.asset_key.to_string(),
+                    "check_name": planned.check_name,
+                    "partition": key,
+                    "run_id": event.run_id,
+                    "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+                    "evaluation_event": serialized,
+                    "evaluation_event_timestamp": _insert_timestamp(event),
+                    "evaluation_event_storage_id": event_id,
+                }
+                for key in keys
+            ]
+        )
+    )
+
+
+def _check_row(event: EventLogEntry, event_id: int, serialized: str) -> dict[str, Any]:
+    evaluation = event.get_dagster_event().asset_check_evaluation_data
+    target = evaluation.target_materialization_data
+    return {
+        "k_asset_key": evaluation.asset_key.to_string(),
+        "k_check_name": evaluation.check_name,
+        "k_run_id": event.run_id,
+        "k_partition": evaluation.partition,
+        "execution_status": (
+            AssetCheckExecutionRecordStatus.SUCCEEDED
+            if evaluation.passed
+            else AssetCheckExecutionRecordStatus.FAILED
+        ).value,
+        "evaluation_event": serialized,
+        "evaluation_event_timestamp": _insert_timestamp(event),
+        "evaluation_event_storage_id": event_id,
+        "materialization_event_storage_id": target.storage_id if target else None,
+    }
+
+
+_VALUES = (
+    "execution_status",
+    "evaluation_event",
+    "evaluation_event_timestamp",
+    "evaluation_event_storage_id",
+    "materialization_event_storage_id",
+)
+
+
+def _record_check_evaluations(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """What Dagster's ``_update_asset_check_evaluation`` does per evaluation, on the caller's
+    transaction and as one statement for the batch: the row the run's planned event created
+    for (check, partition) becomes the evaluation; one without such a row is added."""
+    if not rows:
+        return
+    table = AssetCheckExecutionsTable
+    match = and_(
+        table.c.asset_key == bindparam("k_asset_key"),
+        table.c.check_name == bindparam("k_check_name"),
+        table.c.run_id == bindparam("k_run_id"),
+        table.c.partition == bindparam("k_partition"),
+    )
+    update = table.update().where(match).values({name: bindparam(name) for name in _VALUES})
+    keyed = [row for row in rows if row["k_partition"] is not None]
+    updated = conn.execute(update, keyed).rowcount if keyed else 0
+    if updated == len(rows):
+        return
+    # Some evaluation had no planned row (or no partition): settle those one by one.
+    for row in rows:
+        partition = (
+            table.c.partition.is_(None)
+            if row["k_partition"] is None
+            else table.c.partition == row["k_partition"]
+        )
+        found = conn.execute(
+            select(table.c.id)
+            .where(
+                table.c.asset_key == row["k_asset_key"],
+                table.c.check_name == row["k_check_name"],
+                table.c.run_id == row["k_run_id"],
+                partition,
+                table.c.evaluation_event_storage_id == row["evaluation_event_storage_id"],
+            )
+            .limit(1)
+        ).first()
+        if found is not None:
+            continue  # updated above
+        values = {name: row[name] for name in _VALUES}
+        changed = conn.execute(
+            table.update()
+            .where(
+                table.c.asset_key == row["k_asset_key"],
+                table.c.check_name == row["k_check_name"],
+                table.c.run_id == row["k_run_id"],
+                partition,
+            )
+            .values(values)
+        ).rowcount
+        if changed == 0:
+            conn.execute(
+                table.insert().values(
+                    asset_key=row["k_asset_key"],
+                    check_name=row["k_check_name"],
+                    run_id=row["k_run_id"],
+                    partition=row["k_partition"],
+                    **values,
+                )
+            )

@@ -1,0 +1,130 @@
+"""The project's event log (fin_assets/event_log.py) against Dagster's own SQLite storage: the
+same runs must leave the same record — materialized partitions, check executions per partition
+with their status and target, the asset's latest materialization, events by type — whichever
+of the two wrote it. The checks write their evaluations in batches only on ours, so this also
+compares the batched path with Dagster's one-event-at-a-time path."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.event_log import SqliteEventLogStorage
+
+from fin_assets.definitions import build_definitions
+from fin_assets.event_log import FinAssetsSqliteEventLogStorage
+from resources.simulator.server import MarketSimulator
+from resources.storage.parquet import ParquetWarehouse
+from tests.conftest import fin_env, run_range, step_failure_messages
+from tests.helpers import product_instance, recorded_check_evaluations
+
+HOURS = [f"2026-01-05-{h:02d}:00" for h in range(6)]
+BARS = dg.AssetKey(["core", "bars"])
+RAW = dg.AssetKey(["raw", "bars"])
+CHECKS = (
+    "ohlc_invariants",
+    "unique_symbol_ts",
+    "positive_prices",
+    "missing_minutes",
+    "price_jumps",
+    "frozen_prices",
+)
+
+
+@contextlib.contextmanager
+def dagster_default_instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        assert type(inst.event_log_storage) is SqliteEventLogStorage
+        yield inst
+
+
+def _record(instance: dg.DagsterInstance, runs: list[str]) -> dict[str, object]:
+    """What a user can read back, with storage ids and run ids replaced by run order."""
+    storage = instance.event_log_storage
+    order = {run_id: n for n, run_id in enumerate(runs)}
+    executions = {}
+    for name in CHECKS:
+        key = dg.AssetCheckKey(BARS, name)
+        for partition in HOURS:
+            history = storage.get_asset_check_execution_history(
+                key, limit=10, partition_filter=PartitionKeyFilter(key=partition)
+            )
+            executions[(name, partition)] = [
+                (
+                    order[r.run_id],
+                    r.status.value,
+                    r.event.dagster_event.partition if r.event and r.event.dagster_event else None,
+                )
+                for r in history
+            ]
+    targets = {}
+    for evaluation in recorded_check_evaluations(instance, runs[-1]):
+        if evaluation.check_name in CHECKS:
+            target = evaluation.target_materialization_data
+            assert target is not None
+            # The target is the partition's latest materialization, by storage id.
+            latest = storage.get_latest_storage_id_by_partition(
+                BARS, dg.DagsterEventType.ASSET_MATERIALIZATION, {evaluation.partition or ""}
+            )
+            assert latest[evaluation.partition or ""] == target.storage_id
+            targets[(evaluation.check_name, evaluation.partition)] = (
+                order[target.run_id],
+                evaluation.passed,
+            )
+    events: collections.Counter[str] = collections.Counter()
+    for run_id in runs:
+        for record in instance.get_records_for_run(run_id, limit=100_000).records:
+            event = record.event_log_entry.dagster_event
+            if event is not None and "ASSET" in event.event_type_value:
+                events[event.event_type_value] += 1
+    latest_event = instance.get_latest_materialization_event(BARS)
+    assert latest_event is not None and latest_event.dagster_event is not None
+    return {
+        "materialized": {
+            key.to_user_string(): sorted(instance.get_materialized_partitions(key))
+            for key in (RAW, BARS)
+        },
+        "executions": executions,
+        "targets": targets,
+        "events": dict(events),
+        "latest": (order[latest_event.run_id], latest_event.dagster_event.partition),
+    }
+
+
+def _scenario(sim: MarketSimulator, data: Path, instance: dg.DagsterInstance) -> dict[str, object]:
+    """Six hours landed, a duplicated row written into hour 3, the checks run on the range."""
+    defs = build_definitions(fin_env(sim, data))
+    landed = run_range(defs, "bars_hourly_job", HOURS[0], HOURS[-1], instance=instance)
+    assert landed.success
+    wh = ParquetWarehouse(data / "warehouse")
+    frame = wh.read_partition("core_bars", HOURS[3])
+    assert frame is not None
+    wh.replace_partition("core_bars", HOURS[3], frame.vstack(frame.head(1)))
+    checked = run_range(defs, "core_bars_checks_job", HOURS[0], HOURS[-1], instance=instance)
+    assert not checked.success
+    (message,) = step_failure_messages(checked)
+    assert "1 blocking asset check failed with ERROR severity" in message
+    assert "unique_symbol_ts" in message
+    return _record(instance, [landed.run_id, checked.run_id])
+
+
+def test_ours_records_what_dagsters_own_sqlite_storage_records(
+    sim: MarketSimulator, tmp_path: Path
+) -> None:
+    with product_instance() as instance:
+        assert isinstance(instance.event_log_storage, FinAssetsSqliteEventLogStorage)
+        ours = _scenario(sim, tmp_path / "ours", instance)
+    with dagster_default_instance() as instance:
+        theirs = _scenario(sim, tmp_path / "dagster", instance)
+
+    assert ours["materialized"] == {"raw/bars": HOURS, "core/bars": HOURS}
+    executions = ours["executions"]
+    assert isinstance(executions, dict)
+    assert executions[("unique_symbol_ts", HOURS[3])][0][1] == "FAILED"
+    assert executions[("unique_symbol_ts", HOURS[2])][0][1] == "SUCCEEDED"
+    assert len(executions[("ohlc_invariants", HOURS[0])]) == 2  # both runs evaluated it
+    assert ours == theirs
