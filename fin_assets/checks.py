@@ -44,6 +44,7 @@ from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, genera
 
 from fin_assets.assets.common import dagster_errors, partition_label
 from fin_assets.partitions import SourcePartitions
+from fin_assets.progress import ProgressReporter
 from fin_assets.sources import Source
 from resources.calendars import Sessions
 from resources.dagster_resources import UniverseResource, WarehouseResource
@@ -369,6 +370,8 @@ def build_partition_checks(
         keys = list(context.partition_keys)
         failures: list[str] = []
         writer = EvaluationWriter(context)
+        reporter = ProgressReporter(context.log.info, asset=f"{label} checks", total=len(keys))
+        checked = 0
         with dagster_errors(asset=f"{label} checks"):
             warehouse: WarehouseResource = context.resources.warehouse
             wh = warehouse.warehouse()
@@ -428,6 +431,8 @@ def build_partition_checks(
                         )
                     previous = frame
                 yield from writer.write(evaluations)
+                checked += len(chunk)
+                reporter.update(checked, final=checked == len(keys))
         # Each line is an event: a deep range with a recurring warning names the first ones only.
         for failure in failures[:MAX_FAILURES_LOGGED]:
             context.log.warning("%s: %s", label, failure)

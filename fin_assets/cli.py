@@ -6,6 +6,8 @@ fin-assets demo [--start 2026-01-05 --days 2]
                                         simulator + a real Dagster instance, end to end
 fin-assets metrics [--port 9465 --host 127.0.0.1]
                                         Prometheus exporter over $DAGSTER_HOME and the quota
+fin-assets backfill --select raw/bars,core/bars --partition-range FIRST...LAST [--submit]
+                                        a long range in one run, flat memory, with progress
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="fin-assets", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["simulator", "demo", "metrics"])
+    parser.add_argument("command", choices=["simulator", "demo", "metrics", "backfill"])
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -37,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return serve_forever_from_args(rest)
     if args.command == "metrics":
         return metrics(argv[1:])
+    if args.command == "backfill":
+        from fin_assets.backfill import main as backfill
+
+        return backfill(argv[1:])
     from fin_assets.demo import run_demo
 
     return run_demo(argv[1:])

@@ -7,6 +7,7 @@ import dagster as dg
 
 from fin_assets.assets.common import dagster_errors, partition_windows, window_metadata
 from fin_assets.partitions import SourcePartitions
+from fin_assets.progress import ProgressReporter
 from fin_assets.sources import Source
 from resources.dagster_resources import SnapshotStoreResource, WarehouseResource
 from resources.tables.core import CORE_BARS_TABLE, build_core_bars
@@ -37,14 +38,18 @@ def build_core_bars_asset(source: Source, partitions: SourcePartitions) -> dg.As
     ) -> dg.MaterializeResult:
         asset = source.key("core", "bars").to_user_string()
         wh = warehouse.warehouse()
+        windows = partition_windows(context, hourly)
+        reporter = ProgressReporter(context.log.info, asset=asset, total=len(windows))
         with dagster_errors(asset=asset):
             result = build_core_bars(
                 snapshots.store(),
                 wh,
-                partition_windows(context, hourly),
+                windows,
                 table=table,
                 manifests=source.table("raw_bars"),
+                progress=lambda done, rows: reporter.update(done, rows=rows),
             )
+        reporter.update(len(windows), rows=result.rows, final=True)
         stats = result.stats
         if stats.unknown_fields:
             context.log.warning(

@@ -18,6 +18,7 @@ from fin_assets.assets.common import (
     window_metadata,
 )
 from fin_assets.partitions import SourcePartitions
+from fin_assets.progress import ProgressReporter
 from fin_assets.sources import Source
 from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
 from resources.logfields import log_context
@@ -81,16 +82,27 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
         ):
             symbols = universe.list()  # refused here, before any request or file
             store = snapshots.store()
+            windows = partition_windows(context, hourly)
+            reporter = ProgressReporter(context.log.info, asset=asset, total=len(windows))
             with market_api.client() as client:
                 spending.stats = client.stats
                 result = fetch_raw_bars(
                     client,
                     store,
                     symbols,
-                    partition_windows(context, hourly),
+                    windows,
                     refresh=config.refresh,
                     label=partition_label(context.partition_keys),
                     manifests=source.table("raw_bars"),
+                    progress=lambda fraction, bars: reporter.update(
+                        fraction * len(windows), requests=client.stats.requests, rows=bars
+                    ),
+                )
+                reporter.update(
+                    len(windows),
+                    requests=client.stats.requests,
+                    rows=result.bars_fetched,
+                    final=True,
                 )
         context.log.info(
             "%s: %d partition(s), %d symbol(s): %d snapshot(s) written, %d reused, %d request(s)",

@@ -8,7 +8,7 @@ long the range). ``refresh=True`` fetches the whole window again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +60,10 @@ class RawResult:
     client: ClientStats
 
 
+# Called as pages land: (fraction of the symbols x range fetched, bars fetched so far).
+FetchProgress = Callable[[float, int], None]
+
+
 def fetch_raw_bars(
     client: MarketApiClient,
     store: SnapshotStore,
@@ -69,6 +73,7 @@ def fetch_raw_bars(
     refresh: bool = False,
     label: str | None = None,
     manifests: str = MANIFESTS_DIR,
+    progress: FetchProgress | None = None,
 ) -> RawResult:
     """The raw layer for a run: fetch what the range lacks, then one manifest per partition.
 
@@ -84,6 +89,7 @@ def fetch_raw_bars(
         end=partitions[-1].end,
         refresh=refresh,
         label=label,
+        progress=progress,
     )
     published = stats.published_through or partitions[-1].end
     complete = [p for p in partitions if p.end <= published]
@@ -134,6 +140,7 @@ def ingest_bars(
     refresh: bool = False,
     label: str | None = None,
     now: datetime | None = None,
+    progress: FetchProgress | None = None,
 ) -> IngestStats:
     """Fetch what ``[start, end)`` lacks, symbol by symbol, and say how far the data is complete.
 
@@ -149,7 +156,8 @@ def ingest_bars(
         # A short last page could be quiet minutes or minutes not published yet: ask how far
         # the provider's data goes, and fetch no further (a page claims coverage to its end).
         fetch_end = min(end, provider_watermark(client, symbols, until=end))
-    for symbol in symbols:
+    span = (end - start).total_seconds() or 1.0
+    for index, symbol in enumerate(symbols):
         stored: list[SnapshotRef] = []
         if refresh:
             gaps = [(start, fetch_end)]
@@ -188,6 +196,11 @@ def ingest_bars(
                 stats.bars_fetched += page.bar_count
                 if refresh:
                     stats.fetched_refs.append(ref)
+                if progress is not None:
+                    through = (page.coverage_end - start).total_seconds() / span
+                    progress((index + min(through, 1.0)) / len(symbols), stats.bars_fetched)
+        if progress is not None:
+            progress((index + 1) / len(symbols), stats.bars_fetched)
         holes = uncovered(sorted([*stored, *written], key=lambda r: r.start), start=start, end=end)
         if holes and holes[0][0] < (stats.published_through or end):
             stats.published_through, stats.short_symbol = holes[0][0], symbol

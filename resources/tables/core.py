@@ -9,7 +9,7 @@ sidecar), so rebuilding from the same snapshots gives the same table, bit for bi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -348,14 +348,19 @@ def build_core_bars(
     *,
     table: str = CORE_BARS_TABLE,
     manifests: str = MANIFESTS_DIR,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CoreBarsResult:
     """The core/bars layer for a run: each partition built and replaced in the warehouse
-    (replace, not append: re-runs and backfills leave one copy of each partition)."""
+    (replace, not append: re-runs and backfills leave one copy of each partition).
+    ``progress`` is called after each partition with (partitions done, rows written)."""
     result = CoreBarsResult()
-    for window, frame in iter_core_bars(store, partitions, stats=result.stats, manifests=manifests):
+    frames = iter_core_bars(store, partitions, stats=result.stats, manifests=manifests)
+    for done, (window, frame) in enumerate(frames, start=1):
         warehouse.replace_partition(table, window.key, frame)
         result.rows += frame.height
         result.symbols.update(frame.get_column("symbol").unique().to_list())
+        if progress is not None:
+            progress(done, result.rows)
     return result
 
 

@@ -56,6 +56,41 @@ def test_dagster_asset_materialize_partition_range(simulator_process: str, tmp_p
     assert any((tmp_path / "dagster_home" / "storage").iterdir())
 
 
+def test_fin_assets_backfill_shows_progress_and_lands_the_range(
+    simulator_process: str, tmp_path: Path
+) -> None:
+    env = _env(tmp_path, FIN_API_BASE_URL=simulator_process, FIN_SYMBOLS="AAPL,MSFT")
+    span = "2026-01-05-00:00...2026-01-06-23:00"
+    command = ["fin-assets", "backfill", "--select", "raw/bars,core/bars", "--partition-range"]
+    proc = run_cli([*command, span], env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    # Each step's progress, read back from the run's event log, ends at 48/48 partitions.
+    finals = {
+        match["asset"]: (int(match["done"]), int(match["requests"]), int(match["rows"]))
+        for match in re.finditer(
+            r"^(?P<asset>\S+(?: checks)?) +\[#+\] (?P<done>\d+)/48 partitions +100\.0% +left 0 +"
+            r"(?P<requests>\d+) requests +(?P<rows>\d+) rows +ETA 0s$",
+            proc.stdout,
+            re.MULTILINE,
+        )
+    }
+    assert finals["raw/bars"][0] == 48 and finals["raw/bars"][1] >= 4  # 2 symbols x 2 days
+    assert finals["raw/bars"][2] == 2 * 2 * 1440
+    assert finals["core/bars"][2] == 2 * 2 * 1440
+    assert finals["core/bars checks"][0] == 48
+    assert re.search(r"^backfill succeeded in \S+: 1 run\(s\)", proc.stdout, re.MULTILINE)
+    bars = pl.scan_parquet(tmp_path / "data" / "warehouse" / "core_bars" / "*.parquet").collect()
+    assert bars.height == 2 * 2 * 1440
+
+    # Refused before anything runs, naming what was wrong.
+    bad = run_cli([*command, "2026-01-05-00:00...2026-13-01-00:00"], env=env, timeout=120)
+    assert bad.returncode == 2
+    assert "--partition-range: '2026-13-01-00:00' is not a partition of core/bars" in bad.stderr
+    no_daemon = run_cli([*command, span, "--submit"], env=env, timeout=120)
+    assert no_daemon.returncode == 2
+    assert "--submit: no dagster-daemon is running for this instance" in no_daemon.stderr
+
+
 def _demo(tmp_path: Path) -> str:
     proc = run_cli(["fin-assets", "demo"], env=_env(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -1,0 +1,296 @@
+"""``fin-assets backfill``: a long partition range, with flat memory and a progress display.
+
+    fin-assets backfill --select raw/bars,core/bars \
+        --partition-range 2025-06-01-00:00...2025-11-27-23:00
+    fin-assets backfill ... --submit     hand it to the running dagster-daemon (UI: Backfills)
+
+``dagster asset materialize --partition-range`` runs the range in one run too, but its process
+keeps every event of the run in memory until the end (Dagster's ``ExecutionResult``): a few
+KB per partition, which over years of hourly partitions is the OOM kill of a cron script again.
+This command runs the same single run (same job, same tags, same run in the UI) and lets the
+events go by: without ``--submit`` the run executes in this process, like the CLI's; with
+``--submit`` it becomes a Dagster asset backfill that the daemon runs (the same thing as the UI's
+"Materialize selected" on a range), and this command only follows it.
+
+Either way it prints the steps' progress lines (``fin_assets/progress.py``: partitions done /
+left, requests, rows, ETA) as they reach the run's event log, and exits 0 only if every run of
+the range succeeded; otherwise 1, with each failed step's message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import dagster as dg
+
+from fin_assets.progress import Progress, format_duration, parse_progress
+
+DEFAULT_MODULE = "fin_assets.definitions"
+POLL_S = 2.0
+# How recent a backfill-daemon heartbeat must be for --submit to count on it.
+DAEMON_HEARTBEAT_S = 120.0
+BAR_WIDTH = 24
+
+
+class BackfillError(Exception):
+    """A backfill that cannot start: bad selection or range, no daemon for --submit."""
+
+
+@dataclass(frozen=True)
+class Request:
+    select: str
+    first: str
+    last: str
+    module: str = DEFAULT_MODULE
+
+
+@dataclass
+class Follower:
+    """Reads runs' event logs as they grow: progress lines and step failures."""
+
+    instance: dg.DagsterInstance
+    out: TextIO
+    cursors: dict[str, str | None] = field(default_factory=dict)
+    latest: dict[str, Progress] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def poll(self, run_id: str) -> None:
+        while True:
+            conn = self.instance.get_records_for_run(
+                run_id, cursor=self.cursors.get(run_id), limit=1000
+            )
+            for record in conn.records:
+                self._see(record.event_log_entry)
+            self.cursors[run_id] = conn.cursor
+            if not conn.has_more:
+                return
+
+    def _see(self, entry: dg.EventLogEntry) -> None:
+        event = entry.dagster_event
+        if event is None:
+            progress = parse_progress(entry.user_message)
+            if progress is not None:
+                self.latest[progress.asset] = progress
+                print(render(progress), file=self.out, flush=True)
+            return
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            message = error.message.strip() if error else "(no message)"
+            self.failures.append(f"{event.step_key}: {message}")
+
+
+def render(progress: Progress) -> str:
+    filled = round(BAR_WIDTH * progress.done / progress.total) if progress.total else BAR_WIDTH
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    percent = 100.0 * progress.done / progress.total if progress.total else 100.0
+    return (
+        f"{progress.asset:<22} [{bar}] {progress.done}/{progress.total} partitions "
+        f"{percent:5.1f}%  left {progress.left}  {progress.requests} requests  "
+        f"{progress.rows} rows  ETA {progress.eta}"
+    )
+
+
+def _job_and_tags(request: Request) -> tuple[object, list[dg.AssetKey], dict[str, str]]:
+    """The implicit asset job of the selection and the run tags of the range, checked the way
+    ``dagster asset materialize`` checks them."""
+    from dagster._cli.workspace.cli_target import get_repository_python_origin_from_cli_opts
+    from dagster._core.definitions.backfill_policy import BackfillPolicyType
+    from dagster._core.origin import JobPythonOrigin
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+    from dagster._utils.hosted_user_process import (
+        recon_job_from_origin,
+        recon_repository_from_origin,
+    )
+    from dagster_shared.cli import PythonPointerOpts
+
+    origin = get_repository_python_origin_from_cli_opts(
+        PythonPointerOpts(module_name=request.module, working_directory=os.getcwd())
+    )
+    repo = recon_repository_from_origin(origin).get_definition()
+    try:
+        keys = sorted(  # in a stable order: messages name the first key that fails
+            dg.AssetSelection.from_coercible(request.select.split(",")).resolve(repo.asset_graph),
+            key=lambda key: key.to_user_string(),
+        )
+    except dg.DagsterInvalidSubsetError as exc:
+        raise BackfillError(f"--select {request.select}: {exc}") from None
+    job = repo.get_implicit_job_def_for_assets(keys)
+    if job is None:
+        raise BackfillError(
+            f"--select {request.select}: the assets do not share one partitions definition"
+        )
+    for key in keys:
+        node = job.asset_layer.get(key)
+        partitions_def = node.partitions_def
+        if partitions_def is None:
+            raise BackfillError(f"--select: {key.to_user_string()} is not partitioned")
+        policy = node.backfill_policy
+        if policy is None or policy.policy_type != BackfillPolicyType.SINGLE_RUN:
+            raise BackfillError(
+                f"--select: {key.to_user_string()} has no BackfillPolicy.single_run(); "
+                "a range of it needs one run per partition (launch it from the UI)"
+            )
+        for bound in (request.first, request.last):
+            if not partitions_def.has_partition_key(bound):
+                raise BackfillError(
+                    f"--partition-range: {bound!r} is not a partition of "
+                    f"{key.to_user_string()} (hourly keys look like 2026-01-05-13:00)"
+                )
+    recon = recon_job_from_origin(JobPythonOrigin(job.name, repository_origin=origin))
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: request.first,
+        ASSET_PARTITION_RANGE_END_TAG: request.last,
+    }
+    return (recon, repo), keys, tags
+
+
+def run_here(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int:
+    """One run of the range, executed in this process; its events are not kept."""
+    from dagster._core.execution.api import execute_run_iterator
+
+    (recon, _repo), keys, tags = _job_and_tags(request)
+    run = instance.create_run_for_job(
+        job_def=recon.get_definition(),  # type: ignore[attr-defined]
+        run_config={},
+        tags=tags,
+        job_code_origin=recon.get_python_origin(),  # type: ignore[attr-defined]
+        asset_selection=frozenset(keys),
+    )
+    print(f"run {run.run_id}: {request.select} {request.first}...{request.last}", file=out)
+    follower = Follower(instance, out)
+    done = threading.Event()
+
+    def follow() -> None:
+        while not done.wait(POLL_S):
+            follower.poll(run.run_id)
+
+    thread = threading.Thread(target=follow, name="fin-assets-backfill-follow", daemon=True)
+    thread.start()
+    began = time.monotonic()
+    try:
+        for _event in execute_run_iterator(recon, run, instance):  # type: ignore[arg-type]
+            pass  # stored by the instance; keeping them is what grows the CLI's memory
+    finally:
+        done.set()
+        thread.join()
+        follower.poll(run.run_id)
+    return _summary(instance, [run.run_id], follower, time.monotonic() - began, out)
+
+
+def submit(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int:
+    """An asset backfill for the daemon (what the UI launches), followed until it is done."""
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+    from dagster._core.storage.tags import BACKFILL_ID_TAG
+    from dagster._core.utils import make_new_backfill_id
+
+    heartbeats = instance.get_daemon_heartbeats()
+    beat = heartbeats.get("BACKFILL")
+    if beat is None or time.time() - beat.timestamp > DAEMON_HEARTBEAT_S:
+        raise BackfillError(
+            "--submit: no dagster-daemon is running for this instance (no backfill-daemon "
+            f"heartbeat in the last {DAEMON_HEARTBEAT_S:.0f} s under "
+            f"{os.environ.get('DAGSTER_HOME', '$DAGSTER_HOME')}): start one "
+            "(`dagster-daemon run -w workspace.yaml`), or leave out --submit to run the range "
+            "in this process"
+        )
+    (_recon, repo), keys, _tags = _job_and_tags(request)
+    partitions_def = repo.asset_graph.get(keys[0]).partitions_def  # type: ignore[attr-defined]
+    names = partitions_def.get_partition_keys_between_indexes(
+        partitions_def.get_partition_keys().index(request.first),
+        partitions_def.get_partition_keys().index(request.last) + 1,
+    )
+    backfill = PartitionBackfill.from_asset_partitions(
+        backfill_id=make_new_backfill_id(),
+        asset_graph=repo.asset_graph,  # type: ignore[attr-defined]
+        partition_names=names,
+        asset_selection=keys,
+        backfill_timestamp=time.time(),
+        tags={},
+        dynamic_partitions_store=instance,
+        all_partitions=False,
+        title=f"fin-assets backfill {request.select} {request.first}...{request.last}",
+        description=None,
+        run_config=None,
+    )
+    instance.add_backfill(backfill)
+    print(f"backfill {backfill.backfill_id}: {len(names)} partitions, for the daemon", file=out)
+    follower = Follower(instance, out)
+    began = time.monotonic()
+    run_ids: list[str] = []
+    while True:
+        status = instance.get_backfill(backfill.backfill_id).status  # type: ignore[union-attr]
+        runs = instance.get_run_records(
+            dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill.backfill_id}), ascending=True
+        )
+        for record in runs:
+            if record.dagster_run.run_id not in run_ids:
+                run_ids.append(record.dagster_run.run_id)
+                print(f"run {record.dagster_run.run_id}", file=out, flush=True)
+            follower.poll(record.dagster_run.run_id)
+        if status != BulkActionStatus.REQUESTED and all(r.dagster_run.is_finished for r in runs):
+            break
+        time.sleep(POLL_S)
+    return _summary(instance, run_ids, follower, time.monotonic() - began, out)
+
+
+def _summary(
+    instance: dg.DagsterInstance,
+    run_ids: Sequence[str],
+    follower: Follower,
+    seconds: float,
+    out: TextIO,
+) -> int:
+    runs = [instance.get_run_by_id(run_id) for run_id in run_ids]
+    failed = [run for run in runs if run is None or run.status != dg.DagsterRunStatus.SUCCESS]
+    for message in follower.failures:
+        print(f"failed: {message}", file=out)
+    state = "failed" if failed or not runs else "succeeded"
+    print(
+        f"backfill {state} in {format_duration(seconds)}: {len(runs)} run(s) "
+        f"({', '.join(run_ids) or 'none'})",
+        file=out,
+        flush=True,
+    )
+    return 1 if failed or not runs else 0
+
+
+def main(argv: Sequence[str], *, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(
+        prog="fin-assets backfill",
+        description="Materialize a partition range in one run with flat memory, showing "
+        "partitions done / left, requests, rows and an ETA.",
+    )
+    parser.add_argument("--select", required=True, help="asset keys, e.g. raw/bars,core/bars")
+    parser.add_argument(
+        "--partition-range", required=True, metavar="FIRST...LAST", help="inclusive, as the UI"
+    )
+    parser.add_argument("-m", "--module", default=DEFAULT_MODULE, help="the code location")
+    parser.add_argument(
+        "--submit",
+        action="store_true",
+        help="hand the range to the running dagster-daemon as an asset backfill and follow it",
+    )
+    args = parser.parse_args(argv)
+    first, sep, last = args.partition_range.partition("...")
+    if not sep or not first or not last:
+        parser.error(f"--partition-range {args.partition_range!r}: expected FIRST...LAST")
+    request = Request(select=args.select, first=first, last=last, module=args.module)
+    runner: Callable[[Request, dg.DagsterInstance, TextIO], int] = (
+        submit if args.submit else run_here
+    )
+    try:
+        with dg.DagsterInstance.get() as instance:
+            return runner(request, instance, out)
+    except BackfillError as exc:
+        print(f"fin-assets backfill: {exc}", file=sys.stderr)
+        return 2
