@@ -164,16 +164,15 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
             super().store_event_batch(events)  # one write per event, as Dagster does
             return
         rows = [self._event_to_row(event) for event in events]  # serialized once, for both
+        # executemany of one cached statement (a multi-row VALUES is compiled anew per size).
+        table = SqlEventLogStorageTable
         with self.run_connection(run_id) as conn:
-            conn.execute(SqlEventLogStorageTable.insert().values(rows))
+            conn.execute(table.insert(), rows)
         with self.index_connection() as conn:
             result = conn.execute(
-                SqlEventLogStorageTable.insert()
-                .values(rows)
-                .returning(SqlEventLogStorageTable.c.id)
+                table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
             )
-            # One INSERT numbers its rows in order; RETURNING may list them in any order.
-            event_ids = sorted(int(row[0]) for row in result.fetchall())
+            event_ids = [int(row[0]) for row in result.fetchall()]
             assets = [
                 (event, event_id)
                 for event, event_id in zip(events, event_ids, strict=True)

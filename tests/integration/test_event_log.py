@@ -128,3 +128,50 @@ def test_ours_records_what_dagsters_own_sqlite_storage_records(
     assert executions[("unique_symbol_ts", HOURS[2])][0][1] == "SUCCEEDED"
     assert len(executions[("ohlc_invariants", HOURS[0])]) == 2  # both runs evaluated it
     assert ours == theirs
+
+
+def test_a_batch_keeps_its_order_and_each_assets_latest_event() -> None:
+    from dagster._core.events import DagsterEvent, StepMaterializationData
+
+    def entry(key: str, partition: str) -> dg.EventLogEntry:
+        event = DagsterEvent(
+            event_type_value=dg.DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name="job",
+            step_key="step",
+            event_specific_data=StepMaterializationData(
+                dg.AssetMaterialization(asset_key=key, partition=partition, tags={"t": partition})
+            ),
+        )
+        return dg.EventLogEntry(
+            error_info=None,
+            level=10,
+            user_message="",
+            run_id="run-1",
+            timestamp=1_767_000_000.0,
+            step_key="step",
+            job_name="job",
+            dagster_event=event,
+        )
+
+    batch = [entry("a", "p1"), entry("b", "p1"), entry("a", "p2"), entry("b", "p0")]
+    with product_instance() as instance:
+        instance.event_log_storage.store_event_batch(batch)
+        for key, latest in (("a", "p2"), ("b", "p0")):
+            event = instance.get_latest_materialization_event(dg.AssetKey(key))
+            assert event is not None and event.dagster_event is not None
+            assert event.dagster_event.partition == latest
+            records = instance.fetch_materializations(dg.AssetKey(key), limit=10).records
+            # Newest first, each with its own tags: ids were matched to rows in order.
+            assert [r.partition_key for r in records] == (
+                ["p2", "p1"] if key == "a" else ["p0", "p1"]
+            )
+            assert [r.asset_materialization.tags for r in records] == [  # type: ignore[union-attr]
+                {"t": r.partition_key} for r in records
+            ]
+        run_log = instance.get_records_for_run("run-1").records
+        assert [r.event_log_entry.dagster_event.partition for r in run_log] == [  # type: ignore[union-attr]
+            "p1",
+            "p1",
+            "p2",
+            "p0",
+        ]
