@@ -9,7 +9,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
 BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
-	bench-warehouse-writes bench-startup bench-metrics
+	bench-warehouse-writes bench-startup bench-metrics bench-ui
 
 .PHONY: demo test test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
@@ -75,6 +75,12 @@ bench-startup: .venv/.synced  ## time to load the definitions vs import dagster
 
 bench-metrics: .venv/.synced  ## fin-assets metrics on 10,000 partitions: scrape time, exporter RSS
 	$(RUN) python benchmarks/metrics_scrape.py
+
+# bench-ui keeps its instance (a year of materialized hourly partitions) here and reuses it.
+BENCH_UI_HOME ?= $(if $(wildcard /dev/shm),/dev/shm,$(CURDIR)/.cache)/fin-assets-bench-ui-year
+
+bench-ui: .venv/.synced  ## UI asset page + partition view over GraphQL, a year materialized (< 2 s each)
+	$(RUN) python benchmarks/ui_year.py --home $(BENCH_UI_HOME)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
