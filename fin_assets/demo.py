@@ -172,10 +172,10 @@ def _materialize_source(
             return None
         runs.append(result)
     raw_key = dg.AssetKey(["raw", source, "bars"])
-    raw_meta = next(
+    raw_meta = next(  # the run's figures are on its last partition (assets/common.py)
         event.materialization.metadata
         for event in runs[0].get_asset_materialization_events()
-        if event.asset_key == raw_key
+        if event.asset_key == raw_key and event.partition == keys["hourly"][-1]
     )
     resources = defs.resources
     warehouse = resources["warehouse"].warehouse()  # type: ignore[attr-defined]

@@ -84,9 +84,11 @@ def step_failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
 def materialization_metadata(
     result: dg.ExecuteInProcessResult, key: list[str]
 ) -> dict[str, object]:
+    """The step's figures: on the last partition of its range (fin_assets/assets/common.py)."""
     for event in result.get_asset_materialization_events():
-        if event.asset_key == dg.AssetKey(key):
-            return {k: v.value for k, v in event.materialization.metadata.items()}
+        metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+        if event.asset_key == dg.AssetKey(key) and event.partition == metadata["last_partition"]:
+            return metadata
     raise AssertionError(f"no materialization of {'/'.join(key)}")
 
 

@@ -4,7 +4,6 @@ executemany warehouse) that the product does not carry."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import subprocess
 import sys
@@ -71,10 +70,19 @@ def descendants(pid: int) -> list[int]:
 
 
 # -- the command line -----------------------------------------------------------------------
+EVENT_LOG_HOME_FROM_ENV = "dagster_home:\n      env: DAGSTER_HOME"
+
+
 def dagster_home(path: Path) -> Path:
     """A fresh Dagster instance directory with the project's embedded instance config."""
     path.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", path / "dagster.yaml")
+    config = (PROJECT_ROOT / "dagster.yaml").read_text()
+    # The event log is told where the instance lives (fin_assets/event_log.py): here, this
+    # directory, not $DAGSTER_HOME, so DagsterInstance.from_config(path) reads the same files
+    # as a CLI started with DAGSTER_HOME=path, whatever this process's DAGSTER_HOME is.
+    literal = config.replace(EVENT_LOG_HOME_FROM_ENV, f"dagster_home: {path.resolve()}")
+    assert literal != config, "dagster.yaml no longer configures the event log's dagster_home"
+    (path / "dagster.yaml").write_text(literal)
     return path
 
 

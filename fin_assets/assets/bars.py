@@ -5,7 +5,7 @@
 
 import dagster as dg
 
-from fin_assets.assets.common import dagster_errors, partition_windows, window_metadata
+from fin_assets.assets.common import dagster_errors, partition_windows, range_result
 from fin_assets.partitions import SourcePartitions
 from fin_assets.progress import ProgressReporter
 from fin_assets.sources import Source
@@ -55,9 +55,9 @@ def build_core_bars_asset(source: Source, partitions: SourcePartitions) -> dg.As
             context.log.warning(
                 "%s: provider sent fields we do not map: %s", asset, dict(stats.unknown_fields)
             )
-        return dg.MaterializeResult(
-            metadata={
-                **window_metadata(context),
+        return range_result(
+            context,
+            {
                 "rows": result.rows,
                 "symbols": ", ".join(sorted(result.symbols)),
                 "symbol_count": len(result.symbols),
@@ -66,7 +66,7 @@ def build_core_bars_asset(source: Source, partitions: SourcePartitions) -> dg.As
                 "duplicates_dropped": stats.duplicates_dropped,
                 "unknown_fields": dict(stats.unknown_fields),
                 "table": dg.MetadataValue.path(f"{wh.location}/{table}"),
-            }
+            },
         )
 
     return core_bars

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from fin_assets.assets.common import dagster_errors, partition_windows, window_metadata
+from fin_assets.assets.common import dagster_errors, partition_windows, range_result
 from fin_assets.partitions import SourcePartitions
 from fin_assets.sources import Source
 from resources.dagster_resources import WarehouseResource
@@ -86,14 +86,14 @@ def _daily_asset(
                 table=table,
                 compute=compute,
             )
-        return dg.MaterializeResult(
-            metadata={
-                **window_metadata(context),
+        return range_result(
+            context,
+            {
                 "rows": result.rows,
                 "symbols": ", ".join(sorted(result.symbols)),
                 "symbol_count": len(result.symbols),
                 "table": dg.MetadataValue.path(f"{wh.location}/{table}"),
-            }
+            },
         )
 
     return daily_table

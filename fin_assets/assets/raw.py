@@ -14,8 +14,8 @@ from fin_assets.assets.common import (
     dagster_errors,
     partition_label,
     partition_windows,
+    range_result,
     retry_number,
-    window_metadata,
 )
 from fin_assets.partitions import SourcePartitions
 from fin_assets.progress import ProgressReporter
@@ -113,11 +113,9 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
             result.snapshots_reused,
             result.client.requests,
         )
-        return dg.MaterializeResult(
-            metadata={
-                **window_metadata(context),
-                "source": source.label,
-                "provider": result.provider,
+        return range_result(
+            context,
+            {
                 "symbols": ", ".join(result.symbols),
                 "symbol_count": len(result.symbols),
                 "rows": result.bars_fetched,
@@ -125,7 +123,8 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
                 "snapshots_reused": result.snapshots_reused,
                 **result.client.as_metadata(),
                 "snapshot_root": dg.MetadataValue.path(str(store.root)),
-            }
+            },
+            common={"source": source.label, "provider": result.provider},
         )
 
     return raw_bars
