@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckPartitionInfo
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.base import EventLogStorage
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
 from fin_assets.definitions import build_definitions
 from fin_assets.event_log import FinAssetsSqliteEventLogStorage
@@ -117,6 +119,17 @@ def _scenario(sim: MarketSimulator, data: Path, instance: dg.DagsterInstance) ->
     return _record(instance, [landed.run_id, checked.run_id, again.run_id])
 
 
+def _sorted(infos: Sequence[AssetCheckPartitionInfo]) -> list[AssetCheckPartitionInfo]:
+    assert infos
+    return sorted(infos, key=lambda i: (i.check_key.name, i.partition_key or ""))
+
+
+def _middle_storage_id(instance: dg.DagsterInstance) -> int:
+    """A cursor between the checks' evaluations and hour 5's second materialization."""
+    records = instance.fetch_materializations(BARS, limit=100).records
+    return records[0].storage_id - 1  # the newest: hour 5 landing again
+
+
 def _assert_check_state_as_dagster_computes_it(
     instance: dg.DagsterInstance, defs: dg.Definitions
 ) -> None:
@@ -125,6 +138,11 @@ def _assert_check_state_as_dagster_computes_it(
     partitions_def = defs.resolve_assets_def(BARS).partitions_def
     keys = [(dg.AssetCheckKey(BARS, name), partitions_def) for name in CHECKS]
     storage = instance.event_log_storage
+    check_keys = [key for key, _ in keys]
+    for after in (None, 0, _middle_storage_id(instance)):
+        assert _sorted(storage.get_asset_check_partition_info(check_keys, after)) == _sorted(
+            SqlEventLogStorage.get_asset_check_partition_info(storage, check_keys, after)
+        )
     ours = storage.get_asset_check_state(keys)
     theirs = EventLogStorage.get_asset_check_state(storage, keys)
     statuses = {}
