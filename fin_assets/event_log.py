@@ -41,6 +41,7 @@ already writes materialization batches in one statement.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -309,6 +310,13 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
             _record_check_evaluations(conn, evaluations)
 
 
+# Zero-padded key formats (Dagster's hourly and daily) and the shape of their keys.
+_ORDERED_FORMATS = {
+    "%Y-%m-%d-%H:%M": r"\d{4}-\d{2}-\d{2}-\d{2}:\d{2}",
+    "%Y-%m-%d": r"\d{4}-\d{2}-\d{2}",
+}
+
+
 def _valid_keys(partitions_def: PartitionsDefinition, keys: set[str | None]) -> set[str]:
     """The keys that are partitions of ``partitions_def`` (as ``has_partition_key`` decides),
     with the definition's first and last windows computed once instead of once per key (and
@@ -320,6 +328,15 @@ def _valid_keys(partitions_def: PartitionsDefinition, keys: set[str | None]) -> 
     last = partitions_def.get_last_partition_window()
     if first is None or last is None:
         return set()
+    if partitions_def.fmt in _ORDERED_FORMATS and not partitions_def.exclusions:
+        # Keys of these formats sort as their times do: a range test on the strings, not a
+        # strptime per key (30 us each: a quarter of a second per check-year of hours).
+        low_key, high_key = (
+            partitions_def.get_first_partition_key(),
+            partitions_def.get_last_partition_key(),
+        )
+        shape = re.compile(_ORDERED_FORMATS[partitions_def.fmt])
+        return {k for k in named if low_key <= k <= high_key and shape.fullmatch(k)}
     low, high = first.start.timestamp(), last.start.timestamp()
     found = set()
     for key in named:
