@@ -9,7 +9,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
 BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
-	bench-warehouse-writes bench-startup bench-metrics bench-ui
+	bench-warehouse-writes bench-startup bench-metrics bench-scale bench-ui
 
 .PHONY: demo test test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
@@ -75,6 +75,9 @@ bench-startup: .venv/.synced  ## time to load the definitions vs import dagster
 
 bench-metrics: .venv/.synced  ## fin-assets metrics on 10,000 partitions: scrape time, exporter RSS
 	$(RUN) python benchmarks/metrics_scrape.py
+
+bench-scale: .venv/.synced  ## 1/30/180-day backfills: CLI, fin-assets backfill, daemon vs 79139c2 (about 14 min)
+	$(RUN) python benchmarks/scale.py
 
 # bench-ui keeps its instance (a year of materialized hourly partitions) here and reuses it.
 BENCH_UI_HOME ?= $(if $(wildcard /dev/shm),/dev/shm,$(CURDIR)/.cache)/fin-assets-bench-ui-year

@@ -146,11 +146,13 @@ class Measured:
 
 
 def run_measured(
-    command: list[str], *, env: dict[str, str], log: Path
+    command: list[str], *, env: dict[str, str], log: Path, cwd: Path = PROJECT_ROOT
 ) -> tuple[int, float, int, TreeWatch]:
+    """Run ``command`` (from ``cwd``: another checkout's, for benchmarks/scale.py's baseline)
+    to its end: exit code, wall seconds, ``ru_maxrss`` (KiB) and the /proc watch of its tree."""
     with log.open("w") as out:
         began = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=out)
         watch = TreeWatch(proc.pid)
         poller = threading.Thread(target=watch.run, daemon=True)
         poller.start()
@@ -200,16 +202,7 @@ def backfill(days: int, symbols: list[str], url: str, admin: httpx.Client, tmp: 
     if code != 0:
         raise RuntimeError(f"the {days}-day backfill failed ({code}): {log.read_text()[-3000:]}")
     requests = admin.get("/_sim/stats").json()["requests"] - before
-    import polars as pl  # only the parent checks the result; it is not measured
-
-    files = sorted((root / "data" / "warehouse" / "core_bars").glob("*.parquet"))
-    rows = pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0
-    expected = days * 24, days * 1440 * len(symbols)
-    if (len(files), rows) != expected:
-        raise RuntimeError(
-            f"the {days}-day backfill left {len(files)} partitions and {rows} rows, "
-            f"expected {expected[0]} and {expected[1]}"
-        )
+    landed, rows = check_landed(root / "data", days, len(symbols))
     return Measured(
         f"{days} day{'s' if days > 1 else ''} x {len(symbols)} symbols",
         seconds,
@@ -217,10 +210,27 @@ def backfill(days: int, symbols: list[str], url: str, admin: httpx.Client, tmp: 
         worker_kib=watch.peak_of("run worker"),
         step_kib=watch.peak_of("step"),
         tree_kib=watch.max_sum_kib,
-        partitions=len(files),
+        partitions=landed,
         rows=rows,
         requests=requests,
     )
+
+
+def check_landed(data_dir: Path, days: int, symbols: int) -> tuple[int, int]:
+    """(partitions, rows) of core/bars under ``data_dir`` (the Parquet warehouse), once they are
+    what a ``days``-day backfill from FIRST_DAY must leave: every hourly partition, 1440 bars per
+    symbol and day; RuntimeError otherwise."""
+    import polars as pl  # only the parent checks the result; it is not measured
+
+    files = sorted((data_dir / "warehouse" / "core_bars").glob("*.parquet"))
+    rows = pl.scan_parquet(files).select(pl.len()).collect().item() if files else 0
+    expected = days * 24, days * 1440 * symbols
+    if (len(files), rows) != expected:
+        raise RuntimeError(
+            f"the {days}-day backfill left {len(files)} partitions and {rows} rows, "
+            f"expected {expected[0]} and {expected[1]}"
+        )
+    return len(files), rows
 
 
 # -- main -------------------------------------------------------------------------------------
