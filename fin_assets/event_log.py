@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -63,7 +63,7 @@ from dagster._core.definitions.partitions.definition.time_window import (
 )
 from dagster._core.definitions.partitions.subset import PartitionsSubset
 from dagster._core.event_api import EventLogEntry
-from dagster._core.events import ASSET_EVENTS
+from dagster._core.events import ASSET_EVENTS, AssetMaterializationPlannedData
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
     AssetCheckExecutionResolvedStatus,
@@ -267,7 +267,34 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
             for key, partitions_def in keys
         }
 
+    @property
+    def supports_partition_subset_in_asset_materialization_planned_events(self) -> bool:
+        # A run of N partitions is created with one planned event per asset (its subset)
+        # instead of N: the process creating the run (the CLI, the daemon for a backfill) no
+        # longer builds every partition's event at once. The storage writes the same
+        # per-partition rows as before (see _expanded), which is what readers of planned events
+        # (in-progress and failed partitions in the UI, automation) look at.
+        return True
+
+    def store_event(self, event: EventLogEntry) -> None:
+        if _planned_subset(event) is None:
+            super().store_event(event)
+        else:
+            self.store_event_batch([event])
+
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        if any(_planned_subset(event) is not None for event in events):
+            chunk: list[EventLogEntry] = []
+            for event in _expanded(events):
+                chunk.append(event)
+                if len(chunk) == EVENT_BATCH_SIZE:
+                    self._store_batch(chunk)
+                    chunk = []
+            self._store_batch(chunk)
+        else:
+            self._store_batch(events)
+
+    def _store_batch(self, events: Sequence[EventLogEntry]) -> None:
         if not events:
             return
         run_id = events[0].run_id
@@ -427,6 +454,33 @@ def _updated_check_state(
         key, partitions_def, subsets, in_progress, run_statuses
     )
     return AssetCheckState(latest_storage_id=latest, subsets=subsets, in_progress_runs=in_progress)
+
+
+def _planned_subset(event: EventLogEntry) -> PartitionsSubset | None:
+    dagster_event = event.dagster_event
+    if dagster_event is None or not dagster_event.is_asset_materialization_planned:
+        return None
+    return dagster_event.asset_materialization_planned_data.partitions_subset
+
+
+def _expanded(events: Iterable[EventLogEntry]) -> Iterator[EventLogEntry]:
+    """Each planned event of a partition subset as the planned events of its partitions, one
+    by one, exactly as Dagster writes them when a storage does not take subsets."""
+    for event in events:
+        subset = _planned_subset(event)
+        if subset is None:
+            yield event
+            continue
+        dagster_event = event.get_dagster_event()
+        asset_key = dagster_event.asset_materialization_planned_data.asset_key
+        for key in subset.get_partition_keys():
+            yield event._replace(
+                dagster_event=dagster_event._replace(
+                    event_specific_data=AssetMaterializationPlannedData(
+                        asset_key, partition=key, partitions_subset=None
+                    )
+                )
+            )
 
 
 def _insert_timestamp(event: EventLogEntry) -> datetime:
