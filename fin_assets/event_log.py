@@ -258,7 +258,8 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
             else []
         )
         statuses = {run.run_id: run.status for run in finished}
-        valid: dict[int, set[str]] = {}  # id(partitions_def) -> its keys, shared by its checks
+        # id(partitions_def) -> (key -> is a partition of it, the keys that are), for its checks
+        valid: dict[int, tuple[dict[str | None, bool], set[str]]] = {}
         memo: dict[tuple[int, tuple[str, ...]], PartitionsSubset] = {}
         return {
             key: _updated_check_state(
@@ -382,15 +383,20 @@ def _updated_check_state(
     partitions_def: PartitionsDefinition | None,
     infos: Sequence[AssetCheckPartitionInfo],
     run_statuses: Mapping[str, DagsterRunStatus],
-    valid: dict[int, set[str]],
+    valid: dict[int, tuple[dict[str | None, bool], set[str]]],
     memo: dict[tuple[int, tuple[str, ...]], PartitionsSubset],
 ) -> AssetCheckState:
     """``AssetCheckState.with_updates``, one union or difference per status."""
     if partitions_def is None:
         return state.with_updates(key, partitions_def, infos, run_statuses)  # one record at most
-    if id(partitions_def) not in valid:
-        valid[id(partitions_def)] = _valid_keys(partitions_def, {i.partition_key for i in infos})
-    known = valid[id(partitions_def)]
+    # Checks of one definition share what is known of their keys; each adds what it alone has.
+    seen = valid.setdefault(id(partitions_def), ({}, set()))
+    judged, known = seen
+    unjudged = {i.partition_key for i in infos if i.partition_key not in judged}
+    good = _valid_keys(partitions_def, unjudged) if unjudged else set()
+    for partition in unjudged:
+        judged[partition] = partition in good
+    known.update(good)
     Status = AssetCheckExecutionResolvedStatus
     added: dict[AssetCheckExecutionResolvedStatus, list[str]] = {s: [] for s in Status}
     cleared: list[str] = []

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckPartitionInfo
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionResolvedStatus,
+    AssetCheckPartitionInfo,
+)
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
@@ -230,3 +233,38 @@ def test_a_batch_keeps_its_order_and_each_assets_latest_event() -> None:
             "p2",
             "p0",
         ]
+
+
+def test_checks_evaluated_on_different_partitions_keep_their_own_statuses() -> None:
+    hourly = dg.HourlyPartitionsDefinition(start_date="2026-01-05-00:00")
+    evaluated = {"first_check": HOURS[:2], "second_check": HOURS[2:5]}
+    with product_instance() as instance:
+        for name, hours in evaluated.items():
+            for hour in hours:
+                instance.report_runless_asset_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=BARS, check_name=name, passed=hour != HOURS[3], partition=hour
+                    )
+                )
+        keys = [(dg.AssetCheckKey(BARS, name), hourly) for name in evaluated]
+        storage = instance.event_log_storage
+        ours = storage.get_asset_check_state(keys)
+        theirs = EventLogStorage.get_asset_check_state(storage, keys)
+        for key, _ in keys:
+            found = {
+                s.value: sorted(v.subset_value.get_partition_keys())
+                for s, v in ours[key].subsets.items()
+                if v.size
+            }
+            assert found == {
+                s.value: sorted(v.subset_value.get_partition_keys())
+                for s, v in theirs[key].subsets.items()
+                if v.size
+            }
+        second = ours[dg.AssetCheckKey(BARS, "second_check")].subsets
+        assert sorted(
+            second[AssetCheckExecutionResolvedStatus.SUCCEEDED].subset_value.get_partition_keys()
+        ) == [HOURS[2], HOURS[4]]
+        assert list(
+            second[AssetCheckExecutionResolvedStatus.FAILED].subset_value.get_partition_keys()
+        ) == [HOURS[3]]
