@@ -17,6 +17,7 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionResolvedStatus,
     AssetCheckPartitionInfo,
 )
+from dagster._core.storage.asset_check_state import AssetCheckState
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
@@ -122,6 +123,15 @@ def _scenario(sim: MarketSimulator, data: Path, instance: dg.DagsterInstance) ->
     return _record(instance, [landed.run_id, checked.run_id, again.run_id])
 
 
+def _by_status(state: AssetCheckState) -> dict[str, list[str]]:
+    """A check's partitions by status, as the UI counts them."""
+    return {
+        s.value: sorted(v.subset_value.get_partition_keys())
+        for s, v in state.subsets.items()
+        if v.size
+    }
+
+
 def _sorted(infos: Sequence[AssetCheckPartitionInfo]) -> list[AssetCheckPartitionInfo]:
     assert infos
     return sorted(infos, key=lambda i: (i.check_key.name, i.partition_key or ""))
@@ -152,16 +162,8 @@ def _assert_check_state_as_dagster_computes_it(
     for key, _ in keys:
         assert ours[key].latest_storage_id == theirs[key].latest_storage_id
         assert ours[key].in_progress_runs == theirs[key].in_progress_runs
-        mine = {
-            s.value: sorted(v.subset_value.get_partition_keys())
-            for s, v in ours[key].subsets.items()
-            if v.size
-        }
-        assert mine == {
-            s.value: sorted(v.subset_value.get_partition_keys())
-            for s, v in theirs[key].subsets.items()
-            if v.size
-        }
+        mine = _by_status(ours[key])
+        assert mine == _by_status(theirs[key])
         statuses[key.name] = mine
     # (Dagster 1.13 keeps hour 5's result after it lands again; both storages agree on that.)
     assert statuses["unique_symbol_ts"] == {
@@ -251,16 +253,7 @@ def test_checks_evaluated_on_different_partitions_keep_their_own_statuses() -> N
         ours = storage.get_asset_check_state(keys)
         theirs = EventLogStorage.get_asset_check_state(storage, keys)
         for key, _ in keys:
-            found = {
-                s.value: sorted(v.subset_value.get_partition_keys())
-                for s, v in ours[key].subsets.items()
-                if v.size
-            }
-            assert found == {
-                s.value: sorted(v.subset_value.get_partition_keys())
-                for s, v in theirs[key].subsets.items()
-                if v.size
-            }
+            assert _by_status(ours[key]) == _by_status(theirs[key])
         second = ours[dg.AssetCheckKey(BARS, "second_check")].subsets
         assert sorted(
             second[AssetCheckExecutionResolvedStatus.SUCCEEDED].subset_value.get_partition_keys()
