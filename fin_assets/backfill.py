@@ -61,7 +61,6 @@ class Follower:
     instance: dg.DagsterInstance
     out: TextIO
     cursors: dict[str, str | None] = field(default_factory=dict)
-    latest: dict[str, Progress] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
     def poll(self, run_id: str) -> None:
@@ -80,7 +79,6 @@ class Follower:
         if event is None:
             progress = parse_progress(entry.user_message)
             if progress is not None:
-                self.latest[progress.asset] = progress
                 print(render(progress), file=self.out, flush=True)
             return
         if event.event_type_value == "STEP_FAILURE":

@@ -97,7 +97,6 @@ class ProgressReporter:
         self._clock = clock
         self._began = clock()
         self._last: float | None = None
-        self.latest: Progress | None = None
 
     def update(self, done: float, *, requests: int = 0, rows: int = 0, final: bool = False) -> None:
         """``done``: partitions' worth of work finished (fractions allowed while fetching)."""
@@ -109,7 +108,7 @@ class ProgressReporter:
         elapsed = now - self._began
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = 0.0 if done >= self._total else (self._total - done) / rate if rate > 0 else None
-        self.latest = Progress(
+        progress = Progress(
             asset=self._asset,
             done=int(done),
             total=self._total,
@@ -118,4 +117,4 @@ class ProgressReporter:
             rate=rate,
             eta=format_duration(eta),
         )
-        self._emit(self.latest.line())
+        self._emit(progress.line())
