@@ -11,7 +11,7 @@ export DAGSTER_HOME
 BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
 	bench-warehouse-writes bench-startup bench-metrics bench-scale bench-ui
 
-.PHONY: demo test test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
+.PHONY: demo test test-fast test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -26,8 +26,20 @@ BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests 
 demo: .venv/.synced  ## simulator + Dagster, both declared sources over 2026-01-16..20, a summary each
 	$(RUN) fin-assets demo
 
-test: .venv/.synced  ## unit + integration tests
-	$(RUN) pytest
+# The suite waits far more than it computes (daemons, servers, sleeping clients), so it runs on
+# PYTEST_WORKERS processes, the longest stories first (tests/conftest.py orders them by their
+# `slow` mark; --maxschedchunk=1 hands each worker one test at a time). tests/setup.sh starts or
+# installs what the tests need besides uv.lock (PostgreSQL, RabbitMQ, Prometheus), or says what.
+PYTEST_WORKERS ?= 4
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --maxschedchunk=1 --durations=15
+
+test: .venv/.synced  ## every test: unit, integration, PostgreSQL, end to end (about 6 min)
+	bash tests/setup.sh
+	$(RUN) pytest $(PYTEST_PARALLEL)
+
+test-fast: .venv/.synced  ## unit + integration without the slow stories (under 2 min)
+	bash tests/setup.sh
+	$(RUN) pytest $(PYTEST_PARALLEL) -m "not slow" tests/unit tests/integration
 
 test-unit: .venv/.synced
 	$(RUN) pytest tests/unit

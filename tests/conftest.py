@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,30 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def slow_seconds(item: pytest.Item) -> float:
+    """What a test's ``slow`` mark says it takes (0: not marked)."""
+    mark = item.get_closest_marker("slow")
+    return float(mark.args[0]) if mark else 0.0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``make test`` (pytest-xdist, ``--maxschedchunk=1``) the longest stories start first,
+    one per worker, so the run lasts about as long as its longest story instead of two of them
+    back to back. xdist hands each worker the next two tests of this order at the start, then one
+    per test finished: so the first workers get one slow and one quick test each (the quick one
+    waits behind the slow one), and the remaining slow tests follow, longest first."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
+    if workers < 2:
+        return  # one process: the usual order, modules together
+    slow = sorted((i for i in items if slow_seconds(i)), key=slow_seconds, reverse=True)
+    quick = [i for i in items if not slow_seconds(i)]
+    first: list[pytest.Item] = []
+    for story in slow[:workers]:
+        first += [story, *quick[:1]]
+        quick = quick[1:]
+    items[:] = [*first, *slow[workers:], *quick]
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ executemany warehouse) that the product does not carry."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import IO, Any, TypeVar
 
 import dagster as dg
 import polars as pl
+import pytest
 from psycopg2 import sql
 
 from resources.ratelimit.pacer import SharedPacer
@@ -52,6 +54,29 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def wait_for_sensor_ticks(
+    instance: dg.DagsterInstance, sensor: str, count: int, *, timeout: float
+) -> None:
+    """Until the daemon has finished ``count`` ticks of ``sensor`` that started from now on:
+    "nothing more is said" is checked over ticks of the sensor that would say it, not over
+    seconds of sleep that a busy machine may not fill with a single tick."""
+    since = time.time()
+
+    def ticked() -> bool:
+        states = [s for s in instance.all_instigator_state() if s.instigator_name == sensor]
+        done = [
+            tick
+            for state in states
+            for tick in instance.get_ticks(
+                state.instigator_origin_id, state.selector_id, after=since
+            )
+            if tick.status.value != "STARTED"  # finished: skipped, success or failure
+        ]
+        return len(done) >= count
+
+    wait_for(f"{count} more ticks of {sensor}", ticked, timeout=timeout, interval=0.5)
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (what an OOM kill of its cgroup also kills), from /proc."""
     children: dict[int, list[int]] = {}
@@ -67,6 +92,20 @@ def descendants(pid: int) -> list[int]:
         found.append(child)
         todo.extend(children.get(child, []))
     return found
+
+
+# -- tools the tests run ----------------------------------------------------------------------
+def required_tool(command: str, debian_package: str) -> str:
+    """The path of ``command``; if it is not installed the test fails saying how to get it
+    (``make test`` installs it through tests/setup.sh): a missing tool is never a silent skip."""
+    path = shutil.which(command)
+    if path is None:
+        pytest.fail(
+            f"{command} is not installed: `make test` installs it (tests/setup.sh), or "
+            f"install Debian's {debian_package} package",
+            pytrace=False,
+        )
+    return path
 
 
 # -- the command line -----------------------------------------------------------------------

@@ -4,7 +4,6 @@ a data directory of its own under the test's temporary directory, stopped when t
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import urllib.parse
 import urllib.request
@@ -14,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import free_port, stop_process, wait_for
+from tests.helpers import free_port, required_tool, stop_process, wait_for
 
 
 class PrometheusServer:
@@ -29,10 +28,7 @@ class PrometheusServer:
         rule_files: list[Path],
         interval_s: float = 1.0,
     ) -> None:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            raise RuntimeError("prometheus is not installed (Debian: apt-get install prometheus)")
-        self.binary = binary
+        self.binary = required_tool("prometheus", "prometheus")
         self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -22,9 +22,20 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from fin_assets.alert_cursor import SENSOR_NAME
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver
-from tests.helpers import dagster_home, free_port, run_cli, start_cli, stop_process, wait_for
+from tests.helpers import (
+    dagster_home,
+    free_port,
+    run_cli,
+    start_cli,
+    stop_process,
+    wait_for,
+    wait_for_sensor_ticks,
+)
+
+pytestmark = pytest.mark.slow(195)
 
 STALE = ("freshness:raw/bars", "freshness:core/bars")
 POLL_S = 1.0  # probes ask the Dagster instance; a new window closes only every 30 s anyway
@@ -137,7 +148,8 @@ def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
                 timeout=240,
                 interval=POLL_S,
             )
-            time.sleep(15)  # several more sensor ticks: still no duplicate
+            # Several more ticks of the alert sensor: still no duplicate.
+            wait_for_sensor_ticks(instance, SENSOR_NAME, 4, timeout=90)
             assert sorted(a["key"] for a in failures()) == sorted(STALE)
             assert all("is stale" in str(a["title"]) for a in failures())
 
@@ -157,7 +169,7 @@ def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
                 timeout=240,
                 interval=POLL_S,
             )
-            time.sleep(15)
+            wait_for_sensor_ticks(instance, SENSOR_NAME, 4, timeout=90)
             assert sorted(a["key"] for a in recoveries()) == sorted(STALE)
             assert sorted(a["key"] for a in failures()) == sorted(STALE)  # none added
         finally:

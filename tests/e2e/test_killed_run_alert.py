@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,17 @@ from fin_assets.alert_cursor import SENSOR_NAME
 from fin_assets.runs import WORKER_TAG
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver
-from tests.helpers import dagster_home, descendants, run_cli, start_cli, stop_process, wait_for
+from tests.helpers import (
+    dagster_home,
+    descendants,
+    run_cli,
+    start_cli,
+    stop_process,
+    wait_for,
+    wait_for_sensor_ticks,
+)
+
+pytestmark = pytest.mark.slow(40)
 
 HOUR = "2026-01-05-03:00"
 POLL_S = 0.5  # every probe asks the Dagster instance
@@ -132,7 +141,8 @@ def test_a_sigkilled_run_worker_is_one_killed_alert_then_one_recovery(
                 "the recovery", lambda: about_the_run("recovery"), timeout=60, interval=POLL_S
             )
             assert HOUR in str(recovery["title"])
-            time.sleep(6)  # three more sensor ticks: nothing said twice
+            # Three more ticks of the alert sensor: nothing said twice.
+            wait_for_sensor_ticks(instance, SENSOR_NAME, 3, timeout=60)
             assert len(about_the_run("killed")) == 1 and len(about_the_run("recovery")) == 1
             # Not also reported as an ordinary failure.
             assert not [a for a in hook.alerts() if a["key"] == f"run:{run.run_id}"]

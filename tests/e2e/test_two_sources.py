@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,19 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from fin_assets.alert_cursor import SENSOR_NAME
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver
-from tests.helpers import dagster_home, set_sensors, start_cli, stop_process, wait_for
+from tests.helpers import (
+    dagster_home,
+    set_sensors,
+    start_cli,
+    stop_process,
+    wait_for,
+    wait_for_sensor_ticks,
+)
+
+pytestmark = pytest.mark.slow(100)
 
 LAG_HOURS = 24
 SPEED = 120  # a simulated hour every 30 s
@@ -190,7 +199,8 @@ def outage_pages_only_its_source(
         timeout=90,
         interval=POLL_S,
     )
-    time.sleep(8)  # two more alert-sensor ticks: still no duplicate, still nothing of steady's
+    # Two more ticks of the alert sensor: still no duplicate, still nothing of steady's.
+    wait_for_sensor_ticks(instance, SENSOR_NAME, 2, timeout=60)
 
     alerts = [a for a in hook.alerts() if WALL_CLOCK_DEADLINE_CHECK not in a["key"]]
     assert sorted(a["key"] for a in stale_alerts()) == sorted(expected)

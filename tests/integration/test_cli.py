@@ -38,6 +38,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow(10)
 def test_dagster_asset_materialize_partition_range(simulator_process: str, tmp_path: Path) -> None:
     env = _env(tmp_path, FIN_API_BASE_URL=simulator_process, FIN_SYMBOLS="AAPL,MSFT,NVDA")
     proc = run_cli(
@@ -56,6 +57,7 @@ def test_dagster_asset_materialize_partition_range(simulator_process: str, tmp_p
     assert any((tmp_path / "dagster_home" / "storage").iterdir())
 
 
+@pytest.mark.slow(15)
 def test_fin_assets_backfill_shows_progress_and_lands_the_range(
     simulator_process: str, tmp_path: Path
 ) -> None:
@@ -98,6 +100,7 @@ def _demo(tmp_path: Path) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow(20)
 def test_demo_twice_gives_identical_tables_without_new_requests(tmp_path: Path) -> None:
     """The default deployment: two sources on the simulator over 2026-01-16 .. 2026-01-20."""
     first = _demo(tmp_path)

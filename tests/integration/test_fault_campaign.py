@@ -120,6 +120,7 @@ def backfill(
     return result.success, step_failure_messages(result), sim.stats()["requests"] - before
 
 
+@pytest.mark.slow(20)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_a_faulty_backfill_is_exact_or_fails_by_name_and_the_clean_rerun_is_exact(
     case: Case,

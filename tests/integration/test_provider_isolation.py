@@ -86,6 +86,7 @@ class Timed(threading.Thread):
         return self.result
 
 
+@pytest.mark.slow(31)
 def test_a_binance_ban_holds_binance_only_and_polygon_is_paced_by_its_own_quota(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

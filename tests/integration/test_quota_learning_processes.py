@@ -25,6 +25,7 @@ HOUR = "2026-01-05-00:00"
 POLYGON_KEY = "pk-test-learning-0012"
 
 
+@pytest.mark.slow(12)
 def test_six_processes_25x_over_binance_quota_earn_one_429_no_ban_and_learn_it(
     tmp_path: Path,
 ) -> None:

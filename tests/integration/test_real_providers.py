@@ -87,6 +87,7 @@ def test_same_hour_from_each_provider_has_the_identical_schema_and_fixture_value
         assert row["provider"] == "polygon"
 
 
+@pytest.mark.slow(12)
 def test_after_a_418_ban_no_process_sends_until_retry_after_has_passed(tmp_path: Path) -> None:
     with BinanceEmulator() as binance:
         banned = json.loads((FIXTURES / "binance" / "error_418.json").read_text())
@@ -118,6 +119,7 @@ def test_after_a_418_ban_no_process_sends_until_retry_after_has_passed(tmp_path:
     assert len([e for e in log if e["status"] == 200]) == 20
 
 
+@pytest.mark.slow(25)
 def test_polygon_free_plan_day_for_three_symbols_without_429s_and_with_visible_waits(
     tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:

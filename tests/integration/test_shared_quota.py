@@ -77,6 +77,7 @@ def test_four_processes_share_one_quota_with_zero_rejections(tmp_path: Path) -> 
     assert sum(r["waited"] for r in results) > 0
 
 
+@pytest.mark.slow(13)
 def test_a_429_seen_by_one_process_pauses_all_of_them(tmp_path: Path) -> None:
     config = SimulatorConfig(port=0, fault_retry_after_s=2)
     with MarketSimulator(config) as sim:

@@ -2,7 +2,8 @@
 
 ``FIN_TEST_POSTGRES_URL`` is an admin URL (default ``postgresql://postgres@127.0.0.1:5432/
 postgres``): the session creates ``fin_assets_test_<random hex>`` through it and drops it at the
-end. If the server cannot be reached, the whole directory is skipped with one reason line.
+end. If the server cannot be reached, every test here fails with one line saying how to start it
+(``make test`` starts it through tests/setup.sh): a missing server is never a silent skip.
 """
 
 from __future__ import annotations
@@ -44,19 +45,18 @@ def unreachable_reason() -> str | None:
         where = f"{urlsplit(url).hostname or 'localhost'}:{urlsplit(url).port or 5432}"
         detail = str(exc).strip().splitlines()[0]
         return (
-            f"PostgreSQL not reachable at {where} ({detail}): start it with "
-            "`pg_ctlcluster 15 main start` or point FIN_TEST_POSTGRES_URL at a server"
+            f"PostgreSQL not reachable at {where} ({detail}): `make test` starts it "
+            "(tests/setup.sh), or point FIN_TEST_POSTGRES_URL at a running server"
         )
     return None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Every test here skips from this one line when the server is not there, so the summary
-    folds them into a single SKIPPED line (and the run still exits 0)."""
+    """Every test here fails with this one line when the server is not there."""
     reason = unreachable_reason()
     if reason is not None:
-        pytest.skip(reason)
+        pytest.fail(reason, pytrace=False)
 
 
 @contextlib.contextmanager

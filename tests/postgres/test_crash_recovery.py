@@ -24,6 +24,8 @@ from tests.conftest import fin_env
 from tests.helpers import descendants, free_port, run_cli, start_cli, stop_process, wait_for
 from tests.postgres.conftest import postgres_instance_env
 
+pytestmark = pytest.mark.slow(40)
+
 HOUR = "2026-01-05-03:00"
 POLL_S = 0.5  # every probe here asks the Dagster instance
 

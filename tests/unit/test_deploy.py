@@ -4,12 +4,12 @@ README promises, and an instance config Dagster accepts."""
 from __future__ import annotations
 
 import configparser
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from tests.helpers import required_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "deploy" / "systemd"
@@ -22,13 +22,17 @@ def unit(name: str) -> configparser.ConfigParser:
     return parser
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     # Point the units at this checkout's venv so verify can check the commands exist.
     for path in [*SYSTEMD.glob("*.service"), *SYSTEMD.glob("*.timer")]:
         (tmp_path / path.name).write_text(path.read_text().replace("/opt/fin-assets", str(ROOT)))
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", *sorted(str(p) for p in tmp_path.iterdir())],
+        [
+            required_tool("systemd-analyze", "systemd"),
+            "verify",
+            "--man=no",
+            *sorted(str(p) for p in tmp_path.iterdir()),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

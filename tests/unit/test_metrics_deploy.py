@@ -7,7 +7,6 @@ from __future__ import annotations
 import configparser
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import yaml
 
 from fin_assets.metrics import DEFAULT_PORT
 from resources.metrics.catalog import SPECS
+from tests.helpers import required_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -24,18 +24,17 @@ UNIT = ROOT / "deploy" / "systemd" / "fin-assets-metrics.service"
 METRIC = re.compile(r"\b(fin_assets_[a-z0-9_]+|up)\b")
 SERVED = set(SPECS) | {"up"}  # up: Prometheus' own, per scrape target
 
-needs_promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool not installed (Debian: prometheus)"
-)
-
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["promtool", *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60
+        [required_tool("promtool", "prometheus"), *args],
+        cwd=PROMETHEUS,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-@needs_promtool
 @pytest.mark.parametrize(
     "args",
     [
