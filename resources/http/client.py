@@ -304,6 +304,7 @@ class MarketApiClient:
             server_wait: float | None = None
             status: int | None = None
             signal = None
+            self._pacer.sending()
             sent, sent_at = time.monotonic(), self._now()
             try:
                 status, headers, body = self._send_once(request)

@@ -172,6 +172,18 @@ def settle(state: QuotaState, *, owner: str, rtt_s: float | None) -> None:
         learning.rtt_s = rtt_s if not learning.rtt_s else 0.8 * learning.rtt_s + 0.2 * rtt_s
 
 
+def sent_late(state: QuotaState, *, late_s: float) -> None:
+    """A booked request leaves ``late_s`` seconds after its slot (a busy host kept its process
+    off the CPU): the server counts it from when it arrives. A bucket that was idle when it
+    was booked therefore starts the server's schedule that much later than ours, and the rest
+    of the burst, sent on our schedule, would reach the server early by as much: past the
+    arrival-jitter allowance that is a 429. The shared schedule moves on by the lateness, so
+    every process's next slot is where the server's clock has it. (In a saturated schedule a
+    late request costs nothing to the server; moving on then costs ``late_s`` of quota once.)"""
+    if late_s > 0 and state.tat:
+        state.tat += late_s
+
+
 # -- after each answer ----------------------------------------------------------------------
 def observe(
     state: QuotaState,

@@ -13,7 +13,7 @@ from typing import Protocol
 from resources.ratelimit import learning
 from resources.ratelimit.gcra import QuotaState, pause_state
 from resources.ratelimit.headers import RateLimitSignal
-from resources.ratelimit.policy import QuotaPolicy, lower_quota
+from resources.ratelimit.policy import ARRIVAL_JITTER_S, QuotaPolicy, lower_quota
 from resources.ratelimit.stores import QuotaStore
 
 # A child of the client's logger: Dagster captures it into the run's event log with the waits.
@@ -28,6 +28,11 @@ class Pacer(Protocol):
         ...
 
     def booked(self) -> bool: ...
+
+    def sending(self) -> None:
+        """The request booked last goes out now (called just before it is written): a slot
+        left later than the arrival-jitter allowance moves the shared schedule on."""
+        ...
 
     def settle(self, *, rtt_s: float | None = None) -> None:
         """The request booked last has its answer (or failed): its slot in flight is free."""
@@ -73,6 +78,9 @@ class NoPacer:
 
     def booked(self) -> bool:
         return True
+
+    def sending(self) -> None:
+        return None
 
     def settle(self, *, rtt_s: float | None = None) -> None:
         return None
@@ -142,6 +150,7 @@ class SharedPacer:
         self._last_reason = ""
         self._booked = True
         self._booked_at: float | None = None
+        self._send_at: float | None = None  # when the booking in hand was to be sent
         # Names this pacer's booking in flight in the shared state (one client, one request
         # at a time): its next booking, or its answer, frees the slot.
         self._owner = secrets.token_hex(6)
@@ -162,10 +171,22 @@ class SharedPacer:
         self._booked = booking.booked
         if booking.booked:
             self._booked_at = now
+            self._send_at = now + booking.wait_s
         return booking.wait_s
 
     def booked(self) -> bool:
         return self._booked
+
+    def sending(self) -> None:
+        send_at, self._send_at = self._send_at, None
+        if send_at is None:
+            return
+        now = self._clock()
+        late = now - send_at
+        if late <= ARRIVAL_JITTER_S:
+            return  # within the allowance every booking keeps for it
+        logger.debug("quota %s: sent %.3f s after its slot: the schedule moves on", self.key, late)
+        self.store.apply(self.key, now, lambda s: learning.sent_late(s, late_s=late))
 
     def settle(self, *, rtt_s: float | None = None) -> None:
         if self.adaptive:

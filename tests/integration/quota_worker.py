@@ -5,6 +5,7 @@ SQLite quota store, then one JSON line with what it saw. Run as
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,11 @@ def main() -> None:
     parser.add_argument("--start-at", type=float, default=0.0)
     parser.add_argument("--provider", default="simulator")
     parser.add_argument("--symbol", default="AAPL")
+    # A busy host: every Nth booking (the first included) is followed by this many milliseconds
+    # off the CPU before the request goes out, as the scheduler, a page-fault storm or a GC
+    # pause does to a process.
+    parser.add_argument("--stall-ms", type=float, default=0.0)
+    parser.add_argument("--stall-every", type=int, default=4)
     args = parser.parse_args()
     adapter = get_adapter(args.provider)
     policy = QuotaPolicy(args.quota, args.window, args.burst) if args.quota else None
@@ -34,6 +40,16 @@ def main() -> None:
     pacer = SharedPacer(
         SQLiteQuotaStore(args.store), quota_key(adapter.name, args.url, None), policy=policy
     )
+    if args.stall_ms:
+        reserve, bookings = pacer.reserve, itertools.count()
+
+        def stalled_reserve(weight: int = 1) -> float:
+            wait = reserve(weight)
+            if next(bookings) % args.stall_every == 0:
+                time.sleep(args.stall_ms / 1000)
+            return wait
+
+        pacer.reserve = stalled_reserve  # type: ignore[method-assign]
     client = MarketApiClient(adapter, base_url=args.url, pacer=pacer, max_wait_s=30)
     start = datetime(2026, 1, 5, tzinfo=UTC)
     request = adapter.bars_request(args.symbol, start=start, end=start + timedelta(minutes=1))

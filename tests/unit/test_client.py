@@ -562,6 +562,9 @@ class FixedPacer:
     def booked(self) -> bool:
         return True
 
+    def sending(self) -> None:
+        return None
+
     def settle(self, *, rtt_s: float | None = None) -> None:
         return None
 

@@ -95,6 +95,29 @@ def test_configured_quota_paces_at_the_safety_rate_after_its_burst() -> None:
     assert waits == pytest.approx([0, 0, 0, 0, J, interval + J, 2 * interval + J], abs=1e-6)
 
 
+@pytest.mark.parametrize("late", [J / 2, 0.08], ids=["within the allowance", "80 ms late"])
+def test_a_slot_sent_late_moves_every_later_slot_on_by_as_much(late: float) -> None:
+    """Two processes book the burst of an idle quota; the first one's request leaves ``late``
+    after its slot (its process was off the CPU). The server starts counting at that arrival,
+    so the slots after the burst move on by the lateness past the allowance J, not before."""
+    clock = Clock()
+    store = MemoryQuotaStore()
+    policy = QuotaPolicy(20, 1, 5)
+    # Plain GCRA (no slow start): a quota known to be right.
+    first, other = (
+        SharedPacer(store, "k", policy=policy, clock=clock, adaptive=False) for _ in range(2)
+    )
+    assert first.reserve() == 0
+    waits = [other.reserve() for _ in range(4)]
+    clock.now += late
+    first.sending()
+    after_burst = other.reserve()
+    interval = 1 / (20 * SAFETY_RATE)
+    assert waits == pytest.approx([0, 0, 0, J], abs=1e-6)
+    moved = late if late > J else 0.0
+    assert after_burst == pytest.approx(interval + J + moved - late, abs=1e-6)
+
+
 def test_weights_cost_several_units() -> None:
     clock = Clock()
     pacer = SharedPacer(MemoryQuotaStore(), "k", policy=QuotaPolicy(10, 1, 1), clock=clock)
