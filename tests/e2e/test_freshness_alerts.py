@@ -120,7 +120,7 @@ def test_alerts_reach_the_webhook_once_on_failure_and_once_on_recovery(
             wait_for(
                 f"core/daily_bars {day} by automation",
                 lambda: materialized(["core", "daily_bars"], day),
-                timeout=420,  # the first run fetches and checks two days hour by hour
+                timeout=600,  # the first run fetches and checks two days hour by hour (busy host)
                 interval=POLL_S,
             )
             wait_for(

@@ -420,7 +420,9 @@ def test_a_writer_killed_mid_copy_leaves_the_previous_rows_and_no_lock(
         backend = query(
             db,
             "SELECT pid, left(query, 4) FROM pg_stat_activity"
-            " WHERE application_name = 'fin-assets warehouse' AND state = 'active'",
+            " WHERE application_name = 'fin-assets warehouse' AND state = 'active'"
+            # Only this test's database: other tests run beside it (make test's workers).
+            " AND datname = current_database()",
         )
         assert [q for _, q in backend] == ["COPY"]
         assert advisory_locks(db) == [(backend[0][0], True)]
