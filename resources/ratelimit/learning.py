@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from resources.ratelimit.gcra import Learning, QuotaState, Reservation, pause_state, reserve_state
 from resources.ratelimit.headers import RateLimitSignal
-from resources.ratelimit.policy import QuotaPolicy, lower_quota
+from resources.ratelimit.policy import ARRIVAL_JITTER_S, QuotaPolicy, lower_quota
 
 STATED = "stated"
 ESTIMATE = "estimate"
@@ -204,8 +204,24 @@ def observe(
     change = None
     if signal is not None:
         change = _observe(state, learning, ceiling, signal, units, now)
+    counted_by(state, in_force(state, ceiling), units=units, now=now)
     settle(state, owner=owner, rtt_s=rtt_s)
     return change
+
+
+def counted_by(state: QuotaState, active: QuotaPolicy | None, *, units: int, now: float) -> None:
+    """An answer proves its request was counted by ``now`` at the latest, and a busy server
+    (or network) may have counted it that late: 35 ms after it was sent was measured here on
+    a loaded machine, 200 ms once. Where the schedule had gone idle meanwhile (a first request,
+    a lull), the server's schedule then restarts at that arrival, later than ours, and a burst
+    on ours reaches it early. So the schedule is never behind where booking the request on an
+    idle schedule at ``now`` would have put it (``gcra_book``: its units, or the burst when it
+    weighs more), less the arrival-jitter allowance. A busy schedule (other processes'
+    bookings) is already ahead of that: this costs nothing then, nor on a quiet machine."""
+    if active is None:
+        return
+    interval, burst = active.paced()
+    state.tat = max(state.tat, now + min(units, burst) * interval - ARRIVAL_JITTER_S)
 
 
 def _observe(

@@ -354,6 +354,21 @@ def _wait_for_step(cluster: Cluster, step: str, seen: int) -> tuple[str, int]:
     return wait_for(f"{step} to be taken by a worker", probe, timeout=90, interval=POLL_S)
 
 
+def _bars_requests(sim: MarketSimulator) -> int:
+    return int(sim.stats()["requests_by_path"].get("/v1/bars", 0))
+
+
+def _wait_for_requests(sim: MarketSimulator, count: int) -> None:
+    """Until the simulator has received ``count`` bars requests in all (in flight included): a
+    step is then fetching, whatever the machine's load did to its start."""
+    wait_for(
+        f"{count} bars requests at the simulator",
+        lambda: _bars_requests(sim) >= count,
+        timeout=90,
+        interval=0.1,
+    )
+
+
 def _rabbitmqctl(*args: str) -> None:
     done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -390,9 +405,10 @@ def test_a_backfill_on_two_celery_workers_survives_a_lost_worker_and_a_broker_ou
     cluster.sim.set_faults({}, latency_ms=LATENCY_MS)
     step = "raw__crypto__bars"
     before = sum(1 for _, _, _, steps in _steps_taken(cluster) if steps == step)
+    fetched = _bars_requests(cluster.sim)
     proc = cluster.materialize(*KILLED)
     victim_name, victim_pid = _wait_for_step(cluster, step, before)
-    time.sleep(2 * LATENCY_MS / 1000)  # mid-step: a day is 12 requests of 1.5 s
+    _wait_for_requests(cluster.sim, fetched + 2)  # mid-step: a day is 12 requests of 1.5 s
     victim = cluster.workers[victim_name.split("@")[0]]
     victim.killed()
     code = proc.wait(timeout=300)
@@ -417,9 +433,10 @@ def test_a_backfill_on_two_celery_workers_survives_a_lost_worker_and_a_broker_ou
     cluster.sim.set_faults({}, latency_ms=LATENCY_MS)
     survivor = next(w for w in cluster.workers.values() if w.proc.poll() is None)
     before = sum(1 for _, _, _, steps in _steps_taken(cluster) if steps == step)
+    fetched = _bars_requests(cluster.sim)
     proc = cluster.materialize(*BROKER_STOPPED)
     _wait_for_step(cluster, step, before)
-    time.sleep(LATENCY_MS / 1000)
+    _wait_for_requests(cluster.sim, fetched + 1)  # mid-step
     stopped_at = time.monotonic()
     try:
         _rabbitmqctl("stop_app")

@@ -118,6 +118,28 @@ def test_a_slot_sent_late_moves_every_later_slot_on_by_as_much(late: float) -> N
     assert after_burst == pytest.approx(interval + J + moved - late, abs=1e-6)
 
 
+@pytest.mark.parametrize("rtt", [0.002, 0.035], ids=["quiet: answered in 2 ms", "busy: 35 ms"])
+def test_a_slow_answer_on_an_idle_schedule_moves_the_burst_after_it_on(rtt: float) -> None:
+    """The first request of an idle quota is answered ``rtt`` later: the server may have
+    counted it that late (35 ms was measured on a loaded machine) and starts its bucket
+    there. The burst booked after the answer fits the server's bucket from that moment on:
+    its slots move on by the part of the round trip past the allowance J, and not at all on a
+    quiet machine."""
+    clock = Clock()
+    store = MemoryQuotaStore()
+    policy = QuotaPolicy(20, 1, 5)
+    first, other = (SharedPacer(store, "k", policy=policy, clock=clock) for _ in range(2))
+    assert first.reserve() == 0
+    clock.now += rtt
+    first.observe(None, rtt_s=rtt)
+    slots = [clock.now + other.reserve() - NOW for _ in range(5)]
+    interval = 1 / (20 * SAFETY_RATE)
+    moved = max(0.0, rtt - J)
+    # Four more fill the server's burst of five, the next comes one interval after the first.
+    assert slots[:4] == pytest.approx([rtt, rtt, rtt, max(rtt, J + moved)], abs=1e-6)
+    assert slots[4] == pytest.approx(moved + interval + J, abs=1e-6)
+
+
 def test_weights_cost_several_units() -> None:
     clock = Clock()
     pacer = SharedPacer(MemoryQuotaStore(), "k", policy=QuotaPolicy(10, 1, 1), clock=clock)
