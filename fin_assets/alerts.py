@@ -22,7 +22,6 @@ from dataclasses import asdict
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
-from dagster._core.event_api import EventLogRecord, EventRecordsFilter
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
@@ -41,10 +40,10 @@ MAX_KILLED_OPEN = 100  # killed runs waiting for their partitions to land, at mo
 
 # Each source is read the way every event-log storage supports it (the embedded SQLite one is
 # sharded per run, so a plain storage-id cursor only works for events kept in its index shard).
-def _freshness_changes(instance: dg.DagsterInstance, after: int) -> list[EventLogRecord]:
+def _freshness_changes(instance: dg.DagsterInstance, after: int) -> list[dg.EventLogRecord]:
     return list(
         instance.event_log_storage.get_event_records(
-            EventRecordsFilter(
+            dg.EventRecordsFilter(
                 event_type=dg.DagsterEventType.FRESHNESS_STATE_CHANGE, after_cursor=after
             ),
             limit=BATCH,
@@ -55,14 +54,14 @@ def _freshness_changes(instance: dg.DagsterInstance, after: int) -> list[EventLo
 
 def _latest_freshness_id(instance: dg.DagsterInstance) -> int:
     records = instance.event_log_storage.get_event_records(
-        EventRecordsFilter(event_type=dg.DagsterEventType.FRESHNESS_STATE_CHANGE),
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.FRESHNESS_STATE_CHANGE),
         limit=1,
         ascending=False,
     )
     return max([0, *(r.storage_id for r in records)])
 
 
-def freshness_alerts(records: Iterable[EventLogRecord], cursor: AlertCursor) -> list[Alert]:
+def freshness_alerts(records: Iterable[dg.EventLogRecord], cursor: AlertCursor) -> list[Alert]:
     alerts = []
     for record in records:
         cursor.event_id = max(cursor.event_id, record.storage_id)

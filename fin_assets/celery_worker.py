@@ -26,10 +26,10 @@ import celery
 import dagster as dg
 from dagster._core.events import EngineEventData
 from dagster._grpc.types import ExecuteStepArgs
-from dagster._serdes import unpack_value
 from dagster_celery.executor import CeleryExecutor
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
+from dagster_shared.serdes import unpack_value
 
 from fin_assets.executors import CELERY_BACKEND, CELERY_CONFIG
 from fin_assets.settings import Settings

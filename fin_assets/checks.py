@@ -40,7 +40,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 
 # Also not exported: how a step logs events as one batch (see EvaluationWriter).
 from dagster._core.errors import DagsterAssetCheckFailedError
-from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
+from dagster._core.events import DagsterEventBatchMetadata, generate_event_batch_id
 
 from fin_assets.assets.common import dagster_errors, partition_label
 from fin_assets.partitions import SourcePartitions
@@ -269,7 +269,7 @@ class EvaluationWriter:
         for index, evaluation in enumerate(evaluations):
             if not evaluation.passed and evaluation.blocking:
                 self.blocking_failures.append(evaluation)
-            DagsterEvent.from_step(
+            dg.DagsterEvent.from_step(
                 event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
                 step_context=step_context,
                 event_specific_data=evaluation,

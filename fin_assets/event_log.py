@@ -47,22 +47,21 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import dagster._check as check
-from dagster import DagsterEventType
-from dagster._config import StringSource
+from dagster import (
+    AssetCheckKey,
+    DagsterEventType,
+    DagsterRunStatus,
+    EventLogEntry,
+    PartitionsDefinition,
+    RunsFilter,
+    StringSource,
+    TimeWindowPartitionsDefinition,
+)
 from dagster._core.asset_graph_view.serializable_entity_subset import SerializableEntitySubset
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationPlanned,
 )
-from dagster._core.definitions.asset_key import AssetCheckKey
-from dagster._core.definitions.partitions.definition.partitions_definition import (
-    PartitionsDefinition,
-)
-from dagster._core.definitions.partitions.definition.time_window import (
-    TimeWindowPartitionsDefinition,
-)
 from dagster._core.definitions.partitions.subset import PartitionsSubset
-from dagster._core.event_api import EventLogEntry
 from dagster._core.events import ASSET_EVENTS, AssetMaterializationPlannedData
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
@@ -70,16 +69,15 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckPartitionInfo,
 )
 from dagster._core.storage.asset_check_state import AssetCheckState, _process_run_statuses
-from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
+from dagster._core.storage.dagster_run import FINISHED_STATUSES
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import (
     AssetCheckExecutionsTable,
     SqlEventLogStorageTable,
 )
-from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import create_db_conn_string
 from dagster._serdes import ConfigurableClassData
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, create_engine, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
@@ -137,7 +135,6 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:  # type: ignore[override]
         with self._db_lock:
-            check.str_param(shard, "shard")
             engine = self._engine(shard)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)

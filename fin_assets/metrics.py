@@ -34,12 +34,10 @@ from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.freshness import FreshnessState
-from dagster._core.event_api import EventLogRecord, EventRecordsFilter
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.remote_representation.external_data import TimeWindowPartitionsSnap
 from dagster._core.scheduler.instigation import InstigatorType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._serdes import deserialize_value, serialize_value
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
@@ -124,7 +122,7 @@ class CodeLocation:
                     {
                         "key": list(a.key.path),
                         "source": a.source,
-                        "partitions": serialize_value(
+                        "partitions": dg.serialize_value(
                             TimeWindowPartitionsSnap.from_def(a.partitions)
                         )
                         if a.partitions is not None
@@ -157,7 +155,7 @@ class CodeLocation:
             AssetFacts(
                 dg.AssetKey(a["key"]),
                 a["source"],
-                deserialize_value(
+                dg.deserialize_value(
                     a["partitions"], TimeWindowPartitionsSnap
                 ).get_partitions_definition()
                 if a["partitions"]
@@ -301,7 +299,7 @@ class EventTotals:
     newest_partition: dict[dg.AssetKey, str] = field(default_factory=dict)
     last_materialized: dict[dg.AssetKey, float] = field(default_factory=dict)
 
-    def materialized(self, record: EventLogRecord) -> None:
+    def materialized(self, record: dg.EventLogRecord) -> None:
         entry = record.event_log_entry
         materialization = entry.asset_materialization
         if materialization is None:
@@ -325,7 +323,7 @@ class EventTotals:
             provider = _text(metadata, "provider") or "unknown"
             self.api.setdefault((source, provider), ApiTotals()).add(metadata)
 
-    def observed(self, record: EventLogRecord) -> None:
+    def observed(self, record: dg.EventLogRecord) -> None:
         observation = record.event_log_entry.asset_observation
         if observation is None:
             return
@@ -438,10 +436,12 @@ class InstanceMetrics:
         return samples
 
     # -- counters from the event log --------------------------------------------------------
-    def _new_records(self, event_type: dg.DagsterEventType, after: int) -> Iterator[EventLogRecord]:
+    def _new_records(
+        self, event_type: dg.DagsterEventType, after: int
+    ) -> Iterator[dg.EventLogRecord]:
         while True:
             records = self.instance.event_log_storage.get_event_records(
-                EventRecordsFilter(event_type=event_type, after_cursor=after),
+                dg.EventRecordsFilter(event_type=event_type, after_cursor=after),
                 limit=BATCH,
                 ascending=True,
             )
