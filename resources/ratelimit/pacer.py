@@ -185,7 +185,10 @@ class SharedPacer:
         late = now - send_at
         if late <= ARRIVAL_JITTER_S:
             return  # within the allowance every booking keeps for it
-        logger.debug("quota %s: sent %.3f s after its slot: the schedule moves on", self.key, late)
+        # The provider part of the key only: the rest holds the base URL (which may carry a
+        # password).
+        provider = self.key.split("|")[0]
+        logger.debug("quota %s: sent %.3f s after its slot: the schedule moves on", provider, late)
         self.store.apply(self.key, now, lambda s: learning.sent_late(s, late_s=late))
 
     def settle(self, *, rtt_s: float | None = None) -> None:
