@@ -26,7 +26,7 @@ def start_simulator(
     args: Sequence[str] = (), *, log_path: Path, timeout_s: float = 30.0
 ) -> tuple[subprocess.Popen[str], str]:
     """``fin-assets simulator --port 0 <args>`` as its own process; returns it and its URL."""
-    command = [sys.executable, "-m", "fin_assets.cli", "simulator", "--port", "0", *args]
+    command = [sys.executable, "-m", "fin_assets.tools.cli", "simulator", "--port", "0", *args]
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=log, text=True

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             "FIN_QUOTA_STORE": str(Path(tmp) / "quota.sqlite"),
         }
         command = [
-            *(sys.executable, "-m", "fin_assets.cli", "metrics"),
+            *(sys.executable, "-m", "fin_assets.tools.cli", "metrics"),
             *("--port", str(port), "--cache-seconds", "0"),
         ]
         log = (Path(tmp) / "exporter.log").open("w")

@@ -111,7 +111,8 @@ SELECT = "raw/bars,core/bars"
 ASSET_KEYS = (["raw", "bars"], ["core", "bars"])
 LOCATION = "fin_assets"
 BACKFILL_TAG = "dagster/backfill"
-WORKER_TAG = "fin_assets/worker"  # fin_assets/runs.py: every run worker tags its run with it
+# fin_assets/dagster_internals/runs.py: every run worker tags its run with it
+WORKER_TAG = "fin_assets/worker"
 # What the command and submit paths run, `--partition-range A...B` (and `--submit`) appended.
 BACKFILL_COMMAND = ("fin-assets", "backfill", "--select", SELECT)
 TARGET_RSS_RATIO = 1.2
@@ -275,7 +276,8 @@ def _event_types(db: Path) -> Counter[str]:
 def read_instance(result: Result, home: Path, backfill_id: str | None) -> set[int]:
     """Runs, events and size of the SQLite instance at ``home``; the backfill's runs (or, with no
     backfill, every run) must have succeeded. Returns the process ids of their run workers (the
-    ``fin_assets/worker`` tag, ``<host>:<pid>:<start ticks>``, fin_assets/runs.py)."""
+    ``fin_assets/worker`` tag, ``<host>:<pid>:<start ticks>``,
+    fin_assets/dagster_internals/runs.py)."""
     history = home / "history"
     with _read_only(history / "runs.db") as conn:
         runs = conn.execute("SELECT run_id, status, start_time, end_time FROM runs").fetchall()

@@ -48,7 +48,7 @@ from benchmarks.harness import PROJECT_ROOT, Targets, table
 TARGET_RATIO = 1.5
 TARGET_SOURCES_RATIO = 1.3
 SOURCE_YAML = """\
-type: fin_assets.components.MarketDataSource
+type: fin_assets.lib.components.MarketDataSource
 attributes:
   name: {name}
   provider: simulator

@@ -84,7 +84,7 @@ SYMBOL = "AAPL"
 ASSETS = (f"core/{SOURCE}/bars", f"raw/{SOURCE}/bars")
 SOURCE_YAML = f"""\
 # benchmarks/ui_year.py: one simulator source, a year of hourly partitions from 2025-01-01.
-type: fin_assets.components.MarketDataSource
+type: fin_assets.lib.components.MarketDataSource
 attributes:
   name: {SOURCE}
   provider: simulator

@@ -7,7 +7,7 @@ set, the one source those variables describe, under today's names (``raw/bars`` 
 every source shares is bound here once: the snapshot store, the warehouse, alerting, the
 automation and alert sensors, and the executor.
 
-Configuration is read by ``fin_assets/settings.py`` when Dagster loads the definitions
+Configuration is read by ``fin_assets/lib/settings.py`` when Dagster loads the definitions
 (``@dg.definitions``), not at import time. Secrets are bound through ``dg.EnvVar``, so their
 values never appear in run config or the UI.
 """
@@ -19,11 +19,11 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from fin_assets.alerts import build_health_alert_sensor
-from fin_assets.automation import build_automation_sensor
-from fin_assets.executors import build_executor
-from fin_assets.pipeline import build_source_definitions
-from fin_assets.settings import PROJECT_ROOT, WEBHOOK_VARIABLE, Settings
+from fin_assets.dagster_internals.executors import build_executor
+from fin_assets.lib.alerts import build_health_alert_sensor
+from fin_assets.lib.automation import build_automation_sensor
+from fin_assets.lib.pipeline import build_source_definitions
+from fin_assets.lib.settings import PROJECT_ROOT, WEBHOOK_VARIABLE, Settings
 from resources.dagster_resources import AlertingResource, SnapshotStoreResource, WarehouseResource
 
 
@@ -43,7 +43,8 @@ def shared_definitions(settings: Settings) -> dg.Definitions:
             ),
         },
         # FIN_EXECUTOR: Dagster's default executor or Celery's, each recording the run's
-        # orchestrating process and failing dead runs first (fin_assets/executors.py).
+        # orchestrating process and failing dead runs first
+        # (fin_assets/dagster_internals/executors.py).
         executor=build_executor(settings),
     )
 
@@ -53,7 +54,7 @@ def declared_sources(settings: Settings, env: Mapping[str, str]) -> dg.Definitio
     ``dg list defs`` shows), or one ``<name>/defs.yaml`` per source under FIN_SOURCES_DIR."""
     if settings.sources_dir is None:
         return dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
-    from fin_assets.components import load_source_files
+    from fin_assets.lib.components import load_source_files
 
     sources = load_source_files(settings.sources_dir)
     return dg.Definitions.merge(

@@ -2,7 +2,7 @@
 
 Each check takes the rows of a window (one partition, or several) and returns a ``CheckOutcome``:
 passed or not, how many rows fail, the count per symbol, the first offending (symbol, time)
-examples with what is wrong, and a one-line summary a human can act on. ``fin_assets/checks.py``
+examples with what is wrong, and a one-line summary a human can act on. ``fin_assets/lib/checks.py``
 turns outcomes into Dagster asset-check evaluations and decides severity and blocking.
 
 What each check means (DESIGN §7):

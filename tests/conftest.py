@@ -61,7 +61,8 @@ def sim(simulator: MarketSimulator) -> Iterator[MarketSimulator]:
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    """A throwaway instance on the project's event log (fin_assets/event_log.py)."""
+    """A throwaway instance on the project's event log
+    (fin_assets/dagster_internals/event_log.py)."""
     with product_instance() as inst:
         yield inst
 
@@ -109,7 +110,7 @@ def step_failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
 def materialization_metadata(
     result: dg.ExecuteInProcessResult, key: list[str]
 ) -> dict[str, object]:
-    """The step's figures: on the last partition of its range (fin_assets/assets/common.py)."""
+    """The step's figures: on the last partition of its range (fin_assets/lib/assets/common.py)."""
     for event in result.get_asset_materialization_events():
         metadata = {k: v.value for k, v in event.materialization.metadata.items()}
         if event.asset_key == dg.AssetKey(key) and event.partition == metadata["last_partition"]:

@@ -116,7 +116,8 @@ def dagster_home(path: Path) -> Path:
     """A fresh Dagster instance directory with the project's embedded instance config."""
     path.mkdir(parents=True, exist_ok=True)
     config = (PROJECT_ROOT / "dagster.yaml").read_text()
-    # The event log is told where the instance lives (fin_assets/event_log.py): here, this
+    # The event log is told where the instance lives (fin_assets/dagster_internals/event_log.py):
+    # here, this
     # directory, not $DAGSTER_HOME, so DagsterInstance.from_config(path) reads the same files
     # as a CLI started with DAGSTER_HOME=path, whatever this process's DAGSTER_HOME is.
     literal = config.replace(EVENT_LOG_HOME_FROM_ENV, f"dagster_home: {path.resolve()}")
@@ -279,7 +280,7 @@ def product_instance() -> Iterator[dg.DagsterInstance]:
     with tempfile.TemporaryDirectory(prefix="fin-assets-instance-") as home:
         overrides = {
             "event_log_storage": {
-                "module": "fin_assets.event_log",
+                "module": "fin_assets.dagster_internals.event_log",
                 "class": "FinAssetsSqliteEventLogStorage",
                 "config": {"dagster_home": home},
             }

@@ -52,7 +52,7 @@ RECORDED_HEADERS = (
 )
 REDACTED = "***"
 
-# The client's defaults, and the settings' (fin_assets/settings.py reads them from here).
+# The client's defaults, and the settings' (fin_assets/lib/settings.py reads them from here).
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_ATTEMPTS = 5  # per request: 429s, 5xx, timeouts, malformed bodies
 DEFAULT_MAX_WAIT_S = 120.0  # retry/throttle waiting one step may do before it is rescheduled

@@ -3,7 +3,8 @@
 What an alert about a killed run can say for certain: a process killed by the OOM killer
 leaves no exit status to anyone but its parent, but its cgroup counts the kill (``oom_kill``
 in ``memory.events`` on cgroup v2, in ``memory.oom_control`` on v1). A run worker records its
-cgroup and that count when it starts (``fin_assets/runs.py``); whoever finds it dead reads the
+cgroup and that count when it starts (``fin_assets/dagster_internals/runs.py``); whoever finds it
+dead reads the
 count again: more kills than at the start means the OOM killer acted during the run.
 
 Under systemd the cgroup is the service's (``/system.slice/fin-assets-code.service``), so it

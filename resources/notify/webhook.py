@@ -1,7 +1,7 @@
 """Alerts that reach a human: payloads and webhook delivery, free of Dagster.
 
 Dagster's open-source edition evaluates freshness and checks but delivers no alerts; the alert
-sensor (fin_assets/alerts.py) decides *what* to say, this module says it: Slack-compatible JSON
+sensor (fin_assets/lib/alerts.py) decides *what* to say, this module says it: Slack-compatible JSON
 by default (``{"text": ...}`` works for Slack, Mattermost, Rocket.Chat, Teams workflows), or a
 plain JSON object for anything else. Delivery retries with backoff and never raises: an alert
 that could not be sent is returned to the caller to try again on the next tick.
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 from resources.logfields import log_fields
 from resources.notify.alert import Alert, PayloadFormat
 
-logger = logging.getLogger("fin_assets.alerts")
+logger = logging.getLogger("fin_assets.lib.alerts")
 
 
 class WebhookNotifier:

@@ -39,10 +39,10 @@ import psycopg2
 import pytest
 import yaml
 
-from fin_assets.celery_worker import STEP_TAKEN
-from fin_assets.declared import declared_markets
+from fin_assets.dagster_internals.runs import process_start_ticks
 from fin_assets.definitions import build_definitions
-from fin_assets.runs import process_start_ticks
+from fin_assets.lib.catalog import declared_markets
+from fin_assets.tools.celery_worker import STEP_TAKEN
 from resources.calendars import TWENTY_FOUR_SEVEN
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.warehouse import warehouse_from_url
@@ -177,7 +177,15 @@ def _start_worker(name: str, env: Mapping[str, str], tmp: Path) -> Worker:
     out = log.open("w")
     # `dagster-celery worker start` runs `celery -A ... worker`; one step at a time per worker,
     # so a second step waiting is the other "host's" to take.
-    command = ["dagster-celery", "worker", "start", "-A", "fin_assets.celery_worker", "-n", name]
+    command = [
+        "dagster-celery",
+        "worker",
+        "start",
+        "-A",
+        "fin_assets.tools.celery_worker",
+        "-n",
+        name,
+    ]
     proc = start_cli([*command, "--", "--concurrency=1"], env=env, stdout=out, stderr=out)
     return Worker(name, proc, log, out)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fin_assets.alert_cursor import SENSOR_NAME
-from fin_assets.runs import WORKER_TAG
+from fin_assets.dagster_internals.runs import WORKER_TAG
+from fin_assets.lib.alert_cursor import SENSOR_NAME
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver
 from tests.helpers import (

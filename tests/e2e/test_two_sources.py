@@ -26,7 +26,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from fin_assets.alert_cursor import SENSOR_NAME
+from fin_assets.lib.alert_cursor import SENSOR_NAME
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver
 from tests.helpers import (
@@ -50,7 +50,7 @@ POLL_S = 1.0  # probes ask the Dagster instance
 WALL_CLOCK_DEADLINE_CHECK = ":freshness_check"
 
 SOURCE_YAML = """\
-type: fin_assets.components.MarketDataSource
+type: fin_assets.lib.components.MarketDataSource
 attributes:
   name: {name}
   provider: simulator

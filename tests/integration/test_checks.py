@@ -21,8 +21,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from fin_assets.automation import daily_automation_condition
 from fin_assets.definitions import build_definitions
+from fin_assets.lib.automation import daily_automation_condition
 from resources.simulator.adapter import SimulatorAdapter
 from resources.simulator.data import generate_bars
 from resources.simulator.server import MarketSimulator

@@ -19,7 +19,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from fin_assets.runs import DEAD_RUN_GRACE_S, WORKER_TAG
+from fin_assets.dagster_internals.runs import DEAD_RUN_GRACE_S, WORKER_TAG
 from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.helpers import BIN, PROJECT_ROOT, dagster_home, wait_for
 
@@ -84,7 +84,8 @@ def test_a_backfill_started_after_a_sigkilled_one_finishes_exact(tmp_path: Path)
             assert killed.run_id in holders  # and its pool slot still taken
 
             # A dead worker's run is failed once nothing has been heard from it for the grace
-            # (fin_assets/runs.py): the next backfill starts after that, not at a fixed delay.
+            # (fin_assets/dagster_internals/runs.py): the next backfill starts after that, not at a
+            # fixed delay.
             def silent_for_the_grace() -> bool:
                 last = instance.get_records_for_run(killed.run_id, ascending=False, limit=1)
                 heard = last.records[0].event_log_entry.timestamp

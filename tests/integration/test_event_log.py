@@ -1,4 +1,5 @@
-"""The project's event log (fin_assets/event_log.py) against Dagster's own SQLite storage: the
+"""The project's event log (fin_assets/dagster_internals/event_log.py) against Dagster's own SQLite
+storage: the
 same runs must leave the same record — materialized partitions, check executions per partition
 with their status and target, the asset's latest materialization, events by type — whichever
 of the two wrote it. The checks write their evaluations in batches only on ours, so this also
@@ -22,8 +23,8 @@ from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.base import EventLogStorage
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
+from fin_assets.dagster_internals.event_log import FinAssetsSqliteEventLogStorage
 from fin_assets.definitions import build_definitions
-from fin_assets.event_log import FinAssetsSqliteEventLogStorage
 from resources.simulator.server import MarketSimulator
 from resources.storage.parquet import ParquetWarehouse
 from tests.conftest import fin_env, run_range, step_failure_messages

@@ -37,7 +37,7 @@ POLYGON_CALLS, POLYGON_WINDOW_S = 3, 3.0
 
 SOURCES = {
     "crypto": """\
-type: fin_assets.components.MarketDataSource
+type: fin_assets.lib.components.MarketDataSource
 attributes:
   name: crypto
   provider: binance
@@ -46,7 +46,7 @@ attributes:
   base_url: "{binance}"
 """,
     "us_stocks": """\
-type: fin_assets.components.MarketDataSource
+type: fin_assets.lib.components.MarketDataSource
 attributes:
   name: us_stocks
   provider: polygon

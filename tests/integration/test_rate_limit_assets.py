@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fin_assets.assets.raw import RawBarsConfig
 from fin_assets.definitions import build_definitions
+from fin_assets.lib.assets.raw import RawBarsConfig
 from resources.ratelimit.stores import SQLiteQuotaStore, quota_key
 from resources.simulator.faults import FaultSpec
 from resources.simulator.server import MarketSimulator, SimulatorConfig

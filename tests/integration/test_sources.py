@@ -16,7 +16,7 @@ from tests.conftest import RANGE_END_TAG, RANGE_START_TAG
 from tests.helpers import PROJECT_ROOT
 
 THIRD = """\
-type: fin_assets.components.MarketDataSource
+type: fin_assets.lib.components.MarketDataSource
 attributes:
   name: london
   provider: simulator
@@ -89,7 +89,7 @@ def test_a_bad_source_file_fails_to_load_naming_file_field_and_reason(
     tmp_path: Path, attributes: str, field: str, reason: str
 ) -> None:
     text = (
-        "type: fin_assets.components.MarketDataSource\n"
+        "type: fin_assets.lib.components.MarketDataSource\n"
         f"attributes:\n  name: broken\n  {attributes}\n"
     )
     env = {

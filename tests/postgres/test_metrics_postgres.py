@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from fin_assets.metrics import InstanceMetrics
+from fin_assets.tools.metrics import InstanceMetrics
 from resources.metrics.catalog import Sample
 from resources.ratelimit.pacer import SharedPacer
 from resources.ratelimit.policy import QuotaPolicy

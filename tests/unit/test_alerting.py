@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from fin_assets.alerts import AlertCursor, freshness_alerts
-from fin_assets.sensors import closed_hours
+from fin_assets.lib.alerts import AlertCursor, freshness_alerts
+from fin_assets.lib.sensors import closed_hours
 from resources.notify.alert import Alert
 from resources.notify.webhook import WebhookNotifier
 
@@ -60,7 +60,7 @@ def test_webhook_that_stays_down_does_not_raise_and_reports_undelivered(caplog) 
 
 
 def test_without_a_webhook_every_alert_is_logged(caplog) -> None:
-    caplog.set_level("WARNING", logger="fin_assets.alerts")
+    caplog.set_level("WARNING", logger="fin_assets.lib.alerts")
     assert WebhookNotifier(None).send(ALERT) is True
     assert any(
         "ALERT failure" in r.getMessage() and "core/bars is stale" in r.getMessage()

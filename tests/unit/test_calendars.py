@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 from dagster._core.definitions.partitions.context import partition_loading_context
 
-from fin_assets.freshness import FreshnessSettings, freshness_policy_for
-from fin_assets.partitions import SourcePartitions, source_partitions
-from fin_assets.sensors import closed_hours, session_hour_keys
+from fin_assets.lib.freshness import FreshnessSettings, freshness_policy_for
+from fin_assets.lib.partitions import SourcePartitions, source_partitions
+from fin_assets.lib.sensors import closed_hours, session_hour_keys
 from resources.calendars import TWENTY_FOUR_SEVEN, load_sessions
 from resources.errors import InvalidInputError
 from resources.quality import check_missing_minutes

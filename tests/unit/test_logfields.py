@@ -113,7 +113,7 @@ def test_context_is_scoped_and_values_are_quoted() -> None:
 
 
 def test_webhook_retry_lines_carry_fields(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="fin_assets.alerts")
+    caplog.set_level(logging.WARNING, logger="fin_assets.lib.alerts")
     notifier = WebhookNotifier(
         "http://hook.test/x",
         transport=httpx.MockTransport(lambda request: httpx.Response(500)),

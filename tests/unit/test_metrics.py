@@ -14,9 +14,12 @@ import httpx
 import pytest
 from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent
 
-from fin_assets.alerts import AlertCursor, killed_recoveries, run_failure_alerts
-from fin_assets.assets.attempts import ATTEMPT_OUTCOME
-from fin_assets.metrics import (
+from fin_assets.dagster_internals.runs import CGROUP_TAG, DEAD_WORKER, WORKER_TAG, classify_failure
+from fin_assets.lib.alerts import AlertCursor, killed_recoveries, run_failure_alerts
+from fin_assets.lib.assets.attempts import ATTEMPT_OUTCOME
+from fin_assets.lib.partitions import hourly_partitions, source_partitions
+from fin_assets.lib.sources import Source
+from fin_assets.tools.metrics import (
     CachedCollector,
     CodeLocation,
     InstanceMetrics,
@@ -24,9 +27,6 @@ from fin_assets.metrics import (
     load_code_location,
     source_of,
 )
-from fin_assets.partitions import hourly_partitions, source_partitions
-from fin_assets.runs import CGROUP_TAG, DEAD_WORKER, WORKER_TAG, classify_failure
-from fin_assets.sources import Source
 from resources.calendars import load_sessions
 from resources.http.client import MarketApiClient
 from resources.metrics import cgroup as cgroup_module
@@ -440,7 +440,7 @@ def test_the_exporter_does_not_load_the_code_location() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, fin_assets.metrics; print(sorted({'polars', 'httpx', 'pandas'} & "
+            "import sys, fin_assets.tools.metrics; print(sorted({'polars', 'httpx', 'pandas'} & "
             "set(sys.modules)))",
         ],
         capture_output=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fin_assets.metrics import DEFAULT_PORT
+from fin_assets.tools.metrics import DEFAULT_PORT
 from resources.metrics.catalog import SPECS
 from tests.helpers import required_tool
 

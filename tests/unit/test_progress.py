@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fin_assets.backfill import render
-from fin_assets.progress import ProgressReporter, format_duration, parse_progress
+from fin_assets.lib.progress import ProgressReporter, format_duration, parse_progress
+from fin_assets.tools.backfill import render
 
 
 def test_one_line_per_interval_then_the_last_and_an_eta_from_the_rate() -> None:

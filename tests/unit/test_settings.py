@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fin_assets.settings import DEFAULTS, SETTINGS, Settings
+from fin_assets.lib.settings import DEFAULTS, SETTINGS, Settings
 from resources.errors import InvalidInputError
 from resources.http.client import DEFAULT_MAX_ATTEMPTS, MarketApiClient
 from resources.simulator.adapter import SimulatorAdapter

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from fin_assets.sources import Source
+from fin_assets.lib.sources import Source
 
 
 @dataclass(frozen=True)

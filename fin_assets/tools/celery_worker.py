@@ -1,10 +1,11 @@
 """The Celery app of a fin-assets worker host (``FIN_EXECUTOR=celery``)::
 
-    dagster-celery worker start -A fin_assets.celery_worker -n w1 -- --concurrency=2
+    dagster-celery worker start -A fin_assets.tools.celery_worker -n w1 -- --concurrency=2
 
 It is dagster-celery's own app (``dagster_celery.app``) with two differences:
 
-- its settings are the executor's (``fin_assets.executors.CELERY_CONFIG``, the broker from
+- its settings are the executor's (``fin_assets.dagster_internals.executors.CELERY_CONFIG``, the
+broker from
   ``FIN_CELERY_BROKER``), so worker and executor cannot disagree (no ``-y`` file);
 - a step message is first checked against its run: a message the broker kept across its own
   restart, or redelivered after the run ended, belongs to a run that has finished (failed,
@@ -31,10 +32,10 @@ from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
 from dagster_shared.serdes import unpack_value
 
-from fin_assets.executors import CELERY_BACKEND, CELERY_CONFIG
-from fin_assets.settings import Settings
+from fin_assets.dagster_internals.executors import CELERY_BACKEND, CELERY_CONFIG
+from fin_assets.lib.settings import Settings
 
-logger = logging.getLogger("fin_assets.celery_worker")
+logger = logging.getLogger("fin_assets.tools.celery_worker")
 # How the engine event of a step taken by a worker begins (tests and operators grep for it).
 STEP_TAKEN = "fin-assets: step taken by Celery worker"
 

@@ -10,7 +10,7 @@ import yaml
 
 from resources.calendars import TWENTY_FOUR_SEVEN
 
-DEFS_DIR = Path(__file__).resolve().parent / "defs"
+DEFS_DIR = Path(__file__).resolve().parents[1] / "defs"
 
 
 def declared_markets(defs_dir: Path = DEFS_DIR) -> dict[str, tuple[str, tuple[str, ...]]]:

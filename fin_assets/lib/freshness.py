@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from fin_assets.partitions import SourcePartitions
+from fin_assets.lib.partitions import SourcePartitions
 
 
 @dataclass(frozen=True)

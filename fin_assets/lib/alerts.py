@@ -8,9 +8,10 @@ when it recovers; alerts it could not deliver stay in the cursor and go out on t
 A run whose worker (or a step process) was killed — SIGKILL, the kernel's OOM killer, run
 monitoring's "worker died" — is a ``killed`` alert, not a failure: it names the run, its
 partitions, the signal and, where readable, the memory limit and the cgroup's OOM kills
-(``fin_assets/runs.py`` reads them). Its recovery is sent once every partition the run was
+(``fin_assets/dagster_internals/runs.py`` reads them). Its recovery is sent once every partition
+the run was
 filling has landed (the automatic retry, or anyone's run). The cursor also counts what was
-sent and what the webhook refused, for the metrics exporter (``fin_assets/metrics.py``).
+sent and what the webhook refused, for the metrics exporter (``fin_assets/tools/metrics.py``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
-from fin_assets.alert_cursor import SENSOR_NAME, AlertCursor
-from fin_assets.assets.common import partition_label
-from fin_assets.runs import RunFailure, classify_failure, reap_dead_runs, run_partitions
+from fin_assets.dagster_internals.runs import (
+    RunFailure,
+    classify_failure,
+    reap_dead_runs,
+    run_partitions,
+)
+from fin_assets.lib.alert_cursor import SENSOR_NAME, AlertCursor
+from fin_assets.lib.assets.common import partition_label
 from resources.dagster_resources import AlertingResource
 from resources.notify.alert import Alert
 

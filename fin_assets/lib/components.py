@@ -2,7 +2,7 @@
 
 ``fin_assets/defs/<name>/defs.yaml``::
 
-    type: fin_assets.components.MarketDataSource
+    type: fin_assets.lib.components.MarketDataSource
     attributes:
       name: us_equities
       provider: polygon
@@ -19,7 +19,7 @@ Adding a source is a new file and no Python. ``dg check yaml`` validates every f
 this model (provider, symbols, calendar and the key variable's name are constrained in its
 schema, so a bad file is refused with its file, line and field); ``dg list defs`` lists every
 source's assets. Shared settings (warehouse, quota store, retries, alerting) stay in the
-``FIN_*`` variables (``fin_assets/settings.py``).
+``FIN_*`` variables (``fin_assets/lib/settings.py``).
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ import dagster as dg
 import yaml
 from pydantic import Field
 
-from fin_assets.declared import DEFS_DIR, declared_markets  # noqa: F401 - re-exported
-from fin_assets.freshness import FreshnessSettings
-from fin_assets.pipeline import build_source_definitions
-from fin_assets.settings import Settings
-from fin_assets.sources import ENV_VAR_NAME, SOURCE_NAME, Source
+from fin_assets.lib.catalog import DEFS_DIR, declared_markets  # noqa: F401 - re-exported
+from fin_assets.lib.freshness import FreshnessSettings
+from fin_assets.lib.pipeline import build_source_definitions
+from fin_assets.lib.settings import Settings
+from fin_assets.lib.sources import ENV_VAR_NAME, SOURCE_NAME, Source
 from resources.calendars import TWENTY_FOUR_SEVEN
 from resources.errors import InvalidInputError
 from resources.providers import get_adapter, provider_names
@@ -54,7 +54,7 @@ ANY_SYMBOL_PATTERN = "|".join(
 )
 
 
-TYPE_NAME = "fin_assets.components.MarketDataSource"
+TYPE_NAME = "fin_assets.lib.components.MarketDataSource"
 
 
 class QuotaModel(dg.Model, dg.Resolvable):

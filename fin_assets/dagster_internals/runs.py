@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from dagster._core.execution.context.system import PlanOrchestrationContext
     from dagster._core.execution.plan.plan import ExecutionPlan
 
-logger = logging.getLogger("fin_assets.runs")
+logger = logging.getLogger("fin_assets.dagster_internals.runs")
 
 WORKER_TAG = "fin_assets/worker"  # "<host>:<pid>:<process start time in clock ticks>"
 # "<v1|v2>:<cgroup path>:<oom_kill count when the run started>" (when the cgroup is readable)
@@ -328,7 +328,8 @@ def run_partitions(run: dg.DagsterRun) -> tuple[str, ...]:
 
 
 class ReapingExecutor(dg.Executor):
-    """An executor (the default one, or Celery's: ``fin_assets/executors.py``), after recording
+    """An executor (the default one, or Celery's: ``fin_assets/dagster_internals/executors.py``),
+    after recording
     this run's worker and reaping dead runs. The worker recorded is the process that
     orchestrates the run, wherever its steps execute: with Celery, the steps run on worker
     hosts, and a step whose host dies is redelivered by the broker, not judged here."""

@@ -2,7 +2,7 @@
 windows, and every name that follows from it, so two sources can never collide.
 
 Sources are declared in YAML, one file per source (``fin_assets/defs/<name>/defs.yaml``, an
-instance of the ``MarketDataSource`` component in ``fin_assets/components.py``). The
+instance of the ``MarketDataSource`` component in ``fin_assets/lib/components.py``). The
 environment-variable configuration (``FIN_PROVIDER``, ``FIN_SYMBOLS``, ``FIN_API_BASE_URL``) is a
 shorthand for one source: it keeps today's names (``raw/bars``, table ``core_bars``, pool
 ``provider_<name>``), so existing deployments, commands and dashboards see no change.
@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
-from fin_assets.freshness import FreshnessSettings
+from fin_assets.lib.freshness import FreshnessSettings
 from resources.calendars import TWENTY_FOUR_SEVEN
 from resources.errors import InvalidInputError
 from resources.ratelimit.policy import QuotaPolicy

@@ -42,10 +42,10 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from dagster._core.errors import DagsterAssetCheckFailedError
 from dagster._core.events import DagsterEventBatchMetadata, generate_event_batch_id
 
-from fin_assets.assets.common import dagster_errors, partition_label
-from fin_assets.partitions import SourcePartitions
-from fin_assets.progress import ProgressReporter
-from fin_assets.sources import Source
+from fin_assets.lib.assets.common import dagster_errors, partition_label
+from fin_assets.lib.partitions import SourcePartitions
+from fin_assets.lib.progress import ProgressReporter
+from fin_assets.lib.sources import Source
 from resources.calendars import Sessions
 from resources.dagster_resources import UniverseResource, WarehouseResource
 from resources.quality import (
@@ -241,7 +241,8 @@ def _target_materializations(
 
 class EvaluationWriter:
     """Records a check step's evaluations: as batches (one transaction per chunk of
-    partitions) when the instance's event log takes them (``fin_assets/event_log.py``),
+    partitions) when the instance's event log takes them
+    (``fin_assets/dagster_internals/event_log.py``),
     otherwise one event each, as Dagster does.
 
     A batched evaluation is logged here rather than yielded, so Dagster does not see it fail:

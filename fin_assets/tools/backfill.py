@@ -12,7 +12,7 @@ events go by: without ``--submit`` the run executes in this process, like the CL
 ``--submit`` it becomes a Dagster asset backfill that the daemon runs (the same thing as the UI's
 "Materialize selected" on a range), and this command only follows it.
 
-Either way it prints the steps' progress lines (``fin_assets/progress.py``: partitions done /
+Either way it prints the steps' progress lines (``fin_assets/lib/progress.py``: partitions done /
 left, requests, rows, ETA) as they reach the run's event log, and exits 0 only if every run of
 the range succeeded; otherwise 1, with each failed step's message.
 """
@@ -30,7 +30,7 @@ from typing import TextIO
 
 import dagster as dg
 
-from fin_assets.progress import Progress, format_duration, parse_progress
+from fin_assets.lib.progress import Progress, format_duration, parse_progress
 
 DEFAULT_MODULE = "fin_assets.definitions"
 POLL_S = 2.0

@@ -1,7 +1,7 @@
 """The code location's executor: where a run's steps execute, chosen by ``FIN_EXECUTOR``.
 
 - ``multiprocess`` (the default): Dagster's default executor, one process per step on the
-  run's host (``fin_assets.runs.fin_assets_executor``).
+  run's host (``fin_assets.dagster_internals.runs.fin_assets_executor``).
 - ``celery``: dagster-celery's executor. The run's process (launched by the daemon, or a
   ``dagster asset materialize``) only orchestrates; each step is a message on the broker
   (``FIN_CELERY_BROKER``, RabbitMQ), executed by whichever ``dagster-celery worker`` takes it,
@@ -9,7 +9,8 @@
   are read by the next step). Results come back over the broker too (``rpc://``): no other
   service. ``deploy/celery/README.md`` shows a deployment.
 
-Both are wrapped by ``fin_assets.runs.ReapingExecutor``: the run's orchestrating process is
+Both are wrapped by ``fin_assets.dagster_internals.runs.ReapingExecutor``: the run's orchestrating
+process is
 recorded and judged by pid on its own host as before. A Celery worker host is never judged by
 pid: what saves a step whose host dies is the broker, configured here (``CELERY_CONFIG``):
 
@@ -27,7 +28,7 @@ A broker that cannot be reached fails the run with ``BrokerUnreachableError`` na
 broker (password redacted) instead of an AMQP socket error. Every partition write is one
 transaction or one ``os.replace``: a run that stops there leaves each partition whole or
 untouched. A step message the broker delivers after its run has ended (it kept it across a
-restart) is dropped by the worker (``fin_assets/celery_worker.py``), never executed.
+restart) is dropped by the worker (``fin_assets/tools/celery_worker.py``), never executed.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from fin_assets.runs import ReapingExecutor, fin_assets_executor
-from fin_assets.settings import Settings
+from fin_assets.dagster_internals.runs import ReapingExecutor, fin_assets_executor
+from fin_assets.lib.settings import Settings
 from resources.errors import BrokerUnreachableError
 from resources.storage.pg import redact_url
 
@@ -50,7 +51,8 @@ BROKER_VARIABLE = "FIN_CELERY_BROKER"
 # Step results travel back over the broker itself: no result store to run and secure.
 CELERY_BACKEND = "rpc://"
 # The Celery settings both sides use: the executor (publishing) and the workers
-# (``fin_assets/celery_worker.py``), so they cannot drift apart. Why each: the module docstring.
+# (``fin_assets/tools/celery_worker.py``), so they cannot drift apart. Why each: the module
+# docstring.
 CELERY_CONFIG: Mapping[str, Any] = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": False,
@@ -110,7 +112,8 @@ class CeleryStepsExecutor(dg.Executor):
 
 def fin_assets_celery_executor() -> dg.ExecutorDefinition:
     """dagster-celery's executor: each step a task on the broker for any worker host; the run's
-    own process records itself and fails dead runs first (``fin_assets/runs.py``). Built on
+    own process records itself and fails dead runs first
+    (``fin_assets/dagster_internals/runs.py``). Built on
     demand: importing Celery costs every definitions load 0.1 s, and only this executor needs
     it."""
     from dagster_celery import celery_executor

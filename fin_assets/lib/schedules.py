@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from fin_assets.jobs import SourceJobs
-from fin_assets.sources import Source
+from fin_assets.lib.jobs import SourceJobs
+from fin_assets.lib.sources import Source
 
 
 def build_schedules(source: Source, jobs: SourceJobs) -> list[dg.ScheduleDefinition]:

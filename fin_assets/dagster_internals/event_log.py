@@ -19,7 +19,7 @@ they are written:
   transaction per database (the run's and the index), where Dagster's SQLite storage falls back
   to one write per event. Dagster hands batches to the storage when ``DAGSTER_EVENT_BATCH_SIZE``
   is set: creating this storage sets it (to ``EVENT_BATCH_SIZE`` unless the environment already
-  does), and the checks of ``fin_assets/checks.py`` send their per-partition evaluations as
+  does), and the checks of ``fin_assets/lib/checks.py`` send their per-partition evaluations as
   batches when the storage says it takes them (``takes_check_evaluation_batches``).
 
 A batch is written whole or not at all (one transaction per database): a run killed mid-batch
@@ -29,7 +29,7 @@ recorded materialization without its data.
 In ``dagster.yaml``::
 
     event_log_storage:
-      module: fin_assets.event_log
+      module: fin_assets.dagster_internals.event_log
       class: FinAssetsSqliteEventLogStorage
       config:
         dagster_home: {env: DAGSTER_HOME}

@@ -1,7 +1,7 @@
 """Everything one source contributes to the code location: its partitions (on its calendar), its
 assets, checks, jobs, schedules and new-data sensor, and its API and universe resources.
 
-Used for each declared source (``fin_assets/components.py``) and for the ``FIN_*`` shorthand
+Used for each declared source (``fin_assets/lib/components.py``) and for the ``FIN_*`` shorthand
 source (``fin_assets/definitions.py``); what every source shares (warehouse, snapshots,
 alerting, the automation and alert sensors, the executor) is bound once in ``definitions.py``.
 """
@@ -13,18 +13,18 @@ from datetime import date
 
 import dagster as dg
 
-from fin_assets.assets.bars import build_core_bars_asset
-from fin_assets.assets.daily import build_daily_assets
-from fin_assets.assets.raw import build_raw_bars
-from fin_assets.automation import daily_automation_condition
-from fin_assets.checks import build_quality_checks
-from fin_assets.freshness import build_partition_freshness_checks, with_freshness
-from fin_assets.jobs import build_jobs
-from fin_assets.partitions import SourcePartitions, source_partitions
-from fin_assets.schedules import build_schedules
-from fin_assets.sensors import build_new_bars_sensor
-from fin_assets.settings import Settings
-from fin_assets.sources import Source
+from fin_assets.lib.assets.bars import build_core_bars_asset
+from fin_assets.lib.assets.daily import build_daily_assets
+from fin_assets.lib.assets.raw import build_raw_bars
+from fin_assets.lib.automation import daily_automation_condition
+from fin_assets.lib.checks import build_quality_checks
+from fin_assets.lib.freshness import build_partition_freshness_checks, with_freshness
+from fin_assets.lib.jobs import build_jobs
+from fin_assets.lib.partitions import SourcePartitions, source_partitions
+from fin_assets.lib.schedules import build_schedules
+from fin_assets.lib.sensors import build_new_bars_sensor
+from fin_assets.lib.settings import Settings
+from fin_assets.lib.sources import Source
 from resources.calendars import load_sessions
 from resources.dagster_resources import MarketApiResource, UniverseResource
 from resources.errors import InvalidInputError

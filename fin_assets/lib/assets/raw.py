@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import dagster as dg
 from pydantic import Field
 
-from fin_assets.assets.attempts import AttemptSpending
-from fin_assets.assets.common import (
+from fin_assets.lib.assets.attempts import AttemptSpending
+from fin_assets.lib.assets.common import (
     LateDataRetries,
     dagster_errors,
     partition_label,
@@ -17,9 +17,9 @@ from fin_assets.assets.common import (
     range_result,
     retry_number,
 )
-from fin_assets.partitions import SourcePartitions
-from fin_assets.progress import ProgressReporter
-from fin_assets.sources import Source
+from fin_assets.lib.partitions import SourcePartitions
+from fin_assets.lib.progress import ProgressReporter
+from fin_assets.lib.sources import Source
 from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
 from resources.logfields import log_context
 from resources.raw.ingest import fetch_raw_bars

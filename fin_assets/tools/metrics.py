@@ -12,7 +12,7 @@ reads the history once, then only what is new (a storage-id cursor per event typ
 restart neither resets nor double-counts them. What each step spent on the API comes from
 its materialization (once per step: a range run's partitions share one set of figures) or,
 for an attempt that was rescheduled or failed, from the observation it left
-(``fin_assets/assets/attempts.py``). Gauges (lag, freshness, checks, runs, backfills,
+(``fin_assets/lib/assets/attempts.py``). Gauges (lag, freshness, checks, runs, backfills,
 heartbeats, the quota) are read fresh each time.
 """
 
@@ -41,16 +41,16 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from fin_assets.alert_cursor import SENSOR_NAME, AlertCursor
-from fin_assets.assets.attempts import ATTEMPT_OUTCOME
-from fin_assets.runs import classify_failure
+from fin_assets.dagster_internals.runs import classify_failure
+from fin_assets.lib.alert_cursor import SENSOR_NAME, AlertCursor
+from fin_assets.lib.assets.attempts import ATTEMPT_OUTCOME
 from resources.logfields import log_fields
 from resources.metrics.catalog import Sample, families
 from resources.metrics.quota import Ceiling, QuotaStoreReader, endpoint_of
 from resources.notify.alert import ALERT_KINDS
 from resources.ratelimit.policy import QuotaPolicy
 
-logger = logging.getLogger("fin_assets.metrics")
+logger = logging.getLogger("fin_assets.tools.metrics")
 
 DEFAULT_PORT = 9465
 BATCH = 1000
@@ -170,9 +170,9 @@ class CodeLocation:
 def load_code_location(env: Mapping[str, str]) -> CodeLocation:
     """The definitions Dagster would load from this environment, as the exporter needs them
     (in this process: ``describe_in_child`` is what the exporter uses)."""
-    from fin_assets.components import DEFS_DIR, load_source_files
     from fin_assets.definitions import build_definitions
-    from fin_assets.settings import Settings
+    from fin_assets.lib.components import DEFS_DIR, load_source_files
+    from fin_assets.lib.settings import Settings
     from resources.dagster_resources import MarketApiResource
 
     settings = Settings.from_env(env)
@@ -221,7 +221,7 @@ def load_code_location(env: Mapping[str, str]) -> CodeLocation:
 def describe_in_child(env: Mapping[str, str], *, timeout_s: float = 300) -> CodeLocation:
     """``load_code_location`` in a child process (``fin-assets metrics --describe``)."""
     result = subprocess.run(
-        [sys.executable, "-m", "fin_assets.cli", "metrics", "--describe"],
+        [sys.executable, "-m", "fin_assets.tools.cli", "metrics", "--describe"],
         env=dict(env),
         capture_output=True,
         text=True,

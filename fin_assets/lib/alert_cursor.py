@@ -1,5 +1,5 @@
 """The alert sensor's cursor: what it has read, what it said is failing, what it could not
-deliver yet, and what it has delivered. Kept apart from ``fin_assets/alerts.py`` (which binds
+deliver yet, and what it has delivered. Kept apart from ``fin_assets/lib/alerts.py`` (which binds
 Dagster resources, and with them the API client) so the metrics exporter can read the counters
 without loading the code location."""
 

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         if "--declared-sources" in rest:
             # Serve every declared source's market (us_equities on XNYS ...), as `make
             # simulator` does for the default deployment.
-            from fin_assets.declared import declared_markets, simulator_calendar_args
+            from fin_assets.lib.catalog import declared_markets, simulator_calendar_args
 
             rest.remove("--declared-sources")
             rest += simulator_calendar_args(declared_markets())
@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "metrics":
         return metrics(argv[1:])
     if args.command == "backfill":
-        from fin_assets.backfill import main as backfill
+        from fin_assets.tools.backfill import main as backfill
 
         return backfill(argv[1:])
-    from fin_assets.demo import run_demo
+    from fin_assets.tools.demo import run_demo
 
     return run_demo(argv[1:])
 
@@ -52,7 +52,7 @@ def metrics(argv: list[str]) -> int:
     import logging
     import os
 
-    from fin_assets.metrics import DEFAULT_PORT, serve
+    from fin_assets.tools.metrics import DEFAULT_PORT, serve
 
     parser = argparse.ArgumentParser(
         prog="fin-assets metrics",
@@ -76,7 +76,7 @@ def metrics(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     env = dict(os.environ)
     if args.describe:
-        from fin_assets.metrics import load_code_location
+        from fin_assets.tools.metrics import load_code_location
 
         print(load_code_location(env).to_json())
         return 0

@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from fin_assets.declared import simulator_calendar_args
+from fin_assets.lib.catalog import simulator_calendar_args
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start_simulator(
@@ -32,7 +32,7 @@ def _start_simulator(
 ) -> tuple[subprocess.Popen[str], str]:
     calendars = simulator_calendar_args(dict(markets))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fin_assets.cli", "simulator", "--port", "0", *calendars],
+        [sys.executable, "-m", "fin_assets.tools.cli", "simulator", "--port", "0", *calendars],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -94,9 +94,9 @@ def run_demo(argv: list[str]) -> int:
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
-    from fin_assets.declared import declared_markets
     from fin_assets.definitions import build_definitions
-    from fin_assets.settings import SHORTHAND_VARIABLES
+    from fin_assets.lib.catalog import declared_markets
+    from fin_assets.lib.settings import SHORTHAND_VARIABLES
 
     first_day, last_day = args.start, args.start + timedelta(days=args.days - 1)
     start = datetime.combine(first_day, datetime.min.time(), UTC)

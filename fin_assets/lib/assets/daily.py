@@ -8,9 +8,9 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from fin_assets.assets.common import dagster_errors, partition_windows, range_result
-from fin_assets.partitions import SourcePartitions
-from fin_assets.sources import Source
+from fin_assets.lib.assets.common import dagster_errors, partition_windows, range_result
+from fin_assets.lib.partitions import SourcePartitions
+from fin_assets.lib.sources import Source
 from resources.dagster_resources import WarehouseResource
 from resources.tables.core import CORE_BARS_TABLE
 from resources.tables.daily import (

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fin_assets.freshness import FreshnessSettings
-from fin_assets.sources import Source
+from fin_assets.lib.freshness import FreshnessSettings
+from fin_assets.lib.sources import Source
 from resources.calendars import TWENTY_FOUR_SEVEN, validate_calendar_name
 from resources.errors import InvalidInputError
 from resources.http.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_WAIT_S
@@ -28,7 +28,7 @@ from resources.ratelimit.policy import QuotaPolicy
 from resources.raw.ingest import DEFAULT_LATE_DATA_RETRIES, DEFAULT_LATE_DATA_RETRY_S
 from resources.validation import parse_symbols
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 API_KEY_VARIABLE = "FIN_API_KEY"
 WEBHOOK_VARIABLE = "FIN_ALERT_WEBHOOK_URL"
 QUOTA_STORE_FILE = "fin_assets_quota.sqlite"
@@ -133,8 +133,8 @@ class Settings:
     shorthand_source: Source | None
     cache_dir: Path  # exchange sessions, computed once (resources/calendars.py)
     sources_dir: Path | None  # FIN_SOURCES_DIR; None: fin_assets/defs/ (the component tree)
-    metrics_cache_s: float  # FIN_METRICS_CACHE_SECONDS (fin_assets/metrics.py)
-    executor: str  # FIN_EXECUTOR: one of EXECUTORS (fin_assets/executors.py)
+    metrics_cache_s: float  # FIN_METRICS_CACHE_SECONDS (fin_assets/tools/metrics.py)
+    executor: str  # FIN_EXECUTOR: one of EXECUTORS (fin_assets/dagster_internals/executors.py)
     celery_broker: str  # FIN_CELERY_BROKER (may hold a password: log it redacted)
     celery_broker_set: bool  # FIN_CELERY_BROKER is set: bind it as an env var, not a value
 
