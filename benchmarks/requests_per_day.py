@@ -177,7 +177,7 @@ def range_run(provider: Provider, server: Any, days: int, symbols: list[str], tm
 
 def naive_requests(provider: Provider, server: Any, symbols: list[str], tmp: Path) -> int:
     """One request per hourly partition and symbol: each hour fetched on its own."""
-    from resources.dagster_resources import MarketApiResource
+    from fin_assets.lib.resources import MarketApiResource
     from resources.raw.ingest import ingest_bars
     from resources.raw.snapshots import SnapshotStore
 

@@ -19,12 +19,12 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from fin_assets.dagster_internals.executors import build_executor
 from fin_assets.lib.alerts import build_health_alert_sensor
 from fin_assets.lib.automation import build_automation_sensor
+from fin_assets.lib.executors import build_executor
 from fin_assets.lib.pipeline import build_source_definitions
+from fin_assets.lib.resources import AlertingResource, SnapshotStoreResource, WarehouseResource
 from fin_assets.lib.settings import PROJECT_ROOT, WEBHOOK_VARIABLE, Settings
-from resources.dagster_resources import AlertingResource, SnapshotStoreResource, WarehouseResource
 
 
 def shared_definitions(settings: Settings) -> dg.Definitions:

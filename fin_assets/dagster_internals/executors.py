@@ -38,8 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from fin_assets.dagster_internals.runs import ReapingExecutor, fin_assets_executor
-from fin_assets.lib.settings import Settings
+from fin_assets.dagster_internals.runs import ReapingExecutor
 from resources.errors import BrokerUnreachableError
 from resources.storage.pg import redact_url
 
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
     from dagster._core.execution.context.system import PlanOrchestrationContext
     from dagster._core.execution.plan.plan import ExecutionPlan
 
-BROKER_VARIABLE = "FIN_CELERY_BROKER"
 # Step results travel back over the broker itself: no result store to run and secure.
 CELERY_BACKEND = "rpc://"
 # The Celery settings both sides use: the executor (publishing) and the workers
@@ -128,19 +126,3 @@ def fin_assets_celery_executor() -> dg.ExecutorDefinition:
         return ReapingExecutor(CeleryStepsExecutor(inner, inner.broker))
 
     return executor
-
-
-def celery_executor_config(settings: Settings) -> dict[str, Any]:
-    """The Celery executor's config: the broker bound as an env var when one is set (a
-    password in it then never shows in the UI's job config), else RabbitMQ's loopback default."""
-    broker: Any = {"env": BROKER_VARIABLE} if settings.celery_broker_set else settings.celery_broker
-    return {"broker": broker, "backend": CELERY_BACKEND, "config_source": dict(CELERY_CONFIG)}
-
-
-def build_executor(settings: Settings) -> dg.ExecutorDefinition:
-    """The executor every job of the code location runs on (``FIN_EXECUTOR``)."""
-    if settings.executor == "celery":
-        return fin_assets_celery_executor().configured(
-            celery_executor_config(settings), name="fin_assets_celery_executor"
-        )
-    return fin_assets_executor

@@ -22,12 +22,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 
 import dagster as dg
-from dagster._core.definitions.freshness import FreshnessState
-from dagster._core.storage.asset_check_execution_record import (
+
+from fin_assets.dagster_internals.instance import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
+    FreshnessState,
+    latest_check_executions,
 )
-
 from fin_assets.dagster_internals.runs import (
     RunFailure,
     classify_failure,
@@ -36,7 +37,7 @@ from fin_assets.dagster_internals.runs import (
 )
 from fin_assets.lib.alert_cursor import SENSOR_NAME, AlertCursor
 from fin_assets.lib.assets.common import partition_label
-from resources.dagster_resources import AlertingResource
+from fin_assets.lib.resources import AlertingResource
 from resources.notify.alert import Alert
 
 BATCH = 500
@@ -311,7 +312,7 @@ def build_health_alert_sensor(*, minimum_interval_seconds: int) -> dg.SensorDefi
         new = [
             *freshness_alerts(_freshness_changes(instance, cursor.event_id), cursor),
             *check_alerts(
-                instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys),
+                latest_check_executions(instance, check_keys),
                 cursor,
             ),
             *run_failure_alerts(instance, cursor),

@@ -32,22 +32,17 @@ from functools import cached_property
 import dagster as dg
 import polars as pl
 
-# Not exported by `dagster`: the pointer to the materialization a check evaluated. Without it,
-# Dagster never considers a partition's check current, so it never counts as passed.
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
+from fin_assets.dagster_internals.check_events import (
+    EvaluationWriter,
+    check_failed_error,
+    target_materializations,
 )
-
-# Also not exported: how a step logs events as one batch (see EvaluationWriter).
-from dagster._core.errors import DagsterAssetCheckFailedError
-from dagster._core.events import DagsterEventBatchMetadata, generate_event_batch_id
-
 from fin_assets.lib.assets.common import dagster_errors, partition_label
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.progress import ProgressReporter
+from fin_assets.lib.resources import UniverseResource, WarehouseResource
 from fin_assets.lib.sources import Source
 from resources.calendars import Sessions
-from resources.dagster_resources import UniverseResource, WarehouseResource
 from resources.quality import (
     FROZEN_MIN_BARS,
     FROZEN_PRICES,
@@ -214,78 +209,6 @@ DAILY_RETURNS_RULES: tuple[QualityRule, ...] = (
 )
 
 
-def _target_materializations(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Sequence[str]
-) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
-    """Each partition's latest materialization, in two queries for the whole chunk (one per
-    partition made the check step of a deep backfill a query per hour)."""
-    storage = instance.event_log_storage
-    latest = storage.get_latest_storage_id_by_partition(
-        asset_key, dg.DagsterEventType.ASSET_MATERIALIZATION, partitions=set(partition_keys)
-    )
-    if not latest:
-        return {}
-    records = storage.get_asset_event_summary_records(
-        dg.DagsterEventType.ASSET_MATERIALIZATION,
-        asset_key=asset_key,
-        storage_ids=list(latest.values()),
-    )
-    return {
-        record.partition: AssetCheckEvaluationTargetMaterializationData(
-            storage_id=record.storage_id, run_id=record.run_id or "", timestamp=record.timestamp
-        )
-        for record in records
-        if record.partition is not None
-    }
-
-
-class EvaluationWriter:
-    """Records a check step's evaluations: as batches (one transaction per chunk of
-    partitions) when the instance's event log takes them
-    (``fin_assets/dagster_internals/event_log.py``),
-    otherwise one event each, as Dagster does.
-
-    A batched evaluation is logged here rather than yielded, so Dagster does not see it fail:
-    ``blocking_failures`` lists the blocking ones for the step to fail on, with Dagster's words.
-    """
-
-    def __init__(self, context: dg.AssetCheckExecutionContext) -> None:
-        self._context = context
-        self.batched = bool(
-            getattr(context.instance.event_log_storage, "takes_check_evaluation_batches", False)
-        )
-        self.blocking_failures: list[dg.AssetCheckEvaluation] = []
-
-    def write(
-        self, evaluations: Sequence[dg.AssetCheckEvaluation]
-    ) -> Iterator[dg.AssetCheckEvaluation]:
-        """Record ``evaluations``; yields those the step must yield itself (unbatched)."""
-        if not self.batched:
-            yield from evaluations
-            return
-        # The step's own context: Dagster's public API has no way to log an evaluation as part
-        # of a batch, and DagsterEvent.from_step is what a yielded evaluation goes through.
-        step_context = self._context.op_execution_context._step_execution_context  # noqa: SLF001
-        batch = generate_event_batch_id()
-        for index, evaluation in enumerate(evaluations):
-            if not evaluation.passed and evaluation.blocking:
-                self.blocking_failures.append(evaluation)
-            dg.DagsterEvent.from_step(
-                event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
-                step_context=step_context,
-                event_specific_data=evaluation,
-                message=f"Asset check '{evaluation.check_name}' on "
-                f"'{evaluation.asset_key.to_user_string()}' "
-                + ("passed." if evaluation.passed else "did not pass.")
-                + (
-                    ""
-                    if evaluation.description is None
-                    else f" Description: '{evaluation.description}'"
-                ),
-                batch_metadata=DagsterEventBatchMetadata(batch, index == len(evaluations) - 1),
-            )
-
-
 def _metadata(rule: QualityRule, outcome: CheckOutcome, partition_key: str) -> dict[str, object]:
     metadata: dict[str, object] = {
         "partition": partition_key,
@@ -384,7 +307,7 @@ def build_partition_checks(
                 before = _previous_key(partitions_def, first.start)
                 previous = wh.read_partition(table, before) if before else None
             for chunk in _chunks(keys, CHECK_CHUNK):
-                targets = _target_materializations(context.instance, asset_key, chunk)
+                targets = target_materializations(context.instance, asset_key, chunk)
                 evaluations: list[dg.AssetCheckEvaluation] = []
                 for key in chunk:
                     time_window = partitions_def.time_window_for_partition_key(key)
@@ -457,7 +380,7 @@ def build_partition_checks(
         if writer.blocking_failures:
             # What Dagster raises for a yielded blocking failure (it did not see the batched ones).
             failed = sorted({e.check_name for e in writer.blocking_failures})
-            raise DagsterAssetCheckFailedError(
+            raise check_failed_error(
                 f"{len(writer.blocking_failures)} blocking asset check"
                 f"{'s' if len(writer.blocking_failures) > 1 else ''} failed with ERROR severity:\n"
                 f"{label}: {','.join(failed)}"

@@ -21,12 +21,12 @@ from fin_assets.lib.checks import build_quality_checks
 from fin_assets.lib.freshness import build_partition_freshness_checks, with_freshness
 from fin_assets.lib.jobs import build_jobs
 from fin_assets.lib.partitions import SourcePartitions, source_partitions
+from fin_assets.lib.resources import MarketApiResource, UniverseResource
 from fin_assets.lib.schedules import build_schedules
 from fin_assets.lib.sensors import build_new_bars_sensor
 from fin_assets.lib.settings import Settings
 from fin_assets.lib.sources import Source
 from resources.calendars import load_sessions
-from resources.dagster_resources import MarketApiResource, UniverseResource
 from resources.errors import InvalidInputError
 
 

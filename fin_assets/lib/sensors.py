@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from fin_assets.lib.partitions import DEFAULT_START, SourcePartitions
+from fin_assets.lib.resources import MarketApiResource, UniverseResource
 from fin_assets.lib.sources import Source
-from resources.dagster_resources import MarketApiResource, UniverseResource
 from resources.errors import FinAssetsError
 from resources.logfields import log_context
 

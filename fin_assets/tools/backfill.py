@@ -30,6 +30,15 @@ from typing import TextIO
 
 import dagster as dg
 
+from fin_assets.dagster_internals.backfill import (
+    BackfillError,
+    backfill_requested,
+    backfill_runs,
+    create_range_run,
+    execute_in_process,
+    resolve_range,
+    submit_backfill,
+)
 from fin_assets.lib.progress import Progress, format_duration, parse_progress
 
 DEFAULT_MODULE = "fin_assets.definitions"
@@ -40,10 +49,6 @@ PAGE = 100
 # How recent a backfill-daemon heartbeat must be for --submit to count on it.
 DAEMON_HEARTBEAT_S = 120.0
 BAR_WIDTH = 24
-
-
-class BackfillError(Exception):
-    """A backfill that cannot start: bad selection or range, no daemon for --submit."""
 
 
 @dataclass(frozen=True)
@@ -98,75 +103,10 @@ def render(progress: Progress) -> str:
     )
 
 
-def _job_and_tags(request: Request) -> tuple[object, list[dg.AssetKey], dict[str, str]]:
-    """The implicit asset job of the selection and the run tags of the range, checked the way
-    ``dagster asset materialize`` checks them."""
-    from dagster._cli.workspace.cli_target import get_repository_python_origin_from_cli_opts
-    from dagster._core.definitions.backfill_policy import BackfillPolicyType
-    from dagster._core.origin import JobPythonOrigin
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
-    from dagster._utils.hosted_user_process import (
-        recon_job_from_origin,
-        recon_repository_from_origin,
-    )
-    from dagster_shared.cli import PythonPointerOpts
-
-    origin = get_repository_python_origin_from_cli_opts(
-        PythonPointerOpts(module_name=request.module, working_directory=os.getcwd())
-    )
-    repo = recon_repository_from_origin(origin).get_definition()
-    try:
-        keys = sorted(  # in a stable order: messages name the first key that fails
-            dg.AssetSelection.from_coercible(request.select.split(",")).resolve(repo.asset_graph),
-            key=lambda key: key.to_user_string(),
-        )
-    except dg.DagsterInvalidSubsetError as exc:
-        raise BackfillError(f"--select {request.select}: {exc}") from None
-    job = repo.get_implicit_job_def_for_assets(keys)
-    if job is None:
-        raise BackfillError(
-            f"--select {request.select}: the assets do not share one partitions definition"
-        )
-    for key in keys:
-        node = job.asset_layer.get(key)
-        partitions_def = node.partitions_def
-        if partitions_def is None:
-            raise BackfillError(f"--select: {key.to_user_string()} is not partitioned")
-        policy = node.backfill_policy
-        if policy is None or policy.policy_type != BackfillPolicyType.SINGLE_RUN:
-            raise BackfillError(
-                f"--select: {key.to_user_string()} has no BackfillPolicy.single_run(); "
-                "a range of it needs one run per partition (launch it from the UI)"
-            )
-        for bound in (request.first, request.last):
-            if not partitions_def.has_partition_key(bound):
-                raise BackfillError(
-                    f"--partition-range: {bound!r} is not a partition of "
-                    f"{key.to_user_string()} (hourly keys look like 2026-01-05-13:00)"
-                )
-    recon = recon_job_from_origin(JobPythonOrigin(job.name, repository_origin=origin))
-    tags = {
-        ASSET_PARTITION_RANGE_START_TAG: request.first,
-        ASSET_PARTITION_RANGE_END_TAG: request.last,
-    }
-    return (recon, repo), keys, tags
-
-
 def run_here(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int:
     """One run of the range, executed in this process; its events are not kept."""
-    from dagster._core.execution.api import execute_run_iterator
-
-    (recon, _repo), keys, tags = _job_and_tags(request)
-    run = instance.create_run_for_job(
-        job_def=recon.get_definition(),  # type: ignore[attr-defined]
-        run_config={},
-        tags=tags,
-        job_code_origin=recon.get_python_origin(),  # type: ignore[attr-defined]
-        asset_selection=frozenset(keys),
-    )
+    job = resolve_range(request.module, request.select, request.first, request.last)
+    run = create_range_run(instance, job)
     print(f"run {run.run_id}: {request.select} {request.first}...{request.last}", file=out)
     follower = Follower(instance, out)
     done = threading.Event()
@@ -179,8 +119,7 @@ def run_here(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int
     thread.start()
     began = time.monotonic()
     try:
-        for _event in execute_run_iterator(recon, run, instance):  # type: ignore[arg-type]
-            pass  # stored by the instance; keeping them is what grows the CLI's memory
+        execute_in_process(job, run, instance)
     finally:
         done.set()
         thread.join()
@@ -190,10 +129,6 @@ def run_here(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int
 
 def submit(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int:
     """An asset backfill for the daemon (what the UI launches), followed until it is done."""
-    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
-    from dagster._core.storage.tags import BACKFILL_ID_TAG
-    from dagster._core.utils import make_new_backfill_id
-
     heartbeats = instance.get_daemon_heartbeats()
     beat = heartbeats.get("BACKFILL")
     if beat is None or time.time() - beat.timestamp > DAEMON_HEARTBEAT_S:
@@ -204,41 +139,22 @@ def submit(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int:
             "(`dagster-daemon run -w workspace.yaml`), or leave out --submit to run the range "
             "in this process"
         )
-    (_recon, repo), keys, _tags = _job_and_tags(request)
-    partitions_def = repo.asset_graph.get(keys[0]).partitions_def  # type: ignore[attr-defined]
-    names = partitions_def.get_partition_keys_between_indexes(
-        partitions_def.get_partition_keys().index(request.first),
-        partitions_def.get_partition_keys().index(request.last) + 1,
-    )
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=make_new_backfill_id(),
-        asset_graph=repo.asset_graph,  # type: ignore[attr-defined]
-        partition_names=names,
-        asset_selection=keys,
-        backfill_timestamp=time.time(),
-        tags={},
-        dynamic_partitions_store=instance,
-        all_partitions=False,
-        title=f"fin-assets backfill {request.select} {request.first}...{request.last}",
-        description=None,
-        run_config=None,
-    )
-    instance.add_backfill(backfill)
-    print(f"backfill {backfill.backfill_id}: {len(names)} partitions, for the daemon", file=out)
+    job = resolve_range(request.module, request.select, request.first, request.last)
+    title = f"fin-assets backfill {request.select} {request.first}...{request.last}"
+    backfill_id, count = submit_backfill(instance, job, title)
+    print(f"backfill {backfill_id}: {count} partitions, for the daemon", file=out)
     follower = Follower(instance, out)
     began = time.monotonic()
     run_ids: list[str] = []
     while True:
-        status = instance.get_backfill(backfill.backfill_id).status  # type: ignore[union-attr]
-        runs = instance.get_run_records(
-            dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill.backfill_id}), ascending=True
-        )
+        requested = backfill_requested(instance, backfill_id)
+        runs = backfill_runs(instance, backfill_id)
         for record in runs:
             if record.dagster_run.run_id not in run_ids:
                 run_ids.append(record.dagster_run.run_id)
                 print(f"run {record.dagster_run.run_id}", file=out, flush=True)
             follower.poll(record.dagster_run.run_id)
-        if status != BulkActionStatus.REQUESTED and all(r.dagster_run.is_finished for r in runs):
+        if not requested and all(r.dagster_run.is_finished for r in runs):
             break
         time.sleep(POLL_S)
     return _summary(instance, run_ids, follower, time.monotonic() - began, out)

@@ -33,14 +33,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.freshness import FreshnessState
-from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
-from dagster._core.remote_representation.external_data import TimeWindowPartitionsSnap
-from dagster._core.scheduler.instigation import InstigatorType
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from fin_assets.dagster_internals.instance import (
+    AssetCheckExecutionRecordStatus,
+    FreshnessState,
+    latest_check_executions,
+    partitions_from_json,
+    partitions_to_json,
+    requested_backfills,
+    sensor_cursors,
+)
 from fin_assets.dagster_internals.runs import classify_failure
 from fin_assets.lib.alert_cursor import SENSOR_NAME, AlertCursor
 from fin_assets.lib.assets.attempts import ATTEMPT_OUTCOME
@@ -122,9 +126,7 @@ class CodeLocation:
                     {
                         "key": list(a.key.path),
                         "source": a.source,
-                        "partitions": dg.serialize_value(
-                            TimeWindowPartitionsSnap.from_def(a.partitions)
-                        )
+                        "partitions": partitions_to_json(a.partitions)
                         if a.partitions is not None
                         else None,
                     }
@@ -155,11 +157,7 @@ class CodeLocation:
             AssetFacts(
                 dg.AssetKey(a["key"]),
                 a["source"],
-                dg.deserialize_value(
-                    a["partitions"], TimeWindowPartitionsSnap
-                ).get_partitions_definition()
-                if a["partitions"]
-                else None,  # type: ignore[arg-type]
+                partitions_from_json(a["partitions"]) if a["partitions"] else None,  # type: ignore[arg-type]
             )
             for a in data["assets"]
         )
@@ -172,8 +170,8 @@ def load_code_location(env: Mapping[str, str]) -> CodeLocation:
     (in this process: ``describe_in_child`` is what the exporter uses)."""
     from fin_assets.definitions import build_definitions
     from fin_assets.lib.components import DEFS_DIR, load_source_files
+    from fin_assets.lib.resources import MarketApiResource
     from fin_assets.lib.settings import Settings
-    from resources.dagster_resources import MarketApiResource
 
     settings = Settings.from_env(env)
     defs = build_definitions(env)
@@ -532,7 +530,7 @@ class InstanceMetrics:
         keys = list(self.location.check_keys)
         if not keys:
             return []
-        latest = self.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+        latest = latest_check_executions(self.instance, keys)
         for key in keys:
             record = latest.get(key)
             if record is None or record.status not in (
@@ -598,9 +596,7 @@ class InstanceMetrics:
         return out
 
     def _backfills(self, now: float) -> list[Sample]:
-        backfills = self.instance.get_backfills(
-            filters=BulkActionsFilter(statuses=[BulkActionStatus.REQUESTED])
-        )
+        backfills = requested_backfills(self.instance)
         left = 0
         for backfill in backfills:
             data = backfill.asset_backfill_data
@@ -635,10 +631,8 @@ class InstanceMetrics:
     def _alerts(self, now: float) -> list[Sample]:
         sent: Counter[str] = Counter()
         failures = pending = 0
-        for state in self.instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
-            if state.instigator_name != SENSOR_NAME:
-                continue
-            cursor = AlertCursor.load(getattr(state.instigator_data, "cursor", None))
+        for text in sensor_cursors(self.instance, SENSOR_NAME):
+            cursor = AlertCursor.load(text)
             if cursor is None:
                 continue
             sent.update(cursor.sent)

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from resources.dagster_resources import MarketApiResource
+from fin_assets.lib.resources import MarketApiResource
 from resources.errors import StorageError
 from resources.ratelimit.gcra import Reservation
 from resources.ratelimit.policy import ARRIVAL_JITTER_S, QuotaPolicy

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from resources.dagster_resources import WarehouseResource
+from fin_assets.lib.resources import WarehouseResource
 from resources.errors import StorageError
 from resources.storage.postgres import PostgresWarehouse
 from tests.helpers import ExecutemanyPostgresWarehouse, wait_for

@@ -1,4 +1,5 @@
-"""The shape of the code: no import cycles, no module reaching into another's private names.
+"""The shape of the code: no import cycles, no module reaching into another's private names,
+Dagster's internals reached from one seam only, and the domain layer free of Dagster.
 
 Both are read from the source with ``ast``, every import counted (module level, inside functions
 and under ``TYPE_CHECKING`` alike): a lazy import that closes a cycle is still a cycle to a
@@ -8,6 +9,7 @@ reader.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,53 @@ def test_no_private_name_imported_from_another_module(name: str) -> None:
         if taken.startswith("_")
     ]
     assert not offences, "private names imported across modules:\n" + "\n".join(offences)
+
+
+# The one package allowed to import Dagster's internals (fin_assets/dagster_internals/__init__.py).
+SEAM = "fin_assets.dagster_internals"
+# ``dagster._*``, or a module inside a Dagster library (``dagster_celery.tasks``): only a
+# library's top level (``from dagster_celery import celery_executor``) is its public API.
+DAGSTER_INTERNAL = re.compile(r"^(dagster\._|dagster_[a-z]+\.)")
+
+
+def dagster_internals_imported(path: Path) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{line}: {module}"
+        for module, _names, line in imports_of(path)
+        if DAGSTER_INTERNAL.match(module)
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if not n.startswith(SEAM)))
+def test_only_the_seam_imports_dagster_internals(name: str) -> None:
+    offences = dagster_internals_imported(MODULES[name])
+    assert not offences, (
+        f"Dagster internals imported outside {SEAM} (move the use into the seam, with a "
+        "contract test in tests/unit/test_dagster_contracts.py):\n" + "\n".join(offences)
+    )
+
+
+def test_the_seam_check_finds_a_planted_import(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        "import dagster as dg\n"
+        "from dagster import AssetKey\n"
+        "from dagster_celery import celery_executor\n"
+        "def later():\n"
+        "    from dagster._core.events import EngineEventData\n"
+        "    import dagster_celery.tasks\n"
+    )
+    assert [o.rpartition(": ")[2] for o in dagster_internals_imported(planted)] == [
+        "dagster._core.events",
+        "dagster_celery.tasks",
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("resources")))
+def test_the_domain_layer_is_dagster_free(name: str) -> None:
+    dagster = [
+        f"{MODULES[name].relative_to(ROOT)}:{line}: {module}"
+        for module, _names, line in imports_of(MODULES[name])
+        if module == "dagster" or module.startswith(("dagster.", "dagster_"))
+    ]
+    assert not dagster, "resources/ is the domain layer, free of Dagster:\n" + "\n".join(dagster)

@@ -8,8 +8,8 @@ import dagster as dg
 from fin_assets.lib.assets.common import dagster_errors, partition_windows, range_result
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.progress import ProgressReporter
+from fin_assets.lib.resources import SnapshotStoreResource, WarehouseResource
 from fin_assets.lib.sources import Source
-from resources.dagster_resources import SnapshotStoreResource, WarehouseResource
 from resources.tables.core import CORE_BARS_TABLE, build_core_bars
 
 

@@ -10,8 +10,8 @@ import polars as pl
 
 from fin_assets.lib.assets.common import dagster_errors, partition_windows, range_result
 from fin_assets.lib.partitions import SourcePartitions
+from fin_assets.lib.resources import WarehouseResource
 from fin_assets.lib.sources import Source
-from resources.dagster_resources import WarehouseResource
 from resources.tables.core import CORE_BARS_TABLE
 from resources.tables.daily import (
     DAILY_BARS_TABLE,

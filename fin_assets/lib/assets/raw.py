@@ -19,8 +19,8 @@ from fin_assets.lib.assets.common import (
 )
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.progress import ProgressReporter
+from fin_assets.lib.resources import MarketApiResource, SnapshotStoreResource, UniverseResource
 from fin_assets.lib.sources import Source
-from resources.dagster_resources import MarketApiResource, SnapshotStoreResource, UniverseResource
 from resources.logfields import log_context
 from resources.raw.ingest import fetch_raw_bars
 
