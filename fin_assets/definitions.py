@@ -1,9 +1,10 @@
 """The fin-assets code location: every source's definitions, and what the sources share.
 
-The sources are either the ones declared in YAML (``fin_assets/defs/<name>/defs.yaml``, one
-``MarketDataSource`` component each: the default deployment has two, ``us_equities`` on XNYS
-and ``crypto`` 24/7), or, when ``FIN_PROVIDER``, ``FIN_SYMBOLS`` or ``FIN_API_BASE_URL`` is
-set, the one source those variables describe, under today's names (``raw/bars`` ...). What
+The sources are those ``fin_assets/lib/catalog.py`` says are in force: the ones declared in
+YAML (``fin_assets/defs/<name>/defs.yaml``, one ``MarketDataSource`` component each: the
+default deployment has two, ``us_equities`` on XNYS and ``crypto`` 24/7), or, when
+``FIN_PROVIDER``, ``FIN_SYMBOLS`` or ``FIN_API_BASE_URL`` is set, the one source those
+variables describe, under today's names (``raw/bars`` ...). What
 every source shares is bound here once: the snapshot store, the warehouse, alerting, the
 automation and alert sensors, and the executor.
 
@@ -21,10 +22,11 @@ import dagster as dg
 
 from fin_assets.lib.alerts import build_health_alert_sensor
 from fin_assets.lib.automation import build_automation_sensor
+from fin_assets.lib.catalog import sources_in_force
 from fin_assets.lib.executors import build_executor
 from fin_assets.lib.pipeline import build_source_definitions
 from fin_assets.lib.resources import AlertingResource, SnapshotStoreResource, WarehouseResource
-from fin_assets.lib.settings import PROJECT_ROOT, WEBHOOK_VARIABLE, Settings
+from fin_assets.lib.settings import WEBHOOK_VARIABLE, Settings
 
 
 def shared_definitions(settings: Settings) -> dg.Definitions:
@@ -49,27 +51,14 @@ def shared_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-def declared_sources(settings: Settings, env: Mapping[str, str]) -> dg.Definitions:
-    """Every source declared in YAML: under fin_assets/defs/ (Dagster's component tree, what
-    ``dg list defs`` shows), or one ``<name>/defs.yaml`` per source under FIN_SOURCES_DIR."""
-    if settings.sources_dir is None:
-        return dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
-    from fin_assets.lib.components import load_source_files
-
-    sources = load_source_files(settings.sources_dir)
-    return dg.Definitions.merge(
-        *(build_source_definitions(source, settings, env) for source in sources)
-    )
-
-
 def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
     """The definitions for an environment mapping; a bad setting fails here, at load time."""
     settings = Settings.from_env(env)
-    if settings.shorthand_source is not None:
-        sources = build_source_definitions(settings.shorthand_source, settings, env)
-    else:
-        sources = declared_sources(settings, env)
-    return dg.Definitions.merge(shared_definitions(settings), sources)
+    sources = sources_in_force(env, settings)
+    return dg.Definitions.merge(
+        shared_definitions(settings),
+        *(build_source_definitions(source, settings, env) for source in sources),
+    )
 
 
 @dg.definitions

@@ -1,32 +1,126 @@
-"""The declared sources' markets, read straight from their YAML: cheap (no Dagster import), for
-the simulator's command line and the demo, which must serve those markets before anything is
-loaded."""
+"""Which sources are in force: the one answer, used by the definitions
+(``fin_assets/definitions.py``), the metrics exporter, the demo and ``fin-assets simulator
+--declared-sources``.
+
+- ``FIN_PROVIDER``, ``FIN_SYMBOLS`` or ``FIN_API_BASE_URL`` set: the one source those variables
+  describe (the shorthand, under today's names: ``raw/bars``, table ``core_bars``, pool
+  ``provider_<FIN_PROVIDER>``), declared through the same path as a YAML file;
+- otherwise every ``<name>/defs.yaml`` under ``FIN_SOURCES_DIR``, or under ``fin_assets/defs/``
+  (the default deployment: ``us_equities`` on XNYS and ``crypto`` 24/7).
+
+``FIN_QUOTA_*`` and ``FIN_FRESHNESS_*`` are every source's defaults; a source's YAML may set
+its own. A variable that would be read and then do nothing is refused here, naming it and what
+to do instead: ``FIN_CALENDAR`` or ``FIN_API_KEY`` without the shorthand (unless a source names
+``FIN_API_KEY`` as its ``api_key_env``), ``FIN_SOURCES_DIR`` with the shorthand, and a quota or
+freshness default that every source overrides.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
-import yaml
-
+from fin_assets.lib.settings import API_KEY_VARIABLE, SHORTHAND_VARIABLES, Settings
+from fin_assets.lib.sources import Source
 from resources.calendars import TWENTY_FOUR_SEVEN
+from resources.errors import InvalidInputError
 
 DEFS_DIR = Path(__file__).resolve().parents[1] / "defs"
+# The defaults a source's YAML may override, by the YAML field that overrides them.
+QUOTA_DEFAULTS = ("FIN_QUOTA_REQUESTS", "FIN_QUOTA_WINDOW_SECONDS", "FIN_QUOTA_BURST")
+FRESHNESS_DEFAULTS = {
+    "FIN_FRESHNESS_HOURLY_FAIL_MINUTES": "fail_minutes",
+    "FIN_FRESHNESS_HOURLY_WARN_MINUTES": "warn_minutes",
+    "FIN_FRESHNESS_DAILY_DEADLINE_CRON": "daily_deadline_cron",
+}
 
 
-def declared_markets(defs_dir: Path = DEFS_DIR) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """``{source: (calendar, symbols)}`` of the sources declared under ``defs_dir``, read from
-    their YAML without building anything: what a simulator must serve for them."""
-    markets = {}
-    for path in sorted(defs_dir.glob("*/defs.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if not document or not str(document.get("type", "")).endswith("MarketDataSource"):
-                continue
-            attributes = document.get("attributes", {})
-            markets[attributes["name"]] = (
-                attributes.get("calendar", TWENTY_FOUR_SEVEN),
-                tuple(attributes["symbols"]),
+def sources_in_force(env: Mapping[str, str], settings: Settings | None = None) -> list[Source]:
+    """The deployment's sources for an environment; a setting that would be ignored fails."""
+    from fin_assets.lib.components import load_source_files, resolve_source
+
+    settings = settings or Settings.from_env(env)
+    shorthand = [name for name in SHORTHAND_VARIABLES if env.get(name)]
+    if shorthand:
+        if env.get("FIN_SOURCES_DIR"):
+            raise InvalidInputError(
+                f"FIN_SOURCES_DIR and {', '.join(shorthand)} are both set: the FIN_* variables "
+                "describe the deployment's one source, FIN_SOURCES_DIR its declared sources; "
+                "unset one of them"
             )
-    return markets
+        attributes = {
+            "name": "default",
+            "provider": settings.provider,
+            "symbols": list(settings.symbols),
+            "calendar": settings.calendar,
+            "base_url": settings.base_url,
+            "api_key_env": API_KEY_VARIABLE,
+        }
+        source = resolve_source(
+            attributes, settings, origin="the FIN_* variables", where="the FIN_* variables"
+        )
+        # The shorthand keeps today's names (raw/bars, core_bars ...): it has no name.
+        return [replace(source, name=None)]
+    directory = settings.sources_dir or DEFS_DIR
+    label = f"FIN_SOURCES_DIR={directory}" if settings.sources_dir else str(directory)
+    sources = load_source_files(directory, settings, label=label)
+    _refuse_unread(env, sources, label)
+    return sources
+
+
+def _refuse_unread(env: Mapping[str, str], sources: list[Source], where: str) -> None:
+    """Refuse a variable the declared sources would never read."""
+    if env.get("FIN_CALENDAR"):
+        raise InvalidInputError(
+            "FIN_CALENDAR is set, but it is the calendar of the one source of FIN_PROVIDER/"
+            f"FIN_SYMBOLS/FIN_API_BASE_URL, and the sources in force are declared in {where}: "
+            "set `calendar:` in a source's defs.yaml, or unset FIN_CALENDAR"
+        )
+    if env.get(API_KEY_VARIABLE) and not any(s.api_key_env == API_KEY_VARIABLE for s in sources):
+        raise InvalidInputError(
+            f"{API_KEY_VARIABLE} is set but no source in force reads it (sources declared in "
+            f"{where}): name the variable holding a source's key in its defs.yaml "
+            f"(`api_key_env: {API_KEY_VARIABLE}`), or unset {API_KEY_VARIABLE}"
+        )
+    documents = {s.origin: _attributes(s.origin) for s in sources if s.origin}
+    for name in QUOTA_DEFAULTS:
+        if env.get(name) and all(doc.get("quota") is not None for doc in documents.values()):
+            raise InvalidInputError(
+                f"{name} is set, but every source in force sets its own quota in its "
+                f"defs.yaml ({where}), so it would change nothing: unset it, or remove "
+                "`quota:` from the sources it should apply to"
+            )
+    for name, field in FRESHNESS_DEFAULTS.items():
+        if env.get(name) and all(
+            field in (doc.get("freshness") or {}) for doc in documents.values()
+        ):
+            raise InvalidInputError(
+                f"{name} is set, but every source in force sets freshness.{field} in its "
+                f"defs.yaml ({where}), so it would change nothing: unset it, or remove "
+                f"`{field}` from the sources it should apply to"
+            )
+
+
+def _attributes(path: str) -> dict[str, object]:
+    import yaml
+
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    return dict(document.get("attributes") or {})
+
+
+def markets_of(sources: list[Source]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """``{source: (calendar, symbols)}``: what a simulator must serve for ``sources``."""
+    return {source.label: (source.calendar, source.symbols) for source in sources}
+
+
+def declared_markets(
+    env: Mapping[str, str] | None = None,
+) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The markets of the sources in force (``os.environ`` by default)."""
+    import os
+
+    return markets_of(sources_in_force(os.environ if env is None else env))
 
 
 def simulator_calendar_args(markets: dict[str, tuple[str, tuple[str, ...]]]) -> list[str]:

@@ -8,11 +8,13 @@
       provider: polygon
       symbols: [AAPL, MSFT]
       calendar: XNYS                 # or "24/7"
-      quota: {requests: 5, window_seconds: 60}   # or "learn"; omitted: the provider's own
+      quota: {requests: 5, window_seconds: 60}   # or "learn", or "documented" (the provider's);
+                                                 # omitted: FIN_QUOTA_*, else the provider's
       base_url: https://api.massive.com          # omitted: the provider's default
       api_key_env: POLYGON_API_KEY   # the NAME of the variable holding the key, never the key
       partitions_start: "2026-01-01"
-      freshness: {fail_minutes: 90, warn_minutes: 75}
+      freshness: {fail_minutes: 90, warn_minutes: 75, daily_deadline_cron: "0 2 * * *"}
+                                     # each omitted: FIN_FRESHNESS_*, else 90 / 75 / 0 2 * * *
       max_quiet_minutes: 2           # minutes without a bar per symbol and hour, not a warning
 
 Adding a source is a new file and no Python. ``dg check yaml`` validates every file against
@@ -25,17 +27,16 @@ source's assets. Shared settings (warehouse, quota store, retries, alerting) sta
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import dagster as dg
 import yaml
 from pydantic import Field
 
-from fin_assets.lib.catalog import DEFS_DIR, declared_markets  # noqa: F401 - re-exported
-from fin_assets.lib.freshness import FreshnessSettings
 from fin_assets.lib.pipeline import build_source_definitions
 from fin_assets.lib.settings import Settings
 from fin_assets.lib.sources import ENV_VAR_NAME, SOURCE_NAME, Source
@@ -64,11 +65,18 @@ class QuotaModel(dg.Model, dg.Resolvable):
 
 
 class FreshnessModel(dg.Model, dg.Resolvable):
-    fail_minutes: float = Field(default=90, gt=0, description="An hour not landed after this.")
+    """Each field omitted: the FIN_FRESHNESS_* default (fin_assets/lib/settings.py)."""
+
+    fail_minutes: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="An hour not landed after this."
+    )
     # The bound is on the number: on `float | None` pydantic applies it to null too and fails
     # with a TypeError that names no field.
     warn_minutes: Annotated[float, Field(gt=0)] | None = Field(
-        default=75, description="Warn after this; null: never."
+        default=None, description="Warn after this; null: never."
+    )
+    daily_deadline_cron: str | None = Field(
+        default=None, description="By when the daily tables are rebuilt (cron, UTC)."
     )
 
 
@@ -95,8 +103,10 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
         description="'24/7' or an exchange code of exchange_calendars (XNYS, XNAS, XLON, ...).",
         json_schema_extra={"pattern": CALENDAR_PATTERN},
     )
-    quota: QuotaModel | Literal["learn"] | None = Field(
-        default=None, description="The provider's quota, 'learn', or omitted: its documented one."
+    quota: QuotaModel | Literal["learn", "documented"] | None = Field(
+        default=None,
+        description="The provider's quota, 'learn', 'documented' (the provider's own), or "
+        "omitted: FIN_QUOTA_REQUESTS if set, else the provider's own.",
     )
     base_url: str | None = Field(default=None, description="Omitted: the provider's default.")
     api_key_env: str | None = Field(
@@ -113,16 +123,24 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
         default=0, ge=0, description="Minutes without a bar per symbol and hour, not a warning."
     )
 
-    def to_source(self) -> Source:
+    def to_source(self, defaults: Settings) -> Source:
+        """The source this declaration describes; what it leaves out comes from ``defaults``
+        (the FIN_* variables: quota and freshness)."""
         try:
             symbols = parse_symbols(self.symbols, provider=self.provider)
         except InvalidInputError as exc:
             raise InvalidInputError(f"source {self.name}: symbols: {exc}") from None
-        quota = (
-            QuotaPolicy(self.quota.requests, self.quota.window_seconds, self.quota.burst)
-            if isinstance(self.quota, QuotaModel)
-            else None
-        )
+        if isinstance(self.quota, QuotaModel):
+            quota: QuotaPolicy | None = QuotaPolicy(
+                self.quota.requests, self.quota.window_seconds, self.quota.burst
+            )
+            learn = False
+        elif self.quota is None:
+            quota, learn = defaults.configured_quota, defaults.learn_quota
+        else:
+            quota, learn = None, self.quota == "learn"
+        given = self.freshness.model_fields_set
+        fresh = defaults.freshness
         return Source(
             name=self.name,
             provider=self.provider,
@@ -131,11 +149,15 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
             calendar=self.calendar,
             api_key_env=self.api_key_env,
             quota=quota,
-            learn_quota=self.quota == "learn",
+            learn_quota=learn,
             partitions_start=date.fromisoformat(self.partitions_start),
-            freshness=FreshnessSettings(
-                hourly_fail_minutes=self.freshness.fail_minutes,
-                hourly_warn_minutes=self.freshness.warn_minutes,
+            freshness=replace(
+                fresh,
+                hourly_fail_minutes=self.freshness.fail_minutes or fresh.hourly_fail_minutes,
+                hourly_warn_minutes=self.freshness.warn_minutes
+                if "warn_minutes" in given
+                else fresh.hourly_warn_minutes,
+                daily_deadline_cron=self.freshness.daily_deadline_cron or fresh.daily_deadline_cron,
             ),
             max_quiet_minutes=self.max_quiet_minutes,
         )
@@ -143,30 +165,45 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         # Shared settings come from the environment, read by the one reader of configuration.
         env = dict(os.environ)
-        source = replace(self.to_source(), origin=str(context.path / "defs.yaml"))
-        return build_source_definitions(source, Settings.from_env(env), env)
+        settings = Settings.from_env(env)
+        source = replace(self.to_source(settings), origin=str(context.path / "defs.yaml"))
+        return build_source_definitions(source, settings, env)
 
 
-def load_source_files(directory: Path) -> list[Source]:
-    """The sources declared as ``<name>/defs.yaml`` under ``directory`` (FIN_SOURCES_DIR),
-    loaded and validated as Dagster loads a component (a bad file names itself and its field)."""
+def resolve_source(
+    attributes: Mapping[str, Any], defaults: Settings, *, origin: str, where: str
+) -> Source:
+    """A source from a declaration's attributes, validated and resolved as Dagster resolves a
+    component (templates such as ``{{ env(...) }}``); a bad field raises naming ``where``."""
+    try:
+        component = MarketDataSource.resolve_from_yaml(yaml.safe_dump(dict(attributes)))
+        return replace(component.to_source(defaults), origin=origin)
+    except Exception as exc:
+        raise InvalidInputError(f"{where}: {exc}") from exc
+
+
+def load_source_files(directory: Path, defaults: Settings, *, label: str = "") -> list[Source]:
+    """The sources declared as ``<name>/defs.yaml`` under ``directory``, loaded and validated as
+    Dagster loads a component (a bad file names itself and its field). ``label``: how errors
+    name the directory (``FIN_SOURCES_DIR=...``)."""
+    label = label or str(directory)
     paths = sorted(directory.glob("*/defs.yaml"))
     if not paths:
-        raise InvalidInputError(f"FIN_SOURCES_DIR={directory}: no <source>/defs.yaml in it")
+        raise InvalidInputError(f"{label}: no <source>/defs.yaml in it")
     sources = []
     for path in paths:
         try:
             document = yaml.safe_load(path.read_text()) or {}
-            if not str(document.get("type", "")).endswith("MarketDataSource"):
-                raise InvalidInputError(f"type: expected {TYPE_NAME}")
-            # Resolved as Dagster resolves a component (templates such as {{ env(...) }}).
-            attributes = yaml.safe_dump(document.get("attributes") or {})
-            component = MarketDataSource.resolve_from_yaml(attributes)
-            sources.append(replace(component.to_source(), origin=str(path)))
-        except Exception as exc:
+        except yaml.YAMLError as exc:
             raise InvalidInputError(f"source file {path}: {exc}") from exc
+        if not str(document.get("type", "")).endswith("MarketDataSource"):
+            raise InvalidInputError(f"source file {path}: type: expected {TYPE_NAME}")
+        attributes = document.get("attributes") or {}
+        sources.append(
+            resolve_source(attributes, defaults, origin=str(path), where=f"source file {path}")
+        )
     names = [s.name for s in sources]
     for name in set(names):
         if names.count(name) > 1:
-            raise InvalidInputError(f"FIN_SOURCES_DIR={directory}: two sources named {name}")
+            raise InvalidInputError(f"{label}: two sources named {name}")
     return sources

@@ -68,7 +68,7 @@ def build_new_bars_sensor(
         required_resource_keys={market_key, universe_key},
         description=f"Requests raw/bars + core/bars of source {source.label} for every hour "
         "the provider has closed since the last tick, as one range run (catches up after "
-        "outages).",
+        f"outages); its first tick looks back {lookback_hours} h (FIN_NEW_DATA_LOOKBACK_HOURS).",
     )
     def new_bars_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         market_api: MarketApiResource = getattr(context.resources, market_key)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fin_assets.lib.freshness import FreshnessSettings
-from fin_assets.lib.sources import Source
 from resources.calendars import TWENTY_FOUR_SEVEN, validate_calendar_name
 from resources.errors import InvalidInputError
 from resources.http.client import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_WAIT_S
@@ -35,7 +34,8 @@ QUOTA_STORE_FILE = "fin_assets_quota.sqlite"
 EXECUTORS = ("multiprocess", "celery")
 # RabbitMQ's own default account, on loopback: a real deployment names its broker.
 DEFAULT_CELERY_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-# Any of these set: the environment describes the deployment's one source (the shorthand).
+# Any of these set: the environment describes the deployment's one source (the shorthand,
+# fin_assets/lib/catalog.py), instead of the sources declared in YAML.
 SHORTHAND_VARIABLES = ("FIN_PROVIDER", "FIN_SYMBOLS", "FIN_API_BASE_URL")
 
 _FRESHNESS = FreshnessSettings()
@@ -60,9 +60,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FIN_SOURCES_DIR", "", "empty = fin_assets/defs/: the declared sources' YAML"),
     Setting("FIN_DATA_DIR", "", "empty = <project>/data: snapshots, manifests, Parquet lake"),
     Setting("FIN_WAREHOUSE_URL", "", "empty = <FIN_DATA_DIR>/warehouse (Parquet)"),
-    Setting("FIN_QUOTA_REQUESTS", "", "empty = the provider's documented quota; 'learn'"),
-    Setting("FIN_QUOTA_WINDOW_SECONDS", "1", "the quota's window"),
-    Setting("FIN_QUOTA_BURST", "1", "requests allowed back to back"),
+    Setting(
+        "FIN_QUOTA_REQUESTS",
+        "",
+        "every source's quota unless its YAML sets one; empty = the provider's; 'learn'",
+    ),
+    Setting("FIN_QUOTA_WINDOW_SECONDS", "1", "the quota's window (with FIN_QUOTA_REQUESTS)"),
+    Setting("FIN_QUOTA_BURST", "1", "requests allowed back to back (with FIN_QUOTA_REQUESTS)"),
     Setting("FIN_QUOTA_STORE", "", f"empty = $DAGSTER_HOME/{QUOTA_STORE_FILE}"),
     Setting("FIN_MAX_ATTEMPTS", str(DEFAULT_MAX_ATTEMPTS), "attempts per request"),
     Setting("FIN_MAX_WAIT_SECONDS", f"{DEFAULT_MAX_WAIT_S:g}", "waiting one step may do"),
@@ -82,7 +86,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "FIN_FRESHNESS_HOURLY_FAIL_MINUTES",
         f"{_FRESHNESS.hourly_fail_minutes:g}",
-        "hourly assets are stale after this",
+        "hourly assets are stale after this (every source unless its YAML sets it)",
     ),
     Setting(
         "FIN_FRESHNESS_HOURLY_WARN_MINUTES",
@@ -92,7 +96,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "FIN_FRESHNESS_DAILY_DEADLINE_CRON",
         _FRESHNESS.daily_deadline_cron,
-        "by when the daily tables are rebuilt (UTC)",
+        "by when the daily tables are rebuilt, UTC (every source unless its YAML sets it)",
     ),
     Setting(
         "FIN_METRICS_CACHE_SECONDS", "5", "scrapes of fin-assets metrics share a reading this long"
@@ -127,10 +131,12 @@ class Settings:
     sensor_interval_s: int
     automation_interval_s: int
     new_data_lookback_hours: int
+    # The defaults of every source's freshness windows (a source's YAML may set its own).
     freshness: FreshnessSettings
-    # The one source of the FIN_* variables (today's names), or None: the sources declared in
-    # YAML (fin_assets/defs/<name>/defs.yaml) make up the deployment.
-    shorthand_source: Source | None
+    # FIN_PROVIDER, FIN_SYMBOLS or FIN_API_BASE_URL is set: the deployment is the one source
+    # they describe (fin_assets/lib/catalog.py), not the sources declared in YAML.
+    shorthand: bool
+    calendar: str  # FIN_CALENDAR: the shorthand source's calendar
     cache_dir: Path  # exchange sessions, computed once (resources/calendars.py)
     sources_dir: Path | None  # FIN_SOURCES_DIR; None: fin_assets/defs/ (the component tree)
     metrics_cache_s: float  # FIN_METRICS_CACHE_SECONDS (fin_assets/tools/metrics.py)
@@ -156,6 +162,14 @@ class Settings:
         quota: QuotaPolicy | None = None
         window_s = read.number("FIN_QUOTA_WINDOW_SECONDS", float, minimum=0.001)
         burst = int(read.number("FIN_QUOTA_BURST", int, minimum=1))
+        for name in ("FIN_QUOTA_WINDOW_SECONDS", "FIN_QUOTA_BURST"):
+            if env.get(name) and quota_text in ("", "learn"):
+                raise InvalidInputError(
+                    f"{name} is set but FIN_QUOTA_REQUESTS is "
+                    + ("'learn'" if quota_text else "not")
+                    + f": {name} shapes a configured quota only; set FIN_QUOTA_REQUESTS to a "
+                    f"number, or unset {name}"
+                )
         if quota_text not in ("", "learn"):
             limit = read.number("FIN_QUOTA_REQUESTS", float)
             if limit == 0:
@@ -168,10 +182,21 @@ class Settings:
             raise InvalidInputError(
                 f"FIN_ALERT_FORMAT={alert_format!r}: expected one of {', '.join(PAYLOAD_FORMATS)}"
             )
+        if env.get("FIN_ALERT_FORMAT") and not env.get(WEBHOOK_VARIABLE):
+            raise InvalidInputError(
+                f"FIN_ALERT_FORMAT is set but {WEBHOOK_VARIABLE} is not: the format is that of "
+                "the webhook's payload, and without a webhook alerts are only logged; set "
+                f"{WEBHOOK_VARIABLE}, or unset FIN_ALERT_FORMAT"
+            )
         executor = read.text("FIN_EXECUTOR")
         if executor not in EXECUTORS:
             raise InvalidInputError(
                 f"FIN_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}"
+            )
+        if env.get("FIN_CELERY_BROKER") and executor != "celery":
+            raise InvalidInputError(
+                f"FIN_CELERY_BROKER is set but FIN_EXECUTOR={executor!r}: the broker carries "
+                "steps only with FIN_EXECUTOR=celery; set it, or unset FIN_CELERY_BROKER"
             )
         warn = read.number("FIN_FRESHNESS_HOURLY_WARN_MINUTES", float)
         freshness = FreshnessSettings(
@@ -181,19 +206,7 @@ class Settings:
         )
         base_url = env.get("FIN_API_BASE_URL") or adapter.default_base_url
         symbols = parse_symbols(read.text("FIN_SYMBOLS"), provider=provider)
-        shorthand = None
-        if any(env.get(name) for name in SHORTHAND_VARIABLES):
-            shorthand = Source(
-                name=None,
-                provider=provider,
-                symbols=symbols,
-                base_url=base_url,
-                calendar=validate_calendar_name(read.text("FIN_CALENDAR")),
-                api_key_env=API_KEY_VARIABLE,
-                quota=quota,
-                learn_quota=learn,
-                freshness=freshness,
-            )
+        calendar = validate_calendar_name(read.text("FIN_CALENDAR"))
         return cls(
             provider=provider,
             adapter=adapter,
@@ -217,7 +230,8 @@ class Settings:
             ),
             new_data_lookback_hours=int(read.number("FIN_NEW_DATA_LOOKBACK_HOURS", int)),
             freshness=freshness,
-            shorthand_source=shorthand,
+            shorthand=any(env.get(name) for name in SHORTHAND_VARIABLES),
+            calendar=calendar,
             cache_dir=PROJECT_ROOT / ".cache" / "calendars",
             sources_dir=Path(env["FIN_SOURCES_DIR"]).expanduser().resolve()
             if env.get("FIN_SOURCES_DIR")
