@@ -101,14 +101,14 @@ def run_demo(argv: list[str]) -> int:
     first_day, last_day = args.start, args.start + timedelta(days=args.days - 1)
     start = datetime.combine(first_day, datetime.min.time(), UTC)
     end = start + timedelta(days=args.days)
-    markets = declared_markets()
+    # The declared sources (not a FIN_* shorthand source), pointed at this demo's simulator.
+    env = {k: v for k, v in os.environ.items() if k not in SHORTHAND_VARIABLES}
+    markets = declared_markets(env)
     sim, url = _start_simulator(markets)
     print(f"simulator: {url} (pid {sim.pid})")
     summaries = []
     try:
-        # The declared sources (not a FIN_* shorthand source), pointed at this simulator.
-        os.environ["FIN_SIMULATOR_URL"] = url
-        env = {k: v for k, v in os.environ.items() if k not in SHORTHAND_VARIABLES}
+        os.environ["FIN_SIMULATOR_URL"] = env["FIN_SIMULATOR_URL"] = url
         defs = build_definitions(env)
         instance = dg.DagsterInstance.get()
         for source in markets:
@@ -178,8 +178,9 @@ def _materialize_source(
         if event.asset_key == raw_key and event.partition == keys["hourly"][-1]
     )
     resources = defs.resources
-    warehouse = resources["warehouse"].warehouse()  # type: ignore[attr-defined]
-    data_dir = resources["snapshots"].root  # type: ignore[attr-defined]
+    assert resources is not None  # the code location binds its resources (definitions.py)
+    warehouse = resources["warehouse"].warehouse()
+    data_dir = resources["snapshots"].root
     lines = [
         f"source {source}",
         f"  symbols          {raw_meta['symbols'].value}",

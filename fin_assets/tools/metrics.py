@@ -169,7 +169,7 @@ def load_code_location(env: Mapping[str, str]) -> CodeLocation:
     """The definitions Dagster would load from this environment, as the exporter needs them
     (in this process: ``describe_in_child`` is what the exporter uses)."""
     from fin_assets.definitions import build_definitions
-    from fin_assets.lib.components import DEFS_DIR, load_source_files
+    from fin_assets.lib.catalog import sources_in_force
     from fin_assets.lib.resources import MarketApiResource
     from fin_assets.lib.settings import Settings
 
@@ -179,14 +179,8 @@ def load_code_location(env: Mapping[str, str]) -> CodeLocation:
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
         graph = defs.get_repository_def().asset_graph
-    # The same sources definitions.py builds: the shorthand, or the YAML ones.
-    declared = (
-        [settings.shorthand_source]
-        if settings.shorthand_source is not None
-        else load_source_files(settings.sources_dir or DEFS_DIR)
-    )
     sources = []
-    for source in declared:
+    for source in sources_in_force(env, settings):  # the same answer definitions.py builds
         api = (defs.resources or {}).get(source.resource_key("market_api"))
         if not isinstance(api, MarketApiResource):
             continue
@@ -293,7 +287,8 @@ class EventTotals:
     api: dict[tuple[str, str], ApiTotals] = field(default_factory=dict)  # (source, provider)
     attempts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     materializations: Counter[tuple[str, str]] = field(default_factory=Counter)
-    rows: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Summed as floats (metadata figures are read by ``_number``): a Counter is typed for ints.
+    rows: dict[tuple[str, str], float] = field(default_factory=dict)
     newest_partition: dict[dg.AssetKey, str] = field(default_factory=dict)
     last_materialized: dict[dg.AssetKey, float] = field(default_factory=dict)
 
@@ -316,7 +311,7 @@ class EventTotals:
         if last is not None and partition is not None and partition != last:
             return
         self.attempts[source, asset, "materialized"] += 1
-        self.rows[source, asset] += _number(metadata, "rows")
+        self.rows[source, asset] = self.rows.get((source, asset), 0.0) + _number(metadata, "rows")
         if "requests" in metadata:
             provider = _text(metadata, "provider") or "unknown"
             self.api.setdefault((source, provider), ApiTotals()).add(metadata)
@@ -372,7 +367,7 @@ class EventTotals:
                     self.materializations[source, asset],
                     labels,
                 ),
-                Sample("fin_assets_asset_rows_total", self.rows[source, asset], labels),
+                Sample("fin_assets_asset_rows_total", self.rows.get((source, asset), 0.0), labels),
             ]
         return out
 
@@ -483,7 +478,7 @@ class InstanceMetrics:
                     {"source": source.label},
                 ),
             ]
-        for key, when in sorted(totals.last_materialized.items(), key=lambda kv: kv[0].path):
+        for key, when in sorted(totals.last_materialized.items(), key=lambda kv: tuple(kv[0].path)):
             labels = {"source": source_of(key), "asset": key.to_user_string()}
             out += [
                 Sample("fin_assets_asset_last_materialization_timestamp_seconds", when, labels),
