@@ -109,20 +109,13 @@ def required_tool(command: str, debian_package: str) -> str:
 
 
 # -- the command line -----------------------------------------------------------------------
-EVENT_LOG_HOME_FROM_ENV = "dagster_home:\n      env: DAGSTER_HOME"
-
-
 def dagster_home(path: Path) -> Path:
     """A fresh Dagster instance directory with the project's embedded instance config."""
     path.mkdir(parents=True, exist_ok=True)
-    config = (PROJECT_ROOT / "dagster.yaml").read_text()
-    # The event log is told where the instance lives (fin_assets/dagster_internals/event_log.py):
-    # here, this
-    # directory, not $DAGSTER_HOME, so DagsterInstance.from_config(path) reads the same files
-    # as a CLI started with DAGSTER_HOME=path, whatever this process's DAGSTER_HOME is.
-    literal = config.replace(EVENT_LOG_HOME_FROM_ENV, f"dagster_home: {path.resolve()}")
-    assert literal != config, "dagster.yaml no longer configures the event log's dagster_home"
-    (path / "dagster.yaml").write_text(literal)
+    # The event log keeps its files in the instance's own directory
+    # (fin_assets/dagster_internals/event_log.py), so DagsterInstance.from_config(path) reads the
+    # same files as a CLI started with DAGSTER_HOME=path, whatever this process's DAGSTER_HOME is.
+    (path / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     return path
 
 

@@ -52,7 +52,9 @@ class LiveRunStepTask(celery.Task):  # type: ignore[misc]
                 f"{STEP_TAKEN} {worker} (pid {pid}): {steps}",
                 run,
                 EngineEventData({"celery_worker": worker, "pid": str(pid)}),
-                step_key=(step_args.step_keys_to_execute or [None])[0],
+                step_key=(
+                    step_args.step_keys_to_execute[0] if step_args.step_keys_to_execute else None
+                ),
             )
         logger.info(
             "step taken: run_id=%s steps=%s worker=%s pid=%s", run.run_id, steps, worker, pid

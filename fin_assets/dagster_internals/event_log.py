@@ -52,6 +52,7 @@ from dagster import (
     DagsterEventType,
     DagsterRunStatus,
     EventLogEntry,
+    Field,
     PartitionsDefinition,
     RunsFilter,
     StringSource,
@@ -105,21 +106,45 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
 
     takes_check_evaluation_batches = True
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+    def __init__(self, base_dir: str | None, inst_data: ConfigurableClassData | None = None):
+        """``base_dir`` None: the files live under the directory of the instance this storage
+        is registered with (``$DAGSTER_HOME``, or the temporary home ``dagster dev`` makes when
+        it is unset), opened in ``register_instance``, which every instance calls on its event
+        log as it is built."""
         self._engines: dict[str, Engine] = {}
         self._has_check_table = False
-        super().__init__(base_dir, inst_data=inst_data)
+        self._pending_inst_data = inst_data
+        if base_dir is not None:
+            self._open(base_dir)
+
+    def _open(self, base_dir: str) -> None:
+        super().__init__(base_dir, inst_data=self._pending_inst_data)
+        self._opened = True
         os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
+
+    def register_instance(self, instance: Any) -> None:
+        if not getattr(self, "_opened", False):
+            self._open(history_dir(instance.root_directory))
+        super().register_instance(instance)
 
     @classmethod
     def config_type(cls) -> Mapping[str, Any]:
-        return {"dagster_home": StringSource}
+        # Both optional: with neither, the instance's own directory (``register_instance``).
+        return {
+            "base_dir": Field(StringSource, is_required=False),
+            "dagster_home": Field(StringSource, is_required=False),
+        }
 
     @classmethod
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> FinAssetsSqliteEventLogStorage:
-        return cls(history_dir(config_value["dagster_home"]), inst_data=inst_data)
+        config = config_value or {}
+        if config.get("base_dir"):
+            return cls(config["base_dir"], inst_data=inst_data)
+        if config.get("dagster_home"):
+            return cls(history_dir(config["dagster_home"]), inst_data=inst_data)
+        return cls(None, inst_data=inst_data)
 
     def _engine(self, shard: str) -> Engine:
         engine = self._engines.get(shard)
@@ -360,6 +385,7 @@ def _valid_keys(partitions_def: PartitionsDefinition, keys: set[str | None]) -> 
             partitions_def.get_first_partition_key(),
             partitions_def.get_last_partition_key(),
         )
+        assert low_key is not None and high_key is not None  # both windows exist (above)
         shape = re.compile(_ORDERED_FORMATS[partitions_def.fmt])
         return {k for k in named if low_key <= k <= high_key and shape.fullmatch(k)}
     low, high = first.start.timestamp(), last.start.timestamp()
@@ -426,7 +452,12 @@ def _updated_check_state(
         if memo_key not in memo:
             memo[memo_key] = (
                 # Keys validated above: no second pass over every hour of the definition.
-                partitions_def.empty_subset().with_partition_keys(partitions, validate=False)
+                # ``empty_subset`` is typed as the base PartitionsSubset, whose
+                # ``with_partition_keys`` has no ``validate``; a time window definition's is a
+                # TimeWindowPartitionsSubset, whose ``with_partition_keys`` takes it.
+                partitions_def.empty_subset().with_partition_keys(  # type: ignore[call-arg]
+                    partitions, validate=False
+                )
                 if isinstance(partitions_def, TimeWindowPartitionsDefinition)
                 else partitions_def.subset_with_partition_keys(partitions)
             )
@@ -434,7 +465,7 @@ def _updated_check_state(
 
     empty = SerializableEntitySubset.empty(key, partitions_def)
     stale = subset(cleared) if cleared else None
-    subsets = {}
+    subsets: dict[AssetCheckExecutionResolvedStatus, SerializableEntitySubset[AssetCheckKey]] = {}
     for status in Status:
         current = state.subsets.get(status, empty)
         if added[status]:
@@ -453,10 +484,12 @@ def _updated_check_state(
         default=state.latest_storage_id,
     )
     # Runs that finished since: their planned partitions become skipped or execution-failed.
-    subsets, in_progress = _process_run_statuses(
+    resolved, still_running = _process_run_statuses(
         key, partitions_def, subsets, in_progress, run_statuses
     )
-    return AssetCheckState(latest_storage_id=latest, subsets=subsets, in_progress_runs=in_progress)
+    return AssetCheckState(
+        latest_storage_id=latest, subsets=resolved, in_progress_runs=still_running
+    )
 
 
 def _planned_subset(event: EventLogEntry) -> PartitionsSubset | None:

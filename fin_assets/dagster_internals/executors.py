@@ -115,6 +115,7 @@ def fin_assets_celery_executor() -> dg.ExecutorDefinition:
     demand: importing Celery costs every definitions load 0.1 s, and only this executor needs
     it."""
     from dagster_celery import celery_executor
+    from dagster_celery.executor import CeleryExecutor
 
     @dg.executor(
         name="fin_assets_celery_executor",
@@ -122,7 +123,11 @@ def fin_assets_celery_executor() -> dg.ExecutorDefinition:
         requirements=celery_executor.get_requirements,
     )
     def executor(init_context: dg.InitExecutorContext) -> dg.Executor:
-        inner = celery_executor.executor_creation_fn(init_context)  # type: ignore[misc]
+        create = celery_executor.executor_creation_fn
+        assert create is not None  # @executor always sets it
+        inner = create(init_context)
+        # Typed as any Executor; dagster-celery's function returns its CeleryExecutor.
+        assert isinstance(inner, CeleryExecutor)
         return ReapingExecutor(CeleryStepsExecutor(inner, inner.broker))
 
     return executor

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from fin_assets.lib.settings import API_KEY_VARIABLE, SHORTHAND_VARIABLES, Settings
 from fin_assets.lib.sources import Source
@@ -102,7 +103,7 @@ def _refuse_unread(env: Mapping[str, str], sources: list[Source], where: str) ->
             )
 
 
-def _attributes(path: str) -> dict[str, object]:
+def _attributes(path: str) -> dict[str, Any]:
     import yaml
 
     document = yaml.safe_load(Path(path).read_text()) or {}

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -209,8 +210,8 @@ DAILY_RETURNS_RULES: tuple[QualityRule, ...] = (
 )
 
 
-def _metadata(rule: QualityRule, outcome: CheckOutcome, partition_key: str) -> dict[str, object]:
-    metadata: dict[str, object] = {
+def _metadata(rule: QualityRule, outcome: CheckOutcome, partition_key: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
         "partition": partition_key,
         "rows_checked": outcome.rows_checked,
         "failing_rows": outcome.failing_rows,

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import dagster as dg
 import yaml
@@ -48,7 +48,10 @@ from resources.validation import PROVIDER_SYMBOL_RE, SYMBOL_RE, parse_symbols
 
 # The providers a source may name, from the registry (resources/providers/__init__.py): a
 # Literal, so that the schema `dg check yaml` validates against lists them.
-ProviderName = Literal[tuple(provider_names())]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    ProviderName = str
+else:
+    ProviderName = Literal[tuple(provider_names())]
 CALENDAR_PATTERN = r"^(24/7|[A-Z0-9]{3,6})$"
 ANY_SYMBOL_PATTERN = "|".join(
     f"(?:{rule.pattern})" for rule in (SYMBOL_RE, *PROVIDER_SYMBOL_RE.values())

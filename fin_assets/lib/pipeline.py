@@ -58,15 +58,9 @@ def source_resources(
             # EnvVar keeps the key out of run config, the UI and event logs.
             api_key=dg.EnvVar(source.api_key_env) if has_key and source.api_key_env else None,
             # Unconfigured: the resource falls back on the provider's documented quota.
-            **(
-                {
-                    "quota_requests": quota.limit,
-                    "quota_window_s": quota.window_s,
-                    "quota_burst": quota.burst,
-                }
-                if quota
-                else {}
-            ),
+            quota_requests=quota.limit if quota else None,
+            quota_window_s=quota.window_s if quota else 1.0,
+            quota_burst=quota.burst if quota else 1,
             learn_quota=source.learn_quota,
             quota_store=settings.quota_store,
             max_attempts=settings.max_attempts,

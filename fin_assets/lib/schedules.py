@@ -14,7 +14,9 @@ from fin_assets.lib.jobs import SourceJobs
 from fin_assets.lib.sources import Source
 
 
-def build_schedules(source: Source, jobs: SourceJobs) -> list[dg.ScheduleDefinition]:
+def build_schedules(
+    source: Source, jobs: SourceJobs
+) -> list[dg.ScheduleDefinition | dg.UnresolvedPartitionedAssetScheduleDefinition]:
     return [
         # Five minutes after the hour: late prints from the provider have settled.
         dg.build_schedule_from_partitioned_job(

@@ -121,17 +121,14 @@ def test_a_setting_applies_or_is_refused(
 def ceilings(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """Each source's quota ceiling as the exporter reports it, and where it came from."""
     return {
-        s.label: (repr(s.ceiling.policy), s.ceiling.origin)
-        for s in load_code_location(env).sources
+        s.label: (repr(s.ceiling.policy), s.ceiling.origin) for s in load_code_location(env).sources
     }
 
 
 def test_a_quota_variable_is_every_declared_sources_default(base_env: dict[str, str]) -> None:
     documented = ceilings(base_env)
     assert {origin for _policy, origin in documented.values()} == {"documented"}
-    configured = ceilings(
-        {**base_env, "FIN_QUOTA_REQUESTS": "7", "FIN_QUOTA_WINDOW_SECONDS": "60"}
-    )
+    configured = ceilings({**base_env, "FIN_QUOTA_REQUESTS": "7", "FIN_QUOTA_WINDOW_SECONDS": "60"})
     assert set(configured) == {"crypto", "us_equities"}
     for label, (policy, origin) in configured.items():
         assert origin == "configured", label

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
@@ -77,7 +78,7 @@ def dagster_errors(*, asset: str, late_data: LateDataRetries | None = None) -> I
         ) from None
 
 
-def window_metadata(context: dg.AssetExecutionContext) -> dict[str, object]:
+def window_metadata(context: dg.AssetExecutionContext) -> dict[str, Any]:
     window = context.partition_time_window
     keys = context.partition_keys
     return {
@@ -90,9 +91,9 @@ def window_metadata(context: dg.AssetExecutionContext) -> dict[str, object]:
 
 def range_result(
     context: dg.AssetExecutionContext,
-    figures: dict[str, object],
+    figures: Mapping[str, Any],
     *,
-    common: dict[str, object] | None = None,
+    common: Mapping[str, Any] | None = None,
 ) -> dg.MaterializeResult:
     """The step's materialization: one per partition of its range, as Dagster records it.
 
@@ -103,7 +104,7 @@ def range_result(
     materialize`` for years of hours, and figures that read as the hour's own when they are
     not. The metrics exporter counts a range's figures once, on its last partition, as here."""
     keys = context.partition_keys
-    span: dict[str, object] = {
+    span: dict[str, Any] = {
         "partitions": len(keys),
         "first_partition": keys[0],
         "last_partition": keys[-1],
