@@ -166,3 +166,16 @@ def test_the_domain_layer_is_dagster_free(name: str) -> None:
         if module == "dagster" or module.startswith(("dagster.", "dagster_"))
     ]
     assert not dagster, "resources/ is the domain layer, free of Dagster:\n" + "\n".join(dagster)
+
+
+def test_the_provider_registry_does_not_import_the_simulator() -> None:
+    # The simulator registers itself (an entry point in pyproject.toml): the product's provider
+    # registry must not depend on the project's test server.
+    offences = [
+        f"{MODULES[name].relative_to(ROOT)}:{line}: {module}"
+        for name in MODULES
+        if name.startswith("resources.providers")
+        for module, _names, line in imports_of(MODULES[name])
+        if module.startswith("resources.simulator")
+    ]
+    assert not offences, "resources/providers imports the simulator:\n" + "\n".join(offences)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from resources.providers.base import ApiRequest
 from resources.providers.binance import BinanceAdapter
 from resources.providers.decoding import BAR_SCHEMA
 from resources.providers.polygon import PolygonAdapter
+from resources.simulator.adapter import SimulatorAdapter
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HOUR = datetime(2026, 1, 5, tzinfo=UTC)
@@ -339,3 +341,32 @@ def test_binance_403_is_its_web_application_firewall_every_process_waits_its_5_m
     assert info.value.seconds_to_wait == 300.0  # rescheduled, not failed for good
     assert store.paused_until("k")[0] == pytest.approx(1e9 + 300.0)
     assert store.learned("k") is None  # no used weight, no count: nothing to learn from
+
+
+def test_an_adapter_registers_through_its_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider kept in another package joins the registry through the
+    ``fin_assets.providers`` entry-point group, as the simulator does; a wrong one is refused
+    naming the entry point."""
+    from importlib.metadata import EntryPoint
+
+    import resources.providers as registry
+
+    class EchoAdapter(SimulatorAdapter):
+        name = "echo"
+
+    def fake(entries: list[EntryPoint]) -> None:
+        monkeypatch.setattr(registry, "entry_points", lambda group: entries)
+        registry._registry.cache_clear()
+
+    monkeypatch.setattr(sys.modules[__name__], "EchoAdapter", EchoAdapter, raising=False)
+    try:
+        fake([EntryPoint("echo", f"{__name__}:EchoAdapter", registry.ENTRY_POINT_GROUP)])
+        assert registry.provider_names() == ["binance", "echo", "polygon"]
+        assert isinstance(registry.get_adapter("echo"), EchoAdapter)
+        fake([EntryPoint("other", f"{__name__}:EchoAdapter", registry.ENTRY_POINT_GROUP)])
+        with pytest.raises(InvalidInputError, match="entry point other = .*names itself 'echo'"):
+            registry.provider_names()
+    finally:
+        monkeypatch.undo()
+        registry._registry.cache_clear()
+    assert "simulator" in registry.provider_names()  # the real metadata again
