@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import polars as pl
 import pytest
 
-from tests.helpers import dagster_home, materialize_command, run_cli, start_cli
+from tests.helpers import (
+    dagster_home,
+    free_port,
+    materialize_command,
+    run_cli,
+    start_cli,
+    stop_process,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -127,3 +137,60 @@ def test_demo_twice_gives_identical_tables_without_new_requests(tmp_path: Path) 
     assert days == ["2026-01-16", "2026-01-20"]  # no weekend, no holiday
     minutes = bars["ts"].dt.hour().cast(pl.Int32) * 60 + bars["ts"].dt.minute()
     assert minutes.min() == 14 * 60 + 30 and minutes.max() == 20 * 60 + 59  # 09:30-16:00 New York
+
+
+def _without_dagster_home() -> dict[str, str]:
+    """A fresh shell in the checkout: no DAGSTER_HOME, no FIN_* variable."""
+    return {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME" and not k.startswith("FIN_")}
+
+
+@pytest.mark.parametrize("home", ["unset", "set"])
+def test_dagsters_commands_work_in_the_checkout(home: str, tmp_path: Path) -> None:
+    """`dagster definitions validate` and `dg list defs`, typed in the checkout, load the code
+    location whether DAGSTER_HOME is set or not (unset: Dagster's temporary instance, which
+    reads the checkout's dagster.yaml)."""
+    env = _without_dagster_home()
+    if home == "set":
+        env["DAGSTER_HOME"] = str(dagster_home(tmp_path / "home"))
+    validate = run_cli(["dagster", "definitions", "validate"], env=env, timeout=300)
+    assert validate.returncode == 0, validate.stderr[-3000:]
+    assert "All code locations passed validation" in validate.stderr + validate.stdout
+    listed = run_cli(["dg", "list", "defs", "--json"], env=env, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assets = {asset["asset_key"] for asset in json.loads(listed.stdout)["assets"]}
+    assert {"raw/us_equities/bars", "core/crypto/daily_returns"} <= assets, sorted(assets)
+
+
+@pytest.mark.slow(30)
+def test_dagster_dev_serves_the_ui_without_dagster_home(tmp_path: Path) -> None:
+    """`dagster dev`, the first command a Dagster user types, in a fresh shell in the checkout:
+    the UI answers with the default deployment's assets."""
+    port = free_port()
+    log = (tmp_path / "dev.log").open("w")
+    proc = start_cli(
+        ["dagster", "dev", "-h", "127.0.0.1", "-p", str(port)],
+        env=_without_dagster_home(),
+        stdout=log,
+        stderr=log,
+    )
+    query = "{ assetNodes { assetKey { path } } }"
+    found: set[str] = set()
+    try:
+
+        def answered() -> bool:
+            assert proc.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
+            try:
+                reply = httpx.post(
+                    f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=5
+                )
+            except httpx.TransportError:
+                return False
+            nodes = reply.json().get("data", {}).get("assetNodes") or []
+            found.update("/".join(n["assetKey"]["path"]) for n in nodes)
+            return bool(found)
+
+        wait_for("dagster dev's GraphQL answer", answered, timeout=180, interval=1.0)
+    finally:
+        stop_process(proc)
+        log.close()
+    assert {"raw/us_equities/bars", "raw/crypto/bars"} <= found, sorted(found)
