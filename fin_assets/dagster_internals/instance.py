@@ -1,5 +1,5 @@
 """What the alert sensor (``fin_assets/lib/alerts.py``) and the metrics exporter
-(``fin_assets/tools/metrics.py``) read of an instance that Dagster's public API does not name:
+(``fin_assets/tools/metrics/``) read of an instance that Dagster's public API does not name:
 freshness and check-execution states, requested backfills, sensor cursors, and a time-window
 partitions definition carried between processes.
 

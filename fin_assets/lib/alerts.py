@@ -11,7 +11,7 @@ partitions, the signal and, where readable, the memory limit and the cgroup's OO
 (``fin_assets/dagster_internals/runs.py`` reads them). Its recovery is sent once every partition
 the run was
 filling has landed (the automatic retry, or anyone's run). The cursor also counts what was
-sent and what the webhook refused, for the metrics exporter (``fin_assets/tools/metrics.py``).
+sent and what the webhook refused, for the metrics exporter (``fin_assets/tools/metrics/``).
 """
 
 from __future__ import annotations

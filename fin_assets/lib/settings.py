@@ -139,7 +139,7 @@ class Settings:
     calendar: str  # FIN_CALENDAR: the shorthand source's calendar
     cache_dir: Path  # exchange sessions, computed once (resources/calendars.py)
     sources_dir: Path | None  # FIN_SOURCES_DIR; None: fin_assets/defs/ (the component tree)
-    metrics_cache_s: float  # FIN_METRICS_CACHE_SECONDS (fin_assets/tools/metrics.py)
+    metrics_cache_s: float  # FIN_METRICS_CACHE_SECONDS (fin_assets/tools/metrics/)
     executor: str  # FIN_EXECUTOR: one of EXECUTORS (fin_assets/dagster_internals/executors.py)
     celery_broker: str  # FIN_CELERY_BROKER (may hold a password: log it redacted)
     celery_broker_set: bool  # FIN_CELERY_BROKER is set: bind it as an env var, not a value

@@ -1,6 +1,6 @@
 """Every metric the exporter serves, declared once: name, type, labels and meaning.
 
-The exporter (``fin_assets/tools/metrics.py``) produces ``Sample`` records; ``families`` turns them
+The exporter (``fin_assets/tools/metrics/``) produces ``Sample`` records; ``families`` turns them
 into
 ``prometheus_client`` metric families, refusing a name or a label set the catalog does not
 declare. The README's metrics table, the Grafana dashboard and the Prometheus rules in
