@@ -17,7 +17,18 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; a bad setting or input ends it with one line naming it, exit status 2."""
+    from resources.errors import InvalidInputError
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except InvalidInputError as exc:
+        print(f"fin-assets {argv[0] if argv else ''}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fin-assets", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["simulator", "demo", "metrics", "backfill"])
     if not argv or argv[0] in ("-h", "--help"):

@@ -193,3 +193,19 @@ def test_the_shorthand_and_a_sources_dir_together_are_refused(
     env = {**base_env, "FIN_SOURCES_DIR": str(tmp_path), "FIN_SYMBOLS": "AAPL"}
     with pytest.raises(InvalidInputError, match="FIN_SOURCES_DIR and FIN_SYMBOLS"):
         build_definitions(env)
+
+
+def test_the_command_line_refuses_an_ignored_setting_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fin-assets simulator --declared-sources` asks the same catalog: FIN_CALENDAR without
+    the shorthand ends it before anything starts, with one line naming the variable."""
+    from fin_assets.tools.cli import main
+
+    monkeypatch.setenv("FIN_CALENDAR", "XNYS")
+    for name in ("FIN_PROVIDER", "FIN_SYMBOLS", "FIN_API_BASE_URL", "FIN_SOURCES_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["simulator", "--port", "0", "--declared-sources"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fin-assets simulator: FIN_CALENDAR is set"), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
