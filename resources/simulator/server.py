@@ -178,7 +178,7 @@ class _Handler(QuietHandler):
             resp = _error(400, "unsupported or oversized request body")
         else:
             try:
-                resp = self.server.owner._handle(method, self.path, self.headers, body)
+                resp = self.server.owner.handle(method, self.path, self.headers, body)
             except Exception:
                 logger.exception("simulator failed handling %s %s", method, path)
                 resp = _error(500, "internal simulator error")
@@ -291,7 +291,7 @@ class MarketSimulator(LoopbackService):
         lag = max(0.0, self.config.clock_lag_s - elapsed * (self.config.clock_speed - 1.0))
         return datetime.fromtimestamp(real - lag, UTC)
 
-    def _handle(self, method: str, target: str, headers: Any, body: bytes) -> _Response:
+    def handle(self, method: str, target: str, headers: Any, body: bytes) -> _Response:
         split = urlsplit(target)
         path = split.path
         try:

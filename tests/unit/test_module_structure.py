@@ -179,3 +179,44 @@ def test_the_provider_registry_does_not_import_the_simulator() -> None:
         if module.startswith("resources.simulator")
     ]
     assert not offences, "resources/providers imports the simulator:\n" + "\n".join(offences)
+
+
+# A named tuple's public methods start with an underscore (urlsplit(...)._replace).
+NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make"}
+
+
+def private_attributes_reached(path: Path) -> list[str]:
+    """``obj._name`` where ``obj`` is not ``self`` or ``cls``: another object's private member
+    (such as a Dagster context's ``_step_execution_context``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and node.attr not in NAMEDTUPLE_API
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.append(f"{path.name}:{node.lineno}: .{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if not n.startswith(SEAM)))
+def test_only_the_seam_reaches_into_another_objects_private_members(name: str) -> None:
+    offences = private_attributes_reached(MODULES[name])
+    assert not offences, (
+        f"a private member of another object reached outside {SEAM} (a Dagster object's "
+        "belongs in the seam, with a contract test; a project object's wants a public name):\n"
+        + "\n".join(offences)
+    )
+
+
+def test_the_private_member_check_finds_one(tmp_path: Path) -> None:
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        "class A:\n"
+        "    def f(self, context):\n"
+        "        self._mine = cls_ = 1\n"
+        "        return context.op_execution_context._step_execution_context, obj.__dict__\n"
+    )
+    assert private_attributes_reached(planted) == ["planted.py:4: ._step_execution_context"]
