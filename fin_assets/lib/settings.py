@@ -1,8 +1,8 @@
 """The one reader of configuration: environment variables in, typed and frozen ``Settings`` out.
 
 Every setting is declared once in ``SETTINGS`` — its variable, its default and what it means
-(the README's configuration table is checked against this list by a test) — and parsed once in
-``Settings.from_env``, when Dagster loads the definitions, never at import time. A bad value
+(the table of ``docs/configuration.md`` is checked against this list by a test) — and parsed
+once in ``Settings.from_env``, when Dagster loads the definitions, never at import time. A bad value
 fails the load with an error naming the variable. Secrets (``FIN_API_KEY``,
 ``FIN_ALERT_WEBHOOK_URL``) are never read into settings: only whether they are set, so that
 ``fin_assets/definitions.py`` can bind them as ``dg.EnvVar`` and their values stay out of run

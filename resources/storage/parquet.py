@@ -1,7 +1,7 @@
 """``Warehouse``: processed tables, one file (or one row set) per partition, replaced atomically.
 
 Backends are selected by URL (``warehouse_from_url``): the embedded default is a Parquet lake;
-``postgresql://`` selects ``PostgresWarehouse`` (``resources/warehouse_postgres.py``), the same
+``postgresql://`` selects ``PostgresWarehouse`` (``resources/storage/postgres.py``), the same
 interface over PostgreSQL tables.
 
 Parquet layout: ``<root>/<table>/<partition>.parquet`` where ``<partition>`` is the partition key

@@ -1,4 +1,5 @@
-"""Settings: one declared list, parsed once, and the README's configuration table kept in step."""
+"""Settings: one declared list, parsed once, and the configuration table of
+docs/configuration.md kept in step."""
 
 from __future__ import annotations
 
@@ -12,34 +13,34 @@ from resources.errors import InvalidInputError
 from resources.http.client import DEFAULT_MAX_ATTEMPTS, MarketApiClient
 from resources.simulator.adapter import SimulatorAdapter
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CONFIGURATION = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 ROW = re.compile(r"^\| `(FIN_[A-Z_]+)` \| (.+?) \| (.+?) \|$")
 
 
-def readme_rows() -> dict[str, str]:
-    """FIN_* variable -> the default column of the README's configuration table."""
+def table_rows() -> dict[str, str]:
+    """FIN_* variable -> the default column of the configuration table."""
     rows = {}
-    for line in README.read_text().splitlines():
+    for line in CONFIGURATION.read_text().splitlines():
         match = ROW.match(line)
         if match:
             rows[match.group(1)] = match.group(2)
     return rows
 
 
-def test_the_readme_table_lists_every_setting_and_nothing_else() -> None:
-    assert set(readme_rows()) == {s.name for s in SETTINGS}
+def test_the_configuration_table_lists_every_setting_and_nothing_else() -> None:
+    assert set(table_rows()) == {s.name for s in SETTINGS}
 
 
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
-def test_the_readme_default_is_the_declared_default(setting: object) -> None:
-    column = readme_rows()[setting.name]  # type: ignore[attr-defined]
+def test_the_table_default_is_the_declared_default(setting: object) -> None:
+    column = table_rows()[setting.name]  # type: ignore[attr-defined]
     if column.startswith("`") and column.endswith("`") and column.count("`") == 2:
         literal = column.strip("`")
         if not literal.startswith(("<", "$")):  # a placeholder, not a value
             assert literal == setting.default  # type: ignore[attr-defined]
             return
     # Described in words ("unset", "the provider's ..."): the declared default is empty.
-    assert setting.default == "", f"{setting.name}: README says {column}"  # type: ignore[attr-defined]
+    assert setting.default == "", f"{setting.name}: the table says {column}"  # type: ignore[attr-defined]
 
 
 def test_defaults_come_from_where_they_are_used() -> None:
