@@ -33,7 +33,7 @@ demo: .venv/.synced  ## simulator + Dagster, both declared sources over 2026-01-
 PYTEST_WORKERS ?= 4
 PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --maxschedchunk=1 --durations=15
 
-test: .venv/.synced  ## every test: unit, integration, PostgreSQL, end to end (about 6 min)
+test: .venv/.synced  ## every test: unit, integration, PostgreSQL, end to end (about 8-9 min on 2 cores)
 	bash tests/setup.sh
 	$(RUN) pytest $(PYTEST_PARALLEL)
 
