@@ -31,8 +31,10 @@ In ``dagster.yaml``::
     event_log_storage:
       module: fin_assets.dagster_internals.event_log
       class: FinAssetsSqliteEventLogStorage
-      config:
-        dagster_home: {env: DAGSTER_HOME}
+
+With no ``config`` the files are those of the instance's own directory (``$DAGSTER_HOME``, or
+the temporary one ``dagster dev`` makes without it), opened when the instance registers the
+storage; ``config: {base_dir: DIR}`` puts them elsewhere, as Dagster's own storage does.
 
 PostgreSQL instances (``deploy/postgres/dagster.yaml``) keep dagster-postgres's storage, which
 already writes materialization batches in one statement.

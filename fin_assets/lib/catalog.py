@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from fin_assets.lib.settings import API_KEY_VARIABLE, SHORTHAND_VARIABLES, Settings
 from fin_assets.lib.sources import Source
@@ -28,13 +27,6 @@ from resources.calendars import TWENTY_FOUR_SEVEN
 from resources.errors import InvalidInputError
 
 DEFS_DIR = Path(__file__).resolve().parents[1] / "defs"
-# The defaults a source's YAML may override, by the YAML field that overrides them.
-QUOTA_DEFAULTS = ("FIN_QUOTA_REQUESTS", "FIN_QUOTA_WINDOW_SECONDS", "FIN_QUOTA_BURST")
-FRESHNESS_DEFAULTS = {
-    "FIN_FRESHNESS_HOURLY_FAIL_MINUTES": "fail_minutes",
-    "FIN_FRESHNESS_HOURLY_WARN_MINUTES": "warn_minutes",
-    "FIN_FRESHNESS_DAILY_DEADLINE_CRON": "daily_deadline_cron",
-}
 
 
 def sources_in_force(env: Mapping[str, str], settings: Settings | None = None) -> list[Source]:
@@ -84,30 +76,18 @@ def _refuse_unread(env: Mapping[str, str], sources: list[Source], where: str) ->
             f"{where}): name the variable holding a source's key in its defs.yaml "
             f"(`api_key_env: {API_KEY_VARIABLE}`), or unset {API_KEY_VARIABLE}"
         )
-    documents = {s.origin: _attributes(s.origin) for s in sources if s.origin}
-    for name in QUOTA_DEFAULTS:
-        if env.get(name) and all(doc.get("quota") is not None for doc in documents.values()):
+    from fin_assets.lib.components import FRESHNESS_DEFAULTS, QUOTA_DEFAULTS
+
+    overridden_by = {name: "`quota:`" for name in QUOTA_DEFAULTS} | {
+        name: f"`freshness.{field}`" for field, name in FRESHNESS_DEFAULTS.items()
+    }
+    for name, field in overridden_by.items():
+        if env.get(name) and all(name in source.overrides for source in sources):
             raise InvalidInputError(
-                f"{name} is set, but every source in force sets its own quota in its "
-                f"defs.yaml ({where}), so it would change nothing: unset it, or remove "
-                "`quota:` from the sources it should apply to"
+                f"{name} is set, but every source in force sets {field} in its defs.yaml "
+                f"({where}), so it would change nothing: unset it, or remove {field} from the "
+                "sources it should apply to"
             )
-    for name, field in FRESHNESS_DEFAULTS.items():
-        if env.get(name) and all(
-            field in (doc.get("freshness") or {}) for doc in documents.values()
-        ):
-            raise InvalidInputError(
-                f"{name} is set, but every source in force sets freshness.{field} in its "
-                f"defs.yaml ({where}), so it would change nothing: unset it, or remove "
-                f"`{field}` from the sources it should apply to"
-            )
-
-
-def _attributes(path: str) -> dict[str, Any]:
-    import yaml
-
-    document = yaml.safe_load(Path(path).read_text()) or {}
-    return dict(document.get("attributes") or {})
 
 
 def markets_of(sources: list[Source]) -> dict[str, tuple[str, tuple[str, ...]]]:

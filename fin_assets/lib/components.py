@@ -59,6 +59,13 @@ ANY_SYMBOL_PATTERN = "|".join(
 
 
 TYPE_NAME = "fin_assets.lib.components.MarketDataSource"
+# The FIN_* variables that are every source's defaults, by the YAML field that overrides them.
+QUOTA_DEFAULTS = ("FIN_QUOTA_REQUESTS", "FIN_QUOTA_WINDOW_SECONDS", "FIN_QUOTA_BURST")
+FRESHNESS_DEFAULTS = {
+    "fail_minutes": "FIN_FRESHNESS_HOURLY_FAIL_MINUTES",
+    "warn_minutes": "FIN_FRESHNESS_HOURLY_WARN_MINUTES",
+    "daily_deadline_cron": "FIN_FRESHNESS_DAILY_DEADLINE_CRON",
+}
 
 
 class QuotaModel(dg.Model, dg.Resolvable):
@@ -144,6 +151,9 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
             quota, learn = None, self.quota == "learn"
         given = self.freshness.model_fields_set
         fresh = defaults.freshness
+        overrides = {v for f, v in FRESHNESS_DEFAULTS.items() if f in given}
+        if self.quota is not None:
+            overrides |= set(QUOTA_DEFAULTS)
         return Source(
             name=self.name,
             provider=self.provider,
@@ -163,6 +173,7 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
                 daily_deadline_cron=self.freshness.daily_deadline_cron or fresh.daily_deadline_cron,
             ),
             max_quiet_minutes=self.max_quiet_minutes,
+            overrides=frozenset(overrides),
         )
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:

@@ -133,9 +133,6 @@ class Settings:
     new_data_lookback_hours: int
     # The defaults of every source's freshness windows (a source's YAML may set its own).
     freshness: FreshnessSettings
-    # FIN_PROVIDER, FIN_SYMBOLS or FIN_API_BASE_URL is set: the deployment is the one source
-    # they describe (fin_assets/lib/catalog.py), not the sources declared in YAML.
-    shorthand: bool
     calendar: str  # FIN_CALENDAR: the shorthand source's calendar
     cache_dir: Path  # exchange sessions, computed once (resources/calendars.py)
     sources_dir: Path | None  # FIN_SOURCES_DIR; None: fin_assets/defs/ (the component tree)
@@ -230,7 +227,6 @@ class Settings:
             ),
             new_data_lookback_hours=int(read.number("FIN_NEW_DATA_LOOKBACK_HOURS", int)),
             freshness=freshness,
-            shorthand=any(env.get(name) for name in SHORTHAND_VARIABLES),
             calendar=calendar,
             cache_dir=PROJECT_ROOT / ".cache" / "calendars",
             sources_dir=Path(env["FIN_SOURCES_DIR"]).expanduser().resolve()

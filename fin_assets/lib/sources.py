@@ -46,6 +46,9 @@ class Source:
     freshness: FreshnessSettings = FreshnessSettings()
     max_quiet_minutes: int = 0  # minutes without a bar per symbol and hour, not a warning
     origin: str | None = None  # where it was declared (a defs.yaml), for error messages
+    # The FIN_* defaults its declaration overrides (quota, freshness): a default every source
+    # overrides would be read and ignored, which fin_assets/lib/catalog.py refuses.
+    overrides: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.name is not None and not SOURCE_NAME.fullmatch(self.name):
