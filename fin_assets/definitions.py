@@ -16,7 +16,7 @@ values never appear in run config or the UI.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
@@ -27,6 +27,7 @@ from fin_assets.lib.executors import build_executor
 from fin_assets.lib.pipeline import build_source_definitions
 from fin_assets.lib.resources import AlertingResource, SnapshotStoreResource, WarehouseResource
 from fin_assets.lib.settings import WEBHOOK_VARIABLE, Settings
+from fin_assets.lib.sources import Source
 
 
 def shared_definitions(settings: Settings) -> dg.Definitions:
@@ -54,7 +55,13 @@ def shared_definitions(settings: Settings) -> dg.Definitions:
 def build_definitions(env: Mapping[str, str]) -> dg.Definitions:
     """The definitions for an environment mapping; a bad setting fails here, at load time."""
     settings = Settings.from_env(env)
-    sources = sources_in_force(env, settings)
+    return definitions_of(sources_in_force(env, settings), settings, env)
+
+
+def definitions_of(
+    sources: Sequence[Source], settings: Settings, env: Mapping[str, str]
+) -> dg.Definitions:
+    """The definitions of ``sources`` (as ``sources_in_force`` answered) with what they share."""
     return dg.Definitions.merge(
         shared_definitions(settings),
         *(build_source_definitions(source, settings, env) for source in sources),

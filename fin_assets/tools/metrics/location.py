@@ -126,19 +126,20 @@ class CodeLocation:
 def load_code_location(env: Mapping[str, str]) -> CodeLocation:
     """The definitions Dagster would load from this environment, as the exporter needs them
     (in this process: ``describe_in_child`` is what the exporter uses)."""
-    from fin_assets.definitions import build_definitions
+    from fin_assets.definitions import definitions_of
     from fin_assets.lib.catalog import sources_in_force
     from fin_assets.lib.resources import MarketApiResource
     from fin_assets.lib.settings import Settings
 
     settings = Settings.from_env(env)
-    defs = build_definitions(env)
+    in_force = sources_in_force(env, settings)  # the same answer definitions.py builds from
+    defs = definitions_of(in_force, settings, env)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
         graph = defs.get_repository_def().asset_graph
     sources = []
-    for source in sources_in_force(env, settings):  # the same answer definitions.py builds
+    for source in in_force:
         api = (defs.resources or {}).get(source.resource_key("market_api"))
         if not isinstance(api, MarketApiResource):
             continue
