@@ -1,15 +1,17 @@
 """Everything one source contributes to the code location: its partitions (on its calendar), its
 assets, checks, jobs, schedules and new-data sensor, and its API and universe resources.
 
-Used for each declared source (``fin_assets/lib/components.py``) and for the ``FIN_*`` shorthand
-source (``fin_assets/definitions.py``); what every source shares (warehouse, snapshots,
-alerting, the automation and alert sensors, the executor) is bound once in ``definitions.py``.
+Used by ``fin_assets/definitions.py`` for every source ``fin_assets/lib/catalog.py`` says is in
+force (and by the ``MarketDataSource`` component itself); what every source shares (warehouse,
+snapshots, alerting, the automation and alert sensors, the executor) is bound once in
+``definitions.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
+from typing import Any
 
 import dagster as dg
 
@@ -51,16 +53,23 @@ def source_resources(
         source.api_key_env if has_key else None, variable=source.api_key_env or "FIN_API_KEY"
     )
     quota = source.quota
+    quota_fields: dict[str, Any] = (
+        {
+            "quota_requests": quota.limit,
+            "quota_window_s": quota.window_s,
+            "quota_burst": quota.burst,
+        }
+        if quota
+        else {}
+    )
     return {
         source.resource_key("market_api"): MarketApiResource(
             provider=source.provider,
             base_url=source.base_url,
             # EnvVar keeps the key out of run config, the UI and event logs.
             api_key=dg.EnvVar(source.api_key_env) if has_key and source.api_key_env else None,
-            # Unconfigured: the resource falls back on the provider's documented quota.
-            quota_requests=quota.limit if quota else None,
-            quota_window_s=quota.window_s if quota else 1.0,
-            quota_burst=quota.burst if quota else 1,
+            # Unconfigured: the resource's own defaults (the provider's documented quota).
+            **quota_fields,
             learn_quota=source.learn_quota,
             quota_store=settings.quota_store,
             max_attempts=settings.max_attempts,
