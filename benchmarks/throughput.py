@@ -140,7 +140,8 @@ def prepare(store: SnapshotStore, symbols: list[str], url: str) -> float:
 
     with ThreadPoolExecutor(max_workers=SETUP_CLIENTS) as pool:
         list(pool.map(fetch, [symbols[i::SETUP_CLIENTS] for i in range(SETUP_CLIENTS)]))
-    for manifest in build_manifests(store, provider="simulator", symbols=symbols, partitions=HOURS):
+    feed = MarketApiClient(SimulatorAdapter(), base_url=url).feed
+    for manifest in build_manifests(store, feed=feed, symbols=symbols, partitions=HOURS):
         save_manifest(store, manifest)
     return time.perf_counter() - began
 

@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 from psycopg2 import sql
 
+from resources.endpoints import Endpoint, Feed
 from resources.ratelimit.pacer import SharedPacer
 from resources.ratelimit.policy import QuotaPolicy
 from resources.ratelimit.stores import MemoryQuotaStore
@@ -29,6 +30,13 @@ from resources.storage.postgres import PARTITION_COLUMN, PostgresWarehouse
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # this environment's console scripts: dagster, fin-assets, ...
 T = TypeVar("T")
+# The simulator's feed at its default address: where tests that write snapshots directly keep them.
+SIMULATOR_FEED = Feed("simulator", "127.0.0.1:8765")
+
+
+def simulator_feed(base_url: str) -> Feed:
+    """The feed a run against the simulator at ``base_url`` keeps its snapshots under."""
+    return Feed("simulator", Endpoint.parse(base_url).label)
 
 
 # -- ports and polling ----------------------------------------------------------------------

@@ -19,12 +19,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from urllib.parse import urlsplit
 
 import dagster as dg
 
 from fin_assets.lib.freshness import FreshnessSettings
 from resources.calendars import TWENTY_FOUR_SEVEN
+from resources.endpoints import endpoint_of
 from resources.errors import InvalidInputError
 from resources.ratelimit.policy import QuotaPolicy
 
@@ -96,5 +96,5 @@ class Source:
         endpoint, so sources calling different APIs never queue behind each other."""
         if self.name is None:
             return f"provider_{self.provider}"
-        endpoint = urlsplit(self.base_url).netloc or self.base_url
+        endpoint = endpoint_of(self.base_url)  # host[:port]: never a user or password
         return f"{self.provider}:{(self.api_key_env or 'public').lower()}@{endpoint}"

@@ -3,7 +3,8 @@
 httpx underneath; on top: pacing before the server has to say no (a ``Pacer``), retries with
 exponential backoff and full jitter for 5xx/timeouts/connection errors, ``Retry-After`` obeyed
 for 429 and in-body throttles, fail-fast on other 4xx, attempts *and* total wait capped, decoded
-body size capped, and the API key kept out of every URL, log line and exception we produce.
+body size capped, and every secret (the API key, a password in the base URL) kept out of every
+URL, log line and exception we produce, in every form (``resources/secrets.py``).
 
 Waits never hold a response: a response is read, classified and released before any sleep.
 """
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from resources.endpoints import Endpoint, Feed
 from resources.errors import (
     FatalResponseError,
     ResponseFormatError,
@@ -29,6 +31,7 @@ from resources.http.retry import usable_wait
 from resources.logfields import wait_fields
 from resources.providers.base import ApiRequest, ProviderAdapter, Verdict
 from resources.ratelimit.pacer import NoPacer, Pacer
+from resources.secrets import REDACTED, redact, register
 from resources.validation import ensure_utc, validate_symbol
 
 # httpx is imported where a client is built and used, not here: the assets and sensors import
@@ -50,7 +53,6 @@ RECORDED_HEADERS = (
     "ratelimit",
     "ratelimit-policy",
 )
-REDACTED = "***"
 
 # The client's defaults, and the settings' (fin_assets/lib/settings.py reads them from here).
 DEFAULT_TIMEOUT_S = 30.0
@@ -131,12 +133,21 @@ class MarketApiClient:
         rng: random.Random | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        register(api_key)  # before anything can print it
         adapter.check_api_key(api_key)
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.adapter = adapter
         self.provider = adapter.name
+        self.endpoint = Endpoint.parse(base_url, where=f"{adapter.name} base URL")
         self._api_key = api_key or None
+        # Where its answers are kept: two clients with the same feed may share snapshots.
+        self.feed = Feed.of(
+            adapter.name,
+            self.endpoint,
+            api_key=self._api_key,
+            by_credential=adapter.answers_depend_on_credential,
+        )
         self._max_attempts = max_attempts
         self._max_wait_s = max_wait_s
         self._max_body_bytes = max_body_bytes
@@ -175,22 +186,22 @@ class MarketApiClient:
         self.close()
 
     # -- secrets -----------------------------------------------------------------------------
-    def redact(self, text: str) -> str:
-        """Remove the key from any text we are about to log, raise or store."""
-        if self._api_key:
-            text = text.replace(self._api_key, REDACTED)
-        return text
+    @staticmethod
+    def redact(text: str) -> str:
+        """Remove every secret of this process, in any form, from text we are about to log,
+        raise or store."""
+        return redact(text)
 
     def _display_url(self, request: ApiRequest) -> str:
-        """The URL as sent, with secret parameters shown as *** (safe to log and store)."""
+        """The URL as sent, without the base URL's user and password and with secret
+        parameters shown as *** (safe to log and store)."""
         sent = self.adapter.authenticate(request, self._api_key) if self._api_key else request
         params = {
             k: (REDACTED if k in self.adapter.secret_params else v) for k, v in sent.params.items()
         }
         query = urlencode(params, safe="*:")
-        return self.redact(
-            str(self._http.base_url.join(sent.path)) + (f"?{query}" if query else "")
-        )
+        path = "/" + sent.path.lstrip("/")  # as httpx merges it onto the base URL's path
+        return self.redact(self.endpoint.public_url + path + (f"?{query}" if query else ""))
 
     # -- waiting -----------------------------------------------------------------------------
     def _wait(self, seconds: float, *, reason: str, budgeted: bool = True, cause: str = "") -> None:

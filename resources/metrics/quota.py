@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from resources.endpoints import endpoint_of, public_url
 from resources.metrics.catalog import Sample
 from resources.ratelimit.gcra import QuotaState
 from resources.ratelimit.learning import in_force
@@ -73,10 +73,6 @@ class QuotaReading:
         return out
 
 
-def endpoint_of(base_url: str) -> str:
-    return urlsplit(base_url).netloc or base_url
-
-
 def split_quota_key(key: str) -> tuple[str, str, str]:
     """(provider, base URL, credential) of a key made by ``stores.quota_key``."""
     provider, base_url, credential = key.split("|", 2)
@@ -89,7 +85,7 @@ def reading(
     """One key's state as a reading; ``ceilings`` maps (provider, base URL) to the ceiling the
     sources calling it are configured with."""
     provider, base_url, credential = split_quota_key(key)
-    ceiling = ceilings.get((provider, base_url.rstrip("/")), Ceiling(None, "configured"))
+    ceiling = ceilings.get((provider, public_url(base_url)), Ceiling(None, "configured"))
     active = in_force(state, ceiling.policy)
     if active is None:
         origin = "none"

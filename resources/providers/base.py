@@ -85,6 +85,9 @@ class ProviderAdapter(ABC):
     # The provider's documented quota; None = learn it from the server's headers.
     default_quota: QuotaPolicy | None = None
     default_base_url: str = ""
+    # True where the answers depend on the credential (a plan's delay or history depth): its
+    # snapshots are then kept per credential, not only per endpoint (``resources/endpoints``).
+    answers_depend_on_credential: bool = False
     # True when a page's envelope states the window it covers, cut at what the provider has
     # published (the simulator's "window"); otherwise a short last page may be quiet minutes or
     # data not published yet, and ingest asks the provider's latest bar (its watermark).

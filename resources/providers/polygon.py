@@ -62,6 +62,8 @@ class PolygonAdapter(ProviderAdapter):
     requires_key = True
     secret_params = frozenset({"apiKey"})
     default_base_url = "https://api.massive.com"  # FIN_API_BASE_URL=https://api.polygon.io
+    # Plans differ in what they answer (15-minute delayed vs real-time data, years of history).
+    answers_depend_on_credential = True
     # Free plan: 5 calls a minute. Burst 1 keeps any 60 s window at or under 5.
     default_quota = QuotaPolicy(5, 60.0, 1, "Polygon free plan")
 

@@ -4,7 +4,6 @@ booked atomically, so callers queue instead of stampeding."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -13,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from resources.endpoints import Endpoint
 from resources.ratelimit.gcra import (
     Learning,
     QuotaState,
@@ -260,6 +260,7 @@ class SQLiteQuotaStore(TransactionalQuotaStore):
 
 
 def quota_key(provider: str, base_url: str, api_key: str | None) -> str:
-    """One quota per provider, server and credential; the key itself is never stored."""
-    credential = hashlib.sha256(api_key.encode()).hexdigest()[:12] if api_key else "anonymous"
-    return f"{provider}|{base_url.rstrip('/')}|{credential}"
+    """One quota per provider, server and credential: ``provider|public URL|fingerprint``.
+    Neither the key nor a password in the URL is stored (``resources/endpoints.py``)."""
+    endpoint = Endpoint.parse(base_url, where=f"{provider} base URL")
+    return f"{provider}|{endpoint.public_url}|{endpoint.fingerprint(api_key)}"

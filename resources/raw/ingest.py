@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from resources.endpoints import Feed
 from resources.errors import NotYetPublishedError, ResponseFormatError, SchemaError
 from resources.http.client import ClientStats, FetchedPage, MarketApiClient
 from resources.logfields import log_context, with_log_context
 from resources.providers.base import ProviderAdapter
 from resources.raw.manifest import BARS_DATASET, MANIFESTS_DIR, Manifest, save_manifest
-from resources.raw.snapshots import SnapshotRef, SnapshotStore, uncovered
+from resources.raw.snapshots import SnapshotRef, SnapshotStore, as_feed, uncovered
 from resources.validation import ensure_utc
 from resources.windows import PartitionWindow
 
@@ -95,7 +96,7 @@ def fetch_raw_bars(
     complete = [p for p in partitions if p.end <= published]
     for manifest in build_manifests(
         store,
-        provider=client.provider,
+        feed=client.feed,
         symbols=symbols,
         partitions=complete,
         prefer=stats.fetched_refs,
@@ -149,7 +150,6 @@ def ingest_bars(
     never reused as truth and the next run fetches its window again."""
     start, end = ensure_utc(start), ensure_utc(end)
     stats = IngestStats(published_through=end)
-    provider = client.provider
     adapter = client.adapter
     fetch_end = end
     if not adapter.reports_coverage and end > (now or datetime.now(UTC)) - LATE_DATA_HORIZON:
@@ -164,7 +164,7 @@ def ingest_bars(
         else:
             # One listing per symbol gives both what is reused and what is missing.
             stored = store.list(
-                provider=provider, dataset=BARS_DATASET, symbol=symbol, start=start, end=end
+                feed=client.feed, dataset=BARS_DATASET, symbol=symbol, start=start, end=end
             )
             stats.snapshots_reused += len(stored)
             gaps = uncovered(stored, start=start, end=fetch_end)
@@ -181,9 +181,9 @@ def ingest_bars(
                     "fetched_at": page.response.fetched_at.isoformat(),
                     "bar_count": page.bar_count,
                 }
-                check_page(store, adapter, page, meta=meta, label=label)
+                check_page(store, client.feed, adapter, page, meta=meta, label=label)
                 ref = store.write(
-                    provider=provider,
+                    feed=client.feed,
                     dataset=BARS_DATASET,
                     symbol=symbol,
                     start=page.coverage_start,
@@ -226,6 +226,7 @@ def provider_watermark(
 
 def check_page(
     store: SnapshotStore,
+    feed: Feed,
     adapter: ProviderAdapter,
     page: FetchedPage,
     *,
@@ -238,7 +239,7 @@ def check_page(
         adapter.parse_bars(page.response.body, symbol=page.symbol)
     except ResponseFormatError as exc:
         path = store.quarantine_body(
-            provider=adapter.name,
+            feed=feed,
             dataset=BARS_DATASET,
             symbol=page.symbol,
             start=page.coverage_start,
@@ -262,7 +263,7 @@ def check_page(
 def build_manifest(
     store: SnapshotStore,
     *,
-    provider: str,
+    feed: Feed | str,
     symbols: Sequence[str],
     partition: PartitionWindow,
     prefer: Sequence[SnapshotRef] = (),
@@ -274,7 +275,7 @@ def build_manifest(
     copy of each minute.
     """
     (manifest,) = build_manifests(
-        store, provider=provider, symbols=symbols, partitions=[partition], prefer=prefer
+        store, feed=feed, symbols=symbols, partitions=[partition], prefer=prefer
     )
     return manifest
 
@@ -282,7 +283,7 @@ def build_manifest(
 def build_manifests(
     store: SnapshotStore,
     *,
-    provider: str,
+    feed: Feed | str,
     symbols: Sequence[str],
     partitions: Sequence[PartitionWindow],
     prefer: Sequence[SnapshotRef] = (),
@@ -297,9 +298,7 @@ def build_manifests(
         lo = min(p.start for p in group)
         hi = max(p.end for p in group)
         listed = {
-            symbol: store.list(
-                provider=provider, dataset=BARS_DATASET, symbol=symbol, start=lo, end=hi
-            )
+            symbol: store.list(feed=feed, dataset=BARS_DATASET, symbol=symbol, start=lo, end=hi)
             for symbol in symbols
         }
         preferred: dict[str, list[SnapshotRef]] = {}
@@ -309,7 +308,7 @@ def build_manifests(
         for p in group:
             yield Manifest(
                 partition=p.key,
-                provider=provider,
+                provider=as_feed(feed).provider,
                 start=p.start,
                 end=p.end,
                 symbols={

@@ -3,9 +3,19 @@ without spending quota again.
 
 Layout under ``root``::
 
-    raw/<provider>/<dataset>/<symbol>/<start>_<end>.<sha256[:12]>.json       the bytes
-    raw/<provider>/<dataset>/<symbol>/<start>_<end>.<sha256[:12]>.meta.json  the sidecar
-    manifests/<asset>/<partition>.json                                         partition contents
+    raw/<feed>/<dataset>/<symbol>/<start>_<end>.<sha256[:12]>.json       the bytes
+    raw/<feed>/<dataset>/<symbol>/<start>_<end>.<sha256[:12]>.meta.json  the sidecar
+    manifests/<asset>/<partition>.json                                     partition contents
+
+``<feed>`` is ``Feed.directory`` (``resources/endpoints.py``): the provider, the endpoint
+(host, port, path) and, where the provider's answers depend on the plan, the credential's
+fingerprint, e.g. ``binance@api.binance.com``. Sources on different endpoints never read each
+other's snapshots; sources on the same one share them.
+
+Data directories written before endpoints were part of the key hold ``raw/<provider>/...``.
+They are read, never written: a feed lists the old snapshots whose sidecar URL is on its own
+endpoint (the old layout cannot tell credentials apart, so on a shared endpoint every credential
+reads them), and manifests that name them keep working.
 
 ``<start>_<end>`` is the window the page covers (UTC, ``20260105T0000Z``), so coverage is known
 from file names alone. The body is written before its sidecar and a snapshot only counts once
@@ -26,7 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from resources.errors import StorageError
+from resources.endpoints import Endpoint, Feed
+from resources.errors import InvalidInputError, StorageError
 from resources.storage.atomic import TEMP_PREFIX, atomic_write_bytes, sweep_temp_files
 from resources.validation import (
     ensure_utc,
@@ -80,22 +91,24 @@ class SnapshotStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
         self._directories: dict[tuple[str, ...], Path] = {}  # resolved by _read_stored
+        self._legacy_endpoint: dict[str, str | None] = {}  # old sidecar name -> endpoint URL
 
     # -- paths -------------------------------------------------------------------------------
-    def _symbol_dir(self, provider: str, dataset: str, symbol: str) -> Path:
+    def _symbol_dir(self, feed: Feed | str, dataset: str, symbol: str) -> Path:
+        feed = as_feed(feed)
         return safe_join(
             self.root,
             "raw",
-            validate_provider(provider),
+            feed.directory,
             validate_table(dataset),
-            symbol_path_part(symbol, provider=provider),
+            symbol_path_part(symbol, provider=feed.provider),
         )
 
     # -- snapshots ---------------------------------------------------------------------------
     def write(
         self,
         *,
-        provider: str,
+        feed: Feed | str,
         dataset: str,
         symbol: str,
         start: datetime,
@@ -104,13 +117,21 @@ class SnapshotStore:
         meta: Mapping[str, Any],
     ) -> SnapshotRef:
         """Store one response verbatim with its sidecar; the same bytes land at the same path."""
+        feed = as_feed(feed)
+        if feed.is_legacy:
+            raise InvalidInputError(
+                f"snapshots of {feed.provider} are written under a feed (provider, endpoint and "
+                "credential), not the provider alone"
+            )
         digest = hashlib.sha256(body).hexdigest()
-        directory = self._symbol_dir(provider, dataset, symbol)
+        directory = self._symbol_dir(feed, dataset, symbol)
         name = snapshot_name(start, end, digest)
         atomic_write_bytes(directory / f"{name}.json", body)
         sidecar = {
             **meta,
-            "provider": provider,
+            "provider": feed.provider,
+            "endpoint": feed.endpoint,
+            **({"credential": feed.credential} if feed.credential else {}),
             "dataset": dataset,
             "symbol": symbol,
             "coverage_start": ensure_utc(start).isoformat(),
@@ -123,7 +144,7 @@ class SnapshotStore:
             json.dumps(sidecar, sort_keys=True, indent=1).encode(),
         )
         return SnapshotRef(
-            provider,
+            feed.provider,
             dataset,
             symbol,
             ensure_utc(start),
@@ -135,16 +156,46 @@ class SnapshotStore:
     def list(  # noqa: A003 - reads naturally as store.list(...)
         self,
         *,
-        provider: str,
+        feed: Feed | str,
         dataset: str,
         symbol: str,
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> builtins.list[SnapshotRef]:
-        """Complete snapshots (sidecar present) of a symbol, optionally only those overlapping."""
-        directory = self._symbol_dir(provider, dataset, symbol)
+        """Complete snapshots (sidecar present) of a symbol, optionally only those overlapping;
+        for a feed, with the old layout's snapshots from its endpoint."""
+        feed = as_feed(feed)
+        refs = self._list_directory(feed, dataset, symbol, start, end)
+        if not feed.is_legacy:
+            old = self._list_directory(Feed(feed.provider), dataset, symbol, start, end)
+            refs += [ref for ref in old if self._legacy_on(ref, feed)]
+        return sorted(refs, key=lambda r: (r.start, r.end, r.sha256))
+
+    def _legacy_on(self, ref: SnapshotRef, feed: Feed) -> bool:
+        """Whether a snapshot of the old layout was fetched from ``feed``'s endpoint (its
+        sidecar's URL says; one read per snapshot and store)."""
+        if ref.path not in self._legacy_endpoint:
+            url: str | None = None
+            with contextlib.suppress(OSError, ValueError, StorageError, InvalidInputError):
+                recorded = self.read_meta(ref).get("url")
+                if isinstance(recorded, str):
+                    url = Endpoint.parse(recorded, where=ref.path).label
+            self._legacy_endpoint[ref.path] = url
+        url = self._legacy_endpoint[ref.path]
+        return url is not None and (url == feed.endpoint or url.startswith(feed.endpoint + "/"))
+
+    def _list_directory(
+        self,
+        feed: Feed,
+        dataset: str,
+        symbol: str,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> builtins.list[SnapshotRef]:
+        directory = self._symbol_dir(feed, dataset, symbol)
         if not directory.is_dir():
             return []
+        provider = feed.provider
         names = {e.name for e in os.scandir(directory) if not e.name.startswith(TEMP_PREFIX)}
         # Stamps sort like the times they stand for: names that certainly end before start or
         # begin after end are skipped unparsed (a year of pages makes parsing the cost).
@@ -175,13 +226,13 @@ class SnapshotStore:
                 continue  # not ours
             if start is None or end is None or ref.overlaps(ensure_utc(start), ensure_utc(end)):
                 refs.append(ref)
-        return sorted(refs, key=lambda r: (r.start, r.end, r.sha256))
+        return refs
 
     def uncovered(
-        self, *, provider: str, dataset: str, symbol: str, start: datetime, end: datetime
+        self, *, feed: Feed | str, dataset: str, symbol: str, start: datetime, end: datetime
     ) -> builtins.list[tuple[datetime, datetime]]:
         """Sub-windows of [start, end) that no stored snapshot covers yet."""
-        refs = self.list(provider=provider, dataset=dataset, symbol=symbol, start=start, end=end)
+        refs = self.list(feed=feed, dataset=dataset, symbol=symbol, start=start, end=end)
         return uncovered(refs, start=start, end=end)
 
     def _read_stored(self, ref_path: str) -> bytes:
@@ -289,7 +340,7 @@ class SnapshotStore:
     def quarantine_body(
         self,
         *,
-        provider: str,
+        feed: Feed | str,
         dataset: str,
         symbol: str,
         start: datetime,
@@ -300,7 +351,7 @@ class SnapshotStore:
     ) -> Path:
         """Keep a response that was refused before it was stored, straight in the quarantine."""
         digest = hashlib.sha256(body).hexdigest()
-        directory = self._symbol_dir(provider, dataset, symbol)
+        directory = self._symbol_dir(feed, dataset, symbol)
         name = snapshot_name(start, end, digest)
         relative = (directory / f"{name}.json").relative_to(self.root)
         target = safe_join(self.root, QUARANTINE_DIR, *relative.parts)
@@ -312,6 +363,11 @@ class SnapshotStore:
             ).encode(),
         )
         return target
+
+
+def as_feed(feed: Feed | str) -> Feed:
+    """A feed; a provider name alone stands for the old layout (read only)."""
+    return feed if isinstance(feed, Feed) else Feed(validate_provider(feed))
 
 
 def uncovered(

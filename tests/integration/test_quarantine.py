@@ -29,6 +29,7 @@ from resources.storage.parquet import ParquetWarehouse
 from resources.tables.core import build_core_bars
 from resources.windows import PartitionWindow
 from tests.conftest import fin_env, run_range, step_failure_messages
+from tests.helpers import simulator_feed
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 FIRST, LAST = "2026-01-05-00:00", "2026-01-05-01:00"
@@ -70,7 +71,7 @@ def test_a_drifted_response_is_quarantined_and_every_later_run_is_exact(
         assert kept.is_relative_to(data / "quarantine")
         assert "close" in json.loads(kept.read_bytes())["bars"][0]  # the drifted bytes, verbatim
         store = SnapshotStore(data)
-        listed = store.list(provider="simulator", dataset=BARS_DATASET, symbol="AAPL")
+        listed = store.list(feed=simulator_feed(sim.url), dataset=BARS_DATASET, symbol="AAPL")
         assert all(not kept.name.startswith(r.path.rsplit("/", 1)[-1]) for r in listed)
 
         # The provider healthy again, no configuration changed: every run from now on is
@@ -91,13 +92,14 @@ def test_a_stored_snapshot_that_no_longer_parses_is_moved_out_and_fetched_again(
     """A snapshot kept by an older version (before responses were checked at fetch time)."""
     data = tmp_path / "data"
     store = SnapshotStore(data)
+    feed = simulator_feed(sim.url)
     hour = PartitionWindow(FIRST, DAY, DAY + timedelta(hours=1))
     bars = drifted(generate_bars("AAPL", hour.start, hour.end))
     body = json.dumps(
         {"window": {"start": "2026-01-05T00:00Z", "end": "2026-01-05T01:00Z"}, "bars": bars}
     ).encode()
     ref = store.write(
-        provider="simulator",
+        feed=feed,
         dataset=BARS_DATASET,
         symbol="AAPL",
         start=hour.start,
@@ -105,15 +107,13 @@ def test_a_stored_snapshot_that_no_longer_parses_is_moved_out_and_fetched_again(
         body=body,
         meta={"fetched_at": DAY.isoformat()},
     )
-    save_manifest(
-        store, build_manifest(store, provider="simulator", symbols=["AAPL"], partition=hour)
-    )
+    save_manifest(store, build_manifest(store, feed=feed, symbols=["AAPL"], partition=hour))
     with pytest.raises(SchemaError, match=r"field 'c' missing") as error:
         build_core_bars(store, ParquetWarehouse(data / "warehouse"), [hour])
     quarantined = store.quarantine_path(ref)
     assert f"moved to {quarantined}" in str(error.value)
     assert quarantined.read_bytes() == body
-    assert store.list(provider="simulator", dataset=BARS_DATASET, symbol="AAPL") == []
+    assert store.list(feed=feed, dataset=BARS_DATASET, symbol="AAPL") == []
 
     env = fin_env(sim, data, FIN_SYMBOLS="AAPL")
     with dg.instance_for_test() as instance:

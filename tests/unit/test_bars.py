@@ -21,6 +21,7 @@ from resources.tables.core import BuildStats, bars_from_manifest, normalize_bars
 from resources.tables.daily import MINUTES_PER_YEAR, aggregate_daily, daily_returns
 from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
 from resources.windows import PartitionWindow
+from tests.helpers import SIMULATOR_FEED
 
 T0 = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
 PARTITION = "2026-01-05-03:00"
@@ -401,7 +402,7 @@ def test_bars_from_manifest_keeps_the_window_and_stamps_provider_and_fetch_time(
     fetched_at = datetime(2026, 1, 6, 12, 0, tzinfo=UTC)
     body = envelope(raw, start=T0 - timedelta(minutes=15))
     ref = store.write(
-        provider="simulator",
+        feed=SIMULATOR_FEED,
         dataset="bars_1m",
         symbol="AAPL",
         start=T0 - timedelta(minutes=15),
@@ -412,7 +413,7 @@ def test_bars_from_manifest_keeps_the_window_and_stamps_provider_and_fetch_time(
     end = T0 + timedelta(hours=1)
     manifest = build_manifest(
         store,
-        provider="simulator",
+        feed=SIMULATOR_FEED,
         symbols=["AAPL"],
         partition=PartitionWindow(PARTITION, T0, end),
     )

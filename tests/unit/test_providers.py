@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from fin_assets.definitions import build_definitions
+from resources.endpoints import Feed
 from resources.errors import InvalidInputError, SchemaError
 from resources.providers import get_adapter
 from resources.providers.base import ApiRequest
@@ -285,11 +286,13 @@ def test_a_prefixed_ticker_has_its_own_snapshot_directory_without_a_colon(tmp_pa
 
     store = SnapshotStore(tmp_path)
     where = {"dataset": "bars", "start": HOUR, "end": HOUR + timedelta(hours=1), "meta": {}}
-    ref = store.write(provider="polygon", symbol="X:BTCUSD", body=b"{}", **where)  # type: ignore[arg-type]
+    polygon, binance = Feed("polygon", "api.massive.com"), Feed("binance", "api.binance.com")
+    ref = store.write(feed=polygon, symbol="X:BTCUSD", body=b"{}", **where)  # type: ignore[arg-type]
     assert ref.symbol == "X:BTCUSD"
-    assert ref.path.startswith("raw/polygon/bars/X_BTCUSD/") and ":" not in ref.path
+    assert ref.path.startswith("raw/polygon@api.massive.com/bars/X_BTCUSD/")
+    assert ":" not in ref.path
     with pytest.raises(InvalidInputError):
-        store.write(provider="binance", symbol="X:BTCUSD", body=b"{}", **where)  # type: ignore[arg-type]
+        store.write(feed=binance, symbol="X:BTCUSD", body=b"{}", **where)  # type: ignore[arg-type]
 
 
 def test_index_bars_without_volume_or_vwap_are_stored_with_nulls() -> None:

@@ -20,6 +20,7 @@ from resources.simulator.adapter import SimulatorAdapter
 from resources.simulator.data import generate_bars
 from resources.tables.core import BuildStats, SnapshotFrames, bars_from_manifest, newest_per_minute
 from resources.windows import PartitionWindow
+from tests.helpers import SIMULATOR_FEED
 from tests.reference_bars import reference_bars_from_manifest
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -42,7 +43,7 @@ def store_pages(store: SnapshotStore, spans: list[tuple[str, int, int]], **kw: b
         start, end = T0 + timedelta(minutes=a), T0 + timedelta(minutes=b)
         refs.append(
             store.write(
-                provider="simulator",
+                feed=SIMULATOR_FEED,
                 dataset=BARS_DATASET,
                 symbol=symbol,
                 start=start,
@@ -82,14 +83,14 @@ def test_build_manifests_equals_one_manifest_per_partition(tmp_path: Path) -> No
     for prefer in ((), refs[2:4]):
         one_by_one = [
             build_manifest(
-                store, provider="simulator", symbols=SYMBOLS, partition=window, prefer=prefer
+                store, feed=SIMULATOR_FEED, symbols=SYMBOLS, partition=window, prefer=prefer
             )
             for window in partitions
         ]
         for chunk in (1, 5, 168):
             chunked = build_manifests(
                 store,
-                provider="simulator",
+                feed=SIMULATOR_FEED,
                 symbols=SYMBOLS,
                 partitions=partitions,
                 prefer=prefer,
@@ -101,13 +102,13 @@ def test_build_manifests_equals_one_manifest_per_partition(tmp_path: Path) -> No
 def test_listing_a_window_skips_by_name_exactly_as_the_overlap_test(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path)
     store_pages(store, SPANS)
-    everything = store.list(provider="simulator", dataset=BARS_DATASET, symbol="MSFT")
+    everything = store.list(feed=SIMULATOR_FEED, dataset=BARS_DATASET, symbol="MSFT")
     for a, b in ((0, 1), (119, 121), (180, 181), (999, 1000), (1000, 1001), (1439, 1500)):
         for seconds in (0, 30):
             start = T0 + timedelta(minutes=a, seconds=seconds)
             end = T0 + timedelta(minutes=b, seconds=seconds)
             listed = store.list(
-                provider="simulator", dataset=BARS_DATASET, symbol="MSFT", start=start, end=end
+                feed=SIMULATOR_FEED, dataset=BARS_DATASET, symbol="MSFT", start=start, end=end
             )
             assert listed == [r for r in everything if r.overlaps(start, end)]
 
@@ -118,7 +119,7 @@ def run_range(store: SnapshotStore, *, cache: SnapshotFrames | None) -> tuple[li
     for key, start, end in hours(24):
         manifest = build_manifest(
             store,
-            provider="simulator",
+            feed=SIMULATOR_FEED,
             symbols=SYMBOLS,
             partition=PartitionWindow(key, start, end),
         )
@@ -149,7 +150,7 @@ def test_a_range_parses_each_snapshot_once_and_gives_the_same_partitions(tmp_pat
     for (key, start, end), one, other in zip(hours(24), alone, cached, strict=True):
         manifest = build_manifest(
             store,
-            provider="simulator",
+            feed=SIMULATOR_FEED,
             symbols=SYMBOLS,
             partition=PartitionWindow(key, start, end),
         )
@@ -187,7 +188,7 @@ def test_a_refresh_prefers_the_fresh_pages_in_every_chunk(tmp_path: Path) -> Non
         m.partition: m
         for m in build_manifests(
             store,
-            provider="simulator",
+            feed=SIMULATOR_FEED,
             symbols=["AAPL"],
             partitions=windows(24),
             prefer=fresh,
@@ -258,7 +259,7 @@ def test_staggered_pages_in_small_batches_give_the_same_partitions_in_bounded_me
     for key, start, end in hours(24):
         manifest = build_manifest(
             store,
-            provider="simulator",
+            feed=SIMULATOR_FEED,
             symbols=symbols,
             partition=PartitionWindow(key, start, end),
         )
@@ -298,7 +299,7 @@ def test_a_batch_kept_by_one_long_page_drops_the_released_rows(tmp_path: Path) -
     for key, start, end in hours(3):
         manifest = build_manifest(
             store,
-            provider="simulator",
+            feed=SIMULATOR_FEED,
             symbols=symbols,
             partition=PartitionWindow(key, start, end),
         )

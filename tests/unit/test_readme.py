@@ -47,8 +47,9 @@ from fin_assets.definitions import build_definitions
 from fin_assets.lib.catalog import sources_in_force
 from fin_assets.lib.settings import SETTINGS, Settings
 from fin_assets.lib.sources import Source
+from resources.endpoints import Feed
 from resources.metrics.catalog import SPECS
-from resources.providers import provider_names
+from resources.providers import get_adapter, provider_names
 from resources.raw.manifest import BARS_DATASET, MANIFESTS_DIR
 from resources.raw.snapshots import SnapshotStore
 from resources.storage.parquet import ParquetWarehouse
@@ -225,8 +226,11 @@ def data_paths(sources: list[Source], env: dict[str, str]) -> set[str]:
         wh = ParquetWarehouse(root / warehouse)
         symbols = {symbol for source in sources for symbol in source.symbols}
         for provider, symbol in itertools.product(provider_names(), sorted(symbols)):
+            # Every part a feed's directory can have: a port, a path, a credential.
+            by_plan = get_adapter(provider).answers_depend_on_credential
+            feed = Feed(provider, "api.example.com:8443/v2", "0123456789ab" if by_plan else "")
             ref = store.write(
-                provider=provider,
+                feed=feed,
                 dataset=BARS_DATASET,
                 symbol=symbol,
                 start=start,
@@ -235,7 +239,7 @@ def data_paths(sources: list[Source], env: dict[str, str]) -> set[str]:
                 meta={},
             )
             quarantined = store.quarantine_body(
-                provider=provider,
+                feed=feed,
                 dataset=BARS_DATASET,
                 symbol=symbol,
                 start=start,
@@ -613,14 +617,16 @@ def test_a_missing_or_never_written_path_is_found(deployments: dict[str, Deploym
     )
     assert found(fine) == []
     assert (
-        found("```text\ndata/raw/<provider>/bars_1m/<SYMBOL>/<start>_<end>.<sha>.json\n```") == []
+        found("```text\ndata/raw/<provider>@<endpoint>/bars_1m/<SYMBOL>/<start>_<end>.json\n```")
+        == []
     )
     for wrong in (
         "`fin_assets/lib/catalogue.py`",
         "`resources/providers/<name>.rs`",
         "`data/warehouse/crypto__core_barz/x.parquet`",
         "`data/manifests/raw_bars/`",  # the shorthand's, not said so
-        "`data/raw/simulator/bars_5m/`",
+        "`data/raw/simulator@<endpoint>/bars_5m/`",
+        "`data/raw/simulator/bars_1m/`",  # the layout before endpoints
         "`dagster.yml`",
     ):
         assert found(wrong), wrong

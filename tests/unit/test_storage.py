@@ -11,16 +11,19 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from resources.endpoints import Feed
 from resources.errors import InvalidInputError, StorageError
 from resources.raw.snapshots import SnapshotStore
 from resources.storage.atomic import TEMP_PREFIX, atomic_write, atomic_write_bytes, sweep_temp_files
 from resources.storage.parquet import ParquetWarehouse
 from resources.storage.warehouse import warehouse_from_url
+from tests.helpers import SIMULATOR_FEED
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
@@ -41,7 +44,7 @@ def store(tmp_path: Path) -> SnapshotStore:
 
 def put(store: SnapshotStore, start: int, end: int, body: bytes | None = None, symbol="AAPL"):
     return store.write(
-        provider="simulator",
+        feed=SIMULATOR_FEED,
         dataset="bars_1m",
         symbol=symbol,
         start=minutes(start),
@@ -53,13 +56,13 @@ def put(store: SnapshotStore, start: int, end: int, body: bytes | None = None, s
 
 def listed(store: SnapshotStore, start: int | None = None, end: int | None = None):
     bounds = {} if start is None else {"start": minutes(start), "end": minutes(end)}
-    refs = store.list(provider="simulator", dataset="bars_1m", symbol="AAPL", **bounds)
+    refs = store.list(feed=SIMULATOR_FEED, dataset="bars_1m", symbol="AAPL", **bounds)
     return [(r.start, r.end) for r in refs]
 
 
 def gaps(store: SnapshotStore, start: int, end: int) -> list[tuple[datetime, datetime]]:
     return store.uncovered(
-        provider="simulator",
+        feed=SIMULATOR_FEED,
         dataset="bars_1m",
         symbol="AAPL",
         start=minutes(start),
@@ -77,7 +80,7 @@ def test_write_then_read_returns_identical_bytes(store: SnapshotStore) -> None:
     assert store.read(ref) == body
     assert (store.root / ref.path).read_bytes() == body
     assert ref.path == (
-        f"raw/simulator/bars_1m/AAPL/20260105T0000Z_20260105T0100Z."
+        f"raw/simulator@127.0.0.1_8765/bars_1m/AAPL/20260105T0000Z_20260105T0100Z."
         f"{hashlib.sha256(body).hexdigest()[:12]}.json"
     )
     assert (ref.start, ref.end) == (minutes(0), minutes(60))
@@ -132,7 +135,7 @@ def test_list_returns_only_snapshots_overlapping_the_window(store: SnapshotStore
 
 
 def test_list_of_an_unknown_symbol_is_empty(store: SnapshotStore) -> None:
-    assert store.list(provider="simulator", dataset="bars_1m", symbol="NONE") == []
+    assert store.list(feed=SIMULATOR_FEED, dataset="bars_1m", symbol="NONE") == []
 
 
 def test_a_body_without_its_sidecar_does_not_count(store: SnapshotStore) -> None:
@@ -219,14 +222,19 @@ def test_a_snapshot_symlinked_out_of_the_store_is_refused(
         {"symbol": "../etc"},
         {"symbol": "A;DROP"},
         {"symbol": "AAPL\n"},
-        {"provider": "../simulator"},
+        {"feed": Feed("../simulator", "127.0.0.1:8765")},
         {"dataset": "bars/../../x"},
     ],
 )
 def test_invalid_names_create_nothing(tmp_path: Path, names: dict[str, str]) -> None:
     root = tmp_path / "store"
     store = SnapshotStore(root)
-    args = {"provider": "simulator", "dataset": "bars_1m", "symbol": "AAPL", **names}
+    args: dict[str, Any] = {
+        "feed": SIMULATOR_FEED,
+        "dataset": "bars_1m",
+        "symbol": "AAPL",
+        **names,
+    }
     with pytest.raises(InvalidInputError):
         store.write(**args, start=minutes(0), end=minutes(60), body=b"x", meta={})
     with pytest.raises(InvalidInputError):

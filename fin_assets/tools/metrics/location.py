@@ -18,6 +18,7 @@ from fin_assets.dagster_internals.instance import (
     partitions_from_json,
     partitions_to_json,
 )
+from resources.endpoints import public_url
 from resources.metrics.quota import Ceiling
 from resources.ratelimit.policy import QuotaPolicy
 
@@ -61,7 +62,7 @@ class CodeLocation:
     cache_s: float | None = None
 
     def ceilings(self) -> dict[tuple[str, str], Ceiling]:
-        return {(s.provider, s.base_url.rstrip("/")): s.ceiling for s in self.sources}
+        return {(s.provider, public_url(s.base_url)): s.ceiling for s in self.sources}
 
     # The exporter gets these from a short-lived child process that loads the definitions
     # (``fin-assets metrics --describe``): loading them imports the code location (polars, the
@@ -148,7 +149,7 @@ def load_code_location(env: Mapping[str, str]) -> CodeLocation:
             SourceFacts(
                 label=source.label,
                 provider=api.provider,
-                base_url=api.base_url,
+                base_url=public_url(api.base_url),  # the password stays with the client
                 ceiling=Ceiling(api.policy(), origin),
                 stale_after_s=source.freshness.hourly_fail_minutes * 60,
             )

@@ -22,8 +22,9 @@ from fin_assets.dagster_internals.runs import classify_failure
 from fin_assets.lib.alert_cursor import SENSOR_NAME, AlertCursor
 from fin_assets.tools.metrics.events import EventTotals, lag_seconds
 from fin_assets.tools.metrics.location import CodeLocation, source_of
+from resources.endpoints import endpoint_of
 from resources.metrics.catalog import Sample
-from resources.metrics.quota import QuotaStoreReader, endpoint_of
+from resources.metrics.quota import QuotaStoreReader
 from resources.notify.alert import ALERT_KINDS
 
 logger = logging.getLogger("fin_assets.tools.metrics")
