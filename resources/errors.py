@@ -70,7 +70,16 @@ class WaitBudgetExceededError(ProviderError):
 
 
 class ResponseFormatError(ProviderError):
-    pass
+    """A response that does not parse. ``body`` (when the client gave up on one) is the last
+    unparseable body as received, and ``url`` the redacted URL it came from: the raw layer
+    keeps it in the quarantine for a human to inspect."""
+
+    def __init__(
+        self, message: str, *, provider: str, body: bytes | None = None, url: str | None = None
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.body = body
+        self.url = url
 
 
 class SchemaError(ResponseFormatError):

@@ -315,6 +315,7 @@ class MarketApiClient:
             server_wait: float | None = None
             status: int | None = None
             signal = None
+            body: bytes = b""
             self._pacer.sending()
             sent, sent_at = time.monotonic(), self._now()
             try:
@@ -343,7 +344,10 @@ class MarketApiClient:
                         payload=verdict.payload,
                         fetched_at=self._now(),
                     )
-            body = b""  # a rejected response is not kept alive through the wait that follows
+            # A rejected response is not kept alive through the wait that follows, except an
+            # unparseable one on the last attempt: the quarantine keeps it (the error holds it).
+            unparsed = body if "malformed JSON" in verdict.reason else None
+            body = b""
             reason = self.redact(verdict.reason)
             if verdict.kind == "fatal":
                 raise FatalResponseError(
@@ -388,12 +392,15 @@ class MarketApiClient:
                 )
                 continue
             if attempt >= self._max_attempts:
-                error = ResponseFormatError if "malformed JSON" in reason else RetriesExhaustedError
-                raise error(
+                message = (
                     f"{self.provider}: {what}: gave up after {attempt} attempts "
-                    f"for GET {url}; last error: {reason}",
-                    provider=self.provider,
-                ) from None
+                    f"for GET {url}; last error: {reason}"
+                )
+                if unparsed is not None:
+                    raise ResponseFormatError(
+                        message, provider=self.provider, body=unparsed, url=url
+                    ) from None
+                raise RetriesExhaustedError(message, provider=self.provider) from None
             self.stats.retries += 1
             if server_wait is not None:
                 wait, source = server_wait, f"Retry-After from {self.provider}"

@@ -59,6 +59,8 @@ class RawResult:
     snapshots_reused: int
     bars_fetched: int
     client: ClientStats
+    # Where the snapshots are kept (raw/<feed>/): shared by every source on the same feed.
+    feed: str = ""
 
 
 # Called as pages land: (fraction of the symbols x range fetched, bars fetched so far).
@@ -128,6 +130,7 @@ def fetch_raw_bars(
         snapshots_reused=stats.snapshots_reused,
         bars_fetched=stats.bars_fetched,
         client=client.stats,
+        feed=client.feed.directory,
     )
 
 
@@ -172,7 +175,14 @@ def ingest_bars(
         for gap_start, gap_end in gaps:
             if gap_end <= gap_start:
                 continue
-            pages = client.iter_pages(symbol, start=gap_start, end=gap_end, label=label)
+            pages = keep_unparseable(
+                store,
+                client.feed,
+                client.iter_pages(symbol, start=gap_start, end=gap_end, label=label),
+                symbol=symbol,
+                start=gap_start,
+                end=gap_end,
+            )
             for page in with_log_context(pages, symbol=symbol):
                 meta = {
                     "url": page.response.url,  # already redacted by the client
@@ -222,6 +232,39 @@ def provider_watermark(
             break
     assert best is not None  # symbols is never empty (parse_symbols refuses it)
     return best
+
+
+def keep_unparseable(
+    store: SnapshotStore,
+    feed: Feed,
+    pages: Iterator[FetchedPage],
+    *,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+) -> Iterator[FetchedPage]:
+    """``pages``; a body the client gave up parsing (not JSON at all: garbled, cut short, an
+    HTML error page) is kept in the quarantine, and the error names the file."""
+    try:
+        yield from pages
+    except ResponseFormatError as exc:
+        if exc.body is None:
+            raise
+        path = store.quarantine_body(
+            feed=feed,
+            dataset=BARS_DATASET,
+            symbol=symbol,
+            start=start,
+            end=end,
+            body=exc.body,
+            meta={"url": exc.url, "fetched_at": datetime.now(UTC).isoformat()},
+            reason=str(exc),
+        )
+        raise ResponseFormatError(
+            f"{exc}; the last response is kept in {path} and its window is fetched again on "
+            "the next run",
+            provider=exc.provider,
+        ) from None
 
 
 def check_page(

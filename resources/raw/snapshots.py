@@ -29,6 +29,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -48,8 +49,13 @@ from resources.validation import (
     validate_table,
 )
 
+logger = logging.getLogger("fin_assets.snapshots")
+
 STAMP = "%Y%m%dT%H%MZ"
 QUARANTINE_DIR = "quarantine"  # <root>/quarantine/raw/...: responses that failed to parse
+# The quarantine is for a human to look at a few bad responses, not an archive of a provider
+# that sends garbage for a week: past this size the oldest quarantined files are removed.
+QUARANTINE_MAX_BYTES = 256 * 1024 * 1024
 
 
 def _stamp(ts: datetime) -> str:
@@ -88,8 +94,11 @@ class SnapshotRef:
 
 
 class SnapshotStore:
-    def __init__(self, root: Path | str) -> None:
+    def __init__(
+        self, root: Path | str, *, quarantine_max_bytes: int = QUARANTINE_MAX_BYTES
+    ) -> None:
         self.root = Path(root).resolve()
+        self.quarantine_max_bytes = quarantine_max_bytes
         self._directories: dict[tuple[str, ...], Path] = {}  # resolved by _read_stored
         self._legacy_endpoint: dict[str, str | None] = {}  # old sidecar name -> endpoint URL
 
@@ -335,6 +344,7 @@ class SnapshotStore:
             sidecar.unlink()
         with contextlib.suppress(FileNotFoundError):
             os.replace(source, target)
+        self._bound_quarantine(keep=target)
         return target
 
     def quarantine_body(
@@ -362,7 +372,41 @@ class SnapshotStore:
                 {**meta, "sha256": digest, "quarantined": reason}, sort_keys=True, indent=1
             ).encode(),
         )
+        self._bound_quarantine(keep=target)
         return target
+
+    def _bound_quarantine(self, *, keep: Path) -> None:
+        """Remove the oldest quarantined responses (body and sidecar together) while the
+        quarantine holds more than ``quarantine_max_bytes``; ``keep`` (just written) stays."""
+        root = self.root / QUARANTINE_DIR
+        bodies: dict[Path, tuple[float, int]] = {}
+        total = 0
+        for path in root.rglob("*"):
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.lstat()
+                if not path.is_file():
+                    continue
+                total += stat.st_size
+                stem = path.name.removesuffix(".meta.json").removesuffix(".json")
+                body = path.with_name(stem + ".json")
+                mtime, size = bodies.get(body, (stat.st_mtime, 0))
+                bodies[body] = (min(mtime, stat.st_mtime), size + stat.st_size)
+        if total <= self.quarantine_max_bytes:
+            return
+        for body, (_, size) in sorted(bodies.items(), key=lambda item: item[1][0]):
+            if total <= self.quarantine_max_bytes:
+                break
+            if body == keep:
+                continue
+            for path in (body, body.with_name(body.name.removesuffix(".json") + ".meta.json")):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            total -= size
+            logger.warning(
+                "quarantine over %d bytes: removed %s, the oldest quarantined response",
+                self.quarantine_max_bytes,
+                body,
+            )
 
 
 def as_feed(feed: Feed | str) -> Feed:
