@@ -15,6 +15,7 @@ values never appear in run config or the UI.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 
@@ -28,6 +29,9 @@ from fin_assets.lib.pipeline import build_source_definitions
 from fin_assets.lib.resources import AlertingResource, SnapshotStoreResource, WarehouseResource
 from fin_assets.lib.settings import WEBHOOK_VARIABLE, Settings
 from fin_assets.lib.sources import Source
+from resources.endpoints import Endpoint
+from resources.errors import InvalidInputError
+from resources.secrets import register
 
 
 def shared_definitions(settings: Settings) -> dg.Definitions:
@@ -62,10 +66,22 @@ def definitions_of(
     sources: Sequence[Source], settings: Settings, env: Mapping[str, str]
 ) -> dg.Definitions:
     """The definitions of ``sources`` (as ``sources_in_force`` answered) with what they share."""
+    register_secrets(sources, settings, env)
     return dg.Definitions.merge(
         shared_definitions(settings),
         *(build_source_definitions(source, settings, env) for source in sources),
     )
+
+
+def register_secrets(sources: Sequence[Source], settings: Settings, env: Mapping[str, str]) -> None:
+    """Every secret this code location can hold, known to ``resources.secrets`` in every process
+    that loads it: the alert sensor and the metrics exporter never build an API client, yet
+    they pass on text that a step wrote (resources/secrets.py)."""
+    for source in sources:
+        register(env.get(source.api_key_env) if source.api_key_env else None)
+        with contextlib.suppress(InvalidInputError):  # refused, with its name, when it is used
+            Endpoint.parse(source.base_url)  # registers a password in the URL
+    register(env.get(WEBHOOK_VARIABLE) if settings.has_webhook else None)
 
 
 @dg.definitions

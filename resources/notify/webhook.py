@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import httpx
 from resources.logfields import log_fields
 from resources.notify.alert import Alert, PayloadFormat
+from resources.secrets import redact, redact_value, register
 
 logger = logging.getLogger("fin_assets.lib.alerts")
 
@@ -41,6 +42,7 @@ class WebhookNotifier:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url or None
+        register(self.url)  # anyone holding a webhook URL can post to it
         self.fmt = fmt
         self.attempts = attempts
         self.backoff_s = backoff_s
@@ -58,7 +60,8 @@ class WebhookNotifier:
 
     def send(self, alert: Alert) -> bool:
         """Deliver one alert; True when delivered (or when there is nowhere to deliver)."""
-        logger.warning("ALERT %s: %s", alert.kind, alert.text().replace("\n", " | "))
+        # Alerts quote error messages; whatever wrote them, no secret of this process goes out.
+        logger.warning("ALERT %s: %s", alert.kind, redact(alert.text()).replace("\n", " | "))
         if self.url is None:
             return True
         import httpx
@@ -67,7 +70,7 @@ class WebhookNotifier:
             self._http = httpx.Client(timeout=self._timeout_s, transport=self._transport)
         for attempt in range(1, self.attempts + 1):
             try:
-                response = self._http.post(self.url, json=alert.payload(self.fmt))
+                response = self._http.post(self.url, json=redact_value(alert.payload(self.fmt)))
                 if response.status_code < 300:
                     return True
                 problem = f"HTTP {response.status_code}"
