@@ -116,7 +116,11 @@ class Feed:
     """The key raw snapshots are kept under: one provider's answers from one endpoint, and, for
     a provider whose answers depend on the plan (delayed data, shorter history), one
     credential. Two sources with the same feed share snapshots; any difference keeps them
-    apart. ``endpoint=""`` is the layout before endpoints were part of the key (read only)."""
+    apart. ``endpoint=""`` is the layout before endpoints were part of the key (read only).
+
+    A fingerprint cannot tell a new plan from a rotated key of the same plan: after a key
+    rotation on such a provider, windows fetched with the old key are fetched again when a run
+    asks for them (never mixed with the new key's answers)."""
 
     provider: str
     endpoint: str = ""  # Endpoint.label

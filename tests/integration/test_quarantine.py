@@ -122,3 +122,57 @@ def test_a_stored_snapshot_that_no_longer_parses_is_moved_out_and_fetched_again(
         )
         assert result.success, step_failure_messages(result)
     assert_frame_equal(stored(data, 1), expected(["AAPL"], 1), check_exact=True)
+
+
+def test_a_garbled_body_is_kept_and_the_window_heals(sim: MarketSimulator, tmp_path: Path) -> None:
+    """Not JSON at all (cut short, then garbage): retried, then kept verbatim for a human, as
+    the README promises for every unparseable response; nothing is stored as a snapshot."""
+    data = tmp_path / "data"
+    env = fin_env(sim, data, FIN_SYMBOLS="AAPL", FIN_MAX_ATTEMPTS="2")
+    defs = build_definitions(env)
+    with dg.instance_for_test() as instance:
+        sim.set_faults({"malformed_json": FaultSpec(rate=1.0, count=2)})
+        bad = run_range(defs, "bars_hourly_job", FIRST, FIRST, instance=instance)
+        assert not bad.success
+        (message,) = step_failure_messages(bad)
+        assert "malformed JSON" in message, message
+        match = re.search(r"the last response is kept in (\S+?\.json)", message)
+        assert match, message
+        kept = Path(match.group(1))
+        assert kept.is_relative_to(data / "quarantine") and kept.stat().st_size > 0
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(kept.read_bytes())
+        sidecar = json.loads(kept.with_name(kept.name[: -len(".json")] + ".meta.json").read_text())
+        assert "malformed JSON" in sidecar["quarantined"] and "apikey" not in sidecar["url"]
+        assert list((data / "raw").rglob("*.json")) == []
+
+        sim.set_faults({})
+        good = run_range(defs, "bars_hourly_job", FIRST, FIRST, instance=instance)
+        assert good.success, step_failure_messages(good)
+    assert_frame_equal(stored(data, 1), expected(["AAPL"], 1), check_exact=True)
+
+
+def test_the_quarantine_is_bounded_oldest_first(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path, quarantine_max_bytes=10_000)
+    feed = simulator_feed("http://127.0.0.1:8765")
+    kept = []
+    for hour in range(8):
+        start = DAY + timedelta(hours=hour)
+        kept.append(
+            store.quarantine_body(
+                feed=feed,
+                dataset=BARS_DATASET,
+                symbol="AAPL",
+                start=start,
+                end=start + timedelta(hours=1),
+                body=bytes([hour]) * 3_000,
+                meta={},
+                reason="garbled",
+            )
+        )
+    on_disk = sorted((tmp_path / "quarantine").rglob("*"))
+    size = sum(p.stat().st_size for p in on_disk if p.is_file())
+    assert size <= 10_000
+    # The newest responses stay, each with its sidecar; the oldest went first.
+    assert [p.exists() for p in kept] == [False] * 5 + [True] * 3
+    assert all(p.with_name(p.name[: -len(".json")] + ".meta.json").exists() for p in kept[5:])
