@@ -9,6 +9,7 @@ selection; every private name below has its contract test
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from collections.abc import Sequence
@@ -30,9 +31,8 @@ from dagster._core.utils import make_new_backfill_id
 from dagster._utils.hosted_user_process import recon_job_from_origin, recon_repository_from_origin
 from dagster_shared.cli import PythonPointerOpts
 
-
-class BackfillError(Exception):
-    """A backfill that cannot start: bad selection or range, no daemon for --submit."""
+from fin_assets.lib.partitions import partition_range_keys
+from resources.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -45,45 +45,115 @@ class RangeJob:
     tags: dict[str, str]
     first: str
     last: str
+    partitions: list[str]  # the range's partition keys, in time order
 
 
 def resolve_range(module: str, select: str, first: str, last: str) -> RangeJob:
-    """The implicit asset job of the selection and the run tags of the range, checked the way
-    ``dagster asset materialize`` checks them; a bad selection or bound raises BackfillError."""
+    """The implicit asset job of the selection and the run tags of the range, checked before
+    anything runs: more strictly than ``dagster asset materialize`` checks them, which takes a
+    key inside an hour and a reversed range. A selection or bound that cannot make one range
+    run raises InvalidInputError naming the option, the asset and the key, with what to give
+    instead."""
     origin = get_repository_python_origin_from_cli_opts(
         PythonPointerOpts(module_name=module, working_directory=os.getcwd())
     )
     repo = recon_repository_from_origin(origin).get_definition()
-    try:
-        keys = sorted(  # in a stable order: messages name the first key that fails
-            dg.AssetSelection.from_coercible(select.split(",")).resolve(repo.asset_graph),
-            key=lambda key: key.to_user_string(),
-        )
-    except dg.DagsterInvalidSubsetError as exc:
-        raise BackfillError(f"--select {select}: {exc}") from None
+    keys = _selected(repo, select, module)
+    # One range run, or one backfill of partition names, is of assets of one partitions
+    # definition (Dagster's CLI says so too, but builds a job of hourly and daily assets).
+    mixed = _mixed_partitions(repo, keys)
     job = repo.get_implicit_job_def_for_assets(keys)
-    if job is None:
-        raise BackfillError(f"--select {select}: the assets do not share one partitions definition")
+    if mixed or job is None:
+        raise InvalidInputError(f"--select {select}: {mixed or 'its assets cannot run in one job'}")
+    where = f"--partition-range {first}...{last}"
+    partitions: list[str] = []
     for key in keys:
         node = job.asset_layer.get(key)
         partitions_def = node.partitions_def
         if partitions_def is None:
-            raise BackfillError(f"--select: {key.to_user_string()} is not partitioned")
+            raise InvalidInputError(
+                f"--select {select}: {key.to_user_string()} is not partitioned; "
+                "materialize it without a range (`dagster asset materialize --select ...`)"
+            )
         policy = node.backfill_policy
         if policy is None or policy.policy_type != BackfillPolicyType.SINGLE_RUN:
-            raise BackfillError(
-                f"--select: {key.to_user_string()} has no BackfillPolicy.single_run(); "
+            raise InvalidInputError(
+                f"--select {select}: {key.to_user_string()} has no BackfillPolicy.single_run(); "
                 "a range of it needs one run per partition (launch it from the UI)"
             )
-        for bound in (first, last):
-            if not partitions_def.has_partition_key(bound):
-                raise BackfillError(
-                    f"--partition-range: {bound!r} is not a partition of "
-                    f"{key.to_user_string()} (hourly keys look like 2026-01-05-13:00)"
-                )
+        partitions = partition_range_keys(
+            partitions_def, first, last, asset=key.to_user_string(), where=where
+        )
     recon = recon_job_from_origin(JobPythonOrigin(job.name, repository_origin=origin))
     tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-    return RangeJob(recon, repo, keys, tags, first, last)
+    return RangeJob(recon, repo, keys, tags, first, last, partitions)
+
+
+def _selected(repo: dg.RepositoryDefinition, select: str, module: str) -> list[dg.AssetKey]:
+    """The asset keys ``--select`` names, in a stable order (messages name the first key that
+    fails); InvalidInputError if it names none, or a key the code location does not have."""
+    known = sorted(key.to_user_string() for key in repo.asset_graph.get_all_asset_keys())
+    listing = f"`dagster asset list -m {module}` lists them"
+    parts = [part.strip() for part in select.split(",")]
+    if not all(parts):
+        raise InvalidInputError(
+            f"--select {select!r}: an empty asset key; give asset keys separated by commas, "
+            f"e.g. {','.join(known[:2])} ({listing})"
+        )
+    try:
+        keys = dg.AssetSelection.from_coercible(parts).resolve(repo.asset_graph)
+    except dg.DagsterInvalidSubsetError:
+        name = next((part for part in parts if part not in known), parts[0])
+        raise InvalidInputError(
+            f"--select {select}: {module} has no asset {name}; "
+            f"{_nearest_keys(name, known)} ({listing})"
+        ) from None
+    except dg.DagsterError as exc:  # a selection string Dagster cannot parse
+        raise InvalidInputError(
+            f"--select {select}: {str(exc).splitlines()[0]} ({listing})"
+        ) from None
+    if not keys:
+        raise InvalidInputError(f"--select {select}: selects no asset of {module} ({listing})")
+    return sorted(keys, key=lambda key: key.to_user_string())
+
+
+def _nearest_keys(name: str, known: Sequence[str]) -> str:
+    """ "did you mean ..." for an asset key the code location does not have: the keys that hold
+    its parts in order (``raw/bars`` -> ``raw/crypto/bars``), else the closest spellings."""
+    parts = name.split("/")
+
+    def holds(key: str) -> bool:
+        rest = iter(key.split("/"))
+        return all(part in rest for part in parts)
+
+    near = [key for key in known if holds(key)] or difflib.get_close_matches(name, known, n=3)
+    if near:
+        return f"did you mean {' or '.join(near)}?"
+    more = f" and {len(known) - 8} more" if len(known) > 8 else ""
+    return f"its assets are {', '.join(known[:8])}{more}"
+
+
+def _mixed_partitions(repo: dg.RepositoryDefinition, keys: Sequence[dg.AssetKey]) -> str:
+    """Which two selected assets are partitioned differently ('' if none are)."""
+    defs = {key: repo.asset_graph.get(key).partitions_def for key in keys}
+    first = keys[0]
+    other = next((key for key in keys if defs[key] != defs[first]), None)
+    if other is None:
+        return ""
+    return (
+        f"{first.to_user_string()} ({_describe(defs[first])}) and {other.to_user_string()} "
+        f"({_describe(defs[other])}) are partitioned differently, and one range run takes "
+        "assets of one partitions definition: backfill them separately"
+    )
+
+
+def _describe(partitions_def: dg.PartitionsDefinition | None) -> str:
+    if partitions_def is None:
+        return "not partitioned"
+    text = str(partitions_def).rstrip(".")
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition) and partitions_def.exclusions:
+        text += ", less the closed periods of its calendar"
+    return text
 
 
 def create_range_run(instance: dg.DagsterInstance, job: RangeJob) -> dg.DagsterRun:
@@ -107,10 +177,7 @@ def execute_in_process(job: RangeJob, run: dg.DagsterRun, instance: dg.DagsterIn
 def submit_backfill(instance: dg.DagsterInstance, job: RangeJob, title: str) -> tuple[str, int]:
     """An asset backfill of the range for the daemon (what the UI's "Materialize selected"
     submits); returns its id and how many partitions it covers."""
-    partitions_def = job.repo.asset_graph.get(job.keys[0]).partitions_def
-    assert partitions_def is not None  # resolve_range refused unpartitioned assets
-    keys = partitions_def.get_partition_keys()
-    names = keys[keys.index(job.first) : keys.index(job.last) + 1]
+    names = job.partitions
     backfill = PartitionBackfill.from_asset_partitions(
         backfill_id=make_new_backfill_id(),
         asset_graph=job.repo.asset_graph,

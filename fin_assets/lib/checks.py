@@ -39,6 +39,7 @@ from fin_assets.dagster_internals.check_events import (
     target_materializations,
 )
 from fin_assets.lib.assets.common import dagster_errors, partition_label
+from fin_assets.lib.assets.ranges import run_partition_keys
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.progress import ProgressReporter
 from fin_assets.lib.resources import UniverseResource, WarehouseResource
@@ -292,7 +293,7 @@ def build_partition_checks(
                 "or a partition range",
                 allow_retries=False,
             )
-        keys = list(context.partition_keys)
+        keys = run_partition_keys(context, partitions_def, asset=label, step=f"{label} checks")
         failures: list[str] = []
         writer = EvaluationWriter(context)
         reporter = ProgressReporter(context.log.info, asset=f"{label} checks", total=len(keys))

@@ -14,7 +14,10 @@ events go by: without ``--submit`` the run executes in this process, like the CL
 
 Either way it prints the steps' progress lines (``fin_assets/lib/progress.py``: partitions done /
 left, requests, rows, ETA) as they reach the run's event log, and exits 0 only if every run of
-the range succeeded; otherwise 1, with each failed step's message.
+the range succeeded; otherwise 1, with each failed step's message. What it cannot start (no
+instance, a selection or range that is not the assets', no daemon for ``--submit``) it refuses
+before any run, request or write: one line naming the option, the asset and the key, with
+what to give instead, exit status 2 (``InvalidInputError``, printed by ``fin_assets/tools/cli.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from typing import TextIO
 import dagster as dg
 
 from fin_assets.dagster_internals.backfill import (
-    BackfillError,
     backfill_requested,
     backfill_runs,
     create_range_run,
@@ -40,6 +42,7 @@ from fin_assets.dagster_internals.backfill import (
     submit_backfill,
 )
 from fin_assets.lib.progress import Progress, format_duration, parse_progress
+from resources.errors import InvalidInputError
 
 DEFAULT_MODULE = "fin_assets.definitions"
 POLL_S = 2.0
@@ -129,35 +132,70 @@ def run_here(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int
 
 def submit(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int:
     """An asset backfill for the daemon (what the UI launches), followed until it is done."""
-    heartbeats = instance.get_daemon_heartbeats()
-    beat = heartbeats.get("BACKFILL")
-    if beat is None or time.time() - beat.timestamp > DAEMON_HEARTBEAT_S:
-        raise BackfillError(
-            "--submit: no dagster-daemon is running for this instance (no backfill-daemon "
-            f"heartbeat in the last {DAEMON_HEARTBEAT_S:.0f} s under "
-            f"{os.environ.get('DAGSTER_HOME', '$DAGSTER_HOME')}): start one "
-            "(`dagster-daemon run -w workspace.yaml`), or leave out --submit to run the range "
-            "in this process"
-        )
     job = resolve_range(request.module, request.select, request.first, request.last)
+    require_daemon(instance)
     title = f"fin-assets backfill {request.select} {request.first}...{request.last}"
     backfill_id, count = submit_backfill(instance, job, title)
-    print(f"backfill {backfill_id}: {count} partitions, for the daemon", file=out)
     follower = Follower(instance, out)
     began = time.monotonic()
     run_ids: list[str] = []
-    while True:
-        requested = backfill_requested(instance, backfill_id)
-        runs = backfill_runs(instance, backfill_id)
-        for record in runs:
-            if record.dagster_run.run_id not in run_ids:
-                run_ids.append(record.dagster_run.run_id)
-                print(f"run {record.dagster_run.run_id}", file=out, flush=True)
-            follower.poll(record.dagster_run.run_id)
-        if not requested and all(r.dagster_run.is_finished for r in runs):
-            break
-        time.sleep(POLL_S)
+    try:
+        print(f"backfill {backfill_id}: {count} partitions, for the daemon", file=out, flush=True)
+        while True:
+            requested = backfill_requested(instance, backfill_id)
+            runs = backfill_runs(instance, backfill_id)
+            for record in runs:
+                if record.dagster_run.run_id not in run_ids:
+                    run_ids.append(record.dagster_run.run_id)
+                    print(f"run {record.dagster_run.run_id}", file=out, flush=True)
+                follower.poll(record.dagster_run.run_id)
+            if not requested and all(r.dagster_run.is_finished for r in runs):
+                break
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        # The backfill is the daemon's now: stopping to follow it does not stop it.
+        print(
+            f"stopped following backfill {backfill_id}; the daemon goes on with it: follow or "
+            "cancel it in the UI (Backfills)",
+            file=out,
+            flush=True,
+        )
+        return 130
     return _summary(instance, run_ids, follower, time.monotonic() - began, out)
+
+
+def require_daemon(instance: dg.DagsterInstance) -> None:
+    """--submit hands the range to a dagster-daemon: refuse it when none is running, rather
+    than leave a backfill nobody runs."""
+    beat = instance.get_daemon_heartbeats().get("BACKFILL")
+    if beat is None or time.time() - beat.timestamp > DAEMON_HEARTBEAT_S:
+        raise InvalidInputError(
+            "--submit: no dagster-daemon is running for this instance (no backfill-daemon "
+            f"heartbeat in the last {DAEMON_HEARTBEAT_S:.0f} s under DAGSTER_HOME="
+            f"{os.environ.get('DAGSTER_HOME', '')}): start one "
+            "(`dagster-daemon run -w workspace.yaml`, or `make ui`), or leave out --submit to "
+            "run the range in this process; nothing was submitted"
+        )
+
+
+def require_dagster_home() -> None:
+    """The instance directory a backfill is recorded in (the one the UI and the daemon read);
+    InvalidInputError, before anything is loaded, when DAGSTER_HOME does not name one."""
+    home = os.environ.get("DAGSTER_HOME", "")
+    fix = (
+        "point it at your instance's directory, e.g. `export DAGSTER_HOME=$PWD/.dagster_home` "
+        "(`make ui` and `make demo` create it)"
+    )
+    if not home:
+        raise InvalidInputError(
+            "DAGSTER_HOME is not set: a backfill is recorded in a Dagster instance, the one "
+            f"the UI and dagster-daemon read; {fix}"
+        )
+    path = os.path.expanduser(home)
+    if not os.path.isabs(path):
+        raise InvalidInputError(f"DAGSTER_HOME={home} is not an absolute path; {fix}")
+    if not os.path.isdir(path):
+        raise InvalidInputError(f"DAGSTER_HOME={home} is not a directory; {fix}")
 
 
 def _summary(
@@ -198,16 +236,17 @@ def main(argv: Sequence[str], *, out: TextIO = sys.stdout) -> int:
         help="hand the range to the running dagster-daemon as an asset backfill and follow it",
     )
     args = parser.parse_args(argv)
-    first, sep, last = args.partition_range.partition("...")
-    if not sep or not first or not last:
-        parser.error(f"--partition-range {args.partition_range!r}: expected FIRST...LAST")
-    request = Request(select=args.select, first=first, last=last, module=args.module)
+    bounds = args.partition_range.split("...")
+    if len(bounds) != 2 or not all(bounds):
+        raise InvalidInputError(
+            f"--partition-range {args.partition_range!r}: expected FIRST...LAST, two partition "
+            "keys joined by three dots, both included (e.g. 2026-01-05-00:00...2026-01-05-23:00 "
+            "for hourly assets)"
+        )
+    request = Request(select=args.select, first=bounds[0], last=bounds[1], module=args.module)
     runner: Callable[[Request, dg.DagsterInstance, TextIO], int] = (
         submit if args.submit else run_here
     )
-    try:
-        with dg.DagsterInstance.get() as instance:
-            return runner(request, instance, out)
-    except BackfillError as exc:
-        print(f"fin-assets backfill: {exc}", file=sys.stderr)
-        return 2
+    require_dagster_home()  # refused before the code location loads: no instance, no backfill
+    with dg.DagsterInstance.get() as instance:
+        return runner(request, instance, out)

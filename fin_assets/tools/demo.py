@@ -1,12 +1,14 @@
 """``fin-assets demo``: the whole pipeline on embedded defaults, end to end.
 
-Starts the simulator as its own process on a free loopback port, serving every declared
+Starts the simulator as its own process on its usual loopback port (8765; a free one when that
+is taken), serving every declared
 source's market (``us_equities`` on the XNYS calendar, ``crypto`` around the clock), then, for
 each source, materializes raw/bars and core/bars for every partition of the chosen days (one
 single-run backfill: session hours only on an exchange calendar) and then the daily tables,
 through the real Dagster instance in ``$DAGSTER_HOME`` (default ``.dagster_home/`` in the
 project), prints one summary per source, and stops the simulator. A second run reuses the
-stored snapshots: zero requests, identical tables.
+stored snapshots: zero requests, identical tables (snapshots are kept per endpoint, so only a
+run on the same port reuses them).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -25,14 +28,30 @@ from pathlib import Path
 from fin_assets.lib.catalog import simulator_calendar_args
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEMO_PORT = 8765  # the simulator's default base URL (resources/simulator/adapter.py)
+
+
+def _demo_port() -> int:
+    """The simulator's usual port when it is free, else 0 (any): the snapshots of a demo are
+    kept per endpoint (resources/endpoints.py), so a second demo reuses them only on the same
+    port."""
+    with socket.socket() as probe:
+        # As the simulator's server binds: a port left in TIME_WAIT by the last demo is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", DEMO_PORT))
+        except OSError:
+            return 0
+    return DEMO_PORT
 
 
 def _start_simulator(
     markets: Mapping[str, tuple[str, tuple[str, ...]]],
 ) -> tuple[subprocess.Popen[str], str]:
     calendars = simulator_calendar_args(dict(markets))
+    port = str(_demo_port())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fin_assets.tools.cli", "simulator", "--port", "0", *calendars],
+        [sys.executable, "-m", "fin_assets.tools.cli", "simulator", "--port", port, *calendars],
         stdout=subprocess.PIPE,
         text=True,
     )

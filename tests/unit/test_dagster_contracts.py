@@ -1634,7 +1634,7 @@ MEMBERS: list[tuple[str, str, str, Check]] = [
     (
         "dagster:PartitionsDefinition",
         "has_partition_key",
-        "event_log.py:_valid_keys, backfill.py:resolve_range",
+        "event_log.py:_valid_keys; backfill.py:resolve_range through lib/partitions.py",
         takes("partition_key"),
     ),
 ]

@@ -6,6 +6,7 @@
 import dagster as dg
 
 from fin_assets.lib.assets.common import dagster_errors, partition_windows, range_result
+from fin_assets.lib.assets.ranges import run_partition_keys
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.progress import ProgressReporter
 from fin_assets.lib.resources import SnapshotStoreResource, WarehouseResource
@@ -37,6 +38,7 @@ def build_core_bars_asset(source: Source, partitions: SourcePartitions) -> dg.As
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         asset = source.key("core", "bars").to_user_string()
+        run_partition_keys(context, hourly, asset=asset)  # before any read or write
         wh = warehouse.warehouse()
         windows = partition_windows(context, hourly)
         reporter = ProgressReporter(context.log.info, asset=asset, total=len(windows))

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from fin_assets.lib.assets.common import dagster_errors, partition_windows, range_result
+from fin_assets.lib.assets.ranges import run_partition_keys
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.resources import WarehouseResource
 from fin_assets.lib.sources import Source
@@ -77,6 +78,7 @@ def _daily_asset(
     def daily_table(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
+        run_partition_keys(context, partitions.daily, asset=key.to_user_string())
         wh = warehouse.warehouse()
         with dagster_errors(asset=key.to_user_string()):
             result = build_daily_table(

@@ -17,6 +17,7 @@ from fin_assets.lib.assets.common import (
     range_result,
     retry_number,
 )
+from fin_assets.lib.assets.ranges import run_partition_keys
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.progress import ProgressReporter
 from fin_assets.lib.resources import MarketApiResource, SnapshotStoreResource, UniverseResource
@@ -59,15 +60,16 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
         market_api: MarketApiResource = getattr(context.resources, market_key)
         universe: UniverseResource = getattr(context.resources, universe_key)
         snapshots: SnapshotStoreResource = context.resources.snapshots
+        asset = source.key("raw", "bars").to_user_string()
+        run_partition_keys(context, hourly, asset=asset)  # before any request or file
         window = context.partition_time_window
         if window.end > datetime.now(UTC):
             raise dg.Failure(
-                description=f"{source.key('raw', 'bars').to_user_string()}: window "
+                description=f"{asset}: window "
                 f"{window.start:%Y-%m-%d %H:%M}..{window.end:%H:%M} UTC has not closed yet; "
                 "partitions are fetched once their hour is over",
                 allow_retries=False,
             )
-        asset = source.key("raw", "bars").to_user_string()
         late_data = LateDataRetries(
             market_api.late_data_retries, market_api.late_data_retry_s, retry_number(context)
         )
@@ -123,6 +125,8 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
                 "snapshots_reused": result.snapshots_reused,
                 **result.client.as_metadata(),
                 "snapshot_root": dg.MetadataValue.path(str(store.root)),
+                # raw/<feed>/ under the root: sources on the same endpoint share it.
+                "snapshot_feed": result.feed,
             },
             common={"source": source.label, "provider": result.provider},
         )
