@@ -29,8 +29,9 @@ sandbox that sets that variable). The environment is this one without any FIN_* 
 Targets (the run exits 1 if one is missed): loading the definitions <= 1.5x ``import dagster``
 (medians, wall clock, with the bytecode cache); ten sources <= 1.3x one source. Also printed,
 not a target: the definitions against one asset, i.e. what the project adds to Dagster's own
-loading cost. Exchange sessions come from their cache file (``.cache/calendars``), filled by
-the untimed first run, as in any deployed process after its first start.
+loading cost. Exchange sessions come from their cache file (``fin_assets_cache/calendars`` under
+DAGSTER_HOME, else FIN_DATA_DIR), filled by the untimed first run, as in any deployed process
+after its first start.
 """
 
 from __future__ import annotations

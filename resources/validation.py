@@ -2,14 +2,17 @@
 
 Symbols, providers, table names and partition keys come from configuration and from the
 Dagster UI; each is checked here before any request is made or any file is touched, and a
-resolved path must stay under its root (no ``..``, no absolute parts, no symlink escapes).
+resolved path must stay under its root (no ``..``, no absolute parts, no symlink escapes). So
+are the places configuration points at: a provider's base URL, a directory to write into.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from resources.errors import InvalidInputError
 
@@ -23,7 +26,10 @@ POLYGON_TICKER_RE = re.compile(
 )
 PROVIDER_SYMBOL_RE = {"polygon": POLYGON_TICKER_RE}
 PROVIDER_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-TABLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# PostgreSQL's identifiers hold 63 bytes (NAMEDATALEN - 1); a longer one is cut silently, so two
+# long table names could become one. Every table, PostgreSQL or Parquet, keeps to it.
+MAX_IDENTIFIER_LENGTH = 63
+TABLE_RE = re.compile(rf"^[a-z][a-z0-9_]{{0,{MAX_IDENTIFIER_LENGTH - 1}}}$")
 HOURLY_KEY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}:00$")
 DAILY_KEY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
@@ -75,6 +81,11 @@ def validate_provider(provider: str) -> str:
 
 
 def validate_table(table: str) -> str:
+    if isinstance(table, str) and len(table) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidInputError(
+            f"invalid table name {table!r}: {len(table)} characters, and PostgreSQL identifiers "
+            f"hold {MAX_IDENTIFIER_LENGTH}"
+        )
     if not isinstance(table, str) or not TABLE_RE.fullmatch(table):
         raise InvalidInputError(f"invalid table name {table!r}: expected [a-z][a-z0-9_]*")
     return table
@@ -109,6 +120,51 @@ def safe_join(root: Path, *parts: str) -> Path:
     if path != root_resolved and root_resolved not in path.parents:
         raise InvalidInputError(f"path {path} escapes its root {root_resolved}")
     return path
+
+
+def validate_http_url(url: str) -> str:
+    """``url`` if it is an ``http://`` or ``https://`` URL with a host (a provider's base URL);
+    anything else (``file://``, a bare host, a typo in the scheme) fails here instead of at the
+    first request, where a connection error would be retried."""
+    shown = url
+    try:
+        parts = urlsplit(url)
+        if "@" in parts.netloc:  # user:password@host: never a password in a message
+            shown = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+        valid = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not any(c.isspace() for c in url)
+            and (parts.port is None or parts.port > 0)
+        )
+    except (ValueError, TypeError, AttributeError):  # a port that is not a number, not text
+        valid = False
+    if not valid:
+        raise InvalidInputError(
+            f"{shown!r} is not an http(s) URL with a host: expected e.g. https://api.binance.com "
+            "or http://127.0.0.1:8765"
+        )
+    return url
+
+
+def directory_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a directory this process writes into, or None: it is one, or it
+    can be created (its nearest existing parent is a writable directory). Checked without
+    writing anything, so a refusal leaves no trace."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+        why = "a read-only file system" if read_only else "no write permission for this user"
+        return (
+            f"{probe} is not writable ({why})"
+            if probe == path
+            else f"it does not exist and cannot be created: {probe} is not writable ({why})"
+        )
+    return None
 
 
 def ensure_utc(value: datetime) -> datetime:

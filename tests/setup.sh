@@ -6,6 +6,8 @@
 #   RabbitMQ    on 127.0.0.1:5672 with rabbitmqctl (tests/e2e/test_celery.py): started likewise
 #   prometheus  and promtool (tests/e2e/test_metrics_prometheus.py, tests/unit/test_metrics_deploy.py)
 #   systemd-analyze (tests/unit/test_deploy.py verifies the shipped units)
+#   faketime    and unshare (tests/integration/test_deployed_checkout.py: a read-only checkout
+#               loaded on another day)
 #
 # A missing Debian package is installed when this runs as root with apt-get; otherwise it stops
 # with one line saying what to install. Nothing here is skipped: a test whose tool is absent
@@ -74,7 +76,9 @@ say "RabbitMQ answers"
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 \
   || install_debian prometheus "prometheus/promtool"
 command -v systemd-analyze >/dev/null 2>&1 || install_debian systemd "systemd-analyze"
-for tool in prometheus promtool systemd-analyze; do
+command -v faketime >/dev/null 2>&1 || install_debian faketime "faketime"
+command -v unshare >/dev/null 2>&1 || install_debian util-linux "unshare"
+for tool in prometheus promtool systemd-analyze faketime unshare; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is still not on PATH after installing it"
 done
 say "$(prometheus --version 2>&1 | head -n 1)"

@@ -28,13 +28,14 @@ from fin_assets.lib.schedules import build_schedules
 from fin_assets.lib.sensors import build_new_bars_sensor
 from fin_assets.lib.settings import Settings
 from fin_assets.lib.sources import Source
-from resources.calendars import load_sessions
+from resources.calendars import load_sessions, sessions_horizon
 from resources.errors import InvalidInputError
 
 
 def partitions_of(source: Source, settings: Settings) -> SourcePartitions:
-    # Sessions through the end of next year: the cache file is written again once a year.
-    last = date(date.today().year + 1, 12, 31)
+    # A horizon fixed for years (resources/calendars.py says why), so a load on 1 January
+    # builds what a load on 31 December did, from the same cache file.
+    last = sessions_horizon(date.today())
     try:
         sessions = load_sessions(
             source.calendar, first=source.partitions_start, last=last, cache_dir=settings.cache_dir

@@ -3,7 +3,9 @@
 Every setting is declared once in ``SETTINGS`` — its variable, its default and what it means
 (the table of ``docs/configuration.md`` is checked against this list by a test) — and parsed
 once in ``Settings.from_env``, when Dagster loads the definitions, never at import time. A bad value
-fails the load with an error naming the variable. Secrets (``FIN_API_KEY``,
+fails the load with an error naming the variable and what to do, before any request or write:
+a directory that cannot be written, a warehouse URL libpq would refuse and a base URL that is
+not http(s) included, not only values out of range. Secrets (``FIN_API_KEY``,
 ``FIN_ALERT_WEBHOOK_URL``) are never read into settings: only whether they are set, so that
 ``fin_assets/definitions.py`` can bind them as ``dg.EnvVar`` and their values stay out of run
 config, the UI and event logs.
@@ -15,6 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fin_assets.lib.freshness import FreshnessSettings
 from resources.calendars import TWENTY_FOUR_SEVEN, validate_calendar_name
@@ -25,12 +28,18 @@ from resources.providers import get_adapter
 from resources.providers.base import ProviderAdapter
 from resources.ratelimit.policy import QuotaPolicy
 from resources.raw.ingest import DEFAULT_LATE_DATA_RETRIES, DEFAULT_LATE_DATA_RETRY_S
-from resources.validation import parse_symbols
+from resources.storage.parquet import ParquetWarehouse
+from resources.storage.warehouse import warehouse_from_url
+from resources.validation import directory_problem, parse_symbols, validate_http_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 API_KEY_VARIABLE = "FIN_API_KEY"
 WEBHOOK_VARIABLE = "FIN_ALERT_WEBHOOK_URL"
 QUOTA_STORE_FILE = "fin_assets_quota.sqlite"
+# Caches (exchange sessions) live next to the quota state: under DAGSTER_HOME, else under
+# FIN_DATA_DIR; never in the checkout, which a deployment mounts read-only.
+CACHE_DIR = "fin_assets_cache"
+WAREHOUSE_FORMS = "an absolute directory (the Parquet lake) or postgresql://user@host:5432/db"
 EXECUTORS = ("multiprocess", "celery")
 # RabbitMQ's own default account, on loopback: a real deployment names its broker.
 DEFAULT_CELERY_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -58,7 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FIN_SYMBOLS", "AAPL,MSFT,GOOG,AMZN,NVDA", "the symbol universe, comma-separated"),
     Setting("FIN_CALENDAR", TWENTY_FOUR_SEVEN, "the exchange calendar of the shorthand source"),
     Setting("FIN_SOURCES_DIR", "", "empty = fin_assets/defs/: the declared sources' YAML"),
-    Setting("FIN_DATA_DIR", "", "empty = <project>/data: snapshots, manifests, Parquet lake"),
+    Setting(
+        "FIN_DATA_DIR", "", "empty = <project>/data: snapshots, manifests, Parquet lake, caches"
+    ),
     Setting("FIN_WAREHOUSE_URL", "", "empty = <FIN_DATA_DIR>/warehouse (Parquet)"),
     Setting(
         "FIN_QUOTA_REQUESTS",
@@ -134,7 +145,9 @@ class Settings:
     # The defaults of every source's freshness windows (a source's YAML may set its own).
     freshness: FreshnessSettings
     calendar: str  # FIN_CALENDAR: the shorthand source's calendar
-    cache_dir: Path  # exchange sessions, computed once (resources/calendars.py)
+    # Exchange sessions, computed once (resources/calendars.py): <DAGSTER_HOME or FIN_DATA_DIR>/
+    # fin_assets_cache/calendars; unwritable, they are kept in each process's memory instead.
+    cache_dir: Path
     sources_dir: Path | None  # FIN_SOURCES_DIR; None: fin_assets/defs/ (the component tree)
     metrics_cache_s: float  # FIN_METRICS_CACHE_SECONDS (fin_assets/tools/metrics/)
     executor: str  # FIN_EXECUTOR: one of EXECUTORS (fin_assets/dagster_internals/executors.py)
@@ -151,7 +164,7 @@ class Settings:
         adapter = get_adapter(provider)
         has_api_key = bool(env.get(API_KEY_VARIABLE))
         adapter.check_api_key(API_KEY_VARIABLE if has_api_key else None)
-        data_dir = Path(read.text("FIN_DATA_DIR") or PROJECT_ROOT / "data").expanduser().resolve()
+        data_dir = _data_dir(env)
         # One quota state for every process of the instance: a file next to it.
         instance_dir = Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else data_dir
         quota_text = read.text("FIN_QUOTA_REQUESTS").strip().lower()
@@ -202,8 +215,24 @@ class Settings:
             daily_deadline_cron=read.text("FIN_FRESHNESS_DAILY_DEADLINE_CRON"),
         )
         base_url = env.get("FIN_API_BASE_URL") or adapter.default_base_url
+        try:
+            validate_http_url(base_url)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"FIN_API_BASE_URL: {exc}; set the provider's address, or unset FIN_API_BASE_URL "
+                "for its own"
+            ) from None
+        if "FIN_SYMBOLS" in env and not env["FIN_SYMBOLS"]:
+            # Empty is not "unset" here: the defaults would be fetched instead of nothing.
+            raise InvalidInputError(
+                "FIN_SYMBOLS is set but empty: name the symbols (e.g. FIN_SYMBOLS=AAPL,MSFT), or "
+                "unset FIN_SYMBOLS for the declared sources (fin_assets/defs/)"
+            )
         symbols = parse_symbols(read.text("FIN_SYMBOLS"), provider=provider)
-        calendar = validate_calendar_name(read.text("FIN_CALENDAR"))
+        try:
+            calendar = validate_calendar_name(read.text("FIN_CALENDAR"))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"FIN_CALENDAR: {exc}") from None
         return cls(
             provider=provider,
             adapter=adapter,
@@ -211,7 +240,7 @@ class Settings:
             has_api_key=has_api_key,
             symbols=symbols,
             data_dir=data_dir,
-            warehouse_url=env.get("FIN_WAREHOUSE_URL") or str(data_dir / "warehouse"),
+            warehouse_url=_warehouse_url(env.get("FIN_WAREHOUSE_URL", ""), data_dir),
             quota_store=env.get("FIN_QUOTA_STORE") or str(instance_dir / QUOTA_STORE_FILE),
             configured_quota=quota,
             learn_quota=learn,
@@ -228,7 +257,7 @@ class Settings:
             new_data_lookback_hours=int(read.number("FIN_NEW_DATA_LOOKBACK_HOURS", int)),
             freshness=freshness,
             calendar=calendar,
-            cache_dir=PROJECT_ROOT / ".cache" / "calendars",
+            cache_dir=instance_dir / CACHE_DIR / "calendars",
             sources_dir=Path(env["FIN_SOURCES_DIR"]).expanduser().resolve()
             if env.get("FIN_SOURCES_DIR")
             else None,
@@ -237,6 +266,61 @@ class Settings:
             celery_broker=read.text("FIN_CELERY_BROKER"),
             celery_broker_set=bool(env.get("FIN_CELERY_BROKER")),
         )
+
+
+def _data_dir(env: Mapping[str, str]) -> Path:
+    """FIN_DATA_DIR, resolved, if snapshots can be written there (checked without writing)."""
+    given = env.get("FIN_DATA_DIR")
+    data_dir = Path(given or PROJECT_ROOT / "data").expanduser().resolve()
+    problem = directory_problem(data_dir)
+    if problem is not None:
+        what = (
+            f"FIN_DATA_DIR={given!r}"
+            if given
+            else f"FIN_DATA_DIR is unset and its default {data_dir}"
+        )
+        raise InvalidInputError(
+            f"{what} cannot hold the snapshots and tables: {problem}; point FIN_DATA_DIR at a "
+            "directory this user can write (created if missing; the systemd units use "
+            "/var/lib/fin-assets/data)"
+        )
+    return data_dir
+
+
+def _warehouse_url(url: str, data_dir: Path) -> str:
+    """FIN_WAREHOUSE_URL if the warehouse it names can be written: a directory (checked like
+    FIN_DATA_DIR) or a PostgreSQL URL libpq accepts (checked without connecting)."""
+    if not url:
+        return str(data_dir / "warehouse")  # FIN_DATA_DIR is checked already
+    from resources.storage.pg import redact_url
+
+    shown = redact_url(url) if "://" in url else url
+
+    def refuse(problem: str) -> InvalidInputError:
+        return InvalidInputError(f"FIN_WAREHOUSE_URL={shown!r}: {problem}; use {WAREHOUSE_FORMS}")
+
+    try:
+        warehouse = warehouse_from_url(url)  # the schemes, as the run will choose
+    except InvalidInputError as exc:
+        raise refuse(str(exc).removesuffix(" in FIN_WAREHOUSE_URL")) from None
+    if not isinstance(warehouse, ParquetWarehouse):
+        from resources.storage.pg import postgres_url_problem
+
+        problem = postgres_url_problem(url)
+        if problem is not None:
+            raise refuse(f"not a PostgreSQL URL libpq accepts ({problem})")
+        return url
+    parts = urlsplit(url)
+    if parts.scheme and parts.netloc not in ("", "localhost"):
+        raise refuse(f"{parts.scheme}:// takes a path, not the host {parts.netloc!r}")
+    if not Path(parts.path if parts.scheme else url).is_absolute():
+        # A relative directory would follow each process's working directory; and
+        # "postgresql//host/db", a URL with a typo, is one.
+        raise refuse("a relative path, which each process would read from its own directory")
+    problem = directory_problem(warehouse.root)
+    if problem is not None:
+        raise refuse(f"the Parquet lake cannot be written there: {problem}")
+    return url
 
 
 class _Reader:

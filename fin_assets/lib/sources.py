@@ -11,7 +11,13 @@ Names of a declared source ``crypto``: asset keys ``raw/crypto/bars``, ``core/cr
 ``core/crypto/daily_bars``, ``core/crypto/daily_returns`` (group ``crypto``); tables
 ``crypto__core_bars`` ...; manifests under ``manifests/crypto__raw_bars/``; jobs
 ``crypto__bars_hourly_job`` ...; resources ``market_api__crypto`` and ``universe__crypto``.
-Source names are ``[a-z][a-z0-9_]*`` without ``__``, so ``<source>__<table>`` is unique.
+Source names are ``[a-z][a-z0-9_]*`` without ``__``, so ``<source>__<table>`` is unique, and at
+most ``MAX_NAME_LENGTH`` (43) characters, so that ``<source>__core_daily_returns`` fits the 63
+characters of a PostgreSQL identifier (a longer name loaded, then failed every daily run).
+
+A source is checked when it is made, before any request or write: a bad field raises a
+``SourceFieldError`` naming the field, which ``fin_assets/lib/components.py`` turns into the
+file and line it came from.
 """
 
 from __future__ import annotations
@@ -23,13 +29,31 @@ from datetime import date
 import dagster as dg
 
 from fin_assets.lib.freshness import FreshnessSettings
-from resources.calendars import TWENTY_FOUR_SEVEN
+from resources.calendars import TWENTY_FOUR_SEVEN, validate_calendar_name
 from resources.endpoints import endpoint_of
 from resources.errors import InvalidInputError
 from resources.ratelimit.policy import QuotaPolicy
+from resources.tables.core import CORE_BARS_TABLE
+from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
+from resources.validation import MAX_IDENTIFIER_LENGTH, validate_http_url
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+RAW_BARS_MANIFESTS = "raw_bars"  # the manifests' dataset: <source>__raw_bars
+# Every table a source writes is "<name>__<base>"; the longest base bounds the name.
+SOURCE_TABLES = (CORE_BARS_TABLE, DAILY_BARS_TABLE, DAILY_RETURNS_TABLE, RAW_BARS_MANIFESTS)
+LONGEST_TABLE = max(SOURCE_TABLES, key=len)
+MAX_NAME_LENGTH = MAX_IDENTIFIER_LENGTH - len("__") - len(LONGEST_TABLE)
+
+
+class SourceFieldError(InvalidInputError):
+    """A source's field refused: ``field`` is its name in the YAML (``attributes.<field>``),
+    ``reason`` what is wrong with it and what to do instead."""
+
+    def __init__(self, label: str, field: str, reason: str) -> None:
+        super().__init__(f"source {label}: {field}: {reason}")
+        self.field = field
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -51,16 +75,17 @@ class Source:
     overrides: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        if self.name is not None and not SOURCE_NAME.fullmatch(self.name):
-            raise InvalidInputError(
-                f"invalid source name {self.name!r}: expected lower-case letters, digits and "
-                "single underscores, starting with a letter (e.g. us_equities)"
-            )
-        if self.api_key_env is not None and not ENV_VAR_NAME.fullmatch(self.api_key_env):
-            raise InvalidInputError(
-                f"source {self.label}: api_key_env must name an environment variable "
-                f"(e.g. POLYGON_API_KEY), not hold the key itself"
-            )
+        checks = (
+            ("name", lambda name: name is None or check_source_name(name)),
+            ("api_key_env", _check_env_var_name),
+            ("base_url", validate_http_url),
+            ("calendar", validate_calendar_name),
+        )
+        for field, check in checks:
+            try:
+                check(getattr(self, field))
+            except InvalidInputError as exc:
+                raise SourceFieldError(self.label, field, str(exc)) from None
 
     @property
     def label(self) -> str:
@@ -98,3 +123,27 @@ class Source:
             return f"provider_{self.provider}"
         endpoint = endpoint_of(self.base_url)  # host[:port]: never a user or password
         return f"{self.provider}:{(self.api_key_env or 'public').lower()}@{endpoint}"
+
+
+def check_source_name(name: str) -> str:
+    """``name`` if it can name a source: its asset keys, jobs and tables."""
+    if not SOURCE_NAME.fullmatch(name):
+        raise InvalidInputError(
+            f"invalid source name {name!r}: expected lower-case letters, digits and single "
+            "underscores, starting with a letter (e.g. us_equities)"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInputError(
+            f"source name {name!r} is {len(name)} characters: at most {MAX_NAME_LENGTH}, because "
+            f"its longest table, {name}__{LONGEST_TABLE}, must fit the {MAX_IDENTIFIER_LENGTH} "
+            "characters of a PostgreSQL identifier; choose a shorter name"
+        )
+    return name
+
+
+def _check_env_var_name(name: str | None) -> None:
+    if name is not None and not ENV_VAR_NAME.fullmatch(name):
+        raise InvalidInputError(
+            "expected the NAME of the environment variable holding the key (e.g. "
+            "POLYGON_API_KEY), never the key itself"
+        )

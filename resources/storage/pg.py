@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,6 +23,24 @@ def redact_url(url: str) -> str:
         netloc = f"{userinfo.split(':', 1)[0]}@{hosts}"
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """What libpq would refuse in ``url`` when connecting, found without connecting (so a
+    malformed URL fails the load, not the first write), or None."""
+    from psycopg2.extensions import parse_dsn
+
+    if urlsplit(url).scheme not in POSTGRES_SCHEMES:
+        return f"the scheme must be {' or '.join(POSTGRES_SCHEMES)}"
+    try:
+        params = parse_dsn(url)
+    except psycopg2.ProgrammingError as exc:
+        # libpq quotes what it choked on, user info and password included: not in a message.
+        return re.sub(r'"[^"]*@[^"]*"', '"..."', str(exc).strip())
+    for port in str(params.get("port", "5432")).split(","):
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            return f"port {port!r} is not a number from 1 to 65535"
+    return None
 
 
 def connect(url: str, *, application_name: str) -> Any:

@@ -3,7 +3,9 @@ naming its file, field and reason."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +15,7 @@ import pytest
 from fin_assets.definitions import build_definitions
 from resources.simulator.server import MarketSimulator
 from tests.conftest import RANGE_END_TAG, RANGE_START_TAG
-from tests.helpers import PROJECT_ROOT
+from tests.helpers import BIN, PROJECT_ROOT
 
 THIRD = """\
 type: fin_assets.lib.components.MarketDataSource
@@ -70,7 +72,7 @@ def test_a_third_source_is_one_yaml_file(sim: MarketSimulator, tmp_path: Path) -
         (
             "provider: nyse\n  symbols: [AAPL]",
             "provider",
-            "should be 'binance', 'polygon' or 'simulator'",
+            "'nyse' is not one of ['binance', 'polygon', 'simulator']",
         ),
         ("provider: simulator\n  symbols: [AAPL, 'not a symbol']", "symbols", "invalid symbol"),
         (
@@ -81,7 +83,7 @@ def test_a_third_source_is_one_yaml_file(sim: MarketSimulator, tmp_path: Path) -
         (
             "provider: polygon\n  symbols: [AAPL]\n  api_key_env: sk_live_0123456789abcdef",
             "api_key_env",
-            "String should match pattern",
+            "not the NAME of an environment variable (e.g. POLYGON_API_KEY): never the key",
         ),
     ],
 )
@@ -107,3 +109,44 @@ def test_a_bad_source_file_fails_to_load_naming_file_field_and_reason(
     assert "broken/defs.yaml" in message, message
     assert field in message, message
     assert reason in message, message
+    assert "sk_live" not in message  # a key written where its variable's name belongs
+
+
+def test_dg_check_yaml_refuses_what_the_load_refuses(tmp_path: Path) -> None:
+    """`dg check yaml` validates a file against the component's schema: a calendar the load
+    refuses (XASX crosses midnight UTC), a name too long for its tables, an infinite quota and
+    a file:// base URL each fail it, naming file, line and field. (Each bad value's load
+    message: tests/unit/test_refused_at_load.py.)"""
+    # A project of one source file: the component type is the project's own (installed).
+    (tmp_path / "pyproject.toml").write_text((PROJECT_ROOT / "pyproject.toml").read_text())
+    source = tmp_path / "fin_assets" / "defs" / "asx"
+    source.mkdir(parents=True)
+    (source / "defs.yaml").write_text(
+        "type: fin_assets.lib.components.MarketDataSource\n"
+        "attributes:\n"
+        f"  name: {'a' * 44}\n"
+        "  provider: simulator\n"
+        "  symbols: [BHP]\n"
+        "  calendar: XASX\n"
+        "  quota: {requests: .inf, window_seconds: 1}\n"
+        "  base_url: file:///srv/bars\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FIN_", "DAGSTER_"))}
+    proc = subprocess.run(
+        [str(BIN / "dg"), "check", "yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    where = f"{source / 'defs.yaml'}"
+    kind = "fin_assets.lib.components.MarketDataSource"
+    for line, problem in [
+        (3, f"attributes.name '{'a' * 44}' is too long"),
+        (6, "attributes.calendar 'XASX' is not one of ['24/7', '24/5', 'AIXK'"),
+        (7, "attributes.quota {'requests': inf, 'window_seconds': 1} is not valid under any"),
+        (8, "attributes.base_url 'file:///srv/bars' does not match"),
+    ]:
+        assert f"{where}:{line} - {kind} {problem}" in proc.stdout, proc.stdout

@@ -1,6 +1,8 @@
 """Calendars decide which hours are partitions, which minutes are expected, when a source is
 stale and what the new-data sensor requests: a weekend, a holiday, an early close and both DST
-changes, for an equities source (XNYS) and a crypto source (24/7)."""
+changes, for an equities source (XNYS) and a crypto source (24/7). The sessions reach a horizon
+that does not move with the year of the load, and are cached where a deployment can write (or
+kept in memory); the calendars a source may name are those exchange_calendars can give."""
 
 from __future__ import annotations
 
@@ -16,7 +18,18 @@ from dagster._core.definitions.partitions.context import partition_loading_conte
 from fin_assets.lib.freshness import FreshnessSettings, freshness_policy_for
 from fin_assets.lib.partitions import SourcePartitions, source_partitions
 from fin_assets.lib.sensors import closed_hours, session_hour_keys
-from resources.calendars import TWENTY_FOUR_SEVEN, load_sessions
+from resources.calendars import (
+    SESSIONS_THROUGH,
+    SUPPORTED_CALENDARS,
+    SUPPORTED_FROM,
+    SUPPORTED_VERSION,
+    TWENTY_FOUR_SEVEN,
+    calendar_version,
+    compute_sessions,
+    load_sessions,
+    sessions_horizon,
+    validate_calendar_name,
+)
 from resources.errors import InvalidInputError
 from resources.quality import check_missing_minutes
 
@@ -259,7 +272,140 @@ def test_the_sensor_requests_every_crypto_hour(crypto: SourcePartitions) -> None
 def test_an_unknown_calendar_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="unknown calendar 'XNYZ'"):
         load_sessions("XNYZ", first=date(2026, 1, 1), last=date(2026, 12, 31), cache_dir=tmp_path)
-    with pytest.raises(InvalidInputError, match="invalid calendar 'New York'"):
+    with pytest.raises(InvalidInputError, match="unknown calendar 'New York'"):
         load_sessions(
             "New York", first=date(2026, 1, 1), last=date(2026, 12, 31), cache_dir=tmp_path
         )
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("XASX", "its sessions cross midnight UTC (the session of 2026-01-02 is 23:00..05:00 UTC)"),
+        ("ASX", "its sessions cross midnight UTC"),  # XASX's alias
+        ("XBOM", "XBOM holidays are only recorded to the year 2026"),
+        ("ASEX", "cannot compute its sessions over 2026-01-01..2030-12-31 (NotImplementedError"),
+    ],
+)
+def test_an_unsupported_calendar_is_refused_saying_why(name: str, reason: str) -> None:
+    with pytest.raises(InvalidInputError) as error:
+        validate_calendar_name(name)
+    assert str(error.value).startswith(f"calendar {name!r} is not supported: "), error.value
+    assert reason in str(error.value), error.value
+
+
+@pytest.mark.slow(12)
+def test_the_supported_calendars_are_those_exchange_calendars_gives_to_the_horizon() -> None:
+    """Every calendar of the library (aliases too) is supported exactly when the library
+    computes its sessions over SUPPORTED_FROM..SESSIONS_THROUGH and none crosses midnight UTC:
+    the list the schema of `dg check yaml` offers is what the load accepts."""
+    import exchange_calendars
+
+    assert calendar_version() == SUPPORTED_VERSION, (
+        f"exchange_calendars is {calendar_version()}: check SUPPORTED_CALENDARS against it "
+        "(this test says what changed) and set SUPPORTED_VERSION"
+    )
+    aliases = exchange_calendars.aliases_to_names()
+    computes = set()
+    for name in exchange_calendars.get_calendar_names(include_aliases=False):
+        try:
+            compute_sessions(name, first=SUPPORTED_FROM, last=SESSIONS_THROUGH)
+        except InvalidInputError:
+            continue
+        computes.add(name)
+    computes |= {alias for alias, name in aliases.items() if name in computes}
+    assert set(SUPPORTED_CALENDARS) == computes | {TWENTY_FOUR_SEVEN}
+
+
+# -- the horizon: fixed for years, so a load on 1 January builds what one on 31 December did ----
+@pytest.mark.parametrize(
+    "today", [date(2026, 12, 6), date(2027, 1, 1), date(2027, 1, 2), date(2029, 12, 31)]
+)
+def test_the_horizon_does_not_move_with_the_year_of_the_load(today: date) -> None:
+    assert sessions_horizon(today) == SESSIONS_THROUGH
+
+
+@pytest.mark.parametrize(
+    ("today", "horizon"),
+    [
+        (date(2030, 1, 1), date(2031, 12, 31)),
+        (date(2030, 12, 31), date(2031, 12, 31)),
+        (date(2041, 6, 1), date(2042, 12, 31)),
+    ],
+)
+def test_from_the_horizons_year_on_a_year_of_sessions_is_always_ahead(
+    today: date, horizon: date
+) -> None:
+    assert sessions_horizon(today) == horizon
+
+
+def test_a_code_location_loaded_in_december_2030_knows_2031s_sessions(
+    instance: dg.DagsterInstance,
+) -> None:
+    sessions = load_sessions(
+        "XNYS", first=SUPPORTED_FROM, last=sessions_horizon(date(2030, 12, 20)), cache_dir=CACHE
+    )
+    partitions = source_partitions(sessions)
+    with partition_loading_context(utc(2031, 12, 1), instance):
+        # Thanksgiving 2031: closed; the day after closes at 13:00 New York (18:00 UTC).
+        assert hours(partitions, utc(2031, 11, 27), utc(2031, 11, 28)) == []
+        assert hours(partitions, utc(2031, 11, 28), utc(2031, 11, 29)) == [
+            f"2031-11-28-{h}:00" for h in range(14, 18)
+        ]
+
+
+@pytest.mark.parametrize("name", ["XNYS", "XLON", "XTKS", "XHKG", "24/5"])
+def test_the_partitions_are_exactly_the_session_hours_and_days(
+    name: str, instance: dg.DagsterInstance
+) -> None:
+    """The exclusions (crons for what is always closed, by hour, weekday and month, then
+    datetimes) leave exactly the hours and days that hold session time: around both DST
+    changes, a lunch break (XTKS, XHKG), and near the horizon."""
+    sessions = load_sessions(name, first=SUPPORTED_FROM, last=SESSIONS_THROUGH, cache_dir=CACHE)
+    partitions = source_partitions(sessions)
+    for start, end in [(utc(2026, 2, 23), utc(2026, 4, 6)), (utc(2030, 10, 14), utc(2030, 12, 1))]:
+        expected_hours = [
+            f"{h:%Y-%m-%d-%H:00}"
+            for h in (
+                start + timedelta(hours=n) for n in range((end - start) // timedelta(hours=1))
+            )
+            if sessions.is_open_during(h, h + timedelta(hours=1))
+        ]
+        expected_days = [
+            f"{d:%Y-%m-%d}"
+            for d in (start + timedelta(days=n) for n in range((end - start).days))
+            if sessions.is_open_during(d, d + timedelta(days=1))
+        ]
+        with partition_loading_context(end, instance):
+            window = dg.TimeWindow(start, end)
+            assert partitions.hourly.get_partition_keys_in_time_window(window) == expected_hours
+            assert partitions.daily.get_partition_keys_in_time_window(window) == expected_days
+
+
+# -- the cache: where a deployment writes, and never a reason for a load to fail ----------------
+def test_the_sessions_are_cached_in_the_directory_given(tmp_path: Path) -> None:
+    cache = tmp_path / "fin_assets_cache" / "calendars"
+    computed = load_sessions(
+        "24/5", first=date(2026, 1, 1), last=date(2026, 3, 31), cache_dir=cache
+    )
+    (written,) = cache.iterdir()
+    assert written.name == f"24_5-{calendar_version()}-2026-01-01-2026-03-31.json"
+    assert written.read_bytes() == computed.to_json()
+
+
+def test_a_cache_that_cannot_be_written_costs_time_not_the_load(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read-only file system, a directory of another user, or here, for root too, a
+    directory that would be inside a file: the sessions are computed and kept in memory."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cache = blocker / "calendars"
+    for last in (date(2026, 6, 30), date(2026, 12, 31)):
+        sessions = load_sessions("XLON", first=date(2026, 1, 1), last=last, cache_dir=cache)
+        assert sessions.opens and sessions.last == last
+    logged = [r.getMessage() for r in caplog.records if "not cached" in r.getMessage()]
+    assert len(logged) == 1, logged  # once per directory, not per calendar or range
+    assert f"cannot write {cache}" in logged[0] and "DAGSTER_HOME or FIN_DATA_DIR" in logged[0]
+    assert list(tmp_path.iterdir()) == [blocker]

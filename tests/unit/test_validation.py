@@ -9,10 +9,13 @@ import pytest
 
 from resources.errors import InvalidInputError
 from resources.validation import (
+    MAX_IDENTIFIER_LENGTH,
+    directory_problem,
     ensure_utc,
     parse_symbols,
     partition_file_stem,
     safe_join,
+    validate_http_url,
     validate_partition_key,
     validate_provider,
     validate_symbol,
@@ -127,6 +130,51 @@ def test_invalid_provider_and_table_names(name: str) -> None:
         validate_provider(name)
     with pytest.raises(InvalidInputError, match="invalid table name"):
         validate_table(name)
+
+
+def test_a_table_name_longer_than_postgresql_keeps_is_refused_saying_so() -> None:
+    assert validate_table("t" * MAX_IDENTIFIER_LENGTH) == "t" * 63
+    with pytest.raises(
+        InvalidInputError, match="64 characters, and PostgreSQL identifiers hold 63"
+    ):
+        validate_table("t" * 64)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.binance.com", "http://127.0.0.1:8765", "https://u:p@host/v2?x=1"]
+)
+def test_http_urls_with_a_host_are_base_urls(url: str) -> None:
+    assert validate_http_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("file:///srv/bars", "'file:///srv/bars'"),
+        ("127.0.0.1:8765", "'127.0.0.1:8765'"),
+        ("htps://api.binance.com", "'htps://api.binance.com'"),
+        ("http:///v1", "'http:///v1'"),
+        ("http://host:port", "'http://host:port'"),
+        ("http://[::1", "'http://[::1'"),
+        ("http://api.example.com/a b", "'http://api.example.com/a b'"),
+        ("http://user:hunter2@host:0", "'http://***@host:0'"),  # never the password
+    ],
+)
+def test_anything_else_is_refused_as_a_base_url(url: str, shown: str) -> None:
+    with pytest.raises(InvalidInputError) as error:
+        validate_http_url(url)
+    assert str(error.value).startswith(f"{shown} is not an http(s) URL with a host"), error.value
+
+
+def test_a_directory_to_write_into_is_checked_without_writing(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("")
+    assert directory_problem(tmp_path) is None
+    assert directory_problem(tmp_path / "new" / "deeper") is None  # created when written
+    assert directory_problem(tmp_path / "a_file") == f"{tmp_path}/a_file is a file, not a directory"
+    assert directory_problem(tmp_path / "a_file" / "x") == (
+        f"{tmp_path}/a_file is a file, not a directory"
+    )
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "a_file"]
 
 
 def test_safe_join_stays_under_root(tmp_path: Path) -> None:
