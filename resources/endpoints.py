@@ -6,20 +6,26 @@ labels, pool names), the directory raw snapshots are kept under (``Feed``), and 
 fingerprint (quota keys, and snapshot keys where the provider's answers depend on the plan).
 
 A base URL may hold a user and password (``http://user:pass@proxy:8080``): they are secrets,
-registered with ``resources.secrets`` and kept only in the URL the HTTP client is built with.
+registered with ``resources.secrets`` when the URL is parsed, and kept in this process only. The
+definitions give resources the public URL (Dagster shows a resource's config in its UI and keeps
+it in run records); the client parsing that public URL in a step gets the user and password
+back from what the same process registered when it loaded the definitions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit, urlunsplit
+from dataclasses import dataclass, replace
+from urllib.parse import unquote, urlsplit
 
 from resources.errors import InvalidInputError
 from resources.secrets import redact, register
 from resources.validation import validate_provider
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# public URL -> (user, password) of the base URLs this process has parsed.
+_CREDENTIALS: dict[str, tuple[str, str | None]] = {}
 
 
 @dataclass(frozen=True)
@@ -34,32 +40,43 @@ class Endpoint:
     password: str | None = None
 
     @classmethod
-    def parse(cls, base_url: str, *, where: str = "base URL") -> Endpoint:
-        """``base_url`` as an endpoint; its password is registered as a secret at once."""
+    def parse(cls, base_url: str, *, where: str | None = None) -> Endpoint:
+        """``base_url`` as an endpoint; its password is registered as a secret at once. Anything
+        but an ``http(s)://`` URL with a host (``file://``, a bare host, a typo in the scheme, a
+        port that is no port) is refused naming ``where``, never showing a password."""
+        parts = None
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            parts = urlsplit(base_url)
+        username = password = None
+        if parts is not None:
+            with contextlib.suppress(ValueError):
+                username = unquote(parts.username) if parts.username else None
+                password = unquote(parts.password) if parts.password is not None else None
+            register(password, parts.password, f"{username}:{password}" if password else None)
+        port: int | None = None
         try:
-            parts = urlsplit(base_url.strip())
-        except ValueError as exc:
-            raise InvalidInputError(
-                f"{where}: {redact(str(exc))}; expected http(s)://host[:port][/path]"
-            ) from None
-        username = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password is not None else None
-        register(password, parts.password, f"{username}:{password}" if password else None)
-        try:
+            assert parts is not None
             port = parts.port
-        except ValueError as exc:
+            valid = (
+                parts.scheme in DEFAULT_PORTS
+                and bool(parts.hostname)
+                and not any(c.isspace() for c in base_url)
+                and (port is None or port > 0)
+            )
+        except (AssertionError, ValueError, TypeError, AttributeError):
+            valid = False
+        if not valid or parts is None or parts.hostname is None:
+            shown = redact(str(base_url))
+            if parts is not None and "@" in parts.netloc:  # never a user or password
+                shown = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
             raise InvalidInputError(
-                f"{where}: {redact(str(exc))}; expected http(s)://host[:port][/path]"
-            ) from None
-        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-            shown = urlunsplit(parts._replace(netloc=parts.hostname or "", query="", fragment=""))
-            raise InvalidInputError(
-                f"{where}: {shown!r} is not an http(s) URL; expected "
-                "http(s)://host[:port][/path] (e.g. https://api.binance.com)"
+                (f"{where}: " if where else "")
+                + f"{shown!r} is not an http(s) URL with a host: expected e.g. "
+                "https://api.binance.com or http://127.0.0.1:8765"
             )
         if port == DEFAULT_PORTS[parts.scheme]:
             port = None
-        return cls(
+        endpoint = cls(
             scheme=parts.scheme,
             host=parts.hostname.lower(),
             port=port,
@@ -67,6 +84,12 @@ class Endpoint:
             username=username,
             password=password,
         )
+        if username is not None:
+            _CREDENTIALS[endpoint.public_url] = (username, password)
+        elif endpoint.public_url in _CREDENTIALS:  # the public URL of one parsed before
+            username, password = _CREDENTIALS[endpoint.public_url]
+            endpoint = replace(endpoint, username=username, password=password)
+        return endpoint
 
     @property
     def netloc(self) -> str:

@@ -25,6 +25,9 @@ REDACTED = "***"
 # Base64 fragments shorter than this are not searched for inside longer base64 text: they would
 # match by chance and blank out ordinary words. A whole-value encoding is always searched.
 MIN_FRAGMENT = 8
+# A "secret" shorter than this is not one (a password "p" protects nothing) and redacting it
+# would blank out letters of every message: it is not registered.
+MIN_SECRET = 4
 
 
 def _hex_lower(text: str) -> str:
@@ -86,7 +89,7 @@ class Redactor:
             self.add(secret)
 
     def add(self, secret: str | None) -> None:
-        if not secret or secret in self._secrets:
+        if not secret or len(secret) < MIN_SECRET or secret in self._secrets:
             return
         with self._lock:
             self._secrets.add(secret)

@@ -29,6 +29,7 @@ from fin_assets.lib.sensors import build_new_bars_sensor
 from fin_assets.lib.settings import Settings
 from fin_assets.lib.sources import Source
 from resources.calendars import load_sessions, sessions_horizon
+from resources.endpoints import public_url
 from resources.errors import InvalidInputError
 
 
@@ -66,7 +67,10 @@ def source_resources(
     return {
         source.resource_key("market_api"): MarketApiResource(
             provider=source.provider,
-            base_url=source.base_url,
+            # The URL without its user and password: the resource's config is shown in the UI
+            # and kept with each run; the client gets them back in the step's own process
+            # (resources/endpoints.py), from the definitions it loaded.
+            base_url=public_url(source.base_url),
             # EnvVar keeps the key out of run config, the UI and event logs.
             api_key=dg.EnvVar(source.api_key_env) if has_key and source.api_key_env else None,
             # Unconfigured: the resource's own defaults (the provider's documented quota).

@@ -164,8 +164,12 @@ class MarketApiClient:
         logging.getLogger("httpcore").setLevel(logging.WARNING)
         import httpx
 
+        user = self.endpoint.username
         self._http = httpx.Client(
-            base_url=base_url,
+            # The public URL and the user apart: httpx sends them as HTTP Basic either way,
+            # and nothing httpx prints (its URLs, its errors) can then hold the password.
+            base_url=self.endpoint.public_url,
+            auth=httpx.BasicAuth(user, self.endpoint.password or "") if user is not None else None,
             timeout=timeout_s,
             transport=transport,
             headers={"user-agent": "fin-assets/0.1", "accept-encoding": "gzip"},

@@ -3,7 +3,8 @@ password in the base URL, through a provider behind a proxy that wants the passw
 succeeds once, then redirects (301, the key echoed percent-encoded in ``Location``), refuses
 the key (401, echoing it) and fails (500s, echoing the request). Every spelling of both secrets
 is then searched for under DAGSTER_HOME (runs, event log, compute logs), the data directory,
-the captured logs and output, the alert payloads and ``/metrics``."""
+the captured logs and output, the alert payloads, ``/metrics`` and the resources' config the UI
+shows."""
 
 from __future__ import annotations
 
@@ -189,6 +190,12 @@ def leaks(
     places["captured output"] = (out + err + cli.stdout + cli.stderr).encode()
     places["webhook payloads"] = b"\n".join(posted)
     places["/metrics"] = exposition.encode()
+    # What the UI shows of each resource (its config), and what a run records of it.
+    places["resource config"] = json.dumps(
+        {key: resource.model_dump() for key, resource in (defs.resources or {}).items()},
+        default=str,
+    ).encode()
+    assert b"127.0.0.1" in places["resource config"]
     yield places
 
 
