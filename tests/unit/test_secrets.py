@@ -184,3 +184,21 @@ def test_a_garbled_body_is_kept_on_the_error() -> None:
         list(client.iter_pages("AAPL", start=start, end=start.replace(hour=1)))
     assert error.value.body == garbage
     assert error.value.url is not None and error.value.url.startswith("http://sim.test/")
+
+
+def test_an_unexpected_error_quoting_a_secret_fails_the_step_redacted() -> None:
+    import dagster as dg
+
+    from fin_assets.lib.assets.common import dagster_errors
+    from resources.secrets import register
+
+    register(KEY)
+    with pytest.raises(dg.Failure) as failure, dagster_errors(asset="raw/bars"):
+        raise RuntimeError(f"a library said: GET https://x.test/?apikey={quote(KEY, safe='')}")
+    assert (
+        failure.value.description
+        == "raw/bars: RuntimeError: a library said: GET https://x.test/?apikey=***"
+    )
+    assert failure.value.__cause__ is None and failure.value.__context__ is not None  # suppressed
+    with pytest.raises(KeyError), dagster_errors(asset="raw/bars"):
+        raise KeyError("no secret here")  # left to Dagster, stack and all

@@ -16,6 +16,7 @@ from resources.errors import (
     SchemaError,
     WaitBudgetExceededError,
 )
+from resources.secrets import redact
 from resources.windows import PartitionWindow
 
 # A step whose wait exceeds its budget asks Dagster to run it again later, this many times.
@@ -75,6 +76,15 @@ def dagster_errors(*, asset: str, late_data: LateDataRetries | None = None) -> I
                     metadata[name] = str(value)
         raise dg.Failure(
             description=f"{asset}: {exc}", metadata=metadata, allow_retries=False
+        ) from None
+    except Exception as exc:
+        # Anything else is Dagster's to report, with its stack, unless its message holds a
+        # secret of this process (a library quoting a URL, say): then only the redacted line.
+        text = str(exc)
+        if redact(text) == text:
+            raise
+        raise dg.Failure(
+            description=f"{asset}: {type(exc).__name__}: {redact(text)}", allow_retries=False
         ) from None
 
 
