@@ -31,7 +31,7 @@ from fin_assets.lib.settings import WEBHOOK_VARIABLE, Settings
 from fin_assets.lib.sources import Source
 from resources.endpoints import Endpoint
 from resources.errors import InvalidInputError
-from resources.secrets import register
+from resources.secrets import register, register_url_password
 
 
 def shared_definitions(settings: Settings) -> dg.Definitions:
@@ -82,6 +82,8 @@ def register_secrets(sources: Sequence[Source], settings: Settings, env: Mapping
         with contextlib.suppress(InvalidInputError):  # refused, with its name, when it is used
             Endpoint.parse(source.base_url)  # registers a password in the URL
     register(env.get(WEBHOOK_VARIABLE) if settings.has_webhook else None)
+    for url in (settings.warehouse_url, settings.quota_store, settings.celery_broker):
+        register_url_password(url)  # PostgreSQL and the Celery broker
 
 
 @dg.definitions

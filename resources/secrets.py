@@ -15,11 +15,12 @@ each form against what ``urllib``, ``httpx`` and ``base64`` produce.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import threading
 from collections.abc import Iterable
-from urllib.parse import quote, quote_plus, unquote, unquote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 REDACTED = "***"
 # Base64 fragments shorter than this are not searched for inside longer base64 text: they would
@@ -115,6 +116,16 @@ def register(*secrets: str | None) -> None:
     """Remember secrets this process holds, so ``redact`` removes them from what it emits."""
     for secret in secrets:
         SECRETS.add(secret)
+
+
+def register_url_password(url: str | None) -> None:
+    """The password of a service URL (``postgresql://user:pw@host/db``, ``amqp://...``)."""
+    if not url:
+        return
+    with contextlib.suppress(ValueError):
+        password = urlsplit(url).password
+        if password:
+            register(password, unquote(password))
 
 
 def redact(text: str) -> str:

@@ -202,3 +202,21 @@ def test_an_unexpected_error_quoting_a_secret_fails_the_step_redacted() -> None:
     assert failure.value.__cause__ is None and failure.value.__context__ is not None  # suppressed
     with pytest.raises(KeyError), dagster_errors(asset="raw/bars"):
         raise KeyError("no secret here")  # left to Dagster, stack and all
+
+
+def test_service_passwords_are_known_to_every_process_that_loads_the_definitions(
+    tmp_path: object,
+) -> None:
+    from fin_assets.definitions import build_definitions
+    from resources.secrets import redact
+
+    build_definitions(
+        {
+            "FIN_DATA_DIR": str(tmp_path),
+            "FIN_WAREHOUSE_URL": "postgresql://fin:wh-Secret%2F1@127.0.0.1:5432/market",
+            "FIN_QUOTA_STORE": "postgresql://fin:quota-Secret-2@127.0.0.1:5432/market",
+            "FIN_SIMULATOR_URL": f"http://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:8765",
+        }
+    )
+    text = "wh-Secret/1 wh-Secret%2F1 quota-Secret-2 " + quote(PASSWORD, safe="")
+    assert redact(text) == "*** *** *** ***"
