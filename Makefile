@@ -9,7 +9,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
 BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
-	bench-warehouse-writes bench-startup bench-metrics bench-scale bench-ui
+	bench-warehouse-writes bench-startup bench-metrics bench-scale bench-ui bench-wait-cpu
 
 .PHONY: demo test test-fast test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
@@ -92,6 +92,9 @@ bench-metrics: .venv/.synced  ## fin-assets metrics on 10,000 partitions: scrape
 
 bench-scale: .venv/.synced  ## 1/30/180-day backfills: CLI, fin-assets backfill, daemon vs 79139c2 (about 14 min)
 	$(RUN) python benchmarks/scale.py
+
+bench-wait-cpu: .venv/.synced  ## CPU of a backfill waiting 5 min for a lagging provider, vs 7cf6aba (about 6 min)
+	$(RUN) python benchmarks/wait_cpu.py
 
 # bench-ui keeps its instance (a year of materialized hourly partitions) here and reuses it.
 BENCH_UI_HOME ?= $(if $(wildcard /dev/shm),/dev/shm,$(CURDIR)/.cache)/fin-assets-bench-ui-year

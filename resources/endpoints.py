@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from resources.errors import InvalidInputError
 from resources.secrets import redact, register
-from resources.validation import validate_provider
+from resources.validation import validate_http_url, validate_provider
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # public URL -> (user, password) of the base URLs this process has parsed.
@@ -42,38 +42,22 @@ class Endpoint:
     @classmethod
     def parse(cls, base_url: str, *, where: str | None = None) -> Endpoint:
         """``base_url`` as an endpoint; its password is registered as a secret at once. Anything
-        but an ``http(s)://`` URL with a host (``file://``, a bare host, a typo in the scheme, a
-        port that is no port) is refused naming ``where``, never showing a password."""
-        parts = None
+        but an ``http(s)://`` URL with a host is refused (``validate_http_url``) naming
+        ``where``, never showing a password."""
         with contextlib.suppress(ValueError, TypeError, AttributeError):
             parts = urlsplit(base_url)
-        username = password = None
-        if parts is not None:
-            with contextlib.suppress(ValueError):
-                username = unquote(parts.username) if parts.username else None
-                password = unquote(parts.password) if parts.password is not None else None
-            register(password, parts.password, f"{username}:{password}" if password else None)
-        port: int | None = None
+            if parts.password is not None:
+                secret = unquote(parts.password)
+                register(parts.password, secret, f"{unquote(parts.username or '')}:{secret}")
         try:
-            assert parts is not None
-            port = parts.port
-            valid = (
-                parts.scheme in DEFAULT_PORTS
-                and bool(parts.hostname)
-                and not any(c.isspace() for c in base_url)
-                and (port is None or port > 0)
-            )
-        except (AssertionError, ValueError, TypeError, AttributeError):
-            valid = False
-        if not valid or parts is None or parts.hostname is None:
-            shown = redact(str(base_url))
-            if parts is not None and "@" in parts.netloc:  # never a user or password
-                shown = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
-            raise InvalidInputError(
-                (f"{where}: " if where else "")
-                + f"{shown!r} is not an http(s) URL with a host: expected e.g. "
-                "https://api.binance.com or http://127.0.0.1:8765"
-            )
+            validate_http_url(base_url)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where}: {exc}" if where else str(exc)) from None
+        parts = urlsplit(base_url)
+        assert parts.hostname is not None  # validate_http_url checked it
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password is not None else None
+        port = parts.port
         if port == DEFAULT_PORTS[parts.scheme]:
             port = None
         endpoint = cls(

@@ -12,6 +12,7 @@ import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from resources.errors import InvalidInputError
 
@@ -124,11 +125,25 @@ def safe_join(root: Path, *parts: str) -> Path:
 def validate_http_url(url: str) -> str:
     """``url`` if it is an ``http://`` or ``https://`` URL with a host (a provider's base URL);
     anything else (``file://``, a bare host, a typo in the scheme) fails here instead of at the
-    first request, where a connection error would be retried. The rule is ``Endpoint.parse``'s,
-    which every name derived from a base URL comes from."""
-    from resources.endpoints import Endpoint  # it imports this module's validators
-
-    Endpoint.parse(url)
+    first request, where a connection error would be retried."""
+    shown = url
+    try:
+        parts = urlsplit(url)
+        if "@" in parts.netloc:  # user:password@host: never a password in a message
+            shown = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+        valid = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not any(c.isspace() for c in url)
+            and (parts.port is None or parts.port > 0)
+        )
+    except (ValueError, TypeError, AttributeError):  # a port that is not a number, not text
+        valid = False
+    if not valid:
+        raise InvalidInputError(
+            f"{shown!r} is not an http(s) URL with a host: expected e.g. https://api.binance.com "
+            "or http://127.0.0.1:8765"
+        )
     return url
 
 

@@ -4,6 +4,7 @@ executemany warehouse) that the product does not carry."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -102,6 +103,34 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def step_processes(pid: int) -> list[int]:
+    """The processes below the run worker ``pid`` that a step started: its step processes and
+    theirs (Dagster's log-capturing ``tail``), not multiprocessing's resource tracker."""
+    found = []
+    for each in descendants(pid):
+        try:
+            command = Path(f"/proc/{each}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing.resource_tracker" not in command:
+            found.append(each)
+    return found
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, from /proc) of ``pid`` and every process below it, those
+    they have already reaped included: what the process tree has cost so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for each in (pid, *descendants(pid)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone since: its time is in its parent's cutime/cstime once reaped
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
 # -- tools the tests run ----------------------------------------------------------------------
 def required_tool(command: str, debian_package: str) -> str:
     """The path of ``command``; if it is not installed the test fails saying how to get it
@@ -125,6 +154,13 @@ def dagster_home(path: Path) -> Path:
     # same files as a CLI started with DAGSTER_HOME=path, whatever this process's DAGSTER_HOME is.
     (path / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     return path
+
+
+def run_started_in(home: Path) -> bool:
+    """Whether a process using the instance at ``home`` has started a run (the run has its own
+    event log file): its instance is built by then, so opening it from here no longer races
+    that process creating the same SQLite files."""
+    return any(db.name != "index.db" for db in (home / "history" / "runs").glob("*.db"))
 
 
 def _console_script(command: Sequence[str], env: Mapping[str, str] | None) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """A dead run never blocks the next: run workers record who they are, and whoever looks next
-(the next run on the instance, or the alert sensor's tick) fails the runs whose worker is gone
-and frees their concurrency-pool slots.
+(the next run on the instance as it starts and, while one of its steps waits for a pool slot,
+every few seconds; or the alert sensor's tick) fails the runs whose worker is gone and frees
+their concurrency-pool slots.
 
 Why: a ``dagster asset materialize`` killed with SIGKILL (an OOM kill, say) leaves its run
 STARTED and its slot in pool ``provider_<name>`` taken. Dagster frees the slots of *finished*
@@ -15,7 +16,9 @@ STARTED on this host and that process no longer exists (the start time tells a r
 apart). Runs on other hosts are never judged from here. A dead worker's run is failed once
 nothing has been heard from it for ``DEAD_RUN_GRACE_S``: a run launched through a code server
 is failed by that server within a second, naming the signal that killed the worker, and that
-is worth waiting for.
+is worth waiting for. A run started at once after a kill finds the dead run within its grace;
+its step waiting for the dead run's slot looks again (``waiting.py``) and goes ahead seconds
+after the grace ends.
 
 Why a run died (``run_death``) is read back from what was recorded: the signal Dagster reports
 for a worker or step process (``terminated by signal 9 (SIGKILL)``), run monitoring's "worker
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from fin_assets.dagster_internals.waiting import install_patient_execution
 from resources.metrics.cgroup import MemoryCgroup, describe_bytes, memory_cgroup_of
 
 if TYPE_CHECKING:
@@ -329,8 +333,9 @@ def run_partitions(run: dg.DagsterRun) -> tuple[str, ...]:
 
 class ReapingExecutor(dg.Executor):
     """An executor (the default one, or Celery's: ``fin_assets/dagster_internals/executors.py``),
-    after recording
-    this run's worker and reaping dead runs. The worker recorded is the process that
+    after recording this run's worker and reaping dead runs, with a patient loop
+    (``waiting.py``: no CPU while it waits, dead runs reaped while a step waits for a slot,
+    step processes that end with the worker). The worker recorded is the process that
     orchestrates the run, wherever its steps execute: with Celery, the steps run on worker
     hosts, and a step whose host dies is redelivered by the broker, not judged here."""
 
@@ -360,18 +365,27 @@ class ReapingExecutor(dg.Executor):
     ) -> Iterator[dg.DagsterEvent]:
         instance = plan_context.instance
         run_id = plan_context.run_id
+        # The loop that follows sleeps while it waits, looks for dead runs again while a step
+        # waits for a pool slot, and its step processes end with this one (waiting.py).
+        install_patient_execution(while_blocked=reap_for)
         # Before any step claims a pool slot: who runs this run (and in which cgroup, with how
         # many OOM kills so far), then who no longer runs theirs.
         cgroup = this_cgroup()
         instance.add_run_tags(
             run_id, {WORKER_TAG: this_worker(), **({CGROUP_TAG: cgroup} if cgroup else {})}
         )
-        for dead in reap_dead_runs(instance, skip_run_id=run_id):
-            instance.report_engine_event(
-                f"fin-assets: run {dead} was failed and its pool slots freed: its worker is gone",
-                plan_context.dagster_run,
-            )
+        reap_for(instance, plan_context.dagster_run)
         yield from self._inner.execute(plan_context, execution_plan)
+
+
+def reap_for(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:
+    """``reap_dead_runs`` on behalf of ``run`` (never judging it), each run it failed said in
+    ``run``'s own log."""
+    for dead in reap_dead_runs(instance, skip_run_id=run.run_id):
+        instance.report_engine_event(
+            f"fin-assets: run {dead} was failed and its pool slots freed: its worker is gone",
+            run,
+        )
 
 
 _default = dg.multi_or_in_process_executor

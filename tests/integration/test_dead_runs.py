@@ -1,17 +1,21 @@
-"""A run killed with SIGKILL (as the OOM killer does) must not block the next one.
+"""A run killed with SIGKILL (as the OOM killer does) must not block the next one, and a step
+process must not outlive the run worker it belongs to.
 
 The README's backfill command, without a daemon: the first run is killed mid-fetch while its
-raw/bars step holds the slot of pool ``provider_simulator`` (one slot, dagster.yaml). Started
-once the dead run has been silent for ``DEAD_RUN_GRACE_S``, the same backfill must fail the
-dead run, free its slot, and finish exact.
+raw/bars step holds the slot of pool ``provider_simulator`` (one slot, dagster.yaml). The same
+backfill started at once finds the dead run within its grace (``DEAD_RUN_GRACE_S``: its code
+server, when it has one, may still say how it died); its step waits for the dead run's slot,
+looks again while it waits, fails the dead run once the grace is over, and finishes exact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,15 +23,17 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from fin_assets.dagster_internals.runs import DEAD_RUN_GRACE_S, WORKER_TAG
+from fin_assets.dagster_internals.runs import WORKER_TAG, process_start_ticks
 from resources.simulator.server import MarketSimulator, SimulatorConfig
-from tests.helpers import BIN, PROJECT_ROOT, dagster_home, wait_for
-
-pytestmark = pytest.mark.slow(30)
+from tests.helpers import BIN, PROJECT_ROOT, dagster_home, descendants, wait_for
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 SYMBOLS = "AAPL,MSFT,NVDA"
 RANGE = "2026-01-05-00:00...2026-01-06-23:00"
+# What the issue asks of a re-run started at once after a kill: 2 of 5 such re-runs hung.
+RERUN_WITHIN_S = 60.0
+# ... and of a step process whose run worker alone was killed: it ran on for 17 minutes.
+ORPHAN_GONE_WITHIN_S = 60.0
 
 
 def backfill_command() -> list[str]:
@@ -44,71 +50,94 @@ def backfill_command() -> list[str]:
     ]
 
 
-def test_a_backfill_started_after_a_sigkilled_one_finishes_exact(tmp_path: Path) -> None:
-    home = dagster_home(tmp_path / "dagster_home")
-    config = SimulatorConfig(port=0, page_limit_max=60, latency_ms=400)
-    with MarketSimulator(config) as sim:
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "FIN_API_BASE_URL": sim.url,
-            "FIN_SYMBOLS": SYMBOLS,
-            "FIN_DATA_DIR": str(tmp_path / "data"),
-        }
-        # Its own session: SIGKILL reaches the run worker and its step processes, as a kill of
-        # the service's cgroup does.
-        first = subprocess.Popen(
+@pytest.fixture
+def slow_simulator() -> Iterator[MarketSimulator]:
+    # Small pages, slow answers: the first backfill is still fetching when it is killed.
+    with MarketSimulator(SimulatorConfig(port=0, page_limit_max=60, latency_ms=400)) as sim:
+        yield sim
+
+
+def backfill_env(sim: MarketSimulator, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home(tmp_path / "dagster_home")),
+        "FIN_API_BASE_URL": sim.url,
+        "FIN_SYMBOLS": SYMBOLS,
+        "FIN_DATA_DIR": str(tmp_path / "data"),
+        "FIN_QUOTA_STORE": str(tmp_path / "quota.sqlite"),
+    }
+
+
+def start_fetching_backfill(sim: MarketSimulator, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The backfill in its own session (a SIGKILL of the group reaches the run worker and its
+    step processes, as a kill of the service's cgroup does), once its step is fetching."""
+    backfill = subprocess.Popen(
+        backfill_command(),
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            "the first backfill to be fetching",
+            lambda: sim.stats()["requests_by_path"].get("/v1/bars", 0) >= 5,
+            timeout=120,
+            interval=0.2,
+        )
+    except BaseException:
+        kill_session(backfill)
+        raise
+    return backfill
+
+
+def kill_session(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to every process of ``proc``'s session still in its process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow(40)
+def test_a_backfill_rerun_at_once_after_a_sigkill_finishes_exact(
+    tmp_path: Path, slow_simulator: MarketSimulator
+) -> None:
+    sim = slow_simulator
+    env = backfill_env(sim, tmp_path)
+    first = start_fetching_backfill(sim, env)
+    kill_session(first)
+
+    home = env["DAGSTER_HOME"]
+    with dg.DagsterInstance.from_config(home) as instance:
+        (killed,) = instance.get_runs()
+        assert killed.status == dg.DagsterRunStatus.STARTED  # as it was left: the bug
+        assert WORKER_TAG in killed.tags
+        assert killed.run_id in instance.event_log_storage.get_concurrency_run_ids()
+
+    # At once, not after the grace: the re-run's step waits for the dead run's slot.
+    sim.set_faults({}, latency_ms=0)
+    began = time.monotonic()
+    with (tmp_path / "rerun.log").open("w+") as log:
+        second = subprocess.Popen(
             backfill_command(),
             cwd=PROJECT_ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
-            wait_for(
-                "the first backfill to be fetching",
-                lambda: sim.stats()["requests_by_path"].get("/v1/bars", 0) >= 5,
-                timeout=120,
-                interval=0.2,
-            )
+            returncode = second.wait(timeout=RERUN_WITHIN_S)
+        except subprocess.TimeoutExpired:
+            returncode = None
         finally:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait(timeout=30)
+            kill_session(second)
+        took = time.monotonic() - began
+        log.seek(0)
+        assert returncode == 0, f"the re-run: {returncode} after {took:.0f} s\n{log.read()[-3000:]}"
 
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            (killed,) = instance.get_runs()
-            assert killed.status == dg.DagsterRunStatus.STARTED  # as it was left: the bug
-            assert WORKER_TAG in killed.tags
-            holders = instance.event_log_storage.get_concurrency_run_ids()
-            assert killed.run_id in holders  # and its pool slot still taken
-
-            # A dead worker's run is failed once nothing has been heard from it for the grace
-            # (fin_assets/dagster_internals/runs.py): the next backfill starts after that, not at a
-            # fixed delay.
-            def silent_for_the_grace() -> bool:
-                last = instance.get_records_for_run(killed.run_id, ascending=False, limit=1)
-                heard = last.records[0].event_log_entry.timestamp
-                return time.time() - heard > DEAD_RUN_GRACE_S
-
-            wait_for(
-                "the killed run to be silent for the grace",
-                silent_for_the_grace,
-                timeout=DEAD_RUN_GRACE_S + 60,
-                interval=0.5,
-            )
-        sim.set_faults({}, latency_ms=0)
-        second = subprocess.run(
-            backfill_command(),
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert second.returncode == 0, second.stderr[-3000:]
-
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with dg.DagsterInstance.from_config(home) as instance:
         runs = {run.run_id: run for run in instance.get_runs()}
         assert runs[killed.run_id].status == dg.DagsterRunStatus.FAILURE
         failure = instance.all_logs(killed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
@@ -120,3 +149,29 @@ def test_a_backfill_started_after_a_sigkilled_one_finishes_exact(tmp_path: Path)
     assert bars.select("symbol", "ts").is_duplicated().sum() == 0
     assert bars["ts"].min() == DAY
     assert bars["ts"].max() == DAY + timedelta(days=2) - timedelta(minutes=1)
+
+
+@pytest.mark.slow(20)
+def test_no_step_process_outlives_its_killed_run_worker(
+    tmp_path: Path, slow_simulator: MarketSimulator
+) -> None:
+    backfill = start_fetching_backfill(slow_simulator, backfill_env(slow_simulator, tmp_path))
+    try:
+        # Every process below the run worker (its step processes and theirs), by pid and start
+        # time, so that a reused pid is not taken for one of them.
+        below = {pid: process_start_ticks(pid) for pid in descendants(backfill.pid)}
+        assert len(below) >= 2, "no step process to watch"  # the step and the resource tracker
+        os.kill(backfill.pid, signal.SIGKILL)  # the run worker only
+        backfill.wait(timeout=30)
+
+        def all_gone() -> bool:
+            return all(process_start_ticks(pid) != ticks for pid, ticks in below.items())
+
+        wait_for(
+            "the killed run worker's step processes to exit",
+            all_gone,
+            timeout=ORPHAN_GONE_WITHIN_S,
+            interval=0.2,
+        )
+    finally:
+        kill_session(backfill)  # whatever is left, should the test fail

@@ -67,7 +67,10 @@ def internal(module: str, name: str, uses: str | None = None) -> Any:
     """``module.name``, or a failure naming it when a Dagster upgrade moved it (``uses``: what
     the seam needs it for; by default, its row in ``IMPORTS`` says)."""
     try:
-        return getattr(importlib.import_module(module), name)
+        parent = importlib.import_module(module)
+        if not hasattr(parent, name):  # `from package import submodule` imports it: so does this
+            importlib.import_module(f"{module}.{name}")
+        return getattr(parent, name)
     except (ImportError, AttributeError) as exc:
         if uses is None:
             pytest.fail(f"{module}.{name} is gone ({exc}): see its contract in IMPORTS")
@@ -227,6 +230,61 @@ def _check_partition_info(cls: Any) -> list[str]:
     if cls(**{**fields, "latest_materialization_storage_id": 6}).is_current:
         problems.append("is_current is True for an evaluation of an older materialization")
     return problems
+
+
+def _one_op_plan() -> Any:
+    create_execution_plan = internal(
+        "dagster._core.execution.api", "create_execution_plan", "waiting.py (a plan to build on)"
+    )
+
+    @dg.op
+    def fetch() -> None: ...
+
+    @dg.job
+    def fetch_job() -> None:
+        fetch()
+
+    return create_execution_plan(fetch_job)
+
+
+def _active_execution(cls: Any) -> list[str]:
+    """What waiting.py:PatientActiveExecution overrides of Dagster's ActiveExecution, with the
+    arguments Dagster's loops pass, and the state it reads of a built one."""
+    problems = all_of(
+        on("get_steps_to_execute", takes("limit")),
+        on("concurrency_event_iterator", takes("plan_context")),
+        on("plan_events_iterator", takes("job_context")),
+        on("has_in_flight_steps", is_property),
+    )(cls)
+    retry_mode = internal("dagster._core.execution.retries", "RetryMode", "waiting.py")
+    built = cls(_one_op_plan(), retry_mode.ENABLED)
+    state = {
+        "_executable": list,  # steps ready to start (or blocked on a pool slot)
+        "_pending_skip": list,
+        "_pending_abandon": list,
+        "_waiting_to_retry": dict,  # step key -> time.time() its retry is due
+        "_instance_concurrency_context": type(None),  # None when built without one
+    }
+    for name, kind in state.items():
+        value = getattr(built, name, MISSING)
+        if not isinstance(value, kind):
+            problems.append(f"a built one's {name} is {value!r}, not a {kind.__name__}")
+    return problems
+
+
+def _start_builds_the_module_class(module: Any) -> bool:
+    """ExecutionPlan.start builds whatever ``module.ActiveExecution`` is when it is called."""
+    retry_mode = internal("dagster._core.execution.retries", "RetryMode", "waiting.py")
+    dagsters = module.ActiveExecution
+
+    class Substitute(dagsters):
+        pass
+
+    module.ActiveExecution = Substitute
+    try:
+        return isinstance(_one_op_plan().start(retry_mode.ENABLED), Substitute)
+    finally:
+        module.ActiveExecution = dagsters
 
 
 _ORIGIN = "dagster._core.origin"
@@ -592,7 +650,8 @@ IMPORTS: list[tuple[str, str, str, Check]] = [
     (
         "dagster._core.execution.context.system",
         "PlanOrchestrationContext",
-        "runs.py:ReapingExecutor.execute, executors.py:CeleryStepsExecutor.execute",
+        "runs.py:ReapingExecutor.execute, executors.py:CeleryStepsExecutor.execute; "
+        "waiting.py:PatientActiveExecution._look_while_blocked (the loops' context, untyped)",
         has("run_id", "instance", "dagster_run"),
     ),
     (
@@ -600,6 +659,60 @@ IMPORTS: list[tuple[str, str, str, Check]] = [
         "ExecutionPlan",
         f"runs.py, executors.py ({_TYPES_ONLY})",
         holds(inspect.isclass, "a class"),
+    ),
+    # waiting.py
+    (
+        "dagster._core.execution.plan.active",
+        "ActiveExecution",
+        "waiting.py:PatientActiveExecution (its base class: what it overrides and reads)",
+        _active_execution,
+    ),
+    (
+        "dagster._core.execution.plan",
+        "active",
+        "waiting.py:install_patient_execution (ExecutionPlan.start, the in-process and Celery "
+        "loops' ActiveExecution, builds the class this module names at the time of the call)",
+        holds(_start_builds_the_module_class, "ExecutionPlan.start builds module.ActiveExecution"),
+    ),
+    (
+        "dagster._core.executor",
+        "multiprocess",
+        "waiting.py:install_patient_execution (the multiprocess executor builds its loop's "
+        "ActiveExecution and its step command by these module globals, at each call)",
+        all_of(
+            holds(
+                lambda m: "ActiveExecution" in m.MultiprocessExecutor.execute.__code__.co_names,
+                "MultiprocessExecutor.execute builds the module global ActiveExecution",
+            ),
+            holds(
+                lambda m: (
+                    "MultiprocessExecutorChildProcessCommand"
+                    in m.execute_step_out_of_process.__code__.co_names
+                ),
+                "execute_step_out_of_process builds the module global "
+                "MultiprocessExecutorChildProcessCommand",
+            ),
+        ),
+    ),
+    (
+        "dagster._core.executor.multiprocess",
+        "MultiprocessExecutorChildProcessCommand",
+        "waiting.py:ParentBoundStepCommand (its base class: execute in the step process, "
+        "term_event to interrupt the step, step_key to name it)",
+        all_of(
+            builds(
+                run_config={},
+                dagster_run=None,
+                step_key="raw__bars",
+                instance_ref=None,
+                term_event=None,
+                recon_pipeline=None,
+                retry_mode=None,
+                known_state=None,
+                repository_load_data=None,
+            ),
+            on("execute", holds(inspect.isgeneratorfunction, "a generator of the step's events")),
+        ),
     ),
 ]
 
@@ -1465,7 +1578,15 @@ _STORAGE = "dagster._core.storage.event_log.base:EventLogStorage"
 _WINDOWS = "dagster:TimeWindowPartitionsDefinition"
 _SUMMARY = "dagster._core.storage.event_log.base:AssetEventSummaryRecord"
 _INSTIGATION = "dagster._core.scheduler.instigation:"
+_CLAIMS = "dagster._core.execution.plan.instance_concurrency_context:InstanceConcurrencyContext"
 MEMBERS: list[tuple[str, str, str, Check]] = [
+    (_CLAIMS, "pending_claim_steps", "waiting.py:PatientActiveExecution.idle_pause", takes()),
+    (
+        _CLAIMS,
+        "has_pending_claims",
+        "waiting.py:PatientActiveExecution._look_while_blocked",
+        takes(),
+    ),
     (
         "dagster:OpExecutionContext",
         "_step_execution_context",
