@@ -205,18 +205,22 @@ def test_an_unexpected_error_quoting_a_secret_fails_the_step_redacted() -> None:
 
 
 def test_service_passwords_are_known_to_every_process_that_loads_the_definitions(
-    tmp_path: object,
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fin_assets.definitions import build_definitions
     from resources.secrets import redact
 
+    proxy_password = "proxy+Only/Here=1"  # no other test registers it
+    # The declared sources read it through `{{ env('FIN_SIMULATOR_URL') }}`, from the process.
+    monkeypatch.setenv(
+        "FIN_SIMULATOR_URL", f"http://{USER}:{quote(proxy_password, safe='')}@127.0.0.1:8765"
+    )
     build_definitions(
         {
             "FIN_DATA_DIR": str(tmp_path),
             "FIN_WAREHOUSE_URL": "postgresql://fin:wh-Secret%2F1@127.0.0.1:5432/market",
             "FIN_QUOTA_STORE": "postgresql://fin:quota-Secret-2@127.0.0.1:5432/market",
-            "FIN_SIMULATOR_URL": f"http://{USER}:{quote(PASSWORD, safe='')}@127.0.0.1:8765",
         }
     )
-    text = "wh-Secret/1 wh-Secret%2F1 quota-Secret-2 " + quote(PASSWORD, safe="")
+    text = f"wh-Secret/1 wh-Secret%2F1 quota-Secret-2 {quote(proxy_password, safe='')}"
     assert redact(text) == "*** *** *** ***"
