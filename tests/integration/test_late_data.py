@@ -87,10 +87,10 @@ def test_a_provider_that_stays_behind_fails_naming_its_watermark_after_the_retri
 
 
 # The late-data wait of the CPU test: long enough to measure, short enough for the suite.
-WAIT_S = 24
+WAIT_S = 12
 
 
-@pytest.mark.slow(40)
+@pytest.mark.slow(25)
 def test_waiting_for_a_lagging_provider_costs_no_cpu_and_holds_no_slot(tmp_path: Path) -> None:
     """The README's backfill command on an hour the provider has not finished publishing: the
     step asks to be tried again in WAIT_S, and while it waits the command and its step
