@@ -59,9 +59,11 @@ def pipeline(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
             "FIN_SYMBOLS": "AAPL",
             "FIN_SENSOR_INTERVAL_SECONDS": "3",
             "FIN_AUTOMATION_INTERVAL_SECONDS": "5",
-            # From the start of the day before yesterday: that day is always complete in the first
-            # catch-up run, and nothing older is fetched (or checked).
-            "FIN_NEW_DATA_LOOKBACK_HOURS": str(48 + datetime.now(UTC).hour),
+            # From the last hour of three days ago: the day before yesterday is always complete
+            # in the first catch-up run, even when the sensor first looks after the next hour
+            # has begun (48 + hour, read at 12:59, missed 00:00 of that day when the sensor
+            # looked at 13:00), and only one hour older is fetched (or checked).
+            "FIN_NEW_DATA_LOOKBACK_HOURS": str(49 + datetime.now(UTC).hour),
             "FIN_FRESHNESS_HOURLY_FAIL_MINUTES": "2",
             "FIN_FRESHNESS_HOURLY_WARN_MINUTES": "0",
             "FIN_ALERT_FORMAT": "plain",
