@@ -34,7 +34,7 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -375,7 +375,33 @@ class ReapingExecutor(dg.Executor):
             run_id, {WORKER_TAG: this_worker(), **({CGROUP_TAG: cgroup} if cgroup else {})}
         )
         reap_for(instance, plan_context.dagster_run)
+        prepare_pools(
+            instance, {s.pool for s in execution_plan.get_steps_to_execute_in_topo_order()}
+        )
         yield from self._inner.execute(plan_context, execution_plan)
+
+
+def prepare_pools(instance: dg.DagsterInstance, pools: Iterable[str | None]) -> None:
+    """Give every pool of ``pools`` (those this run's steps use) its default limit before any
+    step claims a slot.
+
+    A step's first claim initializes its pool's limit itself; two runs starting at the same
+    moment on the PostgreSQL instance both insert the row, and the second's insert aborts its
+    transaction, so Dagster's own fallback (an update in the same transaction) fails too and
+    the run with it (``UniqueViolation`` then ``InFailedSqlTransaction``: seen with both
+    sources' backfills started at once). Here the loser's error is taken for what it is, the
+    row the other run has just written."""
+    storage = instance.event_log_storage
+    default = instance.global_op_concurrency_default_limit
+    if default is None or not storage.supports_global_concurrency_limits:
+        return
+    known = {limit.name for limit in storage.get_pool_limits()}
+    for pool in sorted(p for p in pools if p and p not in known):
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except Exception:
+            if pool not in {limit.name for limit in storage.get_pool_limits()}:
+                raise  # not the race: a real storage error
 
 
 def reap_for(instance: dg.DagsterInstance, run: dg.DagsterRun) -> None:

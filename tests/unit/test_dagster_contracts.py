@@ -1693,6 +1693,32 @@ MEMBERS: list[tuple[str, str, str, Check]] = [
         takes("check_keys"),
     ),
     (
+        _INSTANCE,
+        "global_op_concurrency_default_limit",
+        "runs.py:prepare_pools",
+        is_property,
+    ),
+    (_STORAGE, "supports_global_concurrency_limits", "runs.py:prepare_pools", is_property),
+    (_STORAGE, "get_pool_limits", "runs.py:prepare_pools (PoolLimit.name)", takes()),
+    (
+        _STORAGE,
+        "initialize_concurrency_limit_to_default",
+        "runs.py:prepare_pools",
+        takes("concurrency_key"),
+    ),
+    (
+        "dagster._core.execution.plan.plan:ExecutionPlan",
+        "get_steps_to_execute_in_topo_order",
+        "runs.py:prepare_pools",
+        takes(),
+    ),
+    (
+        "dagster._core.execution.plan.step:ExecutionStep",
+        "pool",
+        "runs.py:prepare_pools",
+        exists,  # a field of its NamedTuple
+    ),
+    (
         _STORAGE,
         "get_records_for_run",
         "runs.py:_last_heard",
