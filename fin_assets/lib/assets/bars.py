@@ -11,6 +11,7 @@ from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.progress import ProgressReporter
 from fin_assets.lib.resources import SnapshotStoreResource, WarehouseResource
 from fin_assets.lib.sources import Source
+from resources.raw.manifest import MANIFESTS_DIR
 from resources.tables.core import CORE_BARS_TABLE, build_core_bars
 
 
@@ -48,7 +49,7 @@ def build_core_bars_asset(source: Source, partitions: SourcePartitions) -> dg.As
                 wh,
                 windows,
                 table=table,
-                manifests=source.table("raw_bars"),
+                manifests=source.table(MANIFESTS_DIR),
                 progress=lambda done, rows: reporter.update(done, rows=rows),
             )
         reporter.update(len(windows), rows=result.rows, final=True)

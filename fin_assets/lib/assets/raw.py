@@ -24,6 +24,7 @@ from fin_assets.lib.resources import MarketApiResource, SnapshotStoreResource, U
 from fin_assets.lib.sources import Source
 from resources.logfields import log_context
 from resources.raw.ingest import fetch_raw_bars
+from resources.raw.manifest import MANIFESTS_DIR
 
 
 class RawBarsConfig(dg.Config):
@@ -95,7 +96,7 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
                     windows,
                     refresh=config.refresh,
                     label=partition_label(context.partition_keys),
-                    manifests=source.table("raw_bars"),
+                    manifests=source.table(MANIFESTS_DIR),
                     progress=lambda fraction, bars: reporter.update(
                         fraction * len(windows), requests=client.stats.requests, rows=bars
                     ),
