@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -229,25 +230,10 @@ def data_paths(sources: list[Source], env: dict[str, str]) -> set[str]:
             # Every part a feed's directory can have: a port, a path, a credential.
             by_plan = get_adapter(provider).answers_depend_on_credential
             feed = Feed(provider, "api.example.com:8443/v2", "0123456789ab" if by_plan else "")
-            ref = store.write(
-                feed=feed,
-                dataset=BARS_DATASET,
-                symbol=symbol,
-                start=start,
-                end=end,
-                body=b"[]",
-                meta={},
-            )
-            quarantined = store.quarantine_body(
-                feed=feed,
-                dataset=BARS_DATASET,
-                symbol=symbol,
-                start=start,
-                end=end,
-                body=b"[]",
-                meta={},
-                reason="",
-            )
+            page: dict[str, Any] = {"dataset": BARS_DATASET, "body": b"[]", "meta": {}}
+            page.update(feed=feed, symbol=symbol, start=start, end=end)
+            ref = store.write(**page)
+            quarantined = store.quarantine_body(**page, reason="")
             written = [root / ref.path, quarantined]
             paths.update(f"{data}/{p.relative_to(root).as_posix()}" for p in written)
         frame = pl.DataFrame({"symbol": ["AAPL"]})
