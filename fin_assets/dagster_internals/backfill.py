@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +31,11 @@ from dagster._core.utils import make_new_backfill_id
 from dagster._utils.hosted_user_process import recon_job_from_origin, recon_repository_from_origin
 from dagster_shared.cli import PythonPointerOpts
 
-from fin_assets.lib.partitions import partition_range_keys
 from resources.errors import InvalidInputError
+
+# The range check of every step (fin_assets/lib/partitions.py partition_range_keys), given by
+# the caller: the seam sits below the library and imports nothing of it.
+RangeCheck = Callable[..., list[str]]
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,14 @@ class RangeJob:
     partitions: list[str]  # the range's partition keys, in time order
 
 
-def resolve_range(module: str, select: str, first: str, last: str) -> RangeJob:
+def resolve_range(
+    module: str, select: str, first: str, last: str, *, check: RangeCheck
+) -> RangeJob:
     """The implicit asset job of the selection and the run tags of the range, checked before
     anything runs: more strictly than ``dagster asset materialize`` checks them, which takes a
     key inside an hour and a reversed range. A selection or bound that cannot make one range
     run raises InvalidInputError naming the option, the asset and the key, with what to give
-    instead."""
+    instead (``check``: the steps' own range check, so the command refuses what a step would)."""
     origin = get_repository_python_origin_from_cli_opts(
         PythonPointerOpts(module_name=module, working_directory=os.getcwd())
     )
@@ -81,9 +86,7 @@ def resolve_range(module: str, select: str, first: str, last: str) -> RangeJob:
                 f"--select {select}: {key.to_user_string()} has no BackfillPolicy.single_run(); "
                 "a range of it needs one run per partition (launch it from the UI)"
             )
-        partitions = partition_range_keys(
-            partitions_def, first, last, asset=key.to_user_string(), where=where
-        )
+        partitions = check(partitions_def, first, last, asset=key.to_user_string(), where=where)
     recon = recon_job_from_origin(JobPythonOrigin(job.name, repository_origin=origin))
     tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
     return RangeJob(recon, repo, keys, tags, first, last, partitions)

@@ -34,6 +34,7 @@ from typing import TextIO
 import dagster as dg
 
 from fin_assets.dagster_internals.backfill import (
+    RangeJob,
     backfill_requested,
     backfill_runs,
     create_range_run,
@@ -41,6 +42,7 @@ from fin_assets.dagster_internals.backfill import (
     resolve_range,
     submit_backfill,
 )
+from fin_assets.lib.partitions import partition_range_keys
 from fin_assets.lib.progress import Progress, format_duration, parse_progress
 from resources.errors import InvalidInputError
 
@@ -106,9 +108,16 @@ def render(progress: Progress) -> str:
     )
 
 
+def resolve(request: Request) -> RangeJob:
+    """The range run of the request, refused as its steps would refuse it."""
+    return resolve_range(
+        request.module, request.select, request.first, request.last, check=partition_range_keys
+    )
+
+
 def run_here(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int:
     """One run of the range, executed in this process; its events are not kept."""
-    job = resolve_range(request.module, request.select, request.first, request.last)
+    job = resolve(request)
     run = create_range_run(instance, job)
     print(f"run {run.run_id}: {request.select} {request.first}...{request.last}", file=out)
     follower = Follower(instance, out)
@@ -132,7 +141,7 @@ def run_here(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int
 
 def submit(request: Request, instance: dg.DagsterInstance, out: TextIO) -> int:
     """An asset backfill for the daemon (what the UI launches), followed until it is done."""
-    job = resolve_range(request.module, request.select, request.first, request.last)
+    job = resolve(request)
     require_daemon(instance)
     title = f"fin-assets backfill {request.select} {request.first}...{request.last}"
     backfill_id, count = submit_backfill(instance, job, title)

@@ -9,6 +9,7 @@ reader.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -220,3 +221,33 @@ def test_the_private_member_check_finds_one(tmp_path: Path) -> None:
         "        return context.op_execution_context._step_execution_context, obj.__dict__\n"
     )
     assert private_attributes_reached(planted) == ["planted.py:4: ._step_execution_context"]
+
+
+# The floors of fin_assets, lowest first: a module imports from its own floor or lower ones.
+FLOORS = (
+    "fin_assets.dagster_internals",
+    "fin_assets.lib",
+    "fin_assets.definitions",
+    "fin_assets.tools",
+)
+
+
+@functools.cache
+def cached_import_graph() -> dict[str, set[str]]:
+    return import_graph()
+
+
+def floor_of(name: str) -> int | None:
+    for index, floor in enumerate(FLOORS):
+        if name == floor or name.startswith(floor + "."):
+            return index
+    return None
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if floor_of(n) is not None))
+def test_no_floor_imports_from_a_floor_above_it(name: str) -> None:
+    graph = cached_import_graph()
+    floor = floor_of(name)
+    assert floor is not None
+    above = sorted(t for t in graph[name] if (f := floor_of(t)) is not None and f > floor)
+    assert not above, f"{name} ({FLOORS[floor]}) imports from a floor above it: {above}"

@@ -303,12 +303,18 @@ def test_resolve_range_refuses_naming_the_option(
     shorthand_env: Path, select: str, first: str, last: str, message: str
 ) -> None:
     with pytest.raises(InvalidInputError) as refused:
-        resolve_range(MODULE, select, first, last)
+        resolve_range(MODULE, select, first, last, check=partition_range_keys)
     assert str(refused.value) == message
 
 
 def test_resolve_range_gives_the_range_run_and_its_partitions(shorthand_env: Path) -> None:
-    job = resolve_range(MODULE, "raw/bars,core/bars", "2026-01-05-22:00", "2026-01-06-01:00")
+    job = resolve_range(
+        MODULE,
+        "raw/bars,core/bars",
+        "2026-01-05-22:00",
+        "2026-01-06-01:00",
+        check=partition_range_keys,
+    )
     assert [key.to_user_string() for key in job.keys] == ["core/bars", "raw/bars"]
     assert job.partitions == [
         "2026-01-05-22:00",
