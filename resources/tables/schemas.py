@@ -42,3 +42,31 @@ RETURNS_SCHEMA = pl.Schema(
         "minutes": pl.UInt32(),
     }
 )
+
+# Corporate actions of equities (docs/corporate-actions.md): one row per split or cash
+# dividend, typed from the provider's verbatim answers. ``ex_date`` is the split's execution
+# date or the dividend's ex-dividend date: the first session whose prices reflect it.
+CORPORATE_ACTIONS_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "ex_date": pl.Date(),
+        "kind": pl.String(),  # "split" | "dividend"
+        # The provider's class: forward_split | reverse_split | stock_dividend for a split,
+        # recurring | special | supplemental | irregular | unknown for a dividend.
+        "action_type": pl.String(),
+        "split_from": pl.Float64(),  # shares before (splits only)
+        "split_to": pl.Float64(),  # shares after (splits only)
+        "cash_amount": pl.Float64(),  # per share on the ex-date, not split-adjusted (dividends)
+        "currency": pl.String(),
+        "declaration_date": pl.Date(),
+        "record_date": pl.Date(),
+        "pay_date": pl.Date(),
+        "frequency": pl.Int64(),  # payments a year, 0 = one-off (dividends)
+        # The provider's own cumulative factor as of its answer (Massive's
+        # historical_adjustment_factor), kept to compare ours with.
+        "provider_factor": pl.Float64(),
+        "provider_id": pl.String(),
+        "provider": pl.String(),
+    }
+)
+CORPORATE_ACTION_KINDS = ("split", "dividend")
