@@ -8,9 +8,11 @@ primary key on ``(symbol, ts)`` or ``(symbol, date)``.
 
 Two small tables in the same schema describe what was written:
 
-- ``fin_assets_tables``: per table its grain (hourly/daily) and its polars columns and dtypes, so
-  reads give back exactly the dtypes written (``UInt32`` is stored as ``bigint``) and a frame that
-  no longer matches the table is refused instead of half-loaded;
+- ``fin_assets_tables``: per table its grain (hourly/daily, or ``table`` for a whole table) and
+  its polars columns and dtypes, so reads give back exactly the dtypes written (``UInt32`` is
+  stored as ``bigint``) and a frame that no longer matches the table is refused instead of
+  half-loaded; for a whole table also its key (``key_columns``; NULL for a partitioned table,
+  whose key its columns give);
 - ``fin_assets_partitions``: per materialized partition its row count and write time. An hour
   with no bars is still a materialized partition (the Parquet lake keeps an empty file for it), so
   partitions are listed from here, not from ``DISTINCT partition_start`` of the data.
@@ -19,6 +21,13 @@ Replacing a partition is one transaction: advisory lock on (table, partition), u
 partition registry, ``DELETE`` the partition's rows, ``COPY`` the new ones from an in-memory CSV,
 ``COMMIT``. Re-runs therefore replace instead of append, a writer killed at any point leaves the
 previous rows (nothing commits), and readers never see a half-written partition.
+
+Whole tables (``replace_table``: corporate actions, adjustment factors, ...) have no
+``partition_start``; their primary key is the key their writer names. Replacing one is the same
+transaction over the whole table: advisory lock on the table, ``DELETE`` every row, ``COPY``,
+``COMMIT``. On its first write the table is created and registered in that same transaction, so
+a registered whole table is one written at least once, and a first write that fails leaves no
+trace: ``read_table`` gives None until a write commits.
 
 A ``PostgresWarehouse`` keeps its connections and what it has checked between calls (see the
 class), so a partition costs its own round trips and COMMIT, not a new connection and the
@@ -32,7 +41,7 @@ import io
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, TypeVar
@@ -50,7 +59,7 @@ from resources.errors import (
     InvalidInputError,
     StorageError,
 )
-from resources.storage.base import WriteResult
+from resources.storage.base import WHOLE_TABLE, WriteResult, check_table_key, wrong_kind_error
 from resources.storage.pg import POSTGRES_SCHEMES, connect, redact_url
 from resources.validation import (
     HOURLY_KEY_RE,
@@ -69,6 +78,15 @@ TABLES_REGISTRY = "fin_assets_tables"
 
 PARTITIONS_REGISTRY = "fin_assets_partitions"
 
+# The grain registered for a whole (unpartitioned) table; the others are partitioned.
+WHOLE_GRAIN = "table"
+
+GRAINS = ("hourly", "daily", WHOLE_GRAIN)
+
+# The registry's CHECK on grain, named so that a registry from before whole tables (whose inline
+# CHECK PostgreSQL named so too) can be upgraded in place.
+GRAIN_CHECK = f"{TABLES_REGISTRY}_grain_check"
+
 APPLICATION_NAME = "fin-assets warehouse"  # who holds a lock or a connection, in pg_stat_activity
 
 COPY_CHUNK_BYTES = 64 * 1024
@@ -81,6 +99,15 @@ CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f%:z"
 # table's layout) may be stale: a table or the schema was dropped or altered behind its back.
 _STALE_CATALOG_ERRORS = frozenset(
     {errorcodes.UNDEFINED_TABLE, errorcodes.INVALID_SCHEMA_NAME, errorcodes.UNDEFINED_COLUMN}
+)
+
+# Whether the tables registry (schema, name) has key_columns, added with whole tables.
+_REGISTRY_IS_CURRENT = (
+    "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a"
+    " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = %s AND a.attname = 'key_columns'"
+    " AND NOT a.attisdropped)"
 )
 
 # The dtypes warehouse tables use: (polars dtype, name kept in the registry, PostgreSQL type).
@@ -124,17 +151,21 @@ def _partition_key(grain: str, start: datetime) -> str:
 
 @dataclass(frozen=True)
 class _Layout:
-    """A table's grain and its columns with their polars dtype names, in order."""
+    """A table's grain and its columns with their polars dtype names, in order; a whole table's
+    key too (a partitioned table's key is derived from its columns)."""
 
     grain: str
     columns: tuple[tuple[str, str], ...]
+    whole_key: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
         return [name for name, _ in self.columns]
 
     @property
-    def key(self) -> tuple[str, str]:
+    def key(self) -> tuple[str, ...]:
+        if self.grain == WHOLE_GRAIN:
+            return self.whole_key
         return ("symbol", "ts") if "ts" in self.names else ("symbol", "date")
 
     @property
@@ -145,7 +176,8 @@ class _Layout:
         return ", ".join(f"{name} {dtype}" for name, dtype in self.columns)
 
 
-def _layout_of(frame: pl.DataFrame, *, grain: str, table: str) -> _Layout:
+def _columns_of(frame: pl.DataFrame, *, table: str) -> tuple[tuple[str, str], ...]:
+    """The frame's (column, dtype name) pairs, if PostgreSQL can hold them as they are."""
     columns = []
     for name, dtype in frame.schema.items():
         if not TABLE_RE.fullmatch(name) or name == PARTITION_COLUMN:
@@ -161,7 +193,11 @@ def _layout_of(frame: pl.DataFrame, *, grain: str, table: str) -> _Layout:
                 f"not store; cast it to one of {supported}"
             )
         columns.append((name, match))
-    layout = _Layout(grain, tuple(columns))
+    return tuple(columns)
+
+
+def _layout_of(frame: pl.DataFrame, *, grain: str, table: str) -> _Layout:
+    layout = _Layout(grain, _columns_of(frame, table=table))
     names = layout.names
     if "symbol" not in names or ("ts" not in names and "date" not in names):
         raise InvalidInputError(
@@ -169,6 +205,12 @@ def _layout_of(frame: pl.DataFrame, *, grain: str, table: str) -> _Layout:
             f"(its primary key); the frame has {', '.join(names) or 'no columns'}"
         )
     return layout
+
+
+def _whole_layout_of(frame: pl.DataFrame, key: Sequence[str], *, table: str) -> _Layout:
+    """A whole table's layout; its rows checked against ``key`` (no nulls, no duplicates)."""
+    columns = _columns_of(frame, table=table)
+    return _Layout(WHOLE_GRAIN, columns, check_table_key(frame, key, table=table))
 
 
 def _check_rows(
@@ -209,14 +251,17 @@ def _check_rows(
         )
 
 
-def _csv_payload(frame: pl.DataFrame, start: datetime) -> bytes:
-    """The frame plus its partition_start, as CSV for ``COPY ... WITH (FORMAT csv)``.
+def _csv_payload(frame: pl.DataFrame, start: datetime | None) -> bytes:
+    """The frame plus its partition_start (none for a whole table: ``start`` None), as CSV for
+    ``COPY ... WITH (FORMAT csv)``.
 
     Nulls go out as empty unquoted fields (COPY's NULL) while an empty string is quoted ``""``;
     floats are written with the shortest repr that round-trips (``0.30000000000000004``), and
     NaN/inf in spellings PostgreSQL accepts; timestamps carry microseconds and ``+00:00``."""
     buffer = io.BytesIO()
-    frame.with_columns(pl.lit(start, pl.Datetime("us", "UTC")).alias(PARTITION_COLUMN)).write_csv(
+    if start is not None:
+        frame = frame.with_columns(pl.lit(start, pl.Datetime("us", "UTC")).alias(PARTITION_COLUMN))
+    frame.write_csv(
         buffer,
         include_header=False,
         datetime_format=CSV_DATETIME_FORMAT,
@@ -381,18 +426,27 @@ class PostgresWarehouse:
 
     # -- registry ------------------------------------------------------------------------------
     def _registry_exists(self, cur: Any) -> bool:
+        """Whether the registry tables exist. ``_registry_ready`` says more: they exist and are
+        current (a registry from before whole tables reads fine but is upgraded on a write)."""
         if not self._registry_ready:
             cur.execute(
-                "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = %s"
-                " AND tablename IN (%s, %s)",
-                (self.schema, TABLES_REGISTRY, PARTITIONS_REGISTRY),
+                "SELECT (SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = %s"
+                f" AND tablename IN (%s, %s)) = 2, {_REGISTRY_IS_CURRENT}",
+                (self.schema, TABLES_REGISTRY, PARTITIONS_REGISTRY, self.schema, TABLES_REGISTRY),
             )
-            self._registry_ready = cur.fetchone()[0] == 2
-        return self._registry_ready
+            exists, current = cur.fetchone()
+            self._registry_ready = exists and current
+            return bool(exists)
+        return True
+
+    def _registry_current(self, cur: Any) -> bool:
+        cur.execute(f"SELECT {_REGISTRY_IS_CURRENT}", (self.schema, TABLES_REGISTRY))
+        return bool(cur.fetchone()[0])
 
     def _create_registry(self, conn: Any) -> None:
         with conn.cursor() as cur:
-            if self._registry_exists(cur):
+            self._registry_exists(cur)
+            if self._registry_ready:
                 return
             # Two first writers would both CREATE ... IF NOT EXISTS and one would fail on the
             # catalog's unique index: serialize creation on a lock of its own.
@@ -403,15 +457,33 @@ class PostgresWarehouse:
             )
             if cur.fetchone()[0]:
                 cur.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
+            grains = sql.SQL(", ").join(sql.Literal(g) for g in GRAINS)
             cur.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} ("
                     " table_name text PRIMARY KEY,"
-                    " grain text NOT NULL CHECK (grain IN ('hourly', 'daily')),"
+                    " grain text NOT NULL CONSTRAINT {} CHECK (grain IN ({})),"
                     " columns jsonb NOT NULL,"
+                    " key_columns jsonb,"
                     " created_at timestamptz NOT NULL DEFAULT now())"
-                ).format(self._ident(TABLES_REGISTRY))
+                ).format(self._ident(TABLES_REGISTRY), sql.Identifier(GRAIN_CHECK), grains)
             )
+            if not self._registry_current(cur):
+                # A registry written before whole tables: it learns their grain and their key.
+                # Partitioned tables' rows stay as they are (key_columns NULL).
+                cur.execute(
+                    sql.SQL(
+                        "ALTER TABLE {} ADD COLUMN key_columns jsonb,"
+                        " DROP CONSTRAINT IF EXISTS {},"
+                        " ADD CONSTRAINT {} CHECK (grain IN ({}))"
+                    ).format(
+                        self._ident(TABLES_REGISTRY),
+                        sql.Identifier(GRAIN_CHECK),
+                        sql.Identifier(GRAIN_CHECK),
+                        grains,
+                    )
+                )
+                log.info("upgraded %s.%s for whole tables", self.schema, TABLES_REGISTRY)
             cur.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} ("
@@ -429,17 +501,22 @@ class PostgresWarehouse:
         """(the registered layout, whether the table itself exists), or None: not registered."""
         if not self._registry_exists(cur):
             return None
+        # key_columns read through to_jsonb(row): NULL, not an error, in a registry from before
+        # whole tables that no write has upgraded yet (a reader does not run DDL).
         cur.execute(
             sql.SQL(
-                "SELECT grain, columns, EXISTS (SELECT 1 FROM pg_catalog.pg_tables"
-                " WHERE schemaname = %s AND tablename = %s) FROM {} WHERE table_name = %s"
+                "SELECT grain, columns, to_jsonb(r) -> 'key_columns',"
+                " EXISTS (SELECT 1 FROM pg_catalog.pg_tables"
+                " WHERE schemaname = %s AND tablename = %s) FROM {} AS r WHERE table_name = %s"
             ).format(self._ident(TABLES_REGISTRY)),
             (self.schema, table, table),
         )
         row = cur.fetchone()
         if row is None:
             return None
-        return _Layout(row[0], tuple((name, dtype) for name, dtype in row[1])), row[2]
+        grain, columns, key, exists = row
+        layout = _Layout(grain, tuple((name, dtype) for name, dtype in columns), tuple(key or ()))
+        return layout, exists
 
     def _layout(self, cur: Any, table: str, what: str) -> _Layout | None:
         """A registered table's layout for a read, None if the table was never written."""
@@ -468,7 +545,14 @@ class PostgresWarehouse:
                 "migrate the table"
             )
 
-    def _create_or_read_layout(self, conn: Any, table: str, wanted: _Layout) -> _Layout:
+    def _create_or_read_layout(
+        self, conn: Any, table: str, wanted: _Layout, *, commit: bool = True
+    ) -> _Layout:
+        """The table's registered layout, or ``wanted`` once the table is created with it.
+
+        ``commit=False`` leaves the creation to the caller's transaction (a whole table is
+        created and registered together with its first rows); the DDL lock is then held until
+        the caller commits."""
         self._create_registry(conn)
         with conn.cursor() as cur:
             found = self._registration(cur, table)
@@ -495,15 +579,20 @@ class PostgresWarehouse:
                 layout = wanted
             else:
                 layout = found[0]
-        conn.commit()
+        if commit:
+            conn.commit()
         return layout
 
     def _create_table(self, cur: Any, table: str, layout: _Layout) -> None:
+        whole = layout.grain == WHOLE_GRAIN
         columns = [
             sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(_PG_TYPE_BY_NAME[dtype]))
             for name, dtype in layout.columns
         ]
-        columns.append(sql.SQL("{} timestamptz NOT NULL").format(sql.Identifier(PARTITION_COLUMN)))
+        if not whole:
+            columns.append(
+                sql.SQL("{} timestamptz NOT NULL").format(sql.Identifier(PARTITION_COLUMN))
+            )
         cur.execute(
             sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
                 self._ident(table),
@@ -511,16 +600,22 @@ class PostgresWarehouse:
                 sql.SQL(", ").join(sql.Identifier(c) for c in layout.key),
             )
         )
-        cur.execute(
-            sql.SQL("CREATE INDEX ON {} ({})").format(
-                self._ident(table), sql.Identifier(PARTITION_COLUMN)
+        if not whole:
+            cur.execute(
+                sql.SQL("CREATE INDEX ON {} ({})").format(
+                    self._ident(table), sql.Identifier(PARTITION_COLUMN)
+                )
             )
-        )
         cur.execute(
-            sql.SQL("INSERT INTO {} (table_name, grain, columns) VALUES (%s, %s, %s)").format(
-                self._ident(TABLES_REGISTRY)
+            sql.SQL(
+                "INSERT INTO {} (table_name, grain, columns, key_columns) VALUES (%s, %s, %s, %s)"
+            ).format(self._ident(TABLES_REGISTRY)),
+            (
+                table,
+                layout.grain,
+                Json([list(c) for c in layout.columns]),
+                Json(list(layout.key)) if whole else None,
             ),
-            (table, layout.grain, Json([list(c) for c in layout.columns])),
         )
         log.info("created warehouse table %s.%s (%s)", self.schema, table, layout.describe())
 
@@ -606,13 +701,97 @@ class PostgresWarehouse:
     def _load_copy(
         self, cur: Any, table: str, layout: _Layout, frame: pl.DataFrame, start: datetime
     ) -> int:
-        payload = _csv_payload(frame, start)
+        return self._copy(cur, table, [*layout.names, PARTITION_COLUMN], _csv_payload(frame, start))
+
+    def _copy(self, cur: Any, table: str, columns: list[str], payload: bytes) -> int:
+        """``COPY`` the CSV ``payload`` into ``columns`` of the table; the bytes sent."""
         statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
-            self._ident(table),
-            sql.SQL(", ").join(sql.Identifier(c) for c in [*layout.names, PARTITION_COLUMN]),
+            self._ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         )
         cur.copy_expert(statement, self._copy_source(payload), size=COPY_CHUNK_BYTES)
         return len(payload)
+
+    # -- whole tables --------------------------------------------------------------------------
+    def replace_table(self, table: str, frame: pl.DataFrame, *, key: Sequence[str]) -> WriteResult:
+        """Replace every row of the whole table with ``frame``: lock, DELETE, COPY, COMMIT."""
+        table = self._check_table(table)
+        layout = _whole_layout_of(frame, key, table=table)
+        where = f"{table} (whole table)"
+
+        def write(conn: Any) -> tuple[int, int]:
+            self._ensure_whole_table(conn, table, layout)
+            with conn.cursor() as cur:
+                # As for a partition (see _replace): concurrent writers of the table queue on
+                # its lock, and each one's DELETE sees the rows the previous one committed, so
+                # the table ends as one whole copy. DELETE, not TRUNCATE: TRUNCATE's exclusive
+                # lock would block readers until COMMIT, where DELETE lets them go on reading
+                # the previous version.
+                cur.execute(
+                    sql.SQL(
+                        "SELECT pg_advisory_xact_lock(%s);"
+                        " WITH gone AS (DELETE FROM {} RETURNING 1) SELECT count(*) FROM gone"
+                    ).format(self._ident(table)),
+                    (_lock_key("table", self.schema, table),),
+                )
+                deleted = cur.fetchone()[0]
+                sent = self._copy(cur, table, layout.names, _csv_payload(frame, None))
+            conn.commit()
+            # Remembered only once committed: a first write that failed created nothing.
+            self._layouts[table] = layout
+            return deleted, sent
+
+        deleted, sent = self._run(where, write)
+        log.info(
+            "replaced %s.%s (whole table): %d rows (%d before)",
+            self.schema,
+            table,
+            frame.height,
+            deleted,
+        )
+        return WriteResult(
+            table, WHOLE_TABLE, frame.height, sent, f"{self.location}/{self.schema}.{table}"
+        )
+
+    def _ensure_whole_table(self, conn: Any, table: str, wanted: _Layout) -> None:
+        """Create the whole table in the write's transaction on its first write; refuse a
+        partitioned table, or a frame whose columns or key differ from the table's."""
+        layout = self._layouts.get(table)
+        if layout is None:
+            layout = self._create_or_read_layout(conn, table, wanted, commit=False)
+        if layout.grain != WHOLE_GRAIN:
+            raise wrong_kind_error(table, kind=layout.grain)
+        if layout.columns != wanted.columns or layout.key != wanted.key:
+            raise StorageError(
+                f"{table} (whole table): the frame's columns ({wanted.describe()}) and key "
+                f"({', '.join(wanted.key)}) differ from the table's ({layout.describe()}; key "
+                f"{', '.join(layout.key)}); write matching frames or migrate the table"
+            )
+
+    def read_table(self, table: str) -> pl.DataFrame | None:
+        """The whole table ordered by its key, in the dtypes written; None if never written."""
+        table = self._check_table(table)
+        where = f"{table} (whole table)"
+
+        def read(conn: Any) -> pl.DataFrame | None:
+            with conn.cursor() as cur:
+                layout = self._layout(cur, table, where)
+            if layout is None:
+                return None
+            if layout.grain != WHOLE_GRAIN:
+                raise wrong_kind_error(table, kind=layout.grain)
+            return self._read(conn, table, layout, None)
+
+        return self._run(where, read)
+
+    def scan_table(self, table: str) -> pl.LazyFrame:
+        """The whole table, collected, then lazy (as ``scan``)."""
+        frame = self.read_table(table)
+        if frame is None:
+            raise StorageError(
+                f"{table}: whole table never written to the PostgreSQL warehouse "
+                f"{self.location} (schema {self.schema})"
+            )
+        return frame.lazy()
 
     # -- reads ---------------------------------------------------------------------------------
     def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None:
@@ -645,7 +824,10 @@ class PostgresWarehouse:
         def keys(conn: Any) -> list[str]:
             with conn.cursor() as cur:
                 layout = self._layout(cur, table, where)
-                return [] if layout is None else self._keys(cur, table, layout)
+                if layout is None:
+                    return []
+                self._check_partitioned(table, layout)
+                return self._keys(cur, table, layout)
 
         return self._run(where, keys)
 
@@ -663,6 +845,7 @@ class PostgresWarehouse:
             if windows is None:
                 windows = [(k, *_window(k)) for k in present]
             if layout is not None:
+                self._check_partitioned(table, layout)
                 for key, grain, _, _ in windows:
                     self._check_grain(table, layout, grain, key)
             materialized = set(present)
@@ -728,7 +911,13 @@ class PostgresWarehouse:
         return table
 
     @staticmethod
-    def _check_grain(table: str, layout: _Layout, grain: str, key: str) -> None:
+    def _check_partitioned(table: str, layout: _Layout) -> None:
+        if layout.grain == WHOLE_GRAIN:
+            raise wrong_kind_error(table, kind="whole")
+
+    @classmethod
+    def _check_grain(cls, table: str, layout: _Layout, grain: str, key: str) -> None:
+        cls._check_partitioned(table, layout)
         if grain != layout.grain:
             raise InvalidInputError(
                 f"{table} is partitioned {layout.grain}; {key} is a {grain} key"

@@ -17,12 +17,16 @@ from typing import Any
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from resources.errors import DataValidationError, InvalidInputError, StorageError
+from resources.storage.base import WHOLE_TABLE, WriteResult
+from resources.storage.parquet import ParquetWarehouse
 from resources.storage.postgres import PostgresWarehouse
 from resources.storage.warehouse import warehouse_from_url
 from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA, RETURNS_SCHEMA
 from tests.helpers import PROJECT_ROOT, ExecutemanyPostgresWarehouse, wait_for
+from tests.unit.test_storage import FACTORS_KEY, FACTORS_SCHEMA, factors
 
 HOUR = "2026-01-05-03:00"
 HOUR_START = datetime(2026, 1, 5, 3, tzinfo=UTC)
@@ -541,3 +545,380 @@ def test_racing_writers_leave_exactly_one_complete_version(
             db, f"SELECT count(*), count(DISTINCT (symbol, ts)) FROM {pg_schema}.core_bars"
         )
         assert total == [(back.height, back.height)]
+
+
+# -- whole tables ---------------------------------------------------------------------------
+
+FACTORS = "adjustment_factors"
+
+
+def primary_key_of(db: Any, schema: str, table: str) -> list[str]:
+    rows = query(
+        db,
+        "SELECT a.attname FROM pg_index i"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+        " WHERE i.indrelid = %s::regclass AND i.indisprimary"
+        " ORDER BY array_position(i.indkey, a.attnum)",
+        f"{schema}.{table}",
+    )
+    return [name for (name,) in rows]
+
+
+def test_a_whole_table_round_trips_its_dtypes_in_key_order(
+    pg_url: str, pg_schema: str, db: Any
+) -> None:
+    table = factors(1, 30)
+    wh = PostgresWarehouse(pg_url, schema=pg_schema, batch_rows=7)  # many fetch batches
+
+    result = wh.replace_table(FACTORS, table, key=FACTORS_KEY)
+
+    back = wh.read_table(FACTORS)
+    assert back is not None
+    assert back.schema == FACTORS_SCHEMA
+    assert_frame_equal(back, table.sort(FACTORS_KEY))
+    assert back["note"].to_list()[:3] == ["", None, 'split 2:1, "adjusted"']  # "" is not null
+    assert_frame_equal(wh.scan_table(FACTORS).collect(), back)
+    assert result == WriteResult(
+        FACTORS, WHOLE_TABLE, 60, result.bytes, f"{wh.location}/{pg_schema}.{FACTORS}"
+    )
+    assert result.bytes > 0
+    # What a SQL user sees: the key as primary key, the frame's columns and no others, the
+    # registry's grain and key, and no partition of it.
+    assert primary_key_of(db, pg_schema, FACTORS) == ["symbol", "date"]
+    columns = query(
+        db,
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        pg_schema,
+        FACTORS,
+    )
+    assert [c for (c,) in columns] == list(FACTORS_SCHEMA)
+    registered = query(
+        db,
+        f"SELECT grain, key_columns FROM {pg_schema}.fin_assets_tables WHERE table_name = %s",
+        FACTORS,
+    )
+    assert registered == [("table", ["symbol", "date"])]
+    assert query(db, f"SELECT count(*) FROM {pg_schema}.fin_assets_partitions") == [(0,)]
+    row = query(
+        db,
+        f"SELECT factor, shares, note, computed_at FROM {pg_schema}.{FACTORS}"
+        " WHERE symbol = 'AAPL' AND date = '2026-01-06'",
+    )
+    assert row == [(1 + 1 / 7, None, None, datetime(2026, 1, 6, 1, 2, 3, 456789, tzinfo=UTC))]
+    wh.close()
+
+
+def test_replace_table_replaces_the_whole_table_and_is_idempotent(
+    wh: PostgresWarehouse, db: Any, pg_schema: str
+) -> None:
+    wh.replace_table(FACTORS, factors(1, 10), key=FACTORS_KEY)
+    smaller = factors(2, 3, symbols=("NVDA",))
+    for _ in range(3):
+        result = wh.replace_table(FACTORS, smaller, key=FACTORS_KEY)
+        assert_frame_equal(wh.read_table(FACTORS), smaller.sort(FACTORS_KEY))  # type: ignore[arg-type]
+        assert query(db, f"SELECT count(*) FROM {pg_schema}.{FACTORS}") == [(3,)]
+    assert result.rows == 3
+    empty = pl.DataFrame(schema=FACTORS_SCHEMA)
+    wh.replace_table(FACTORS, empty, key=FACTORS_KEY)  # no rows is still a written table
+    assert_frame_equal(wh.read_table(FACTORS), empty)  # type: ignore[arg-type]
+
+
+class FailingCopy:
+    """A COPY source whose disk fails after the first chunk."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload, self.calls = payload, 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.calls += 1
+        if self.calls > 1:
+            raise OSError(5, "Input/output error")
+        return self.payload[:size]
+
+
+class FailingWarehouse(PostgresWarehouse):
+    def _copy_source(self, payload: bytes) -> Any:
+        return FailingCopy(payload)
+
+
+def test_a_table_write_failing_mid_copy_leaves_the_previous_table(
+    wh: PostgresWarehouse, pg_url: str, pg_schema: str, db: Any
+) -> None:
+    previous = factors(1, 3)
+    wh.replace_table(FACTORS, previous, key=FACTORS_KEY)
+
+    with FailingWarehouse(pg_url, schema=pg_schema) as failing:
+        with pytest.raises(StorageError, match=f"{FACTORS} \\(whole table\\): .*Input/output"):
+            failing.replace_table(FACTORS, factors(2, 2000), key=FACTORS_KEY)
+        # A first write that fails leaves no trace: not an empty table, no table at all.
+        with pytest.raises(StorageError, match="first_time"):
+            failing.replace_table("first_time", factors(2, 2000), key=FACTORS_KEY)
+
+    assert_frame_equal(wh.read_table(FACTORS), previous.sort(FACTORS_KEY))  # type: ignore[arg-type]
+    assert wh.read_table("first_time") is None
+    assert query(db, "SELECT 1 FROM pg_tables WHERE tablename = 'first_time'") == []
+    assert advisory_locks(db) == []
+    wh.replace_table("first_time", factors(3, 2), key=FACTORS_KEY)  # nothing left in the way
+    assert_frame_equal(wh.read_table("first_time"), factors(3, 2).sort(FACTORS_KEY))  # type: ignore[arg-type]
+
+
+def test_a_second_table_writer_waits_for_the_first_and_readers_see_the_previous_version(
+    pg_url: str, pg_schema: str, db: Any
+) -> None:
+    wh = PostgresWarehouse(pg_url, schema=pg_schema)
+    previous = factors(0, 5)
+    wh.replace_table(FACTORS, previous, key=FACTORS_KEY)
+    first, second = factors(1, 2000), factors(2, 300, symbols=("NVDA", "AAPL"))
+    held = HeldWarehouse(pg_url, schema=pg_schema)
+
+    thread_a, errors_a = run_in_thread(lambda: held.replace_table(FACTORS, first, key=FACTORS_KEY))
+    assert held.reached.wait(30), "first writer never reached its COPY"
+    # A has deleted every row and is mid-COPY: readers still see the previous table, whole.
+    assert_frame_equal(wh.read_table(FACTORS), previous.sort(FACTORS_KEY))  # type: ignore[arg-type]
+    thread_b, errors_b = run_in_thread(lambda: wh.replace_table(FACTORS, second, key=FACTORS_KEY))
+    wait_for(
+        "B to queue", lambda: any(not granted for _, granted in advisory_locks(db)), timeout=10
+    )
+    held.release.set()
+    thread_a.join(30)
+    thread_b.join(30)
+
+    assert errors_a == [] and errors_b == []
+    assert_frame_equal(wh.read_table(FACTORS), second.sort(FACTORS_KEY))  # type: ignore[arg-type]
+    assert query(db, f"SELECT count(*) FROM {pg_schema}.{FACTORS}") == [(600,)]
+    wh.close()
+    held.close()
+
+
+def test_racing_table_writers_leave_exactly_one_complete_version(
+    pg_url: str, pg_schema: str, db: Any
+) -> None:
+    versions = [factors(1, 1500), factors(2, 700, symbols=("GOOG", "AAPL"))]
+    writers = [PostgresWarehouse(pg_url, schema=pg_schema) for _ in versions]
+    for _round in range(4):  # the first round also races to create the table
+        barrier = threading.Barrier(2)
+
+        def write(i: int, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            writers[i].replace_table(FACTORS, versions[i], key=FACTORS_KEY)
+
+        runs = [run_in_thread(write, i) for i in range(2)]
+        for thread, _ in runs:
+            thread.join(60)
+        assert [errors for _, errors in runs] == [[], []]
+
+        back = writers[0].read_table(FACTORS)
+        assert back is not None
+        assert any(back.equals(v.sort(FACTORS_KEY)) for v in versions)
+        total = query(
+            db, f"SELECT count(*), count(DISTINCT (symbol, date)) FROM {pg_schema}.{FACTORS}"
+        )
+        assert total == [(back.height, back.height)]
+    for writer in writers:
+        writer.close()
+
+
+def test_frames_that_do_not_fit_a_whole_table_are_refused_and_leave_it_alone(
+    wh: PostgresWarehouse,
+) -> None:
+    previous = factors(1, 3)
+    wh.replace_table(FACTORS, previous, key=FACTORS_KEY)
+
+    null_date = factors(2, 3).with_columns(
+        date=pl.when(pl.col("symbol") == "AAPL").then(None).otherwise(pl.col("date"))
+    )
+    with pytest.raises(DataValidationError) as info:
+        wh.replace_table(FACTORS, null_date, key=FACTORS_KEY)
+    assert str(info.value).startswith(
+        f"{FACTORS}: 3 rows have a null in their key (symbol, date), e.g. symbol=AAPL, date=None"
+    )
+    with pytest.raises(DataValidationError) as info:
+        wh.replace_table(FACTORS, pl.concat([factors(2, 3), factors(2, 3)]), key=FACTORS_KEY)
+    assert str(info.value).startswith(
+        f"{FACTORS}: 12 rows share their key (symbol, date) with another, e.g. symbol=MSFT, "
+        "date=2026-01-07, "
+    )
+    for key in ("symbol", (), ("symbol", "day"), ("date", "date")):
+        with pytest.raises(InvalidInputError, match="key"):
+            wh.replace_table(FACTORS, factors(2, 3), key=key)
+
+    # The table's layout is its columns, their dtypes and its key: a frame that changes any of
+    # them is refused, naming both layouts, instead of half-loaded.
+    layout = f"{FACTORS} \\(whole table\\): the frame's columns .* differ from the table's"
+    with pytest.raises(StorageError, match=layout):
+        wh.replace_table(FACTORS, factors(2, 3).drop("note"), key=FACTORS_KEY)
+    with pytest.raises(StorageError, match=layout):
+        wh.replace_table(
+            FACTORS, factors(2, 3).with_columns(pl.col("shares").cast(pl.Float64)), key=FACTORS_KEY
+        )
+    with pytest.raises(StorageError, match=f"{layout} .*key symbol, date\\)"):
+        wh.replace_table(FACTORS, factors(2, 3), key=("date", "symbol"))
+    with pytest.raises(InvalidInputError, match="dtype"):
+        wh.replace_table(
+            FACTORS, factors(2, 3).with_columns(pl.col("shares").cast(pl.Int32)), key=FACTORS_KEY
+        )
+    fresh = PostgresWarehouse(wh._url, schema=wh.schema)  # not from a remembered layout
+    with fresh, pytest.raises(StorageError, match=layout):
+        fresh.replace_table(FACTORS, factors(2, 3), key=("date", "symbol"))
+
+    assert_frame_equal(wh.read_table(FACTORS), previous.sort(FACTORS_KEY))  # type: ignore[arg-type]
+
+
+def test_a_table_name_is_partitioned_or_whole_never_both(
+    wh: PostgresWarehouse, db: Any, pg_schema: str
+) -> None:
+    wh.replace_partition("core_bars", HOUR, bars(1, 2))
+    wh.replace_table(FACTORS, factors(1, 1), key=FACTORS_KEY)
+
+    with pytest.raises(InvalidInputError, match="core_bars is partitioned hourly .* not a whole"):
+        wh.replace_table("core_bars", factors(1, 2), key=FACTORS_KEY)
+    with pytest.raises(InvalidInputError, match="core_bars is partitioned hourly"):
+        wh.read_table("core_bars")
+    with pytest.raises(InvalidInputError, match="core_bars is partitioned hourly"):
+        wh.scan_table("core_bars")
+    whole = f"{FACTORS} is a whole table .* not a partitioned one"
+    day = factors(2, 1)  # one row a symbol, all on 2026-01-05: a valid daily partition
+    for warehouse in (wh, PostgresWarehouse(wh._url, schema=pg_schema)):
+        with pytest.raises(InvalidInputError, match=whole):
+            warehouse.replace_partition(FACTORS, "2026-01-05", day)
+    with pytest.raises(InvalidInputError, match=whole):
+        wh.read_partition(FACTORS, "2026-01-05")
+    with pytest.raises(InvalidInputError, match=whole):
+        wh.partition_keys(FACTORS)
+    with pytest.raises(InvalidInputError, match=whole):
+        wh.scan(FACTORS)
+    with pytest.raises(InvalidInputError, match=whole):
+        wh.scan(FACTORS, ["2026-01-05"])
+
+    assert_frame_equal(wh.read_table(FACTORS), factors(1, 1).sort(FACTORS_KEY))  # type: ignore[arg-type]
+    assert wh.read_partition("core_bars", HOUR).equals(bars(1, 2))  # type: ignore[union-attr]
+    assert query(db, f"SELECT count(*) FROM {pg_schema}.fin_assets_partitions") == [(1,)]
+
+
+def test_a_whole_table_never_written_reads_as_none_and_scans_as_an_error(
+    wh: PostgresWarehouse, db: Any, pg_schema: str
+) -> None:
+    assert wh.read_table(FACTORS) is None  # no registry yet
+    with pytest.raises(StorageError, match=f"{FACTORS}: whole table never written"):
+        wh.scan_table(FACTORS)
+    wh.replace_table("other_table", factors(1, 1), key=FACTORS_KEY)
+    assert wh.read_table(FACTORS) is None  # the registry exists, without it
+    with pytest.raises(StorageError, match=f"{FACTORS}: whole table never written"):
+        wh.scan_table(FACTORS)
+
+
+@pytest.mark.parametrize("table", ["Factors", "factors;drop table x", 'f"', "fin_assets_tables"])
+def test_invalid_whole_table_names_are_refused_before_any_sql(
+    wh: PostgresWarehouse, db: Any, pg_schema: str, table: str
+) -> None:
+    with pytest.raises(InvalidInputError):
+        wh.replace_table(table, factors(1, 2), key=FACTORS_KEY)
+    with pytest.raises(InvalidInputError):
+        wh.read_table(table)
+    with pytest.raises(InvalidInputError):
+        wh.scan_table(table)
+    assert query(db, "SELECT 1 FROM pg_namespace WHERE nspname = %s", pg_schema) == []
+
+
+def test_a_whole_table_dropped_behind_the_warehouse_is_recreated(
+    wh: PostgresWarehouse, db: Any, pg_schema: str
+) -> None:
+    wh.replace_table(FACTORS, factors(1, 3), key=FACTORS_KEY)
+    operator_drop = f"DROP TABLE {pg_schema}.{FACTORS}"
+    query_none(db, operator_drop)
+    with pytest.raises(StorageError, match=f"{FACTORS} \\(whole table\\): .*gone"):
+        wh.read_table(FACTORS)
+    wh.replace_table(FACTORS, factors(2, 2), key=FACTORS_KEY)  # remembered layout, table gone
+    assert_frame_equal(wh.read_table(FACTORS), factors(2, 2).sort(FACTORS_KEY))  # type: ignore[arg-type]
+
+
+def query_none(conn: Any, statement: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(statement)
+
+
+def test_parquet_and_postgres_give_back_equal_tables(wh: PostgresWarehouse, tmp_path: Any) -> None:
+    """The same frames, both backends, row for row: a corporate-actions-like key of four
+    columns, unsigned counts, and doubles PostgreSQL must not round."""
+    lake = ParquetWarehouse(tmp_path / "lake")
+    key = ("symbol", "date", "kind", "provider_id")
+    doubles = random_doubles(60, seed=11)
+
+    def actions(version: int) -> pl.DataFrame:
+        base = factors(version, 15)  # 30 rows
+        return pl.concat(
+            [
+                base.with_columns(kind=pl.lit("split"), provider_id=pl.lit(f"s{version}")),
+                base.with_columns(kind=pl.lit("dividend"), provider_id=pl.lit("")),
+            ]
+        ).with_columns(
+            amount=pl.Series(doubles[version:] + doubles[:version]),
+            count=pl.Series([None if i % 7 == 0 else 2**32 - 1 - i for i in range(60)]).cast(
+                pl.UInt32
+            ),
+        )
+
+    for version in (1, 2):
+        frame = actions(version)
+        lake_result = lake.replace_table("corporate_actions", frame, key=key)
+        pg_result = wh.replace_table("corporate_actions", frame, key=key)
+        assert (lake_result.rows, lake_result.partition_key) == (pg_result.rows, "")
+
+        from_lake, from_pg = (
+            lake.read_table("corporate_actions"),
+            wh.read_table("corporate_actions"),
+        )
+        assert from_lake is not None and from_pg is not None
+        assert from_pg.schema == from_lake.schema == frame.schema
+        assert_frame_equal(from_pg, from_lake)
+        assert_frame_equal(from_pg, frame.sort(key))
+        assert_frame_equal(
+            wh.scan_table("corporate_actions").collect(),
+            lake.scan_table("corporate_actions").collect(),
+        )
+
+
+# What fin_assets_tables looked like before whole tables (no key_columns, two grains).
+OLD_REGISTRY_GRAIN_CHECK = "CHECK (grain IN ('hourly', 'daily'))"
+
+
+def test_a_registry_from_before_whole_tables_is_read_as_is_and_upgraded_by_a_write(
+    pg_url: str, pg_schema: str, db: Any
+) -> None:
+    with PostgresWarehouse(pg_url, schema=pg_schema) as old:
+        old.replace_partition("core_bars", HOUR, bars(1, 2))
+    registry = f"{pg_schema}.fin_assets_tables"
+    query_none(
+        db,
+        f"ALTER TABLE {registry} DROP COLUMN key_columns,"
+        " DROP CONSTRAINT fin_assets_tables_grain_check,"
+        f" ADD CONSTRAINT fin_assets_tables_grain_check {OLD_REGISTRY_GRAIN_CHECK}",
+    )
+
+    def registry_columns() -> list[str]:
+        rows = query(
+            db,
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = 'fin_assets_tables'"
+            " ORDER BY ordinal_position",
+            pg_schema,
+        )
+        return [name for (name,) in rows]
+
+    with PostgresWarehouse(pg_url, schema=pg_schema) as wh:
+        # Reads work on the old registry and run no DDL on it.
+        assert wh.read_partition("core_bars", HOUR).equals(bars(1, 2))  # type: ignore[union-attr]
+        assert wh.partition_keys("core_bars") == [HOUR]
+        assert wh.read_table(FACTORS) is None
+        assert "key_columns" not in registry_columns()
+
+        wh.replace_table(FACTORS, factors(1, 2), key=FACTORS_KEY)
+
+        assert "key_columns" in registry_columns()
+        assert_frame_equal(wh.read_table(FACTORS), factors(1, 2).sort(FACTORS_KEY))  # type: ignore[arg-type]
+        assert wh.read_partition("core_bars", HOUR).equals(bars(1, 2))  # type: ignore[union-attr]
+        wh.replace_partition("core_bars", HOUR, bars(2, 2))
+        assert wh.read_partition("core_bars", HOUR).equals(bars(2, 2))  # type: ignore[union-attr]
+    grains = query(db, f"SELECT table_name, grain, key_columns FROM {registry} ORDER BY 1")
+    assert grains == [(FACTORS, "table", ["symbol", "date"]), ("core_bars", "hourly", None)]

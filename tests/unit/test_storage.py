@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from resources.endpoints import Feed
-from resources.errors import InvalidInputError, StorageError
+from resources.errors import DataValidationError, InvalidInputError, StorageError
 from resources.raw.snapshots import SnapshotStore
 from resources.storage.atomic import TEMP_PREFIX, atomic_write, atomic_write_bytes, sweep_temp_files
+from resources.storage.base import WHOLE_TABLE, WriteResult
 from resources.storage.parquet import ParquetWarehouse
 from resources.storage.warehouse import warehouse_from_url
 from tests.helpers import SIMULATOR_FEED
@@ -381,6 +383,243 @@ def test_warehouse_from_url(tmp_path: Path) -> None:
         warehouse_from_url("postgresql+psycopg2://localhost/db")
     with pytest.raises(InvalidInputError, match="'s3'"):
         warehouse_from_url("s3://bucket/x")
+
+
+# -- ParquetWarehouse: whole tables ----------------------------------------------------------
+
+FACTORS_KEY = ("symbol", "date")
+
+
+def factors(
+    version: int, rows: int, *, symbols: tuple[str, ...] = ("MSFT", "AAPL")
+) -> pl.DataFrame:
+    """An adjustment-factors-like whole table, every dtype the warehouse keeps, nulls included;
+    rows deliberately out of key order (reads give them back sorted by the key)."""
+    data: dict[str, list[Any]] = {
+        "symbol": [],
+        "date": [],
+        "factor": [],
+        "shares": [],
+        "note": [],
+        "computed_at": [],
+    }
+    for symbol in symbols:
+        for i in reversed(range(rows)):
+            data["symbol"].append(symbol)
+            data["date"].append(date(2026, 1, 5) + timedelta(days=i))
+            data["factor"].append(None if i % 3 == 2 else version + i / 7)
+            data["shares"].append(None if i % 2 else version * 1000 + i)
+            data["note"].append(["", None, 'split 2:1, "adjusted"'][i % 3])
+            data["computed_at"].append(datetime(2026, 1, 6, 1, 2, 3, 456789, tzinfo=UTC))
+    return pl.DataFrame(data, schema=FACTORS_SCHEMA)
+
+
+FACTORS_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "date": pl.Date(),
+        "factor": pl.Float64(),
+        "shares": pl.Int64(),
+        "note": pl.String(),
+        "computed_at": pl.Datetime("us", "UTC"),
+    }
+)
+
+
+def test_a_whole_table_round_trips_its_dtypes_in_key_order(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    table = factors(1, 6)
+
+    result = wh.replace_table("adjustment_factors", table, key=FACTORS_KEY)
+
+    back = wh.read_table("adjustment_factors")
+    assert back is not None
+    assert back.schema == FACTORS_SCHEMA
+    assert_frame_equal(back, table.sort(FACTORS_KEY))
+    assert back["note"].to_list()[:3] == ["", None, 'split 2:1, "adjusted"']  # "" is not null
+    assert back["shares"].null_count() == 6
+    assert_frame_equal(wh.scan_table("adjustment_factors").collect(), back)
+    path = tmp_path / "wh" / "adjustment_factors.parquet"
+    assert result == WriteResult(
+        "adjustment_factors", WHOLE_TABLE, 12, path.stat().st_size, str(path)
+    )
+    assert result.partition_key == ""
+    # One file beside the partitioned tables' folders: never one of their partitions.
+    wh.replace_partition("bars", "2026-01-05", frame(1, 2))
+    assert sorted(p.name for p in (tmp_path / "wh").iterdir()) == [
+        "adjustment_factors.parquet",
+        "bars",
+    ]
+    assert wh.partition_keys("bars") == ["2026-01-05"]
+
+
+def test_replace_table_replaces_the_whole_table_and_is_idempotent(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    wh.replace_table("adjustment_factors", factors(1, 10), key=FACTORS_KEY)
+    for _ in range(2):
+        wh.replace_table("adjustment_factors", factors(2, 3, symbols=("NVDA",)), key=FACTORS_KEY)
+        back = wh.read_table("adjustment_factors")
+        assert back is not None
+        assert_frame_equal(back, factors(2, 3, symbols=("NVDA",)).sort(FACTORS_KEY))
+    empty = pl.DataFrame(schema=FACTORS_SCHEMA)
+    wh.replace_table("adjustment_factors", empty, key=FACTORS_KEY)  # no rows is still a table
+    assert_frame_equal(wh.read_table("adjustment_factors"), empty)  # type: ignore[arg-type]
+    assert sorted(p.name for p in (tmp_path / "wh").iterdir()) == ["adjustment_factors.parquet"]
+
+
+def test_a_failing_table_write_leaves_the_previous_table(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    previous = factors(1, 4)
+    wh.replace_table("adjustment_factors", previous, key=FACTORS_KEY)
+    # Its key is fine, but Parquet cannot hold an Object column: the write raises.
+    unwritable = factors(2, 5).with_columns(pl.Series("blob", [object()] * 10, dtype=pl.Object))
+
+    with pytest.raises(pl.exceptions.PolarsError):
+        wh.replace_table("adjustment_factors", unwritable, key=FACTORS_KEY)
+
+    assert_frame_equal(wh.read_table("adjustment_factors"), previous.sort(FACTORS_KEY))  # type: ignore[arg-type]
+    assert sorted(p.name for p in (tmp_path / "wh").iterdir()) == ["adjustment_factors.parquet"]
+    with pytest.raises(pl.exceptions.PolarsError):
+        wh.replace_table("first_time", unwritable, key=FACTORS_KEY)
+    assert wh.read_table("first_time") is None
+
+
+def test_a_table_write_failing_halfway_leaves_the_previous_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    previous = factors(1, 4)
+    wh.replace_table("adjustment_factors", previous, key=FACTORS_KEY)
+
+    def disk_full(self: pl.DataFrame, file: Path, **kwargs: object) -> None:
+        Path(file).write_bytes(b"PAR1 and then half a row group")  # torn, wherever it lands
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        wh.replace_table("adjustment_factors", factors(2, 5), key=FACTORS_KEY)
+    monkeypatch.undo()
+
+    assert_frame_equal(wh.read_table("adjustment_factors"), previous.sort(FACTORS_KEY))  # type: ignore[arg-type]
+    assert sorted(p.name for p in (tmp_path / "wh").iterdir()) == ["adjustment_factors.parquet"]
+
+
+def test_racing_table_writers_leave_exactly_one_complete_version(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    versions = [factors(1, 3000), factors(2, 500, symbols=("NVDA", "GOOG", "AMZN"))]
+    for _round in range(3):
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def write(
+            version: pl.DataFrame,
+            barrier: threading.Barrier = barrier,
+            errors: list[BaseException] = errors,
+        ) -> None:
+            try:
+                barrier.wait()
+                for _ in range(3):
+                    wh.replace_table("adjustment_factors", version, key=FACTORS_KEY)
+            except BaseException as exc:  # reported below, not lost in the thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(v,)) for v in versions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        back = wh.read_table("adjustment_factors")
+        assert back is not None
+        assert any(back.equals(v.sort(FACTORS_KEY)) for v in versions)
+        assert sorted(p.name for p in (tmp_path / "wh").iterdir()) == ["adjustment_factors.parquet"]
+
+
+def test_a_null_or_duplicated_key_is_refused_naming_table_key_and_a_row(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    previous = factors(1, 3)
+    wh.replace_table("adjustment_factors", previous, key=FACTORS_KEY)
+
+    null_date = factors(2, 3).with_columns(
+        date=pl.when(pl.col("symbol") == "AAPL").then(None).otherwise(pl.col("date"))
+    )
+    with pytest.raises(DataValidationError) as info:
+        wh.replace_table("adjustment_factors", null_date, key=FACTORS_KEY)
+    assert str(info.value).startswith(
+        "adjustment_factors: 3 rows have a null in their key (symbol, date), e.g. symbol=AAPL, "
+        "date=None, factor="
+    )
+    twice = pl.concat([factors(2, 3), factors(2, 3).head(1)])
+    with pytest.raises(DataValidationError) as info:
+        wh.replace_table("adjustment_factors", twice, key=FACTORS_KEY)
+    assert str(info.value).startswith(
+        "adjustment_factors: 2 rows share their key (symbol, date) with another, "
+        "e.g. symbol=MSFT, date=2026-01-07, "
+    )
+    # A key naming the columns wrongly is the caller's bug, not the data's.
+    for key, message in [
+        ("symbol", "key must name the columns"),
+        ((), "key must name the columns"),
+        (("symbol", "day"), "key column day is not in the frame"),
+        (("symbol", "symbol"), "names a column twice"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message):
+            wh.replace_table("adjustment_factors", factors(2, 3), key=key)
+    assert_frame_equal(wh.read_table("adjustment_factors"), previous.sort(FACTORS_KEY))  # type: ignore[arg-type]
+
+
+def test_a_table_name_is_partitioned_or_whole_never_both(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    wh.replace_partition("core_bars", "2026-01-05-03:00", frame(1, 2))
+    wh.replace_table("adjustment_factors", factors(1, 2), key=FACTORS_KEY)
+    before = all_files(tmp_path)
+
+    with pytest.raises(InvalidInputError, match="core_bars is partitioned hourly .* not a whole"):
+        wh.replace_table("core_bars", factors(1, 2), key=FACTORS_KEY)
+    with pytest.raises(InvalidInputError, match="core_bars is partitioned hourly"):
+        wh.read_table("core_bars")
+    with pytest.raises(InvalidInputError, match="core_bars is partitioned hourly"):
+        wh.scan_table("core_bars")
+    whole = "adjustment_factors is a whole table .* not a partitioned one"
+    with pytest.raises(InvalidInputError, match=whole):
+        wh.replace_partition("adjustment_factors", "2026-01-05", frame(1, 2))
+    with pytest.raises(InvalidInputError, match=whole):
+        wh.read_partition("adjustment_factors", "2026-01-05")
+    with pytest.raises(InvalidInputError, match=whole):
+        wh.partition_keys("adjustment_factors")
+    with pytest.raises(InvalidInputError, match=whole):
+        wh.scan("adjustment_factors")
+    with pytest.raises(InvalidInputError, match=whole):
+        wh.scan("adjustment_factors", ["2026-01-05"])
+    assert all_files(tmp_path) == before
+
+
+def test_a_table_never_written_reads_as_none_and_scans_as_an_error(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    assert wh.read_table("adjustment_factors") is None
+    with pytest.raises(StorageError, match="adjustment_factors: whole table never written"):
+        wh.scan_table("adjustment_factors")
+    assert all_files(tmp_path) == []
+
+
+def test_a_corrupt_table_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    result = wh.replace_table("adjustment_factors", factors(1, 2), key=FACTORS_KEY)
+    Path(result.location).write_bytes(b"not parquet at all")
+    with pytest.raises(StorageError, match="adjustment_factors \\(whole table\\): unreadable"):
+        wh.read_table("adjustment_factors")
+
+
+@pytest.mark.parametrize("table", ["Factors", "../factors", "factors;drop", "a" * 64, ""])
+def test_invalid_whole_table_names_are_refused(tmp_path: Path, table: str) -> None:
+    wh = ParquetWarehouse(tmp_path / "wh")
+    with pytest.raises(InvalidInputError, match="invalid table name"):
+        wh.replace_table(table, factors(1, 2), key=FACTORS_KEY)
+    with pytest.raises(InvalidInputError, match="invalid table name"):
+        wh.read_table(table)
+    with pytest.raises(InvalidInputError, match="invalid table name"):
+        wh.scan_table(table)
+    assert all_files(tmp_path) == []
 
 
 # -- crash safety ----------------------------------------------------------------------------
