@@ -70,3 +70,56 @@ CORPORATE_ACTIONS_SCHEMA = pl.Schema(
     }
 )
 CORPORATE_ACTION_KINDS = ("split", "dividend")
+
+# Adjustment factors (resources/tables/adjustment.py): one row per symbol and day of the daily
+# bars. Adjusted price = unadjusted price x factor; the factor of a day counts the actions
+# after it, up to ``as_of`` (so a table rebuilt with a later as_of changes its history).
+FACTORS_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "date": pl.Date(),
+        "split_factor": pl.Float64(),  # product of split_from / split_to
+        "dividend_factor": pl.Float64(),  # product of (1 - dividend / previous close)
+        "total_factor": pl.Float64(),  # split_factor * dividend_factor
+        "as_of": pl.Date(),  # actions with ex_date <= as_of counted
+    }
+)
+
+# Daily bars split-adjusted (prices x split_factor, volume / split_factor), plus the
+# split-and-dividend adjusted close (Yahoo's "Adj Close") and the factors used.
+ADJUSTED_DAILY_SCHEMA = pl.Schema(
+    {
+        **DAILY_SCHEMA,
+        "adj_close": pl.Float64(),
+        "split_factor": pl.Float64(),
+        "total_factor": pl.Float64(),
+    }
+)
+
+# Close-to-close holding-period returns (CRSP's convention): one share held from prev_date's
+# close to date's, with the shares its splits gave and the dividends it was paid. A symbol's
+# first row has no return and no row here.
+TOTAL_RETURNS_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "date": pl.Date(),
+        "prev_date": pl.Date(),  # the symbol's previous daily row (a gap shows here)
+        "close": pl.Float64(),  # unadjusted
+        "prev_close": pl.Float64(),  # unadjusted
+        "split_ratio": pl.Float64(),  # shares at date per share at prev_date (1.0 if none)
+        "dividend": pl.Float64(),  # cash per share of date's basis (0.0 if none)
+        "price_return": pl.Float64(),
+        "total_return": pl.Float64(),
+        "log_total_return": pl.Float64(),  # ln(1 + total_return)
+    }
+)
+
+# One row per symbol and split execution date: new shares per old share (several splits of
+# one day multiplied).
+SPLIT_RATIOS_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "ex_date": pl.Date(),
+        "ratio": pl.Float64(),  # split_to / split_from
+    }
+)
