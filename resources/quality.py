@@ -390,21 +390,34 @@ def check_jumps(
     min_returns: int = JUMP_MIN_RETURNS,
     since: datetime | None = None,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
+    splits: pl.DataFrame | None = None,
 ) -> CheckOutcome:
     """Close-to-close log returns more than ``k`` robust deviations from the symbol's median.
+
+    ``splits`` (symbol, ex_date, ratio = split_to / split_from; unadjusted bars): a return from
+    a bar before a split's execution date to one on or after it is taken against the previous
+    close divided by the ratio, so the jump the split explains is not a failure (a 10-for-1
+    split is close / (previous / 10)); what the split does not explain still is. Days are UTC
+    days, which for the calendars we support (sessions within a UTC day) are session days.
 
     Returns over a gap of several minutes are scaled by 1/sqrt(minutes) to a 1-minute
     equivalent, so a quiet stretch is not mistaken for a jump. Median and MAD are taken per
     symbol over the returns ending at or after ``since``; a symbol with fewer than
     ``min_returns`` of them, or a MAD of zero (a mostly frozen price), is not judged."""
     minutes = (pl.col("ts").diff().over("symbol").dt.total_seconds() / 60.0).clip(lower_bound=1)
-    returns = (
+    ordered = (
         frame.select("symbol", "ts", "close")
         .sort(["symbol", "ts"])
-        .with_columns(pl.col("close").shift(1).over("symbol").alias("_prev"))
-        .with_columns(((pl.col("close") / pl.col("_prev")).log() / minutes.sqrt()).alias("_r"))
-        .filter(pl.col("_r").is_finite())
+        .with_columns(
+            pl.col("close").shift(1).over("symbol").alias("_prev"),
+            pl.col("ts").shift(1).over("symbol").alias("_prev_ts"),
+        )
     )
+    if splits is not None and splits.height:
+        ordered = _split_explained(ordered, splits)
+    returns = ordered.with_columns(
+        ((pl.col("close") / pl.col("_prev")).log() / minutes.sqrt()).alias("_r")
+    ).filter(pl.col("_r").is_finite())
     returns = _in_scope(returns, "ts", since)
     stats = returns.group_by("symbol").agg(
         pl.col("_r").median().alias("_med"),
@@ -436,6 +449,29 @@ def check_jumps(
         ok=f"no 1-minute return beyond {k:g} robust deviations "
         f"({judged.height} symbol(s) with >= {min_returns} returns judged)",
         max_examples=max_examples,
+    )
+
+
+def _split_explained(ordered: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
+    """``_prev`` divided by the ratio of every split taking effect between the two bars."""
+    days = ordered.select(
+        "symbol", pl.col("_prev_ts").dt.date().alias("_from"), pl.col("ts").dt.date().alias("_to")
+    ).unique()
+    spanned = (
+        days.join(splits.select("symbol", "ex_date", "ratio"), on="symbol")
+        .filter((pl.col("ex_date") > pl.col("_from")) & (pl.col("ex_date") <= pl.col("_to")))
+        .group_by("symbol", "_from", "_to")
+        .agg(pl.col("ratio").product().alias("_ratio"))
+    )
+    if not spanned.height:
+        return ordered
+    return (
+        ordered.with_columns(
+            pl.col("_prev_ts").dt.date().alias("_from"), pl.col("ts").dt.date().alias("_to")
+        )
+        .join(spanned, on=["symbol", "_from", "_to"], how="left")
+        .with_columns((pl.col("_prev") / pl.col("_ratio").fill_null(1.0)).alias("_prev"))
+        .drop("_from", "_to", "_ratio")
     )
 
 

@@ -46,3 +46,15 @@ def build_automation_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         description="Materializes the daily tables once all hours of their day have landed.",
     )
+
+
+def rebuild_when_inputs_change() -> dg.AutomationCondition:
+    """For the unpartitioned tables of corporate actions and the adjusted series: rebuilt once
+    any input has a new materialization (a day of daily bars, a fetch of actions), when none of
+    them is still being written. Not ``eager()``: that also waits for every input partition to
+    exist, and a daily table with days not yet backfilled would hold them back for ever."""
+    return (
+        dg.AutomationCondition.any_deps_updated()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("rebuild_when_inputs_change")

@@ -26,7 +26,7 @@ to one step (one process under the multiprocess executor) instead of one per che
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -38,6 +38,7 @@ from fin_assets.dagster_internals.check_events import (
     check_failed_error,
     target_materializations,
 )
+from fin_assets.lib.assets.actions import has_corporate_actions
 from fin_assets.lib.assets.common import dagster_errors, partition_label
 from fin_assets.lib.assets.ranges import run_partition_keys
 from fin_assets.lib.partitions import SourcePartitions
@@ -65,7 +66,15 @@ from resources.quality import (
     format_time,
     unique_check_name,
 )
+from resources.tables.adjustment import (
+    ADJUSTED_DAILY_TABLE,
+    ADJUSTMENT_FACTORS_TABLE,
+    CORPORATE_ACTIONS_TABLE,
+    TOTAL_RETURNS_TABLE,
+    splits_by_day,
+)
 from resources.tables.core import CORE_BARS_TABLE
+from resources.tables.corporate import read_actions_table
 from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
 
 
@@ -80,6 +89,8 @@ class Window:
     context: pl.DataFrame | None  # the previous partition's rows, if materialized
     symbols: tuple[str, ...]  # the universe
     sessions: Sessions  # when the market is open: only those minutes can hold bars
+    # The source's splits (symbol, ex_date, ratio), for the jump a split explains; None: none.
+    splits: pl.DataFrame | None = None
 
     @cached_property
     def with_context(self) -> pl.DataFrame:
@@ -168,9 +179,10 @@ def core_bars_rules(source: Source) -> tuple[QualityRule, ...]:
             f"1-minute close-to-close log returns more than {JUMP_K:g} robust deviations "
             "(1.4826 x MAD) from the symbol's median in the hour; returns over a gap are scaled to "
             "one minute, and the previous hour's last bar is included so a jump at the boundary "
-            "counts. A bad print, a split or real news." + WARN_NOTE,
+            "counts. A bad print or real news; on unadjusted bars a jump at a split's execution "
+            "date that the split's ratio explains is not one (core/corporate_actions)." + WARN_NOTE,
             blocking=False,
-            evaluate=lambda w: check_jumps(w.with_context, since=w.start),
+            evaluate=lambda w: check_jumps(w.with_context, since=w.start, splits=w.splits),
             thresholds={"k": JUMP_K, "min_returns": JUMP_MIN_RETURNS},
         ),
         QualityRule(
@@ -257,8 +269,10 @@ def build_partition_checks(
     rules: Sequence[QualityRule],
     universe_key: str,
     with_previous_partition: bool = False,
+    splits_table: str | None = None,
 ) -> dg.AssetChecksDefinition:
-    """One step that evaluates ``rules`` on each partition of ``asset_key`` in the run."""
+    """One step that evaluates ``rules`` on each partition of ``asset_key`` in the run;
+    ``splits_table``: the source's corporate actions, whose splits explain jumps."""
     specs = [
         dg.AssetCheckSpec(
             rule.name,
@@ -303,6 +317,7 @@ def build_partition_checks(
             wh = warehouse.warehouse()
             universe: UniverseResource = getattr(context.resources, universe_key)
             symbols = universe.list()
+            splits = splits_by_day(read_actions_table(wh, splits_table)) if splits_table else None
             previous: pl.DataFrame | None = None
             if with_previous_partition:
                 first = partitions_def.time_window_for_partition_key(keys[0])
@@ -326,6 +341,7 @@ def build_partition_checks(
                             context=previous if with_previous_partition else None,
                             symbols=symbols,
                             sessions=partitions.sessions,
+                            splits=splits,
                         )
                     )
                     for rule in selected:
@@ -409,6 +425,9 @@ def build_quality_checks(
             rules=core_bars_rules(source),
             universe_key=universe_key,
             with_previous_partition=True,
+            splits_table=source.table(CORPORATE_ACTIONS_TABLE)
+            if has_corporate_actions(source)
+            else None,
         ),
         build_partition_checks(
             name=source.job_name("core_daily_bars_quality"),
@@ -429,3 +448,126 @@ def build_quality_checks(
             universe_key=universe_key,
         ),
     ]
+
+
+# The unpartitioned tables of an equities source (fin_assets/lib/assets/actions.py): the same
+# blocking rules as the daily tables, over the whole table.
+FINITE_FACTORS = "finite_factors"
+ADJUSTED_TABLE_RULES: dict[str, tuple[str, tuple[QualityRule, ...]]] = {
+    "adjusted_daily_bars": (ADJUSTED_DAILY_TABLE, DAILY_BARS_RULES),
+    "daily_total_returns": (
+        TOTAL_RETURNS_TABLE,
+        (
+            _unique_rule("date", "row"),
+            QualityRule(
+                FINITE_RETURNS,
+                "Returns present and finite, closes and split ratios > 0." + BLOCKING_NOTE,
+                blocking=True,
+                evaluate=lambda w: check_finite(
+                    w.frame,
+                    name=FINITE_RETURNS,
+                    columns=(
+                        "price_return",
+                        "total_return",
+                        "log_total_return",
+                        "close",
+                        "prev_close",
+                        "split_ratio",
+                    ),
+                    non_negative=("close", "prev_close", "split_ratio"),
+                ),
+            ),
+        ),
+    ),
+    "adjustment_factors": (
+        ADJUSTMENT_FACTORS_TABLE,
+        (
+            _unique_rule("date", "row"),
+            QualityRule(
+                FINITE_FACTORS,
+                "Factors present, finite and positive." + BLOCKING_NOTE,
+                blocking=True,
+                evaluate=lambda w: check_finite(
+                    w.frame,
+                    name=FINITE_FACTORS,
+                    columns=("split_factor", "dividend_factor", "total_factor"),
+                    non_negative=("split_factor", "dividend_factor", "total_factor"),
+                ),
+            ),
+        ),
+    ),
+}
+
+
+def build_adjusted_checks(source: Source) -> list[dg.AssetChecksDefinition]:
+    """One check step per adjusted table of an equities source, over the whole table."""
+    return [
+        _whole_table_checks(source, name, table, rules)
+        for name, (table, rules) in ADJUSTED_TABLE_RULES.items()
+    ]
+
+
+def _whole_table_checks(
+    source: Source, name: str, base: str, rules: Sequence[QualityRule]
+) -> dg.AssetChecksDefinition:
+    asset_key = source.key("core", name)
+    table = source.table(base)
+    universe_key = source.resource_key("universe")
+    label = asset_key.to_user_string()
+
+    @dg.multi_asset_check(
+        name=source.job_name(f"core_{name}_quality"),
+        specs=[
+            dg.AssetCheckSpec(
+                rule.name,
+                asset=asset_key,
+                description=rule.description,
+                blocking=rule.blocking,
+                metadata={"severity": rule.severity.value},
+            )
+            for rule in rules
+        ],
+        can_subset=True,
+        description=f"Data-quality checks on {label}, over the whole table.",
+        required_resource_keys={universe_key, "warehouse"},
+    )
+    def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        warehouse: WarehouseResource = context.resources.warehouse
+        universe: UniverseResource = getattr(context.resources, universe_key)
+        with dagster_errors(asset=f"{label} checks"):
+            frame = warehouse.warehouse().read_table(table)
+            symbols = universe.list()
+        for rule in rules:
+            if dg.AssetCheckKey(asset_key, rule.name) not in context.selected_asset_check_keys:
+                continue
+            if frame is None:
+                outcome = CheckOutcome(
+                    check=rule.name,
+                    passed=False,
+                    summary=f"{table} is not in the warehouse: materialize {label} first",
+                    failing_rows=0,
+                    rows_checked=0,
+                )
+            else:
+                days = frame.get_column("date")
+                start = datetime.combine(days.min() or date.min, time(), UTC)
+                window = Window(
+                    partition_key="",
+                    start=start,
+                    end=datetime.combine(days.max() or date.min, time(), UTC) + timedelta(days=1),
+                    frame=frame,
+                    context=None,
+                    symbols=symbols,
+                    sessions=None,  # type: ignore[arg-type]  # the daily rules never read it
+                )
+                outcome = rule.evaluate(window)
+            yield dg.AssetCheckResult(
+                asset_key=asset_key,
+                check_name=rule.name,
+                passed=outcome.passed,
+                severity=rule.severity,
+                description=outcome.summary,
+                metadata=_metadata(rule, outcome, "all"),
+            )
+
+    return _checks

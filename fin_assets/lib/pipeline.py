@@ -15,11 +15,12 @@ from typing import Any
 
 import dagster as dg
 
+from fin_assets.lib.assets.actions import build_corporate_action_assets, has_corporate_actions
 from fin_assets.lib.assets.bars import build_core_bars_asset
 from fin_assets.lib.assets.daily import build_daily_assets
 from fin_assets.lib.assets.raw import build_raw_bars
 from fin_assets.lib.automation import daily_automation_condition
-from fin_assets.lib.checks import build_quality_checks
+from fin_assets.lib.checks import build_adjusted_checks, build_quality_checks
 from fin_assets.lib.freshness import build_partition_freshness_checks, with_freshness
 from fin_assets.lib.jobs import build_jobs
 from fin_assets.lib.partitions import SourcePartitions, source_partitions
@@ -110,11 +111,46 @@ def build_source_definitions(
         hourly, freshness, sensor_name=source.job_name("partition_freshness_checks_sensor")
     )
     jobs = build_jobs(source, hourly, daily)
+    # An equities source's corporate actions and adjusted series (none for crypto).
+    actions = (
+        with_freshness(build_corporate_action_assets(source), freshness, partitions)
+        if has_corporate_actions(source)
+        else []
+    )
+    actions_job = (
+        [
+            dg.define_asset_job(
+                source.job_name("corporate_actions_job"),
+                selection=dg.AssetSelection.assets(source.key("raw", "corporate_actions")),
+                description="Fetch every split and dividend of the source's stocks; the typed "
+                f"table and the adjusted series follow by automation. Source {source.label}.",
+            )
+        ]
+        if actions
+        else []
+    )
     return dg.Definitions(
-        assets=[*hourly, *daily],
-        asset_checks=[*partition_checks, *build_quality_checks(source, partitions)],
-        jobs=jobs.all(),
-        schedules=build_schedules(source, jobs),
+        assets=[*hourly, *daily, *actions],
+        asset_checks=[
+            *partition_checks,
+            *build_quality_checks(source, partitions),
+            *(build_adjusted_checks(source) if actions else []),
+        ],
+        jobs=[*jobs.all(), *actions_job],
+        schedules=[
+            *build_schedules(source, jobs),
+            # 10:30 UTC, before New York's open: the provider updates its actions daily.
+            *(
+                dg.ScheduleDefinition(
+                    name=source.job_name("corporate_actions_schedule"),
+                    job=job,
+                    cron_schedule="30 10 * * *",
+                    execution_timezone="UTC",
+                    description="Fetch the corporate actions once a day, before the open.",
+                )
+                for job in actions_job
+            ),
+        ],
         sensors=[
             build_new_bars_sensor(
                 source,

@@ -33,7 +33,14 @@ from resources.calendars import TWENTY_FOUR_SEVEN, validate_calendar_name
 from resources.endpoints import endpoint_of
 from resources.errors import InvalidInputError
 from resources.ratelimit.policy import QuotaPolicy
+from resources.raw.actions import ACTIONS_MANIFESTS_DIR
 from resources.raw.manifest import MANIFESTS_DIR
+from resources.tables.adjustment import (
+    ADJUSTED_DAILY_TABLE,
+    ADJUSTMENT_FACTORS_TABLE,
+    CORPORATE_ACTIONS_TABLE,
+    TOTAL_RETURNS_TABLE,
+)
 from resources.tables.core import CORE_BARS_TABLE
 from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
 from resources.validation import MAX_IDENTIFIER_LENGTH, validate_http_url
@@ -42,7 +49,17 @@ SOURCE_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # Every table a source writes is "<name>__<base>" (its manifests' folder too); the longest base
 # bounds the name.
-SOURCE_TABLES = (CORE_BARS_TABLE, DAILY_BARS_TABLE, DAILY_RETURNS_TABLE, MANIFESTS_DIR)
+SOURCE_TABLES = (
+    CORE_BARS_TABLE,
+    DAILY_BARS_TABLE,
+    DAILY_RETURNS_TABLE,
+    MANIFESTS_DIR,
+    ACTIONS_MANIFESTS_DIR,
+    CORPORATE_ACTIONS_TABLE,
+    ADJUSTMENT_FACTORS_TABLE,
+    ADJUSTED_DAILY_TABLE,
+    TOTAL_RETURNS_TABLE,
+)
 LONGEST_TABLE = max(SOURCE_TABLES, key=len)
 MAX_NAME_LENGTH = MAX_IDENTIFIER_LENGTH - len("__") - len(LONGEST_TABLE)
 

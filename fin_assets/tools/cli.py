@@ -8,6 +8,8 @@ fin-assets metrics [--port 9465 --host 127.0.0.1]
                                         Prometheus exporter over $DAGSTER_HOME and the quota
 fin-assets backfill --select raw/bars,core/bars --partition-range FIRST...LAST [--submit]
                                         a long range in one run, flat memory, with progress
+fin-assets migrate-unadjusted SOURCE [--dry-run]
+                                        refetch bars an earlier version stored split-adjusted
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fin-assets", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["simulator", "demo", "metrics", "backfill"])
+    parser.add_argument(
+        "command", choices=["simulator", "demo", "metrics", "backfill", "migrate-unadjusted"]
+    )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -54,6 +58,10 @@ def _dispatch(argv: list[str]) -> int:
         from fin_assets.tools.backfill import main as backfill
 
         return backfill(argv[1:])
+    if args.command == "migrate-unadjusted":
+        from fin_assets.tools.migrate import main as migrate
+
+        return migrate(argv[1:])
     from fin_assets.tools.demo import run_demo
 
     return run_demo(argv[1:])

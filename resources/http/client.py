@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from resources.endpoints import Endpoint, Feed
 from resources.errors import (
     FatalResponseError,
+    InvalidInputError,
     ResponseFormatError,
     RetriesExhaustedError,
     WaitBudgetExceededError,
@@ -30,6 +31,7 @@ from resources.errors import (
 from resources.http.retry import usable_wait
 from resources.logfields import wait_fields
 from resources.providers.base import ApiRequest, ProviderAdapter, Verdict
+from resources.providers.corporate_actions import ActionDataset, ActionsPage
 from resources.ratelimit.pacer import NoPacer, Pacer
 from resources.secrets import REDACTED, redact, register
 from resources.validation import ensure_utc, validate_symbol
@@ -438,6 +440,35 @@ class MarketApiClient:
                     f"{page.coverage_start.isoformat()}",
                     provider=self.provider,
                 )
+            request = page.next_request
+
+    # -- corporate actions ---------------------------------------------------------------------
+    def iter_action_pages(
+        self, dataset: ActionDataset, symbol: str
+    ) -> Iterator[tuple[ApiResponse, ActionsPage]]:
+        """Yield every page of ``symbol``'s splits or dividends (the provider's whole history of
+        them, oldest first), each with its verbatim response."""
+        validate_symbol(symbol, provider=self.adapter.name)
+        actions = self.adapter.corporate_actions
+        if actions is None:
+            raise InvalidInputError(f"provider {self.provider} has no corporate actions")
+        request: ApiRequest | None = actions.request(dataset, symbol)
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        while request is not None:
+            marker = (request.path, tuple(sorted(request.params.items())))
+            if marker in seen:
+                raise ResponseFormatError(
+                    f"{self.provider}: {dataset} of {symbol}: next_url repeats a page already "
+                    "fetched (pagination did not advance)",
+                    provider=self.provider,
+                )
+            seen.add(marker)
+            response = self.get(request, what=f"{dataset} of {symbol}")
+            page = actions.read_page(
+                response.payload, dataset=dataset, symbol=symbol, request=request
+            )
+            self.stats.pages += 1
+            yield response, page
             request = page.next_request
 
     def latest_bar_time(self, symbol: str) -> datetime:

@@ -100,6 +100,19 @@ class ProviderAdapter(ABC):
     # ``ApiRequest.weight``, as Binance's used weight) or "requests" (one per request, as
     # ``X-RateLimit-*`` and the IETF draft's default unit). The pacer books that unit.
     quota_unit: Literal["weight", "requests"] = "requests"
+    # The raw dataset its 1-minute bars are kept under. A provider whose bars could once be
+    # asked split-adjusted names its unadjusted ones apart, so snapshots fetched adjusted by an
+    # earlier version are never read as unadjusted (docs/corporate-actions.md).
+    bars_dataset: str = "bars_1m"
+    # Splits and cash dividends of its equities: a MassiveCorporateActions
+    # (resources/providers/corporate_actions.py, which imports this module: hence Any); None:
+    # the provider has none, as crypto.
+    corporate_actions: Any = None
+
+    def has_corporate_actions(self, symbol: str) -> bool:
+        """Whether ``symbol`` can have corporate actions at this provider (a stock, not a
+        crypto pair, a currency or an index)."""
+        return self.corporate_actions is not None
 
     def check_api_key(self, api_key: str | None, *, variable: str = "FIN_API_KEY") -> None:
         """Refuse to start without a key where the provider needs one (before any request);

@@ -102,6 +102,7 @@ def fetch_raw_bars(
         symbols=symbols,
         partitions=complete,
         prefer=stats.fetched_refs,
+        dataset=client.adapter.bars_dataset,
     ):
         save_manifest(store, manifest, directory=manifests)
     if len(complete) < len(partitions):
@@ -167,7 +168,7 @@ def ingest_bars(
         else:
             # One listing per symbol gives both what is reused and what is missing.
             stored = store.list(
-                feed=client.feed, dataset=BARS_DATASET, symbol=symbol, start=start, end=end
+                feed=client.feed, dataset=adapter.bars_dataset, symbol=symbol, start=start, end=end
             )
             stats.snapshots_reused += len(stored)
             gaps = uncovered(stored, start=start, end=fetch_end)
@@ -179,6 +180,7 @@ def ingest_bars(
                 store,
                 client.feed,
                 client.iter_pages(symbol, start=gap_start, end=gap_end, label=label),
+                dataset=adapter.bars_dataset,
                 symbol=symbol,
                 start=gap_start,
                 end=gap_end,
@@ -194,7 +196,7 @@ def ingest_bars(
                 check_page(store, client.feed, adapter, page, meta=meta, label=label)
                 ref = store.write(
                     feed=client.feed,
-                    dataset=BARS_DATASET,
+                    dataset=adapter.bars_dataset,
                     symbol=symbol,
                     start=page.coverage_start,
                     end=page.coverage_end,
@@ -242,6 +244,7 @@ def keep_unparseable(
     symbol: str,
     start: datetime,
     end: datetime,
+    dataset: str = BARS_DATASET,
 ) -> Iterator[FetchedPage]:
     """``pages``; a body the client gave up parsing (not JSON at all: garbled, cut short, an
     HTML error page) is kept in the quarantine, and the error names the file."""
@@ -252,7 +255,7 @@ def keep_unparseable(
             raise
         path = store.quarantine_body(
             feed=feed,
-            dataset=BARS_DATASET,
+            dataset=dataset,
             symbol=symbol,
             start=start,
             end=end,
@@ -283,7 +286,7 @@ def check_page(
     except ResponseFormatError as exc:
         path = store.quarantine_body(
             feed=feed,
-            dataset=BARS_DATASET,
+            dataset=adapter.bars_dataset,
             symbol=page.symbol,
             start=page.coverage_start,
             end=page.coverage_end,
@@ -310,6 +313,7 @@ def build_manifest(
     symbols: Sequence[str],
     partition: PartitionWindow,
     prefer: Sequence[SnapshotRef] = (),
+    dataset: str = BARS_DATASET,
 ) -> Manifest:
     """The snapshots that cover one partition window, per symbol.
 
@@ -318,7 +322,7 @@ def build_manifest(
     copy of each minute.
     """
     (manifest,) = build_manifests(
-        store, feed=feed, symbols=symbols, partitions=[partition], prefer=prefer
+        store, feed=feed, symbols=symbols, partitions=[partition], prefer=prefer, dataset=dataset
     )
     return manifest
 
@@ -331,6 +335,7 @@ def build_manifests(
     partitions: Sequence[PartitionWindow],
     prefer: Sequence[SnapshotRef] = (),
     chunk: int = MANIFEST_CHUNK,
+    dataset: str = BARS_DATASET,
 ) -> Iterator[Manifest]:
     """One manifest per partition, as ``build_manifest`` gives them, listing each symbol's
     snapshots once per ``chunk`` consecutive partitions instead of once per partition: a year
@@ -341,7 +346,7 @@ def build_manifests(
         lo = min(p.start for p in group)
         hi = max(p.end for p in group)
         listed = {
-            symbol: store.list(feed=feed, dataset=BARS_DATASET, symbol=symbol, start=lo, end=hi)
+            symbol: store.list(feed=feed, dataset=dataset, symbol=symbol, start=lo, end=hi)
             for symbol in symbols
         }
         preferred: dict[str, list[SnapshotRef]] = {}
@@ -361,4 +366,5 @@ def build_manifests(
                     )
                     for symbol in symbols
                 },
+                dataset=dataset,
             )

@@ -5,7 +5,7 @@ the same window, so the processed table is rebuilt from exactly the bytes that w
 On disk it is JSON under ``<root>/manifests/raw_bars/<partition>.json`` (``SnapshotStore``)::
 
     {"asset": "raw/bars", "partition": "2026-01-05-03:00", "provider": "simulator",
-     "dataset": "bars_1m", "window": {"start": ..., "end": ...},
+     "dataset": "bars_1m", "adjustment": "none", "window": {"start": ..., "end": ...},
      "symbols": {"AAPL": [{"path": ..., "sha256": ..., "start": ..., "end": ...}, ...]}}
 """
 
@@ -46,6 +46,8 @@ class Manifest:
             "partition": self.partition,
             "provider": self.provider,
             "dataset": self.dataset,
+            # Raw bars are as traded: never split-adjusted (docs/corporate-actions.md).
+            "adjustment": "none",
             "window": {"start": self.start.isoformat(), "end": self.end.isoformat()},
             "symbols": {
                 symbol: [ref.as_manifest_entry() for ref in refs]

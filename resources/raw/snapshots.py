@@ -313,6 +313,17 @@ class SnapshotStore:
             ) from None
         return manifest
 
+    def manifest_keys(self, *, asset: str) -> builtins.list[str]:
+        """The partition keys ``asset`` has manifests for, in order (file names, not parsed)."""
+        directory = safe_join(self.root, "manifests", validate_table(asset))
+        if not directory.is_dir():
+            return []
+        return sorted(
+            e.name[: -len(".json")]
+            for e in os.scandir(directory)
+            if e.name.endswith(".json") and not e.name.startswith(TEMP_PREFIX)
+        )
+
     def sweep(self, *, older_than_s: float = 3600.0) -> int:
         return sweep_temp_files(self.root, older_than_s=older_than_s)
 

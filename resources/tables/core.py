@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from resources.errors import DataValidationError, ResponseFormatError, SchemaError
+from resources.errors import DataValidationError, ResponseFormatError, SchemaError, StorageError
 from resources.providers import get_adapter
 from resources.providers.base import ProviderAdapter
 from resources.providers.decoding import BAR_SCHEMA, PAGE_COLUMN
@@ -328,9 +328,11 @@ def iter_core_bars(
     parsed = SnapshotFrames(store)
     for window in partitions:
         manifest = load_manifest(store, window.key, directory=manifests)
+        reader = adapter or get_adapter(manifest.provider)
+        check_unadjusted(manifest, reader, directory=manifests)
         frame = bars_from_manifest(
             store,
-            adapter or get_adapter(manifest.provider),
+            reader,
             manifest,
             partition=window.key,
             start=window.start,
@@ -339,6 +341,26 @@ def iter_core_bars(
             snapshots=parsed,
         )
         yield window, frame
+
+
+def check_unadjusted(manifest: Manifest, adapter: ProviderAdapter, *, directory: str) -> None:
+    """Refuse a partition whose snapshots an earlier version fetched split-adjusted.
+
+    Those hold prices divided by the splits known on the day of each request: mixed with
+    unadjusted ones, a table would jump by the split ratio where the two meet, and no later
+    adjustment could tell which rows to scale. ``fin-assets migrate-unadjusted`` refetches
+    them (docs/corporate-actions.md)."""
+    if manifest.dataset == adapter.bars_dataset:
+        return
+    source = directory.removesuffix(f"__{MANIFESTS_DIR}") if directory != MANIFESTS_DIR else ""
+    raise StorageError(
+        f"partition {manifest.partition} of raw/bars ({directory}): its snapshots were fetched "
+        f"split-adjusted by an earlier version ({manifest.provider} dataset {manifest.dataset}, "
+        f"adjusted=true; raw bars are unadjusted now, dataset {adapter.bars_dataset}), so they "
+        "cannot be mixed with unadjusted ones; refetch them: fin-assets migrate-unadjusted"
+        + (f" {source}" if source else " <source>")
+        + " (docs/corporate-actions.md)"
+    )
 
 
 def build_core_bars(

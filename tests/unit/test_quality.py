@@ -369,3 +369,39 @@ def test_examples_are_capped_and_ordered_by_time() -> None:
     assert outcome.failing_rows == 120
     assert outcome.by_symbol == {"AAPL": 60, "MSFT": 60}
     assert offences(outcome) == [("AAPL", at(0)), ("MSFT", at(0)), ("AAPL", at(1))]
+
+
+def _two_sessions(jump: float) -> pl.DataFrame:
+    """60 minutes of a gently moving close on 2024-06-07, then 60 on 2024-06-10 starting at
+    the last close times ``jump`` (a split's or a bad print's)."""
+    import math
+    from datetime import UTC, datetime, timedelta
+
+    rows = []
+    price = 1200.0
+    for day, first in (
+        (datetime(2024, 6, 7, 19, tzinfo=UTC), 1.0),
+        (datetime(2024, 6, 10, 13, 30, tzinfo=UTC), jump),
+    ):
+        price *= first
+        for minute in range(60):
+            price *= 1 + 0.0004 * math.sin(minute * 1.7) + 0.0002 * math.cos(minute * 0.3)
+            rows.append({"symbol": "NVDA", "ts": day + timedelta(minutes=minute), "close": price})
+    return pl.DataFrame(rows)
+
+
+def test_a_jump_that_a_split_explains_is_not_one_and_an_unexplained_one_still_is() -> None:
+    from datetime import date
+
+    from resources.quality import check_jumps
+
+    splits = pl.DataFrame({"symbol": ["NVDA"], "ex_date": [date(2024, 6, 10)], "ratio": [10.0]})
+    # NVIDIA's 10-for-1 on 2024-06-10: the unadjusted close falls to a tenth.
+    assert not check_jumps(_two_sessions(0.1)).passed
+    explained = check_jumps(_two_sessions(0.1), splits=splits)
+    assert explained.passed, explained.summary
+    # A 50 % jump that no split explains fails, splits known or not.
+    unexplained = check_jumps(_two_sessions(1.5), splits=splits.with_columns(ratio=pl.lit(1.0)))
+    assert not unexplained.passed and "NVDA" in unexplained.summary
+    # The split explains a tenth, not a tenth and then a half.
+    assert not check_jumps(_two_sessions(0.1 * 1.5), splits=splits).passed
