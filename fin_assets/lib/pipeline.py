@@ -113,7 +113,7 @@ def build_source_definitions(
     jobs = build_jobs(source, hourly, daily)
     # An equities source's corporate actions and adjusted series (none for crypto).
     actions = (
-        with_freshness(build_corporate_action_assets(source), freshness, partitions)
+        with_freshness(build_corporate_action_assets(source, partitions), freshness, partitions)
         if has_corporate_actions(source)
         else []
     )

@@ -4,6 +4,11 @@ Its dialect: ``GET /v1/bars`` with ISO-8601 ``start``/``end``, at most 1000 bars
 opaque ``next_cursor``, and each page stating the ``window`` it covers; the key travels as the
 ``apikey`` query parameter (like several real providers), which is why URLs are redacted.
 It has no documented quota: the client learns it from the RateLimit headers it sends.
+
+Its equities (symbols on an exchange calendar) have splits and cash dividends, served at
+``/stocks/v1/splits`` and ``/stocks/v1/dividends`` in Massive's format, and its bars are
+unadjusted unless asked ``adjusted=true``: we ask ``adjusted=false``, explicitly, so every
+snapshot's URL says what it holds.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from resources.errors import SchemaError
 from resources.providers.base import ApiRequest, PageInfo, ProviderAdapter, Verdict
+from resources.providers.corporate_actions import MassiveCorporateActions
 from resources.providers.decoding import ISO_FMT, BarField, FastBarDecoder
 
 FIELDS = (
@@ -47,6 +53,7 @@ class SimulatorAdapter(ProviderAdapter):
     default_base_url = "http://127.0.0.1:8765"
     # The envelope's "window" ends where the simulator's published data ends (its clock).
     reports_coverage = True
+    corporate_actions = MassiveCorporateActions("simulator")
 
     def bars_request(self, symbol: str, *, start: datetime, end: datetime) -> ApiRequest:
         params = {
@@ -54,6 +61,7 @@ class SimulatorAdapter(ProviderAdapter):
             "start": iso(start),
             "end": iso(end),
             "limit": str(self.page_limit),
+            "adjusted": "false",
         }
         return ApiRequest("/v1/bars", params)
 

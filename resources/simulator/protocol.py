@@ -28,6 +28,7 @@ __all__ = [
     "dumps",
     "encode_cursor",
     "first",
+    "parse_flag",
     "parse_iso",
     "parse_limit",
     "parse_minute_param",
@@ -86,6 +87,15 @@ def parse_limit(raw: str | None, limit_max: int) -> int:
     if limit < 1:
         raise BadRequest("invalid limit: must be >= 1")
     return min(limit, limit_max)
+
+
+def parse_flag(raw: str | None, name: str, *, default: bool) -> bool:
+    """A ``true``/``false`` parameter (``default`` when absent)."""
+    if raw is None:
+        return default
+    if raw not in ("true", "false"):
+        raise BadRequest(f"invalid {name}: must be true or false")
+    return raw == "true"
 
 
 def encode_cursor(minute: int) -> str:

@@ -1,4 +1,5 @@
-"""The simulator's HTTP API: ``/v1/bars`` and ``/v1/latest``, and the ``/_sim/*`` admin API.
+"""The simulator's HTTP API: ``/v1/bars`` and ``/v1/latest``, Massive's corporate-actions
+routes, and the ``/_sim/*`` admin API.
 
 ``MarketSimulator`` stands in for a rate-limited vendor API in tests and in the demo. It is a
 ``ThreadingHTTPServer`` on loopback (``resources/simulator/loopback.py``), so the client code
@@ -12,9 +13,18 @@ calendars (``{"AAPL": "XNYS", "VOD.L": "XLON"}``); those have bars only in sessi
 requested minutes up to the clock, closed hours included (they simply hold no bars), and its
 ``limit`` counts bars, so a page of an equities symbol is not spent on the night.
 
+A calendar symbol is an equity with corporate actions (``actions.py``): ``/v1/bars`` serves its
+bars unadjusted (what traded; prices jump at a split) unless asked ``adjusted=true`` (split-
+adjusted as of the server's clock, as Massive's aggregates default to), and
+``GET /stocks/v1/splits`` and ``GET /stocks/v1/dividends`` list its actions in Massive's 2026
+format. Those two are authenticated, counted, throttled and logged like ``/v1``; a 400 there
+is Massive's error body (``{"status": "ERROR", "request_id", "error"}``).
+
 Admin API (no key needed): ``GET /_sim/stats``, ``GET /_sim/requests`` (the request log),
-``GET /_sim/health``, ``POST /_sim/reset``, ``POST /_sim/faults`` (``{"faults": {name: {"rate",
-"count"}}, "latency_ms"}``).
+``GET /_sim/health``, ``POST /_sim/reset`` (also forgets announced actions), ``POST
+/_sim/faults`` (``{"faults": {name: {"rate", "count"}}, "latency_ms"}``), ``POST
+/_sim/corporate_actions`` (``{"splits": [...], "dividends": [...]}``, see
+``actions.parse_announcement``: actions published after the fact).
 """
 
 from __future__ import annotations
@@ -32,14 +42,23 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from resources.simulator.actions import (
+    ACTIONS_PATHS,
+    NOTHING_ANNOUNCED,
+    Announced,
+    InvalidQuery,
+    actions_page,
+    massive_error,
+    parse_actions_query,
+    parse_announcement,
+)
 from resources.simulator.data import (
     MAX_MINUTE,
     MIN_MINUTE,
-    SYMBOL_PATTERN,
     as_utc,
     bar_at,
     bars_page,
-    check_calendar,
+    checked_calendars,
     floor_minute,
     last_bar_minute,
     minute_iso,
@@ -61,6 +80,7 @@ from resources.simulator.protocol import (
     dumps,
     encode_cursor,
     first,
+    parse_flag,
     parse_limit,
     parse_minute_param,
     require_symbol,
@@ -72,7 +92,15 @@ __all__ = ["MarketSimulator", "SimulatorConfig"]
 logger = logging.getLogger(__name__)
 
 _MAX_BODY_BYTES = 64 * 1024
-_ADMIN_PATHS = ("/_sim/stats", "/_sim/health", "/_sim/reset", "/_sim/faults", "/_sim/requests")
+_ADMIN_PATHS = (
+    "/_sim/stats",
+    "/_sim/health",
+    "/_sim/reset",
+    "/_sim/faults",
+    "/_sim/requests",
+    "/_sim/corporate_actions",
+)
+_API_PATHS = ("/v1/bars", "/v1/latest", *ACTIONS_PATHS)
 
 
 @dataclass
@@ -96,10 +124,10 @@ class SimulatorConfig:
     clock_lag_s: float = 0.0
     clock_speed: float = 1.0
     clock_anchor: float | None = None  # epoch the lag is counted from (None = start-up)
-    latency_ms: int = 0  # added to every /v1 response
+    latency_ms: int = 0  # added to every API response (/v1 and /stocks/v1)
     faults: dict[str, FaultSpec] = field(default_factory=dict)
     # symbol -> exchange_calendars name ("XNYS", "XLON", ...): the symbol has bars only in
-    # that calendar's sessions. A symbol not listed trades 24/7.
+    # that calendar's sessions, and corporate actions. A symbol not listed trades 24/7.
     calendars: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -111,20 +139,6 @@ def _key_label(key: str) -> str:
 def _check_latency(latency_ms: int) -> None:
     if isinstance(latency_ms, bool) or not 0 <= latency_ms <= 60_000:
         raise ValueError("latency_ms must be within 0..60000")
-
-
-def _checked_calendars(calendars: Mapping[str, str]) -> dict[str, str]:
-    """``calendars`` validated, every calendar loaded (so no request pays for building one)."""
-    for symbol, name in calendars.items():
-        if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
-            raise ValueError(
-                f"calendars: {symbol!r} is not a valid symbol (e.g. AAPL, BRK.B, RDS-A)"
-            )
-        try:
-            check_calendar(name)
-        except ValueError as exc:
-            raise ValueError(f"calendars: symbol {symbol}: {exc}") from None
-    return dict(calendars)
 
 
 # --------------------------------------------------------------------------------------
@@ -224,11 +238,13 @@ class MarketSimulator(LoopbackService):
         )
         self._faults = FaultInjector(cfg.faults, seed=cfg.seed)
         _check_latency(cfg.latency_ms)
-        self._calendars = _checked_calendars(cfg.calendars)
+        self._calendars = checked_calendars(cfg.calendars)
         self._api_keys = tuple(k.encode("utf-8") for k in cfg.api_keys or ())
         self._lock = threading.Lock()
         # Mutable state, all guarded by self._lock.
         self._latency_ms = cfg.latency_ms
+        # Immutable, swapped whole: a request reads one consistent set.
+        self._announced: Announced = NOTHING_ANNOUNCED
         # A restarted simulator given the same anchor continues the same clock.
         self._clock_anchor = cfg.clock_anchor if cfg.clock_anchor is not None else time.time()
         self._clear_stats()
@@ -246,12 +262,28 @@ class MarketSimulator(LoopbackService):
                 self._latency_ms = latency_ms
 
     def reset(self) -> None:
-        """Clear stats, faults, latency and quota windows; reseed the fault RNG."""
+        """Clear stats, faults, latency, quota windows and announced corporate actions;
+        reseed the fault RNG."""
         with self._lock:
             self._clear_stats()
             self._latency_ms = 0
+            self._announced = NOTHING_ANNOUNCED
         self._faults.reset()
         self._quota.reset()
+
+    def announce(self, payload: Any) -> Announced:
+        """Publish corporate actions after the fact, as ``POST /_sim/corporate_actions`` does:
+        ``payload`` as ``actions.parse_announcement`` reads it (ValueError naming the field).
+        A split changes the bars from its execution date on, never before. Returns every
+        action announced so far."""
+        added = parse_announcement(payload, calendars=self._calendars)
+        with self._lock:
+            self._announced = self._announced.plus(added)
+            return self._announced
+
+    def announced(self) -> Announced:
+        with self._lock:
+            return self._announced
 
     def _clear_stats(self) -> None:
         self._requests = 0
@@ -259,7 +291,7 @@ class MarketSimulator(LoopbackService):
         self._by_key: dict[str, int] = {}
         self._rejected_429 = 0
         self._accepted = 0
-        # (epoch seconds, path, status, key label) of recent /v1 requests, for tests and
+        # (epoch seconds, path, status, key label) of recent API requests, for tests and
         # benchmarks that check who was sending when.
         self._log: collections.deque[tuple[float, str, int, str]] = collections.deque(maxlen=50_000)
 
@@ -300,10 +332,10 @@ class MarketSimulator(LoopbackService):
             return _error(400, "too many query parameters")
         if path.startswith("/_sim/"):
             return self._handle_admin(method, path, body)
-        if path in ("/v1/bars", "/v1/latest"):
+        if path in _API_PATHS:
             if method != "GET":
                 return _error(405, "method not allowed", {"Allow": "GET"})
-            return self._handle_v1(path, query, headers)
+            return self._handle_api(path, query, headers)
         with self._lock:
             self._requests += 1
             # Unknown paths share one bucket: arbitrary client paths must not become keys.
@@ -327,16 +359,16 @@ class MarketSimulator(LoopbackService):
         # Bad keys share one label so guessing cannot grow the stats/quota tables.
         return ok, _key_label(key) if ok else "invalid"
 
-    def _handle_v1(self, path: str, query: Query, headers: Any) -> _Response:
+    def _handle_api(self, path: str, query: Query, headers: Any) -> _Response:
         label = self._authenticate(query, headers)[1]
-        resp = self._answer_v1(path, query, headers)
+        resp = self._answer_api(path, query, headers)
         with self._lock:
             self._log.append((time.time(), path, resp.status, label))
             if resp.status == 200:
                 self._accepted += 1
         return resp
 
-    def _answer_v1(self, path: str, query: Query, headers: Any) -> _Response:
+    def _answer_api(self, path: str, query: Query, headers: Any) -> _Response:
         authorised, label = self._authenticate(query, headers)
         with self._lock:
             self._requests += 1
@@ -360,12 +392,33 @@ class MarketSimulator(LoopbackService):
         try:
             if path == "/v1/latest":
                 resp = _Response(200, self._latest_body(query))
-            else:
+            elif path == "/v1/bars":
                 resp = self._bars_response(query)
+            else:
+                resp = self._actions_response(path, query)
         except BadRequest as exc:
             resp = _error(400, str(exc))
         resp.headers.update(rl_headers)
         return resp
+
+    def _actions_response(self, path: str, query: Query) -> _Response:
+        """Massive's splits or dividends of the calendar symbols asked for, as of the clock."""
+        try:
+            actions_query = parse_actions_query(path, query)
+        except InvalidQuery as exc:
+            return _Response(400, dumps(massive_error(str(exc))))
+        now = floor_minute(self._now())
+        if not MIN_MINUTE < now <= MAX_MINUTE:
+            raise BadRequest("current time outside supported range")
+        body = actions_page(
+            actions_query,
+            universe=self._calendars,
+            seed=self.config.seed,
+            now=now,
+            base_url=self.url,
+            announced=self.announced(),
+        )
+        return _Response(200, dumps(body))
 
     def _latest_body(self, query: Query) -> bytes:
         symbol = require_symbol(query)
@@ -378,7 +431,9 @@ class MarketSimulator(LoopbackService):
         minute = last_bar_minute(symbol, self.config.seed, now, calendar=calendar)
         if minute is None:
             raise BadRequest(f"no session of calendar {calendar} has opened yet")
-        bar = bar_at(symbol, self.config.seed, minute)
+        bar = bar_at(
+            symbol, self.config.seed, minute, calendar=calendar, announced=self.announced()
+        )
         return dumps({"symbol": symbol, "t": minute_iso(minute), "c": bar[3]})
 
     def _bars_response(self, query: Query) -> _Response:
@@ -400,9 +455,12 @@ class MarketSimulator(LoopbackService):
             if start >= end:
                 raise BadRequest("invalid start: must be before end")
         limit = parse_limit(first(query, "limit"), self.config.page_limit_max)
+        # Our own dialect serves what traded; split-adjusted as of now only when asked.
+        adjusted = parse_flag(first(query, "adjusted"), "adjusted", default=False)
 
         # Only closed minutes exist.
-        clipped_end = min(end, floor_minute(self._now()))
+        now = floor_minute(self._now())
+        clipped_end = min(end, now)
         bars: list[dict[str, Any]]
         if start >= clipped_end:
             page_end, bars, next_cursor = start, [], None
@@ -414,6 +472,8 @@ class MarketSimulator(LoopbackService):
                 clipped_end,
                 limit,
                 calendar=self._calendars.get(symbol),
+                announced=self.announced(),
+                adjusted_at=now if adjusted else None,
             )
             next_cursor = encode_cursor(page_end) if page_end < clipped_end else None
 
@@ -459,9 +519,24 @@ class MarketSimulator(LoopbackService):
             return _Response(200, dumps({"status": "reset"}))
         if path == "/_sim/faults" and method == "POST":
             return self._post_faults(body)
+        if path == "/_sim/corporate_actions" and method == "POST":
+            return self._post_corporate_actions(body)
         if path in _ADMIN_PATHS:
             return _error(405, "method not allowed")
         return _error(404, "not found")
+
+    def _post_corporate_actions(self, body: bytes) -> _Response:
+        try:
+            payload = json.loads(body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "body must be JSON")
+        try:
+            announced = self.announce(payload)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return _Response(
+            200, dumps({"splits": len(announced.splits), "dividends": len(announced.dividends)})
+        )
 
     def _post_faults(self, body: bytes) -> _Response:
         def bad(msg: str) -> _Response:

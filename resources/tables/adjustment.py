@@ -185,14 +185,25 @@ def _refuse_duplicate_days(days: pl.DataFrame, *, where: str) -> None:
 
 
 def _dividend_ratios(
-    dividends: pl.DataFrame, splits: pl.DataFrame, days: pl.DataFrame, *, where: str
+    dividends: pl.DataFrame,
+    splits: pl.DataFrame,
+    days: pl.DataFrame,
+    *,
+    where: str,
+    sessions: Sequence[date] | None = None,
 ) -> pl.DataFrame:
     """(symbol, ex_date, dividend_ratio = 1 - D / C) of each dividend, C the symbol's close on
     its last row before the ex-date and D the cash per share of that row's basis.
 
     A split executed after that row and on or before the ex-date means the cash is per
     post-split share: D = cash x split_to / split_from. A dividend with no row before its
-    ex-date adjusts nothing we hold and is left out."""
+    ex-date adjusts nothing we hold and is left out.
+
+    With the calendar's ``sessions``, the row must be the session right before the ex-date: a
+    close days older (the session before is missing from the daily bars, a gap or days never
+    built) would misprice the dividend. Such a dividend takes the provider's own ratio, read
+    from its cumulative factors (this dividend's over the next one's); without them it is
+    refused, naming the session to build."""
     priced = _asof(
         dividends.with_row_index("dividend_id"),
         days.select("symbol", pl.col("date").alias("close_date"), "close").drop_nulls("close"),
@@ -233,15 +244,65 @@ def _dividend_ratios(
             f"{row['close_date']}): a dividend larger than the price. Check the amount and "
             "its currency with the provider."
         )
-    return converted.select(
+    ours = (1.0 - pl.col("cash_per_share") / pl.col("close")).alias("dividend_ratio")
+    if sessions is None:
+        return converted.select("symbol", "ex_date", ours)
+    calendar = pl.DataFrame(
+        {"session_before": sorted(sessions)}, schema={"session_before": pl.Date()}
+    )
+    checked = (
+        converted.sort("ex_date")
+        .join_asof(
+            calendar,
+            left_on="ex_date",
+            right_on="session_before",
+            strategy="backward",
+            allow_exact_matches=False,
+        )
+        .join(_provider_ratios(dividends), on=["symbol", "ex_date"], how="left")
+    )
+    gap = pl.col("close_date") != pl.col("session_before")
+    unpriced = checked.filter(gap & pl.col("provider_ratio").is_null())
+    if not unpriced.is_empty():
+        row = unpriced.sort("symbol", "ex_date").row(0, named=True)
+        raise DataValidationError(
+            f"{where}: the dividend of {row['symbol']} on {row['ex_date']} (field cash_amount) "
+            f"is paid from the close of {row['session_before']}, which the daily bars do not "
+            f"hold (their last close before it is {row['close_date']}), and the provider gave "
+            "no adjustment factor to take instead: build the daily bars of that session"
+        )
+    return checked.select(
         "symbol",
         "ex_date",
-        (1.0 - pl.col("cash_per_share") / pl.col("close")).alias("dividend_ratio"),
+        pl.when(gap).then(pl.col("provider_ratio")).otherwise(ours).alias("dividend_ratio"),
+    )
+
+
+def _provider_ratios(dividends: pl.DataFrame) -> pl.DataFrame:
+    """(symbol, ex_date, provider_ratio) of each dividend from the provider's cumulative
+    factors: a factor multiplies the ratios of its dividend and every later one, so one
+    dividend's ratio is its factor over the next dividend's (the last one's is its own)."""
+    if "provider_factor" not in dividends.columns:
+        return pl.DataFrame(
+            schema={"symbol": pl.String(), "ex_date": pl.Date(), "provider_ratio": pl.Float64()}
+        )
+    return dividends.sort("symbol", "ex_date").select(
+        "symbol",
+        "ex_date",
+        (
+            pl.col("provider_factor")
+            / pl.col("provider_factor").shift(-1).over("symbol").fill_null(1.0)
+        ).alias("provider_ratio"),
     )
 
 
 def adjustment_factors(
-    daily: pl.DataFrame, actions: pl.DataFrame, *, as_of: date, where: str
+    daily: pl.DataFrame,
+    actions: pl.DataFrame,
+    *,
+    as_of: date,
+    where: str,
+    sessions: Sequence[date] | None = None,
 ) -> pl.DataFrame:
     """FACTORS_SCHEMA, one row per (symbol, date) of ``daily``, sorted by (symbol, date).
 
@@ -249,7 +310,9 @@ def adjustment_factors(
     d < ex_date <= as_of; dividend_factor(d) multiplies (1 - D / C) over its dividends with
     d < ex_date <= as_of; total_factor is their product. Actions of symbols ``daily`` does not
     hold adjust nothing; the others are validated first (DataValidationError naming
-    ``where``), and a dividend not below the close before it is refused."""
+    ``where``), and a dividend not below the close before it is refused. ``sessions``: the
+    calendar's session days, to tell the close of the session before an ex-date from an older
+    one (``_dividend_ratios``)."""
     days = daily.select("symbol", "date", "close").sort("symbol", "date")
     _refuse_duplicate_days(days, where=where)
     held = days.get_column("symbol").unique()
@@ -264,10 +327,13 @@ def adjustment_factors(
         .agg(pl.col("split_from").product(), pl.col("split_to").product())
     )
     dividends = _dividend_ratios(
-        relevant.filter(_DIVIDEND).select("symbol", "ex_date", "cash_amount", "currency"),
+        relevant.filter(_DIVIDEND).select(
+            "symbol", "ex_date", "cash_amount", "currency", "provider_factor"
+        ),
         splits,
         days,
         where=where,
+        sessions=sessions,
     )
     # One event per symbol and ex-date, then the product of every event from the latest back
     # to each one (the provider's historical_adjustment_factor is built the same way): a day

@@ -103,16 +103,18 @@ def build_adjusted_tables(
     returns_table: str,
     as_of: date | datetime,
     where: str,
+    sessions: Sequence[date] | None = None,
 ) -> AdjustedResult:
     """Factors, adjusted daily bars and total returns of every symbol and day, from every
-    partition of ``daily_table`` and the whole actions table, each replacing its table."""
+    partition of ``daily_table`` and the whole actions table, each replacing its table;
+    ``sessions``: the calendar's session days (a dividend is priced from the session before)."""
     as_of = as_of.date() if isinstance(as_of, datetime) else as_of
     keys = warehouse.partition_keys(daily_table)
     if not keys:
         raise StorageError(f"{where}: {daily_table} has no partition yet: build daily_bars first")
     daily = warehouse.scan(daily_table, keys).collect().sort(DAILY_KEY)
     actions = read_actions_table(warehouse, actions_table)
-    factors = adjustment_factors(daily, actions, as_of=as_of, where=where)
+    factors = adjustment_factors(daily, actions, as_of=as_of, where=where, sessions=sessions)
     adjusted = adjusted_daily_bars(daily, factors)
     returns = total_returns(daily, actions, as_of=as_of)
     warehouse.replace_table(factors_table, factors, key=DAILY_KEY)

@@ -1,8 +1,18 @@
-"""Polygon ``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}`` on loopback.
+"""Polygon/Massive ``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}``,
+``GET /stocks/v1/splits`` and ``GET /stocks/v1/dividends`` on loopback.
 
 Follows https://polygon.io/docs/stocks/get_v2_aggs_ticker__stocksticker__range__multiplier___timespan___from___to
 for 1-minute aggregates only. Data comes from ``resources.simulator.generate_bars`` with
 "quiet" minutes (no trades, so no bar) dropped deterministically, or from fixture bars.
+
+A plain stock ticker (no ``X:``/``C:``/``I:``/``O:`` prefix) given an exchange calendar
+(``calendars={"AAPL": "XNYS"}``) trades in its sessions, as on the simulator, and has the
+simulator's corporate actions (``resources/simulator/actions.py``: the same schedule, the same
+results and envelopes). Its aggregates honour ``adjusted``: by default, as documented, "adjusted
+for splits" as of the request (every split executed by then, after the bar's day); ``false``
+what traded. Prices are rounded to 4 decimals and volumes to whole shares either way. Without
+a calendar a ticker has no corporate actions. ``announce(...)`` publishes actions after the
+fact, as the simulator's ``POST /_sim/corporate_actions`` does.
 
 * Auth: ``Authorization: Bearer <key>`` or ``?apiKey=<key>``; anything else is a 401. The
   key is never echoed: ``next_url`` carries only a ``cursor`` and clients re-attach the key.
@@ -22,14 +32,24 @@ import hashlib
 import hmac
 import math
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
 
-from resources.simulator.data import SYMBOL_PATTERN, generate_bars
+from resources.simulator.actions import (
+    ACTIONS_PATHS,
+    NOTHING_ANNOUNCED,
+    Announced,
+    InvalidQuery,
+    actions_page,
+    massive_error,
+    new_request_id,
+    parse_actions_query,
+    parse_announcement,
+)
+from resources.simulator.data import SYMBOL_PATTERN, bars_page, checked_calendars, generate_bars
 from tests.emulators.base import Clock, LoopbackEmulator, Reply, dumps
 
 __all__ = [
@@ -43,6 +63,7 @@ __all__ = [
     "encode_cursor",
     "error_body",
     "is_quiet",
+    "new_request_id",
     "not_authorized_body",
 ]
 
@@ -72,13 +93,9 @@ NOT_AUTHORIZED = (
 QUIET_THRESHOLD = 13
 
 
-def new_request_id() -> str:
-    return secrets.token_hex(16)
-
-
 def error_body(error: str, *, request_id: str | None = None, status: str = "ERROR") -> bytes:
     """``{"status": "ERROR", "request_id": ..., "error": ...}`` as Polygon sends it."""
-    return dumps({"status": status, "request_id": request_id or new_request_id(), "error": error})
+    return dumps(massive_error(error, request_id=request_id, status=status))
 
 
 def not_authorized_body(*, request_id: str | None = None) -> bytes:
@@ -143,15 +160,39 @@ def _iter_aggs(ticker: str, first_min: int, last_min: int, seed: int, want: int)
 
 
 def aggregate_bars(
-    ticker: str, from_ms: int, to_ms: int, *, seed: int = 0, limit: int | None = None
+    ticker: str,
+    from_ms: int,
+    to_ms: int,
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    calendar: str | None = None,
+    announced: Announced = NOTHING_ANNOUNCED,
+    adjusted_at: int | None = None,
 ) -> list[dict]:
-    """Generated bars with ``from_ms <= t <= to_ms``, quiet minutes dropped; not clipped to now."""
+    """Generated bars with ``from_ms <= t <= to_ms``; not clipped to now.
+
+    Without a calendar, every minute but the quiet ones. With one (a stock), the session
+    minutes that trade, as the simulator serves them: unadjusted for the ticker's splits (and
+    those of ``announced``), or split-adjusted as of epoch minute ``adjusted_at``."""
     first = -(-from_ms // MINUTE_MS)
     last = to_ms // MINUTE_MS
     if last < first:
         return []
     want = limit if limit is not None else last - first + 1
-    return _iter_aggs(ticker, first, last, seed, want)
+    if calendar is None:
+        return _iter_aggs(ticker, first, last, seed, want)
+    bars, _ = bars_page(
+        ticker,
+        seed,
+        first,
+        last + 1,
+        want,
+        calendar=calendar,
+        announced=announced,
+        adjusted_at=adjusted_at,
+    )
+    return [_agg(bar) for bar in bars]
 
 
 def encode_cursor(*, next_from_ms: int, limit: int, adjusted: bool, sort: str = "asc") -> str:
@@ -236,7 +277,8 @@ def _first(query: dict[str, list[str]], name: str) -> str | None:
 
 
 class PolygonEmulator(LoopbackEmulator):
-    """Polygon 1-minute aggregates. See the module docstring for auth and rate limits."""
+    """Polygon 1-minute aggregates, and Massive's splits and dividends of the tickers with a
+    calendar. See the module docstring for auth, rate limits and corporate actions."""
 
     server_header = "nginx/1.19.2"
 
@@ -254,6 +296,7 @@ class PolygonEmulator(LoopbackEmulator):
         seed: int = 0,
         clock: Clock | None = None,
         log_size: int = 50_000,
+        calendars: Mapping[str, str] | None = None,
     ) -> None:
         if calls_per_window is not None and calls_per_window < 0:
             raise ValueError("calls_per_window must be None (unlimited) or >= 0")
@@ -269,13 +312,20 @@ class PolygonEmulator(LoopbackEmulator):
         self.calls_per_window = calls_per_window
         self.window_s = float(window_s)
         self.seed = seed
+        # ticker -> exchange_calendars name: a stock trading in that calendar's sessions, with
+        # corporate actions. Any other ticker trades every minute and has none.
+        # Plain stock tickers only: an X:/C:/I:/O: ticker fails the symbol check.
+        self.calendars = checked_calendars(calendars or {})
         self._reset_state()
 
     # -- state -------------------------------------------------------------------------
 
     def _reset_state(self) -> None:
+        # reset() forgets announced corporate actions too, as the simulator's /_sim/reset.
+        self._announced: Announced = NOTHING_ANNOUNCED
         self._calls: dict[str, collections.deque[float]] = {}
         self._aggs_requests = 0
+        self._actions_requests = 0
         self._accepted = 0
         self._rejected_401 = 0
         self._rejected_429 = 0
@@ -285,16 +335,26 @@ class PolygonEmulator(LoopbackEmulator):
         with self._lock:
             base.update(
                 aggs_requests=self._aggs_requests,
+                actions_requests=self._actions_requests,
                 accepted=self._accepted,
                 rejected_401=self._rejected_401,
                 rejected_429=self._rejected_429,
             )
         return base
 
+    def announce(self, payload: Any) -> Announced:
+        """Publish corporate actions after the fact, as the simulator's ``POST
+        /_sim/corporate_actions``: ``payload`` as ``actions.parse_announcement`` reads it
+        (ValueError naming the field). Returns every action announced so far."""
+        added = parse_announcement(payload, calendars=self.calendars)
+        with self._lock:
+            self._announced = self._announced.plus(added)
+            return self._announced
+
     # -- hooks -------------------------------------------------------------------------
 
     def is_data_path(self, path: str) -> bool:
-        return AGGS_PATH_RE.fullmatch(path) is not None
+        return AGGS_PATH_RE.fullmatch(path) is not None or path in ACTIONS_PATHS
 
     def _authenticate(self, query: dict[str, list[str]], headers: Message) -> str | None:
         """The quota label of a valid key (a digest, never the key), else None."""
@@ -327,14 +387,17 @@ class PolygonEmulator(LoopbackEmulator):
         self, method: str, path: str, query: dict[str, list[str]], headers: Message
     ) -> Reply:
         match = AGGS_PATH_RE.fullmatch(path)
-        if match is None:
+        if match is None and path not in ACTIONS_PATHS:
             body = {"status": "NOT_FOUND", "request_id": new_request_id(), "message": "Not found"}
             return 404, {}, dumps(body)
         if method != "GET":
             return 405, {"Allow": "GET"}, error_body("Method not allowed")
         label = self._authenticate(query, headers)
         with self._lock:
-            self._aggs_requests += 1
+            if match is None:
+                self._actions_requests += 1
+            else:
+                self._aggs_requests += 1
             if label is None:
                 self._rejected_401 += 1
                 return 401, {}, error_body(UNKNOWN_API_KEY)
@@ -342,11 +405,34 @@ class PolygonEmulator(LoopbackEmulator):
                 self._rejected_429 += 1
                 return 429, {}, error_body(RATE_LIMITED)
             self._accepted += 1
+            announced = self._announced
         try:
-            body = self._aggs([unquote(g) for g in match.groups()], query)
-        except _Invalid as exc:
-            return 400, {}, error_body(exc.error)
+            if match is None:
+                body = self._actions(path, query, announced)
+            else:
+                body = self._aggs([unquote(g) for g in match.groups()], query, announced)
+        except (_Invalid, InvalidQuery) as exc:
+            return 400, {}, error_body(str(exc))
         return 200, {}, dumps(body)
+
+    # -- corporate actions -------------------------------------------------------------
+
+    def _actions(
+        self, path: str, query: dict[str, list[str]], announced: Announced
+    ) -> dict[str, Any]:
+        universe = {
+            ticker: calendar
+            for ticker, calendar in self.calendars.items()
+            if self.tickers is None or ticker in self.tickers
+        }
+        return actions_page(
+            parse_actions_query(path, query),
+            universe=universe,
+            seed=self.seed,
+            now=self._now_ms() // MINUTE_MS,
+            base_url=self.url,
+            announced=announced,
+        )
 
     # -- aggregates --------------------------------------------------------------------
 
@@ -356,7 +442,9 @@ class PolygonEmulator(LoopbackEmulator):
             return math.floor(now.timestamp() * 1000)
         return math.floor(self.clock() * 1000)
 
-    def _aggs(self, segments: list[str], query: dict[str, list[str]]) -> dict[str, Any]:
+    def _aggs(
+        self, segments: list[str], query: dict[str, list[str]], announced: Announced
+    ) -> dict[str, Any]:
         ticker, multiplier, timespan, raw_from, raw_to = segments
         if multiplier != "1" or timespan != "minute":
             raise _Invalid("This emulator supports only multiplier 1 and timespan 'minute'")
@@ -395,9 +483,19 @@ class PolygonEmulator(LoopbackEmulator):
             # Served as given: window and limit filtering only, no quiet minutes, no clip.
             page = [bar for bar in fixture if from_ms <= int(bar["t"]) <= to_ms][: limit + 1]
         elif known:
-            last_closed = self._now_ms() // MINUTE_MS * MINUTE_MS - MINUTE_MS
+            now_minute = self._now_ms() // MINUTE_MS
+            last_closed = (now_minute - 1) * MINUTE_MS
             hi = min(to_ms, last_closed, _MAX_MS - 1)
-            page = aggregate_bars(ticker, from_ms, hi, seed=self.seed, limit=limit + 1)
+            page = aggregate_bars(
+                ticker,
+                from_ms,
+                hi,
+                seed=self.seed,
+                limit=limit + 1,
+                calendar=self.calendars.get(ticker),
+                announced=announced,
+                adjusted_at=now_minute if adjusted else None,
+            )
         else:
             page = []  # Polygon answers unknown tickers with an empty OK result
 

@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from resources.simulator.actions import split_results
 from resources.simulator.data import generate_bars
 from tests.emulators.base import LoopbackEmulator
 from tests.emulators.binance import KLINES_PATH, BinanceEmulator
-from tests.emulators.polygon import PolygonEmulator, aggregate_bars, is_quiet
+from tests.emulators.polygon import RATE_LIMITED, PolygonEmulator, aggregate_bars, is_quiet
 from tests.fixtures.make_fixtures import build_fixtures, render
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -518,3 +519,91 @@ def test_polygon_per_key_quota_and_bad_params(polygon) -> None:
         clock.advance(61)
         assert resp.status_code == 400 and resp.json()["status"] == "ERROR"
     assert client.get("/v2/nope", headers=AUTH).status_code == 404
+
+
+# --------------------------------------------------------------------------------------
+# Massive: corporate actions of a stock on a calendar
+# --------------------------------------------------------------------------------------
+
+
+def test_polygon_stock_on_a_calendar_has_actions_and_split_adjusted_aggregates(polygon) -> None:
+    # AMZN splits 10-for-1 on Tuesday 2026-01-20 (seed 0): the demo's default window.
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    clock = FakeClock()
+    emu, client = polygon(now=now, calendars={"AMZN": "XNYS"}, calls_per_window=5, clock=clock)
+    splits = client.get(
+        "/stocks/v1/splits",
+        params={"ticker": "AMZN", "limit": 5000, "sort": "execution_date.asc"},
+        headers=AUTH,
+    )
+    dividends = client.get(
+        "/stocks/v1/dividends", params={"ticker.any_of": "AMZN,AAPL", "apiKey": KEY}
+    )
+    assert splits.status_code == dividends.status_code == 200
+    served = splits.json()["results"]
+    # The simulator's schedule and format, one module for both.
+    as_of = int(now.timestamp()) // 60
+    assert served == [
+        r.as_json() for r in split_results("AMZN", seed=0, calendar="XNYS", as_of=as_of)
+    ]
+    assert {d["ticker"] for d in dividends.json()["results"]} == {"AMZN"}  # AAPL: no calendar
+    split = next(s for s in served if s["execution_date"] == "2026-01-20")
+    assert (split["split_from"], split["split_to"]) == (1.0, 10.0)
+
+    path = aggs_path("AMZN", "2026-01-16", "2026-01-20")
+    adjusted = client.get(path, headers=AUTH).json()  # Massive's default: adjusted=true
+    raw = client.get(path, params={"adjusted": "false"}, headers=AUTH).json()
+    assert (adjusted["adjusted"], raw["adjusted"]) == (True, False)
+    # XNYS sessions only (Friday, then Tuesday after the weekend and MLK Day), as generated.
+    start, end = datetime(2026, 1, 16, tzinfo=UTC), datetime(2026, 1, 21, tzinfo=UTC)
+    truth = generate_bars("AMZN", start, end, calendar="XNYS")
+    assert [r["t"] for r in raw["results"]] == [
+        int(datetime.fromisoformat(b["t"].replace("Z", "+00:00")).timestamp()) * 1000 for b in truth
+    ]
+    assert [r["c"] for r in raw["results"]] == [b["c"] for b in truth]
+    friday_ms = int(datetime(2026, 1, 17, tzinfo=UTC).timestamp()) * 1000
+    for r, a in zip(raw["results"], adjusted["results"], strict=True):
+        # Before the execution date: times every split executed since (independently, from
+        # the served splits); from it on, as traded.
+        bar_day = datetime.fromtimestamp(r["t"] / 1000, UTC).date().isoformat()
+        factor = math.prod(
+            s["split_from"] / s["split_to"]
+            for s in served
+            if bar_day < s["execution_date"] <= "2026-03-01"
+        )
+        assert (factor == 0.1) == (r["t"] < friday_ms)
+        for key in ("o", "h", "l", "c", "vw"):
+            assert a[key] == pytest.approx(r[key] * factor, abs=1.01e-4)
+        # Both volumes are whole shares: the raw one's rounding scales with the factor.
+        assert abs(a["v"] - r["v"] / factor) <= 0.5 / factor + 0.5 and a["n"] == r["n"]
+    friday = [r for r in raw["results"] if r["t"] < friday_ms]
+    tuesday = raw["results"][len(friday)]
+    assert tuesday["o"] / friday[-1]["c"] == pytest.approx(0.1, rel=0.2)  # what traded jumps
+
+    # An action announced later, and the actions routes spend the same rate limit.
+    emu.announce(
+        {"dividends": [{"ticker": "AMZN", "ex_dividend_date": "2026-02-02", "cash_amount": 0.07}]}
+    )
+    specials = client.get(
+        "/stocks/v1/dividends",
+        params={"ticker": "AMZN", "distribution_type": "special"},
+        headers=AUTH,
+    )
+    assert [d["cash_amount"] for d in specials.json()["results"]] == [0.07]
+    limited = client.get("/stocks/v1/splits", headers=AUTH)
+    assert limited.status_code == 429 and limited.json()["error"] == RATE_LIMITED
+    stats = emu.stats()
+    assert (stats["actions_requests"], stats["aggs_requests"], stats["rejected_429"]) == (4, 2, 1)
+    with pytest.raises(ValueError, match=r"dividends\[0\].ticker"):
+        emu.announce(
+            {"dividends": [{"ticker": "AAPL", "ex_dividend_date": "2026-02-02", "cash_amount": 1}]}
+        )
+    clock.advance(61)
+    assert client.get("/stocks/v1/splits", params={"limit": "0"}, headers=AUTH).status_code == 400
+
+
+def test_polygon_only_a_plain_stock_ticker_goes_on_a_calendar() -> None:
+    with pytest.raises(ValueError, match="'X:BTCUSD' is not a valid symbol"):
+        PolygonEmulator(api_keys={KEY}, calendars={"X:BTCUSD": "XNYS"})
+    with pytest.raises(ValueError, match="symbol AAPL: unknown exchange calendar 'XNYZ'"):
+        PolygonEmulator(api_keys={KEY}, calendars={"AAPL": "XNYZ"})

@@ -14,13 +14,14 @@ none of these assets (``has_corporate_actions``).
 # No `from __future__ import annotations`: Dagster reads the asset's parameter annotations
 # (config class, resources) at decoration time and cannot resolve them as strings.
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
 from fin_assets.lib.assets.attempts import AttemptSpending
 from fin_assets.lib.assets.common import dagster_errors
 from fin_assets.lib.automation import rebuild_when_inputs_change
+from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.resources import (
     MarketApiResource,
     SnapshotStoreResource,
@@ -88,9 +89,12 @@ def has_corporate_actions(source: Source) -> bool:
     )
 
 
-def build_corporate_action_assets(source: Source) -> list[dg.AssetsDefinition]:
+def build_corporate_action_assets(
+    source: Source, partitions: SourcePartitions
+) -> list[dg.AssetsDefinition]:
     """The raw and typed corporate actions and the adjusted series of one equities source."""
-    return [_raw_actions(source), _core_actions(source), _adjusted(source)]
+    sessions = tuple(sorted({opened.date() for opened in partitions.sessions.opens}))
+    return [_raw_actions(source), _core_actions(source), _adjusted(source, sessions)]
 
 
 def _raw_actions(source: Source) -> dg.AssetsDefinition:
@@ -201,7 +205,7 @@ def _core_actions(source: Source) -> dg.AssetsDefinition:
     return core_corporate_actions
 
 
-def _adjusted(source: Source) -> dg.AssetsDefinition:
+def _adjusted(source: Source, sessions: tuple[date, ...]) -> dg.AssetsDefinition:
     universe_key = source.resource_key("universe")
     keys = {
         "adjustment_factors": (ADJUSTMENT_FACTORS_TABLE, FACTORS_DOC),
@@ -241,6 +245,7 @@ def _adjusted(source: Source) -> dg.AssetsDefinition:
                 returns_table=source.table(TOTAL_RETURNS_TABLE),
                 as_of=datetime.now(UTC).date(),
                 where=f"source {source.label} (provider {source.provider})",
+                sessions=sessions,
             )
         rows = {
             "adjustment_factors": result.factors_rows,
