@@ -402,8 +402,9 @@ def check_jumps(
 
     Returns over a gap of several minutes are scaled by 1/sqrt(minutes) to a 1-minute
     equivalent, so a quiet stretch is not mistaken for a jump. Median and MAD are taken per
-    symbol over the returns ending at or after ``since``; a symbol with fewer than
-    ``min_returns`` of them, or a MAD of zero (a mostly frozen price), is not judged."""
+    symbol over every return of ``frame`` (the context before ``since`` included), and only
+    returns ending at or after ``since`` are flagged; a symbol with fewer than ``min_returns``
+    returns, or a MAD of zero (a mostly frozen price), is not judged."""
     minutes = (pl.col("ts").diff().over("symbol").dt.total_seconds() / 60.0).clip(lower_bound=1)
     ordered = (
         frame.select("symbol", "ts", "close")
@@ -418,13 +419,16 @@ def check_jumps(
     returns = ordered.with_columns(
         ((pl.col("close") / pl.col("_prev")).log() / minutes.sqrt()).alias("_r")
     ).filter(pl.col("_r").is_finite())
-    returns = _in_scope(returns, "ts", since)
+    # The spread is judged over every return given (the previous hour's too), the offences
+    # only among those in scope: an exchange's first session hour holds 30 minutes, too few
+    # to judge alone, and its first return is the overnight one where a split shows.
     stats = returns.group_by("symbol").agg(
         pl.col("_r").median().alias("_med"),
         (pl.col("_r") - pl.col("_r").median()).abs().median().alias("_mad"),
         pl.len().alias("_n"),
     )
     judged = stats.filter((pl.col("_n") >= min_returns) & (pl.col("_mad") > 0))
+    returns = _in_scope(returns, "ts", since)
     scored = returns.join(judged, on="symbol").with_columns(
         ((pl.col("_r") - pl.col("_med")) / (MAD_TO_SIGMA * pl.col("_mad"))).alias("_z")
     )

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -159,14 +159,18 @@ def _materialize_source(
     end: datetime,
     run_config: Mapping[str, object],
 ) -> list[str] | None:
-    """One source's backfill over [start, end): its hourly job, then its daily job; the lines
-    of its summary, or None if a run failed."""
+    """One source's backfill over [start, end): its corporate actions first (as the daily
+    schedule fetches them before the open, so the checks of the bars know the splits), its
+    hourly job, its daily job, then the adjusted series; the lines of its summary, or None if a
+    run failed."""
     import dagster as dg
 
     from resources.tables.core import CORE_BARS_TABLE
     from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
 
     assert isinstance(defs, dg.Definitions) and isinstance(instance, dg.DagsterInstance)
+    if not _materialize_actions(defs, instance, source, ACTIONS_FIRST, run_config=run_config):
+        return None
     window = dg.TimeWindow(start, end)
     runs = []
     keys: dict[str, list[str]] = {}
@@ -219,7 +223,79 @@ def _materialize_source(
         table = f"{source}__{base}"
         frame = warehouse.scan(table, table_keys).collect()
         lines.append(f"  {table:<32} {frame.height:>6}  {table_digest(frame)}")
+    adjusted = _materialize_actions(defs, instance, source, ADJUSTED_AFTER, run_config=run_config)
+    if adjusted is None:
+        return None
+    lines += adjusted(warehouse, start.date(), (end - timedelta(days=1)).date())
     lines.append(f"  snapshots        {data_dir}/raw")
     lines.append(f"  warehouse        {warehouse.location}")
     lines.append(f"  runs             {', '.join(r.run_id[:8] for r in runs)}")
     return lines
+
+
+ACTIONS_FIRST = (("raw", "corporate_actions"), ("core", "corporate_actions"))
+ADJUSTED_AFTER = tuple(
+    ("core", name) for name in ("adjustment_factors", "adjusted_daily_bars", "daily_total_returns")
+)
+
+
+def _materialize_actions(
+    defs: object,
+    instance: object,
+    source: str,
+    assets: tuple[tuple[str, str], ...],
+    *,
+    run_config: Mapping[str, object],
+) -> Callable[[object, date, date], list[str]] | None:
+    """``assets`` (layer, name) of an equities source's corporate actions and adjusted series
+    (what the daily schedule and automation do in a deployment); the function giving their
+    summary lines, or None if the run failed. A source without corporate actions (crypto) runs
+    nothing and gives no line."""
+    import dagster as dg
+    import polars as pl
+
+    assert isinstance(defs, dg.Definitions) and isinstance(instance, dg.DagsterInstance)
+    names = {job.name for job in defs.jobs or () if hasattr(job, "name")}
+    if f"{source}__corporate_actions_job" not in names:
+        return lambda *_: []
+    selection = [dg.AssetKey([layer, source, name]) for layer, name in assets]
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance,
+        run_config=dict(run_config),
+        asset_selection=selection,
+        raise_on_error=False,
+    )
+    if not result.success:
+        print(f"corporate actions of {source} failed; see run {result.run_id}", file=sys.stderr)
+        return None
+
+    def summary(warehouse: object, first: date, last: date) -> list[str]:
+        from resources.tables.adjustment import CORPORATE_ACTIONS_TABLE, TOTAL_RETURNS_TABLE
+
+        actions = warehouse.read_table(f"{source}__{CORPORATE_ACTIONS_TABLE}")  # type: ignore[attr-defined]
+        returns = warehouse.read_table(f"{source}__{TOTAL_RETURNS_TABLE}")  # type: ignore[attr-defined]
+        if actions is None or returns is None:
+            return []
+        lines = [f"  corporate actions {actions.height} (run {result.run_id[:8]}); in the window:"]
+        window = actions.filter(pl.col("ex_date").is_between(first, last)).sort("ex_date", "symbol")
+        for action in window.to_dicts():
+            row = returns.filter(
+                (pl.col("symbol") == action["symbol"]) & (pl.col("date") == action["ex_date"])
+            )
+            what = (
+                f"{action['split_to']:g}-for-{action['split_from']:g} split"
+                if action["kind"] == "split"
+                else f"dividend {action['cash_amount']:g} {action['currency'] or ''}".rstrip()
+            )
+            if row.is_empty():
+                lines.append(f"    {action['symbol']:<5} {action['ex_date']} {what}")
+                continue
+            r = row.row(0, named=True)
+            lines.append(
+                f"    {action['symbol']:<5} {action['ex_date']} {what:<22} close "
+                f"{r['prev_close']:g} -> {r['close']:g}: total return {r['total_return']:+.2%} "
+                f"(price {r['price_return']:+.2%})"
+            )
+        return lines
+
+    return summary
