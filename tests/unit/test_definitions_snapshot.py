@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from fin_assets.definitions import build_definitions
+from fin_assets.lib.assets.actions import EQUITIES_TABLES, has_corporate_actions
 from fin_assets.lib.catalog import sources_in_force
 from resources.tables.core import CORE_BARS_TABLE
 from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
@@ -52,9 +53,17 @@ def default_deployment() -> dict[str, Any]:
         "pools": sorted(pools),
         "resources": sorted(defs.resources or {}),
         "tables": sorted(
-            source.table(base)
-            for source in sources
-            for base in (CORE_BARS_TABLE, DAILY_BARS_TABLE, DAILY_RETURNS_TABLE)
+            [
+                source.table(base)
+                for source in sources
+                for base in (CORE_BARS_TABLE, DAILY_BARS_TABLE, DAILY_RETURNS_TABLE)
+            ]
+            + [
+                source.table(base)
+                for source in sources
+                if has_corporate_actions(source)
+                for base in EQUITIES_TABLES
+            ]
         ),
         "manifests": sorted(source.table("raw_bars") for source in sources),
     }

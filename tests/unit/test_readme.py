@@ -45,6 +45,7 @@ import polars as pl
 import pytest
 
 from fin_assets.definitions import build_definitions
+from fin_assets.lib.assets.actions import EQUITIES_TABLES, has_corporate_actions
 from fin_assets.lib.catalog import sources_in_force
 from fin_assets.lib.settings import SETTINGS, Settings
 from fin_assets.lib.sources import Source
@@ -205,7 +206,13 @@ def deployment(env: dict[str, str]) -> Deployment:
             "schedule": {schedule.name for schedule in repo.schedule_defs},
             "sensor": {sensor.name for sensor in repo.sensor_defs},
             "pool": {pool for node in nodes if (pool := getattr(node, "pool", None))},
-            "table": {source.table(base) for source in sources for base in bases},
+            "table": {source.table(base) for source in sources for base in bases}
+            | {
+                source.table(base)
+                for source in sources
+                if has_corporate_actions(source)
+                for base in EQUITIES_TABLES
+            },
         },
         data_paths(sources, env),
     )

@@ -42,6 +42,13 @@ from resources.tables.adjustment import (
 from resources.tables.corporate import build_actions_table, build_adjusted_tables
 from resources.tables.daily import DAILY_BARS_TABLE
 
+# The whole tables of an equities source (the corporate actions and the adjusted series).
+EQUITIES_TABLES = (
+    CORPORATE_ACTIONS_TABLE,
+    ADJUSTMENT_FACTORS_TABLE,
+    ADJUSTED_DAILY_TABLE,
+    TOTAL_RETURNS_TABLE,
+)
 RAW_DOC = (
     "Every split and cash dividend of the source's stocks exactly as {provider} sent them "
     "(its splits and dividends endpoints, the whole history of each symbol), one snapshot file "
