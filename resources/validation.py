@@ -113,6 +113,14 @@ def partition_file_stem(key: str) -> str:
     return validate_partition_key(key).replace(":", "")
 
 
+def partition_key_from_stem(stem: str) -> str:
+    """The partition key of a file stem (``partition_file_stem`` undone): ``2026-01-05-0300``
+    is ``2026-01-05-03:00``; a daily stem has no colon to restore."""
+    if len(stem) == len("2026-01-05-0300"):
+        return f"{stem[:-2]}:{stem[-2:]}"
+    return stem
+
+
 def safe_join(root: Path, *parts: str) -> Path:
     """Join validated parts under root and prove the result did not escape it."""
     root_resolved = root.resolve()

@@ -39,11 +39,12 @@ def stale_partitions(store: SnapshotStore, manifests: str, dataset: str) -> list
 
 
 def contiguous_runs(keys: Sequence[str], every: Sequence[str]) -> list[tuple[str, str]]:
-    """``keys`` (a subset of ``every``, the partitions in order) as maximal runs of neighbours."""
+    """``keys`` as maximal runs of neighbours in ``every`` (the partitions, in order); a key
+    that is not a partition (any more: a calendar's closed hour) is left out."""
     position = {key: index for index, key in enumerate(every)}
     runs: list[tuple[str, str]] = []
     start = previous = None
-    for key in sorted(keys, key=lambda k: position[k]):
+    for key in sorted((k for k in keys if k in position), key=lambda k: position[k]):
         if previous is not None and position[key] == position[previous] + 1:
             previous = key
             continue

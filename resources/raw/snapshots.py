@@ -43,6 +43,7 @@ from resources.storage.atomic import TEMP_PREFIX, atomic_write_bytes, sweep_temp
 from resources.validation import (
     ensure_utc,
     partition_file_stem,
+    partition_key_from_stem,
     safe_join,
     symbol_path_part,
     validate_provider,
@@ -319,7 +320,7 @@ class SnapshotStore:
         if not directory.is_dir():
             return []
         return sorted(
-            e.name[: -len(".json")]
+            partition_key_from_stem(e.name[: -len(".json")])
             for e in os.scandir(directory)
             if e.name.endswith(".json") and not e.name.startswith(TEMP_PREFIX)
         )

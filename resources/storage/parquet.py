@@ -39,17 +39,11 @@ from resources.storage.base import (
 from resources.validation import (
     HOURLY_KEY_RE,
     partition_file_stem,
+    partition_key_from_stem,
     safe_join,
     validate_partition_key,
     validate_table,
 )
-
-
-def _key_from_stem(stem: str) -> str:
-    # 2026-01-05-0300 -> 2026-01-05-03:00 ; daily stems have no colon to restore.
-    if len(stem) == len("2026-01-05-0300"):
-        return f"{stem[:-2]}:{stem[-2:]}"
-    return stem
 
 
 def _write(frame: pl.DataFrame) -> Callable[[Path], None]:
@@ -120,7 +114,7 @@ class ParquetWarehouse:
             for e in os.scandir(directory)
             if e.name.endswith(".parquet") and not e.name.startswith(TEMP_PREFIX)
         ]
-        return sorted(_key_from_stem(s) for s in stems)
+        return sorted(partition_key_from_stem(s) for s in stems)
 
     def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame:
         keys = self.partition_keys(table) if partition_keys is None else partition_keys

@@ -371,12 +371,16 @@ def build_core_bars(
     table: str = CORE_BARS_TABLE,
     manifests: str = MANIFESTS_DIR,
     progress: Callable[[int, int], None] | None = None,
+    adapter: ProviderAdapter | None = None,
 ) -> CoreBarsResult:
     """The core/bars layer for a run: each partition built and replaced in the warehouse
     (replace, not append: re-runs and backfills leave one copy of each partition).
-    ``progress`` is called after each partition with (partitions done, rows written)."""
+    ``progress`` is called after each partition with (partitions done, rows written);
+    ``adapter`` overrides the manifests' provider (``iter_core_bars``)."""
     result = CoreBarsResult()
-    frames = iter_core_bars(store, partitions, stats=result.stats, manifests=manifests)
+    frames = iter_core_bars(
+        store, partitions, stats=result.stats, manifests=manifests, adapter=adapter
+    )
     for done, (window, frame) in enumerate(frames, start=1):
         warehouse.replace_partition(table, window.key, frame)
         result.rows += frame.height
