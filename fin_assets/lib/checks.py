@@ -549,12 +549,12 @@ def _whole_table_checks(
                     rows_checked=0,
                 )
             else:
-                days = frame.get_column("date")
-                start = datetime.combine(days.min() or date.min, time(), UTC)
+                days = [d for d in frame.get_column("date").to_list() if isinstance(d, date)]
+                first, last = (min(days), max(days)) if days else (date.min, date.min)
                 window = Window(
                     partition_key="",
-                    start=start,
-                    end=datetime.combine(days.max() or date.min, time(), UTC) + timedelta(days=1),
+                    start=datetime.combine(first, time(), UTC),
+                    end=datetime.combine(last, time(), UTC) + timedelta(days=1),
                     frame=frame,
                     context=None,
                     symbols=symbols,

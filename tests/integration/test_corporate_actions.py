@@ -18,6 +18,7 @@ import httpx
 import polars as pl
 import pytest
 
+from fin_assets.lib.checks import ADJUSTED_TABLE_RULES, Window
 from resources.calendars import load_sessions
 from resources.http.client import MarketApiClient
 from resources.quality import check_jumps, check_ohlc, check_positive, check_unique
@@ -324,14 +325,29 @@ def test_both_tables_pass_the_quality_checks_and_an_unexplained_jump_still_fails
         )
         failed = check_jumps(planted, since=since, splits=splits)
         assert not failed.passed and failed.failing_rows >= 1
-    for table in ("eq__core_adjusted_daily_bars",):
-        frame = built.warehouse.read_table(table)
-        assert frame is not None
-        for outcome in (
-            check_ohlc(frame, time_col="date"),
-            check_unique(frame, keys=("symbol", "date")),
-            check_positive(frame, time_col="date"),
-        ):
-            assert outcome.passed, outcome.summary
+    # Every rule the adjusted tables' checks evaluate (fin_assets/lib/checks.py), on the tables.
+    for name, (base, rules) in ADJUSTED_TABLE_RULES.items():
+        frame = built.warehouse.read_table(f"eq__{base}")
+        assert frame is not None, name
+        window = Window(
+            partition_key="",
+            start=datetime.combine(min(built.days), datetime.min.time(), UTC),
+            end=datetime.combine(max(built.days), datetime.min.time(), UTC),
+            frame=frame,
+            context=None,
+            symbols=SYMBOLS,
+            sessions=None,  # type: ignore[arg-type]  # the table rules never read it
+        )
+        for rule in rules:
+            outcome = rule.evaluate(window)
+            assert outcome.passed, (name, outcome.summary)
+    adjusted = built.warehouse.read_table("eq__core_adjusted_daily_bars")
+    assert adjusted is not None
+    for outcome in (
+        check_ohlc(adjusted, time_col="date"),
+        check_unique(adjusted, keys=("symbol", "date")),
+        check_positive(adjusted, time_col="date"),
+    ):
+        assert outcome.passed, outcome.summary
     daily = built.warehouse.scan("eq__core_daily_bars").collect()
     assert check_ohlc(daily, time_col="date").passed
