@@ -44,10 +44,13 @@ from resources.tables.schemas import (
     TOTAL_RETURNS_SCHEMA,
 )
 
-CORPORATE_ACTIONS_TABLE = "core_corporate_actions"
-ADJUSTMENT_FACTORS_TABLE = "core_adjustment_factors"
-ADJUSTED_DAILY_TABLE = "core_adjusted_daily_bars"
-TOTAL_RETURNS_TABLE = "core_daily_total_returns"
+# Short enough that no table is longer than core_daily_returns: a source's name must leave room
+# for its longest table in a PostgreSQL identifier, and longer tables would refuse names that
+# deployments already use (fin_assets/lib/sources.py MAX_NAME_LENGTH).
+CORPORATE_ACTIONS_TABLE = "core_corp_actions"
+ADJUSTMENT_FACTORS_TABLE = "core_adj_factors"
+ADJUSTED_DAILY_TABLE = "core_adj_daily"
+TOTAL_RETURNS_TABLE = "core_total_returns"
 
 ACTION_KEY = ("symbol", "ex_date", "kind", "provider_id")
 """What identifies one corporate action: a second row with the same key is a duplicate."""

@@ -125,7 +125,7 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
                 interval=1.0,
             )
             adjusted_before = pl.read_parquet(
-                tmp_path / "lake" / "eq__core_adjusted_daily_bars.parquet"
+                tmp_path / "lake" / "eq__core_adj_daily.parquet"
             )
             # Published after the fact: a dividend inside the built sessions, a split after them.
             simulator.announce(
@@ -156,7 +156,7 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
         stop_process(daemon)
         log.close()
 
-    adjusted = pl.read_parquet(tmp_path / "lake" / "eq__core_adjusted_daily_bars.parquet")
+    adjusted = pl.read_parquet(tmp_path / "lake" / "eq__core_adj_daily.parquet")
     daily = pl.read_parquet(sorted((tmp_path / "lake" / "eq__core_daily_bars").glob("*.parquet")))
     joined = adjusted.join(adjusted_before, on=["symbol", "date"], suffix="_before")
     amzn = joined.filter(pl.col("symbol") == "AMZN")

@@ -173,22 +173,22 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
             warehouse,
             SimulatorAdapter(),
             manifests="corporate_actions",
-            table="eq__core_corporate_actions",
+            table="eq__core_corp_actions",
             symbols=SYMBOLS,
             where=WHERE,
         )
         build_adjusted_tables(
             warehouse,
             daily_table="eq__core_daily_bars",
-            actions_table="eq__core_corporate_actions",
-            factors_table="eq__core_adjustment_factors",
-            adjusted_table="eq__core_adjusted_daily_bars",
-            returns_table="eq__core_daily_total_returns",
+            actions_table="eq__core_corp_actions",
+            factors_table="eq__core_adj_factors",
+            adjusted_table="eq__core_adj_daily",
+            returns_table="eq__core_total_returns",
             as_of=datetime.now(UTC).date(),
             where=WHERE,
             sessions=xnys_sessions(),
         )
-        actions = warehouse.read_table("eq__core_corporate_actions")
+        actions = warehouse.read_table("eq__core_corp_actions")
         assert actions is not None
         yield Built(sim, warehouse, days, actions)
 
@@ -222,7 +222,7 @@ def test_unadjusted_bars_equal_the_providers_adjusted_false_bars_row_by_row(buil
 
 
 def test_split_adjusted_daily_closes_equal_the_providers_adjusted_true_closes(built: Built) -> None:
-    adjusted = built.warehouse.read_table("eq__core_adjusted_daily_bars")
+    adjusted = built.warehouse.read_table("eq__core_adj_daily")
     assert adjusted is not None
     checked = 0
     for symbol in SYMBOLS:
@@ -242,7 +242,7 @@ def test_split_adjusted_daily_closes_equal_the_providers_adjusted_true_closes(bu
 
 
 def test_our_factors_equal_the_providers_historical_adjustment_factors(built: Built) -> None:
-    factors = built.warehouse.read_table("eq__core_adjustment_factors")
+    factors = built.warehouse.read_table("eq__core_adj_factors")
     assert factors is not None
     actions = built.actions.filter(pl.col("ex_date").is_in(list(built.days)))
     assert {"split", "dividend"} <= set(actions.get_column("kind").to_list())
@@ -265,7 +265,7 @@ def test_our_factors_equal_the_providers_historical_adjustment_factors(built: Bu
 
 
 def test_returns_across_each_action_are_the_ordinary_ones(built: Built) -> None:
-    returns = built.warehouse.read_table("eq__core_daily_total_returns")
+    returns = built.warehouse.read_table("eq__core_total_returns")
     daily = built.warehouse.scan("eq__core_daily_bars").collect()
     assert returns is not None
     in_window = built.actions.filter(pl.col("ex_date").is_in(list(built.days)))
@@ -341,7 +341,7 @@ def test_both_tables_pass_the_quality_checks_and_an_unexplained_jump_still_fails
         for rule in rules:
             outcome = rule.evaluate(window)
             assert outcome.passed, (name, outcome.summary)
-    adjusted = built.warehouse.read_table("eq__core_adjusted_daily_bars")
+    adjusted = built.warehouse.read_table("eq__core_adj_daily")
     assert adjusted is not None
     for outcome in (
         check_ohlc(adjusted, time_col="date"),

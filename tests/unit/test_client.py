@@ -140,6 +140,8 @@ def test_iter_pages_follows_next_cursor_and_reports_coverage(make_client, sleeps
         "start": "2026-01-05T00:00:00Z",
         "end": "2026-01-05T01:00:00Z",
         "limit": "1000",
+        # Unadjusted, said explicitly: the snapshot's URL records what it holds.
+        "adjusted": "false",
     }
     assert second["cursor"] == "CUR1"
     assert "start" not in second
@@ -469,7 +471,7 @@ def test_api_key_is_sent_but_never_recorded(make_client, caplog) -> None:
         assert SECRET not in str(exc)
         assert SECRET not in repr(exc.args)
     assert "no data for key ***" in str(fatal.value)
-    assert f"limit=1000&apikey={REDACTED}" in str(exhausted.value)
+    assert f"limit=1000&adjusted=false&apikey={REDACTED}" in str(exhausted.value)
     assert caplog.records, "the client should log its waits"
     for record in caplog.records:
         assert SECRET not in record.getMessage()

@@ -140,12 +140,12 @@ def test_documented_pages_become_typed_rows_and_verbatim_snapshots(tmp_path: Pat
         warehouse,
         PolygonAdapter(),
         manifests="corporate_actions",
-        table="eq__core_corporate_actions",
+        table="eq__core_corp_actions",
         symbols=["AAPL"],
         where="source eq (provider polygon)",
     )
     assert (built.rows, built.splits, built.dividends) == (3, 2, 1)
-    table = warehouse.read_table("eq__core_corporate_actions")
+    table = warehouse.read_table("eq__core_corp_actions")
     assert table is not None
     rows = table.sort("ex_date").to_dicts()
     assert [(r["ex_date"], r["kind"], r["split_from"], r["split_to"]) for r in rows[:2]] == [
@@ -240,12 +240,12 @@ def test_the_typed_table_refuses_a_zero_ratio_or_a_symbol_not_held(
             warehouse,
             PolygonAdapter(),
             manifests="corporate_actions",
-            table="eq__core_corporate_actions",
+            table="eq__core_corp_actions",
             symbols=["AAPL"],
             where="source eq (provider polygon)",
         )
     assert "source eq" in str(caught.value)
-    assert warehouse.read_table("eq__core_corporate_actions") is None  # nothing half-written
+    assert warehouse.read_table("eq__core_corp_actions") is None  # nothing half-written
 
 
 def test_bars_are_asked_unadjusted_and_old_adjusted_manifests_are_refused() -> None:
