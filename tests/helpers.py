@@ -11,8 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -27,6 +27,7 @@ from resources.ratelimit.policy import QuotaPolicy
 from resources.ratelimit.stores import MemoryQuotaStore
 from resources.storage.base import WriteResult
 from resources.storage.postgres import PARTITION_COLUMN, PostgresWarehouse
+from resources.windows import PartitionWindow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # this environment's console scripts: dagster, fin-assets, ...
@@ -41,6 +42,20 @@ def simulator_feed(base_url: str) -> Feed:
 
 
 # -- ports and polling ----------------------------------------------------------------------
+def hourly_windows(day: date, hours: Iterable[int] = range(24)) -> list[PartitionWindow]:
+    """The hourly partitions (``2026-01-05-14:00``) of ``day``'s ``hours`` (UTC), as the raw and
+    core layers take them."""
+    first = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return [
+        PartitionWindow(
+            f"{first + timedelta(hours=h):%Y-%m-%d-%H}:00",
+            first + timedelta(hours=h),
+            first + timedelta(hours=h + 1),
+        )
+        for h in hours
+    ]
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now, for a server started in another process."""
     with socket.socket() as sock:

@@ -147,44 +147,34 @@ def fetch_corporate_actions(
         for dataset in ACTION_DATASETS:
             kept: list[SnapshotRef] = []
             for response, page in client.iter_action_pages(dataset, symbol):
-                meta = {
-                    "url": response.url,  # already redacted by the client
-                    "status": response.status,
-                    "headers": response.headers,
-                    "fetched_at": response.fetched_at.isoformat(),
-                    "records": len(page.records),
+                # Where the page goes, kept or quarantined: the whole history up to the fetch.
+                page_at: dict[str, Any] = {
+                    "feed": client.feed,
+                    "dataset": dataset,
+                    "symbol": symbol,
+                    "start": HISTORY_START,
+                    "end": as_of,
+                    "body": response.body,
+                    "meta": {
+                        "url": response.url,  # already redacted by the client
+                        "status": response.status,
+                        "headers": response.headers,
+                        "fetched_at": response.fetched_at.isoformat(),
+                        "records": len(page.records),
+                    },
                 }
                 try:
                     rows = actions.rows(page.records, dataset=dataset, symbol=symbol)
                     check_tickers(rows, symbol=symbol, provider=client.provider, dataset=dataset)
                 except ResponseFormatError as exc:
-                    path = store.quarantine_body(
-                        feed=client.feed,
-                        dataset=dataset,
-                        symbol=symbol,
-                        start=HISTORY_START,
-                        end=as_of,
-                        body=response.body,
-                        meta=meta,
-                        reason=str(exc),
-                    )
+                    path = store.quarantine_body(**page_at, reason=str(exc))
                     raise SchemaError(
                         f"{exc}; the response is kept in {path}",
                         provider=client.provider,
                         symbol=symbol,
                         field=getattr(exc, "field", None),
                     ) from None
-                kept.append(
-                    store.write(
-                        feed=client.feed,
-                        dataset=dataset,
-                        symbol=symbol,
-                        start=HISTORY_START,
-                        end=as_of,
-                        body=response.body,
-                        meta=meta,
-                    )
-                )
+                kept.append(store.write(**page_at))
                 written += 1
                 frames.append(rows)
             refs[symbol][dataset] = tuple(kept)

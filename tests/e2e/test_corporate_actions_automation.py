@@ -124,9 +124,7 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
                 timeout=180,
                 interval=1.0,
             )
-            adjusted_before = pl.read_parquet(
-                tmp_path / "lake" / "eq__core_adj_daily.parquet"
-            )
+            adjusted_before = pl.read_parquet(tmp_path / "lake" / "eq__core_adj_daily.parquet")
             # Published after the fact: a dividend inside the built sessions, a split after them.
             simulator.announce(
                 {

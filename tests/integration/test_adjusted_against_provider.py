@@ -33,6 +33,7 @@ from resources.tables.core import build_core_bars
 from resources.tables.corporate import build_actions_table, build_adjusted_tables
 from resources.tables.daily import aggregate_daily, build_daily_table
 from resources.windows import PartitionWindow
+from tests.helpers import hourly_windows
 
 SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN", "NVDA")
 WHERE = "source eq (provider simulator)"
@@ -44,18 +45,6 @@ class Built:
     warehouse: ParquetWarehouse
     days: tuple[date, ...]
     actions: pl.DataFrame
-
-
-def hours(day: date) -> list[PartitionWindow]:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return [
-        PartitionWindow(
-            f"{start + timedelta(hours=h):%Y-%m-%d-%H}:00",
-            start + timedelta(hours=h),
-            start + timedelta(hours=h + 1),
-        )
-        for h in range(24)
-    ]
 
 
 def provider_bars(sim: MarketSimulator, symbol: str, day: date, *, adjusted: bool) -> pl.DataFrame:
@@ -150,7 +139,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         warehouse = ParquetWarehouse(root / "lake")
         with MarketApiClient(SimulatorAdapter(), base_url=sim.url) as client:
             for day in days:
-                windows = hours(day)
+                windows = hourly_windows(day)
                 fetch_raw_bars(client, store, SYMBOLS, windows)
                 build_core_bars(store, warehouse, windows, table="eq__core_bars")
                 build_daily_table(

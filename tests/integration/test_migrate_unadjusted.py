@@ -31,7 +31,7 @@ from resources.tables.core import build_core_bars
 from resources.tables.daily import aggregate_daily, build_daily_table
 from resources.windows import PartitionWindow
 from tests.emulators.polygon import PolygonEmulator
-from tests.helpers import dagster_home, run_cli
+from tests.helpers import dagster_home, hourly_windows, run_cli
 
 KEY = "migrate-test-key"
 DAYS = (date(2026, 3, 9), date(2026, 3, 10))  # AAPL's 10-for-1 split executes on the 10th
@@ -62,15 +62,7 @@ class EarlierPolygon(PolygonAdapter):
 
 
 def windows(day: date) -> list[PartitionWindow]:
-    first = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return [
-        PartitionWindow(
-            f"{first + timedelta(hours=h):%Y-%m-%d-%H}:00",
-            first + timedelta(hours=h),
-            first + timedelta(hours=h + 1),
-        )
-        for h in HOURS
-    ]
+    return hourly_windows(day, HOURS)
 
 
 @pytest.fixture
