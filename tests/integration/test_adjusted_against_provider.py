@@ -21,6 +21,7 @@ import pytest
 from fin_assets.lib.checks import ADJUSTED_TABLE_RULES, Window
 from resources.calendars import load_sessions
 from resources.http.client import MarketApiClient
+from resources.providers.polygon import PolygonAdapter
 from resources.quality import check_jumps, check_ohlc, check_positive, check_unique
 from resources.raw.actions import fetch_corporate_actions
 from resources.raw.ingest import fetch_raw_bars
@@ -33,6 +34,7 @@ from resources.tables.core import build_core_bars
 from resources.tables.corporate import build_actions_table, build_adjusted_tables
 from resources.tables.daily import aggregate_daily, build_daily_table
 from resources.windows import PartitionWindow
+from tests.emulators.polygon import PolygonEmulator
 from tests.helpers import hourly_windows
 
 SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN", "NVDA")
@@ -340,3 +342,50 @@ def test_both_tables_pass_the_quality_checks_and_an_unexplained_jump_still_fails
         assert outcome.passed, outcome.summary
     daily = built.warehouse.scan("eq__core_daily_bars").collect()
     assert check_ohlc(daily, time_col="date").passed
+
+
+def test_the_massive_emulators_actions_read_through_the_polygon_adapter(tmp_path: Path) -> None:
+    """The same reader against the emulator written from Massive's documentation: every split
+    and dividend it lists for a stock arrives typed, field for field."""
+    key = "actions-emulator-key"
+    with PolygonEmulator(
+        api_keys={key}, calls_per_window=None, calendars={"AAPL": "XNYS"}
+    ) as polygon:
+        with MarketApiClient(PolygonAdapter(), base_url=polygon.url, api_key=key) as client:
+            result = fetch_corporate_actions(client, SnapshotStore(tmp_path), ["AAPL", "X:BTCUSD"])
+        with httpx.Client(base_url=polygon.url, headers={"Authorization": f"Bearer {key}"}) as http:
+            listed = {
+                kind: http.get(f"/stocks/v1/{kind}", params={"ticker": "AAPL", "limit": "5000"})
+                .raise_for_status()
+                .json()["results"]
+                for kind in ("splits", "dividends")
+            }
+    assert result.symbols == ("AAPL",)
+    assert (result.splits, result.dividends) == (len(listed["splits"]), len(listed["dividends"]))
+    warehouse = ParquetWarehouse(tmp_path / "lake")
+    build_actions_table(
+        SnapshotStore(tmp_path),
+        warehouse,
+        PolygonAdapter(),
+        manifests="corporate_actions",
+        table="eq__core_corp_actions",
+        symbols=["AAPL"],
+        where="source eq (provider polygon)",
+    )
+    table = warehouse.read_table("eq__core_corp_actions")
+    assert table is not None
+    splits = table.filter(pl.col("kind") == "split").sort("ex_date").to_dicts()
+    for ours, theirs in zip(
+        splits, sorted(listed["splits"], key=lambda s: s["execution_date"]), strict=True
+    ):
+        assert str(ours["ex_date"]) == theirs["execution_date"]
+        assert (ours["split_from"], ours["split_to"]) == (theirs["split_from"], theirs["split_to"])
+        assert ours["provider_factor"] == theirs["historical_adjustment_factor"]
+        assert ours["provider_id"] == theirs["id"]
+    dividends = table.filter(pl.col("kind") == "dividend").sort("ex_date").to_dicts()
+    ordered = sorted(listed["dividends"], key=lambda d: d["ex_dividend_date"])
+    for ours, theirs in zip(dividends, ordered, strict=True):
+        assert str(ours["ex_date"]) == theirs["ex_dividend_date"]
+        assert ours["cash_amount"] == theirs["cash_amount"]
+        assert ours["currency"] == theirs["currency"]
+        assert str(ours["pay_date"]) == theirs["pay_date"]
