@@ -9,7 +9,8 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
 BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
-	bench-warehouse-writes bench-startup bench-metrics bench-scale bench-ui bench-wait-cpu
+	bench-warehouse-writes bench-startup bench-metrics bench-scale bench-ui bench-wait-cpu \
+	bench-adjustment
 
 .PHONY: demo test test-fast test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
@@ -90,6 +91,9 @@ bench-throughput: .venv/.synced  ## raw snapshots -> core/bars rows/s, 1 day x 5
 
 bench-warehouse-writes: .venv/.synced  ## replace_partition rows/s: Parquet; PostgreSQL COPY
 	$(RUN) python benchmarks/warehouse_writes.py
+
+bench-adjustment: .venv/.synced  ## factors, adjusted bars, total returns: 500 symbols x 10 years (about 30 s)
+	$(RUN) python benchmarks/adjustment.py
 
 bench-startup: .venv/.synced  ## time to load the definitions vs import dagster
 	$(RUN) python benchmarks/startup.py
