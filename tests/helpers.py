@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import dagster as dg
+import httpx
 import polars as pl
 import pytest
 from psycopg2 import sql
@@ -25,6 +26,7 @@ from resources.endpoints import Endpoint, Feed
 from resources.ratelimit.pacer import SharedPacer
 from resources.ratelimit.policy import QuotaPolicy
 from resources.ratelimit.stores import MemoryQuotaStore
+from resources.simulator.server import MarketSimulator, SimulatorConfig
 from resources.storage.base import WriteResult
 from resources.storage.postgres import PARTITION_COLUMN, PostgresWarehouse
 from resources.windows import PartitionWindow
@@ -54,6 +56,33 @@ def hourly_windows(day: date, hours: Iterable[int] = range(24)) -> list[Partitio
         )
         for h in hours
     ]
+
+
+@contextlib.contextmanager
+def simulators(
+    *, now: datetime, calendars: Mapping[str, str]
+) -> Iterator[Callable[..., MarketSimulator]]:
+    """A factory of simulators on ephemeral ports with a fixed clock and these calendars
+    (``factory(now=..., **config)``); every one started is stopped on exit."""
+    started: list[MarketSimulator] = []
+
+    def factory(now: datetime = now, **overrides: Any) -> MarketSimulator:
+        config = SimulatorConfig(port=0, now=now, calendars=calendars, **overrides)
+        sim = MarketSimulator(config).start()
+        started.append(sim)
+        return sim
+
+    try:
+        yield factory
+    finally:
+        for sim in started:
+            sim.stop()
+
+
+def simulator_get(sim: MarketSimulator, path: str, **params: Any) -> httpx.Response:
+    """One GET to a simulator, outside any proxy settings of the environment."""
+    with httpx.Client(base_url=sim.url, trust_env=False, timeout=10.0) as client:
+        return client.get(path, params=params)
 
 
 def free_port() -> int:

@@ -207,18 +207,28 @@ DAILY_BARS_RULES: tuple[QualityRule, ...] = (
 FINITE_RETURNS = "finite_returns"
 RETURN_COLUMNS = ("return_oc", "log_return_oc", "realized_vol", "realized_vol_annualized")
 
-DAILY_RETURNS_RULES: tuple[QualityRule, ...] = (
-    _unique_rule("date", "row"),
-    QualityRule(
-        FINITE_RETURNS,
-        "Returns and volatilities present and finite, volatilities >= 0." + BLOCKING_NOTE,
+
+def _finite_rule(
+    name: str, description: str, columns: tuple[str, ...], non_negative: tuple[str, ...]
+) -> QualityRule:
+    """A blocking rule: ``columns`` present and finite, ``non_negative`` of them >= 0."""
+    return QualityRule(
+        name,
+        description + BLOCKING_NOTE,
         blocking=True,
         evaluate=lambda w: check_finite(
-            w.frame,
-            name=FINITE_RETURNS,
-            columns=RETURN_COLUMNS,
-            non_negative=("realized_vol", "realized_vol_annualized"),
+            w.frame, name=name, columns=columns, non_negative=non_negative
         ),
+    )
+
+
+DAILY_RETURNS_RULES: tuple[QualityRule, ...] = (
+    _unique_rule("date", "row"),
+    _finite_rule(
+        FINITE_RETURNS,
+        "Returns and volatilities present and finite, volatilities >= 0.",
+        RETURN_COLUMNS,
+        ("realized_vol", "realized_vol_annualized"),
     ),
 )
 
@@ -459,23 +469,18 @@ ADJUSTED_TABLE_RULES: dict[str, tuple[str, tuple[QualityRule, ...]]] = {
         TOTAL_RETURNS_TABLE,
         (
             _unique_rule("date", "row"),
-            QualityRule(
+            _finite_rule(
                 FINITE_RETURNS,
-                "Returns present and finite, closes and split ratios > 0." + BLOCKING_NOTE,
-                blocking=True,
-                evaluate=lambda w: check_finite(
-                    w.frame,
-                    name=FINITE_RETURNS,
-                    columns=(
-                        "price_return",
-                        "total_return",
-                        "log_total_return",
-                        "close",
-                        "prev_close",
-                        "split_ratio",
-                    ),
-                    non_negative=("close", "prev_close", "split_ratio"),
+                "Returns present and finite, closes and split ratios >= 0.",
+                (
+                    "price_return",
+                    "total_return",
+                    "log_total_return",
+                    "close",
+                    "prev_close",
+                    "split_ratio",
                 ),
+                ("close", "prev_close", "split_ratio"),
             ),
         ),
     ),
@@ -483,16 +488,11 @@ ADJUSTED_TABLE_RULES: dict[str, tuple[str, tuple[QualityRule, ...]]] = {
         ADJUSTMENT_FACTORS_TABLE,
         (
             _unique_rule("date", "row"),
-            QualityRule(
+            _finite_rule(
                 FINITE_FACTORS,
-                "Factors present, finite and positive." + BLOCKING_NOTE,
-                blocking=True,
-                evaluate=lambda w: check_finite(
-                    w.frame,
-                    name=FINITE_FACTORS,
-                    columns=("split_factor", "dividend_factor", "total_factor"),
-                    non_negative=("split_factor", "dividend_factor", "total_factor"),
-                ),
+                "Factors present, finite and >= 0.",
+                ("split_factor", "dividend_factor", "total_factor"),
+                ("split_factor", "dividend_factor", "total_factor"),
             ),
         ),
     ),

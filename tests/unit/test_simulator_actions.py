@@ -11,7 +11,7 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -22,8 +22,8 @@ import pytest
 
 from resources.simulator import actions
 from resources.simulator.data import generate_bars
-from resources.simulator.server import MarketSimulator, SimulatorConfig
-from tests.helpers import PROJECT_ROOT
+from resources.simulator.server import MarketSimulator
+from tests.helpers import PROJECT_ROOT, simulator_get, simulators
 
 # exchange_calendars 4.13 on pandas 3.1 warns of its own deprecated pandas use.
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
@@ -36,23 +36,12 @@ KEY = "sk-actions-test-42"
 
 
 @pytest.fixture
-def make_sim() -> Iterator:
-    started: list[MarketSimulator] = []
-
-    def factory(now: datetime = NOW, **overrides: Any) -> MarketSimulator:
-        cfg = SimulatorConfig(port=0, now=now, calendars=CALENDARS, **overrides)
-        sim = MarketSimulator(cfg).start()
-        started.append(sim)
-        return sim
-
-    yield factory
-    for sim in started:
-        sim.stop()
+def make_sim() -> Iterator[Callable[..., MarketSimulator]]:
+    with simulators(now=NOW, calendars=CALENDARS) as factory:
+        yield factory
 
 
-def get(sim: MarketSimulator, path: str, **params: Any) -> httpx.Response:
-    with httpx.Client(base_url=sim.url, trust_env=False, timeout=10.0) as client:
-        return client.get(path, params=params)
+get = simulator_get
 
 
 def every_page(sim: MarketSimulator, path: str, **params: Any) -> list[dict[str, Any]]:

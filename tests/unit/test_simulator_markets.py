@@ -5,7 +5,7 @@ from __future__ import annotations
 import select
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from resources.quality import check_jumps
 from resources.simulator.cli import serve_forever_from_args
 from resources.simulator.data import generate_bars
 from resources.simulator.server import MarketSimulator, SimulatorConfig
-from tests.helpers import start_cli, stop_process
+from tests.helpers import simulator_get, simulators, start_cli, stop_process
 from tests.unit.test_simulator import closes_frame
 
 # exchange_calendars 4.13 on pandas 3.1 warns of its own deprecated pandas use (the simulator
@@ -60,23 +60,12 @@ def session_minutes(calendar: str, start: datetime, end: datetime) -> list[datet
 
 
 @pytest.fixture
-def make_sim() -> Iterator:
-    started: list[MarketSimulator] = []
-
-    def factory(now: datetime = NOW, **overrides: Any) -> MarketSimulator:
-        cfg = SimulatorConfig(port=0, now=now, calendars=CALENDARS, **overrides)
-        sim = MarketSimulator(cfg).start()
-        started.append(sim)
-        return sim
-
-    yield factory
-    for sim in started:
-        sim.stop()
+def make_sim() -> Iterator[Callable[..., MarketSimulator]]:
+    with simulators(now=NOW, calendars=CALENDARS) as factory:
+        yield factory
 
 
-def get(sim: MarketSimulator, path: str, **params: Any) -> httpx.Response:
-    with httpx.Client(base_url=sim.url, trust_env=False, timeout=5.0) as client:
-        return client.get(path, params=params)
+get = simulator_get
 
 
 # --------------------------------------------------------------------------------------
