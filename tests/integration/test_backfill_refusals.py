@@ -14,11 +14,10 @@ manifest or table file was written. The many variants of the message itself are 
 
 from __future__ import annotations
 
-import _thread
 import io
 import os
-import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,11 +25,12 @@ import dagster as dg
 import pytest
 
 from fin_assets.definitions import build_definitions
+from fin_assets.tools import backfill as backfill_module
 from fin_assets.tools.backfill import main as backfill_main
 from fin_assets.tools.cli import main as fin_assets
 from resources.simulator.server import MarketSimulator
 from tests.conftest import RANGE_END_TAG, RANGE_START_TAG, fin_env, step_failure_messages
-from tests.helpers import dagster_home, materialize_command, run_cli, wait_for
+from tests.helpers import dagster_home, materialize_command, run_cli
 
 STOPPED = (
     "The step stopped before any request or write: launch the run again with partition keys of"
@@ -314,11 +314,20 @@ def test_ctrl_c_while_following_a_submitted_backfill_leaves_it_to_the_daemon(
 
         stdout = io.StringIO()
 
-        def interrupt_once_submitted() -> None:
-            wait_for("the submission", lambda: "for the daemon" in stdout.getvalue(), timeout=60)
-            _thread.interrupt_main()  # what Ctrl-C does to the command's main thread
+        def ctrl_c(seconds: float) -> None:
+            # Ctrl-C while the command waits between two looks at the backfill. Raised where
+            # it lands, not sent from a thread: an interrupt sent once the submission was
+            # printed could miss (a definitions load slower than the sender's patience on a
+            # busy machine) and leave the command following a backfill no daemon runs, for
+            # ever.
+            assert "for the daemon" in stdout.getvalue()
+            raise KeyboardInterrupt
 
-        threading.Thread(target=interrupt_once_submitted, daemon=True).start()
+        monkeypatch.setattr(
+            backfill_module,
+            "time",
+            types.SimpleNamespace(sleep=ctrl_c, monotonic=time.monotonic, time=time.time),
+        )
         assert backfill_main([*BACKFILL[1:], SPAN, "--submit"], out=stdout) == 130
         [backfill] = instance.get_backfills()
     lines = stdout.getvalue().splitlines()
