@@ -353,8 +353,9 @@ def check_unadjusted(manifest: Manifest, adapter: ProviderAdapter, *, directory:
     if manifest.dataset == adapter.bars_dataset:
         return
     source = directory.removesuffix(f"__{MANIFESTS_DIR}") if directory != MANIFESTS_DIR else ""
+    asset = f"raw/{source}/bars" if source else "raw/bars"
     raise StorageError(
-        f"partition {manifest.partition} of raw/bars ({directory}): its snapshots were fetched "
+        f"partition {manifest.partition} of {asset}: its snapshots were fetched "
         f"split-adjusted by an earlier version ({manifest.provider} dataset {manifest.dataset}, "
         f"adjusted=true; raw bars are unadjusted now, dataset {adapter.bars_dataset}), so they "
         "cannot be mixed with unadjusted ones; refetch them: fin-assets migrate-unadjusted"
