@@ -4,6 +4,17 @@ Follows https://developers.binance.com/docs/binance-spot-api-docs/rest-api/marke
 (kline/candlestick data) and the spot error-code list. Data comes from
 ``resources.simulator.generate_bars`` so it is deterministic, or from fixture rows.
 
+Intervals: ``1m``, and with ``intervals=`` any of :data:`KLINE_MINUTES` (``5m``, ``15m``,
+``1h``, ...; 1m only by default, which is what the tests written first expect of an unknown
+interval). A longer kline is Binance's own roll-up of that interval's 1-minute klines: open
+times on multiples of the interval since the epoch in UTC ("If timeZone provided, kline
+intervals are interpreted in that timezone instead of UTC"; we take no timeZone), the first
+open, highest high, lowest low, last close, summed volumes (base, quote, taker) and trade
+counts, close time = open + interval - 1 ms. Sums are exact decimals of the minutes' 8-decimal
+strings, as the exchange's own are of its trades. It is written independently of
+``resources/tables/intervals.py``, which tests compare with it. Only klines whose whole
+interval has closed are served, as for 1m.
+
 Rate limiting (one client IP, as all loopback clients share 127.0.0.1):
 
 * a fixed window of ``window_s`` aligned to the clock (``floor(now / window_s)``, i.e. the
@@ -21,8 +32,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.message import Message
 from typing import Any
 
@@ -34,10 +46,12 @@ __all__ = [
     "INVALID_PARAMETER",
     "INVALID_SYMBOL",
     "KLINES_PATH",
+    "KLINE_MINUTES",
     "START_AFTER_END",
     "BinanceEmulator",
     "ban_body",
     "error_body",
+    "interval_kline_rows",
     "kline_rows",
     "rate_limit_body",
 ]
@@ -46,6 +60,21 @@ KLINES_PATH = "/api/v3/klines"
 MINUTE_MS = 60_000
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
+# Binance's minute, hour and day intervals (all divide a day, so epoch multiples are UTC-aligned).
+KLINE_MINUTES: dict[str, int] = {
+    "1m": 1,
+    "3m": 3,
+    "5m": 5,
+    "15m": 15,
+    "30m": 30,
+    "1h": 60,
+    "2h": 120,
+    "4h": 240,
+    "6h": 360,
+    "8h": 480,
+    "12h": 720,
+    "1d": 1440,
+}
 
 BINANCE_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 _DIGITS_RE = re.compile(r"^[0-9]{1,20}$")
@@ -152,6 +181,46 @@ def kline_rows(symbol: str, first_open_ms: int, last_open_ms: int, *, seed: int 
     return [_kline(symbol, bar) for bar in bars]
 
 
+def _roll_up(rows: Sequence[Sequence[Any]], open_ms: int, interval_ms: int) -> list[Any]:
+    """One kline from the 1-minute klines of its interval, as Binance builds it."""
+
+    def total(index: int) -> str:
+        return _f8(sum((Decimal(row[index]) for row in rows), Decimal(0)))
+
+    return [
+        open_ms,
+        rows[0][1],
+        _f8(max(Decimal(row[2]) for row in rows)),
+        _f8(min(Decimal(row[3]) for row in rows)),
+        rows[-1][4],
+        total(5),
+        open_ms + interval_ms - 1,
+        total(7),
+        sum(int(row[8]) for row in rows),
+        total(9),
+        total(10),
+        "0",
+    ]
+
+
+def interval_kline_rows(
+    symbol: str, minutes: int, first_open_ms: int, last_open_ms: int, *, seed: int = 0
+) -> list[list]:
+    """``minutes``-minute klines with ``first_open_ms <= open <= last_open_ms``, opens on
+    multiples of the interval since the epoch (UTC), rolled up from :func:`kline_rows`."""
+    interval_ms = minutes * MINUTE_MS
+    first = -(-first_open_ms // interval_ms) * interval_ms
+    last = last_open_ms // interval_ms * interval_ms
+    if last < first:
+        return []
+    minute_rows = kline_rows(symbol, first, last + interval_ms - MINUTE_MS, seed=seed)
+    windows: dict[int, list[list]] = {}
+    for row in minute_rows:
+        windows.setdefault(row[0] // interval_ms * interval_ms, []).append(row)
+    # Generated data has every minute; a window without any would have no kline.
+    return [_roll_up(rows, open_ms, interval_ms) for open_ms, rows in sorted(windows.items())]
+
+
 # --------------------------------------------------------------------------------------
 # The emulator
 # --------------------------------------------------------------------------------------
@@ -188,7 +257,11 @@ class BinanceEmulator(LoopbackEmulator):
         seed: int = 0,
         clock: Clock | None = None,
         log_size: int = 50_000,
+        intervals: Collection[str] = ("1m",),
     ) -> None:
+        unknown = sorted(set(intervals) - set(KLINE_MINUTES))
+        if unknown:
+            raise ValueError(f"intervals {unknown} not emulated; known: {sorted(KLINE_MINUTES)}")
         if weight_limit < 0 or request_weight < 0:
             raise ValueError("weight_limit and request_weight must be >= 0")
         if not window_s > 0 or ban_s < 0:
@@ -204,6 +277,7 @@ class BinanceEmulator(LoopbackEmulator):
         self.request_weight = request_weight
         self.ban_s = float(ban_s)
         self.seed = seed
+        self.intervals = frozenset(intervals) | {"1m"}
         self._reset_state()
 
     # -- state -------------------------------------------------------------------------
@@ -337,8 +411,9 @@ class BinanceEmulator(LoopbackEmulator):
         interval = _first(query, "interval")
         if not interval:
             raise _Invalid(_mandatory("interval"))
-        if interval != "1m":
+        if interval not in self.intervals:
             raise _Invalid(INVALID_INTERVAL)
+        step = KLINE_MINUTES[interval] * MINUTE_MS
         start = self._ms_param(query, "startTime")
         end = self._ms_param(query, "endTime")
         raw_limit = _first(query, "limit")
@@ -363,18 +438,20 @@ class BinanceEmulator(LoopbackEmulator):
             ]
             return rows[:limit] if start is not None else rows[-limit:]
 
-        # Only closed minutes exist: open + 60 s <= now.
-        last_closed = (self._now_ms() // MINUTE_MS - 1) * MINUTE_MS
+        # Only closed klines exist: open + interval <= now.
+        last_closed = (self._now_ms() // step - 1) * step
         hi = last_closed if end is None else min(end, last_closed)
         if start is not None:
-            first = -(-start // MINUTE_MS) * MINUTE_MS
-            last = min(hi, first + (limit - 1) * MINUTE_MS)
+            first = -(-start // step) * step
+            last = min(hi, first + (limit - 1) * step)
         else:
-            last = hi // MINUTE_MS * MINUTE_MS
-            first = max(0, last - (limit - 1) * MINUTE_MS)
+            last = hi // step * step
+            first = max(0, last - (limit - 1) * step)
         if last < first:
             return []
-        return kline_rows(symbol, first, last, seed=self.seed)
+        if step == MINUTE_MS:
+            return kline_rows(symbol, first, last, seed=self.seed)
+        return interval_kline_rows(symbol, step // MINUTE_MS, first, last, seed=self.seed)
 
     @staticmethod
     def _ms_param(query: dict[str, list[str]], name: str) -> int | None:

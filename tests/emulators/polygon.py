@@ -2,8 +2,24 @@
 ``GET /stocks/v1/splits`` and ``GET /stocks/v1/dividends`` on loopback.
 
 Follows https://polygon.io/docs/stocks/get_v2_aggs_ticker__stocksticker__range__multiplier___timespan___from___to
-for 1-minute aggregates only. Data comes from ``resources.simulator.generate_bars`` with
-"quiet" minutes (no trades, so no bar) dropped deterministically, or from fixture bars.
+for 1-minute aggregates, and with ``roll_ups=True`` any ``multiplier`` of ``minute`` or
+``hour``. Data comes from ``resources.simulator.generate_bars`` with "quiet" minutes (no
+trades, so no bar) dropped deterministically, or from fixture bars.
+
+Roll-ups are Massive's: "Our base aggregates are minute and daily bars ... A request with a
+multiplier 1 and resolution hour that spans from 2pm to 4pm will cover 120 base minute bars,
+but return 2 1-hour bars", and ``limit`` counts those base bars
+(https://polygon.io/blog/aggs-api-updates). Windows "snap" to the clock in Eastern Time:
+"minute bars begin at the top of the minute (9:30:00), hour bars begin at the top of the hour
+(9:00:00)" (https://massive.com/knowledge-base/article/how-does-massive-treat-hourly-bars-when-querying-regular-trading-hours),
+so the 9:00 ET hour bar holds the session's 9:30-9:59 minutes and ``t`` is 9:00 ET; ``from``
+snaps down to its window's start and ``to`` up to its window's end. A bar is rolled up from
+the window's served minute bars (what the provider stores): first ``o``, last ``c``, max
+``h``, min ``l``, summed ``v`` and ``n``, ``vw`` weighted by ``v`` and rounded to 4 decimals
+like every ``vw``; a window without minute bars has no bar; ``queryCount`` is the number of
+base bars used. A page ends at a whole window: the bar ``limit`` would cut goes to the next
+page. This is written independently of ``resources/tables/intervals.py``, which tests compare
+with it. (Off by default: the emulator's first tests expect other multipliers refused.)
 
 A plain stock ticker (no ``X:``/``C:``/``I:``/``O:`` prefix) given an exchange calendar
 (``calendars={"AAPL": "XNYS"}``) trades in its sessions, as on the simulator, and has the
@@ -37,6 +53,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode
+from zoneinfo import ZoneInfo
 
 from resources.simulator.actions import (
     ACTIONS_PATHS,
@@ -65,12 +82,17 @@ __all__ = [
     "is_quiet",
     "new_request_id",
     "not_authorized_body",
+    "roll_up_aggs",
+    "window_start_ms",
 ]
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 DEFAULT_LIMIT = 5000
 MAX_LIMIT = 50_000
+TIMESPAN_MINUTES = {"minute": 1, "hour": 60}
+# "aggregates are in Eastern Time (ET)": roll-up windows are on the New York clock.
+EASTERN = ZoneInfo("America/New_York")
 
 AGGS_PATH_RE = re.compile(r"^/v2/aggs/ticker/([^/]+)/range/([^/]+)/([^/]+)/([^/]+)/([^/]+)$")
 TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9.:\-]{0,23}$")
@@ -195,6 +217,37 @@ def aggregate_bars(
     return [_agg(bar) for bar in bars]
 
 
+def window_start_ms(t_ms: int, window_minutes: int) -> int:
+    """Start of the Eastern-Time clock window of ``window_minutes`` holding instant ``t_ms``."""
+    offset = datetime.fromtimestamp(t_ms / 1000, EASTERN).utcoffset() or timedelta(0)
+    local_ms = t_ms + offset // timedelta(milliseconds=1)
+    return t_ms - local_ms % (window_minutes * MINUTE_MS)
+
+
+def roll_up_aggs(minute_aggs: Sequence[Mapping[str, Any]], window_minutes: int) -> list[dict]:
+    """Massive's ``window_minutes`` bars from its 1-minute bars (ascending ``t``)."""
+    windows: dict[int, list[Mapping[str, Any]]] = {}
+    for agg in minute_aggs:
+        windows.setdefault(window_start_ms(int(agg["t"]), window_minutes), []).append(agg)
+    out = []
+    for start, bars in windows.items():  # insertion order: ascending
+        volume = sum(int(bar["v"]) for bar in bars)
+        traded = math.fsum(float(bar["vw"]) * int(bar["v"]) for bar in bars)
+        out.append(
+            {
+                "v": volume,
+                "vw": round(traded / volume, 4) if volume else round(float(bars[-1]["vw"]), 4),
+                "o": bars[0]["o"],
+                "c": bars[-1]["c"],
+                "h": max(float(bar["h"]) for bar in bars),
+                "l": min(float(bar["l"]) for bar in bars),
+                "t": start,
+                "n": sum(int(bar["n"]) for bar in bars),
+            }
+        )
+    return out
+
+
 def encode_cursor(*, next_from_ms: int, limit: int, adjusted: bool, sort: str = "asc") -> str:
     """Opaque continuation token (base64url of a query string, like Polygon's)."""
     raw = urlencode(
@@ -225,11 +278,14 @@ def aggs_envelope(
     adjusted: bool = True,
     request_id: str | None = None,
     next_url: str | None = None,
+    query_count: int | None = None,
 ) -> dict[str, Any]:
-    """The documented 200 body. No ``results`` key when empty, ``next_url`` only if given."""
+    """The documented 200 body. No ``results`` key when empty, ``next_url`` only if given.
+    ``query_count``: the base bars used ("The number of aggregates (minute or day) used to
+    generate the response"), by default as many as the results."""
     body: dict[str, Any] = {
         "ticker": ticker,
-        "queryCount": len(results),
+        "queryCount": len(results) if query_count is None else query_count,
         "resultsCount": len(results),
         "adjusted": adjusted,
     }
@@ -297,6 +353,7 @@ class PolygonEmulator(LoopbackEmulator):
         clock: Clock | None = None,
         log_size: int = 50_000,
         calendars: Mapping[str, str] | None = None,
+        roll_ups: bool = False,
     ) -> None:
         if calls_per_window is not None and calls_per_window < 0:
             raise ValueError("calls_per_window must be None (unlimited) or >= 0")
@@ -316,6 +373,7 @@ class PolygonEmulator(LoopbackEmulator):
         # corporate actions. Any other ticker trades every minute and has none.
         # Plain stock tickers only: an X:/C:/I:/O: ticker fails the symbol check.
         self.calendars = checked_calendars(calendars or {})
+        self.roll_ups = roll_ups
         self._reset_state()
 
     # -- state -------------------------------------------------------------------------
@@ -446,14 +504,16 @@ class PolygonEmulator(LoopbackEmulator):
         self, segments: list[str], query: dict[str, list[str]], announced: Announced
     ) -> dict[str, Any]:
         ticker, multiplier, timespan, raw_from, raw_to = segments
-        if multiplier != "1" or timespan != "minute":
-            raise _Invalid("This emulator supports only multiplier 1 and timespan 'minute'")
+        window = self._window_minutes(multiplier, timespan)
         to_ms = _parse_bound(raw_to, "to", is_to=True)
         cursor_raw = _first(query, "cursor")
         cursor = decode_cursor(cursor_raw) if cursor_raw is not None else None
         if cursor_raw is not None and cursor is None:
             raise _Invalid("Invalid cursor")
         from_ms = cursor["from"] if cursor else _parse_bound(raw_from, "from", is_to=False)
+        if window > 1:  # snap to whole windows
+            from_ms = window_start_ms(from_ms, window)
+            to_ms = window_start_ms(to_ms, window) + window * MINUTE_MS - 1
 
         raw_adjusted = _first(query, "adjusted")
         if raw_adjusted is None:
@@ -503,9 +563,29 @@ class PolygonEmulator(LoopbackEmulator):
         if len(page) > limit:
             next_from = int(page[limit]["t"])
             page = page[:limit]
+            if window > 1:  # the window limit cut goes to the next page whole
+                next_from = window_start_ms(next_from, window)
+                page = [bar for bar in page if int(bar["t"]) < next_from]
+                if not page:
+                    raise _Invalid(f"limit {limit} is less than one bar's minute bars")
             token = encode_cursor(next_from_ms=next_from, limit=limit, adjusted=adjusted)
             next_url = (
-                f"{self.url}/v2/aggs/ticker/{quote(ticker, safe='')}/range/1/minute/"
+                f"{self.url}/v2/aggs/ticker/{quote(ticker, safe='')}/range/"
+                f"{quote(multiplier, safe='')}/{quote(timespan, safe='')}/"
                 f"{next_from}/{quote(raw_to, safe='')}?cursor={token}"
             )
-        return aggs_envelope(ticker, page, adjusted=adjusted, next_url=next_url)
+        used = len(page)
+        if window > 1:
+            page = roll_up_aggs(page, window)
+        return aggs_envelope(ticker, page, adjusted=adjusted, next_url=next_url, query_count=used)
+
+    def _window_minutes(self, multiplier: str, timespan: str) -> int:
+        if multiplier == "1" and timespan == "minute":
+            return 1
+        if not self.roll_ups:
+            raise _Invalid("This emulator supports only multiplier 1 and timespan 'minute'")
+        if timespan not in TIMESPAN_MINUTES:
+            raise _Invalid(f"This emulator supports timespan 'minute' and 'hour', not {timespan!r}")
+        if not _LIMIT_RE.fullmatch(multiplier) or int(multiplier) < 1:
+            raise _Invalid(f"Invalid multiplier {multiplier!r}: must be an integer >= 1")
+        return int(multiplier) * TIMESPAN_MINUTES[timespan]

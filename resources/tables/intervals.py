@@ -1,0 +1,182 @@
+"""Bars at every interval from canonical 1-minute bars, aligned as the providers align theirs.
+
+How the providers align their own interval bars (what ``align``/``tz`` reproduce):
+
+* Massive (formerly Polygon.io), ``GET /v2/aggs/ticker/{t}/range/{multiplier}/{timespan}/...``:
+  "Our aggregates 'snap' the time spans to the beginning of each timespan resolution ...
+  minute bars begin at the top of the minute (9:30:00), hour bars begin at the top of the hour
+  (9:00:00), daily bars begin at the beginning of the day (12:00:00 AM EST)"
+  (https://massive.com/knowledge-base/article/how-does-massive-treat-hourly-bars-when-querying-regular-trading-hours,
+  formerly https://polygon.io/knowledge-base/article/how-does-polygon-treat-hourly-bars-when-querying-regular-trading-hours).
+  Windows are on the clock in Eastern Time, labelled by their start (``t`` is "the start of
+  the aggregate window"): the 9:00 ET hour bar holds the session's 9:30-9:59 minutes and is
+  labelled 9:00 ET. Interval bars are rolled up from the provider's minute bars ("Our base
+  aggregates are minute and daily bars ... A request with a multiplier 1 and resolution hour
+  that spans from 2pm to 4pm will cover 120 base minute bars, but return 2 1-hour bars",
+  https://polygon.io/blog/aggs-api-updates). Massive's bars include extended hours; we
+  aggregate regular-session minutes, so a window never holds pre-market minutes here.
+  ``align="clock", tz="America/New_York"``. (ET is a whole number of hours from UTC, so for
+  windows dividing an hour the ET and UTC grids coincide; the zone matters for longer windows
+  such as 4h, and for exchanges with a fractional offset such as Asia/Kolkata.)
+* Binance, ``GET /api/v3/klines?interval=5m|15m|1h``: "Klines are uniquely identified by
+  their open time"; "If timeZone provided, kline intervals are interpreted in that timezone
+  instead of UTC" (default ``0``, UTC)
+  (https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints).
+  Open times are multiples of the interval since the epoch in UTC: ``sessions=None`` and
+  ``align="clock", tz="UTC"`` (the defaults).
+
+``align="session"`` counts windows from each session's open instead (9:30, 10:30, ... ET),
+as some charting tools do; no provider we fetch does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+import polars as pl
+
+INTERVALS: dict[str, int] = {"5m": 5, "15m": 15, "1h": 60}  # name -> minutes
+
+INTERVAL_BARS_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),  # the window's start (see aggregate_bars)
+        "open": pl.Float64(),
+        "high": pl.Float64(),
+        "low": pl.Float64(),
+        "close": pl.Float64(),
+        "volume": pl.Float64(),
+        "trades": pl.Int64(),
+        "vwap": pl.Float64(),
+        "bar_count": pl.UInt32(),  # 1-minute bars the bar was built from
+    }
+)
+
+Alignment = Literal["clock", "session"]
+
+_US_PER_MINUTE = 60_000_000
+_TS_US = pl.col("ts").cast(pl.Int64)  # ts is Datetime("us", "UTC"): microseconds since epoch
+
+
+def aggregate_bars(
+    bars: pl.DataFrame | pl.LazyFrame,
+    *,
+    minutes: int,
+    sessions: Sequence[tuple[datetime, datetime]] | None = None,
+    align: Alignment = "clock",
+    tz: str = "UTC",
+) -> pl.DataFrame:
+    """``minutes``-minute bars per symbol from canonical 1-minute bars (CANONICAL_SCHEMA).
+
+    Each bar: the open of its first minute, the highest high, the lowest low, the close of its
+    last minute, summed volume, summed trades (null if any minute lacks a count: a partial sum
+    would pass for a real one), the volume-weighted VWAP of the minutes' own VWAPs (a minute
+    without one weighs in at its typical price (h+l+c)/3, as the daily bars do; null when the
+    bar has no volume) and ``bar_count``. A window without minutes has no bar; a quiet minute
+    just leaves the bar to the minutes that traded.
+
+    Windows: with ``align="clock"``, multiples of ``minutes`` on the wall clock of ``tz`` (the
+    provider's alignment, see the module docstring), so a window starts where the local time of
+    day is a multiple of the interval, across DST changes. With ``align="session"``
+    (``sessions`` required), multiples of ``minutes`` from each session's open.
+
+    ``sessions``: the exchange's ``[open, close)`` intervals in UTC (``Sessions.intervals``).
+    Windows are cut at their boundaries, so no bar spans a close, a closed period or a break,
+    and an early close ends the last bar at the close. A bar is labelled by its window's start,
+    as the provider labels it, even when the session opened later in the window (Massive's
+    9:00 ET hour bar holds 9:30-9:59); only when a session boundary falls inside a window, the
+    part after it is labelled by its session's open, so labels stay unique. Minutes outside
+    every session belong to no session bar and are left out (extended hours are not session
+    bars). ``sessions=None``: always open (24/7), no cuts.
+    """
+    if minutes < 1:
+        raise ValueError(f"minutes must be >= 1, got {minutes}")
+    if align not in ("clock", "session"):
+        raise ValueError(f"align must be 'clock' or 'session', got {align!r}")
+    if align == "session" and sessions is None:
+        raise ValueError("align='session' needs the sessions to count windows from")
+    step = minutes * _US_PER_MINUTE
+    lazy = bars.lazy() if isinstance(bars, pl.DataFrame) else bars
+    lazy = lazy.select(
+        "symbol", "ts", "open", "high", "low", "close", "volume", "trades", "vwap"
+    ).sort("ts")
+
+    # The window start on the clock of tz: the minute's local time less its remainder modulo
+    # the step, taken back to UTC at the offset in force then (not the minute's own offset, when
+    # a DST change falls inside the window). A start that does not exist locally (a spring-
+    # forward gap) comes out as the change's instant, the window's first real one. In an
+    # ambiguous (fall-back) hour each pass keeps its own offset, so its own window.
+    local_us = _local_us(pl.col("ts"), tz)
+    window_local = local_us - local_us.mod(step)
+    first_guess = _TS_US - local_us.mod(step)
+    guessed_local = _local_us(first_guess.cast(pl.Datetime("us", "UTC")), tz)
+    clock_start = first_guess + (window_local - guessed_local)
+    if sessions is None:
+        keyed = lazy.with_columns(pl.lit(0, pl.Int64).alias("_session"), clock_start.alias("_w"))
+    else:
+        keyed = _in_sessions(lazy, sessions)
+        if align == "session":
+            start = pl.col("_open") + (_TS_US - pl.col("_open")).floordiv(step) * step
+        else:
+            # A window the previous session already had a part of: this part starts at the open.
+            start = (
+                pl.when(pl.col("_prev_close") > clock_start)
+                .then(pl.col("_open"))
+                .otherwise(clock_start)
+            )
+        keyed = keyed.with_columns(start.alias("_w"))
+
+    price = pl.coalesce("vwap", (pl.col("high") + pl.col("low") + pl.col("close")) / 3)
+    volume = pl.col("volume").sum()
+    out = (
+        keyed.group_by("symbol", "_session", "_w", maintain_order=True)
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            volume.alias("volume"),
+            pl.when(pl.col("trades").null_count() > 0)
+            .then(None)
+            .otherwise(pl.col("trades").sum())
+            .alias("trades"),
+            pl.when(volume > 0)
+            .then((price * pl.col("volume")).sum() / volume)
+            .otherwise(None)
+            .alias("vwap"),
+            pl.len().alias("bar_count"),
+        )
+        .with_columns(pl.col("_w").cast(pl.Datetime("us", "UTC")).alias("ts"))
+        .select(list(INTERVAL_BARS_SCHEMA))
+        .collect()
+    )
+    return out.cast(INTERVAL_BARS_SCHEMA).sort("symbol", "ts")
+
+
+def _local_us(ts: pl.Expr, tz: str) -> pl.Expr:
+    """Wall-clock time in ``tz`` of a UTC datetime, as microseconds of a naive epoch."""
+    return ts.dt.convert_time_zone(tz).dt.replace_time_zone(None).cast(pl.Int64)
+
+
+def _in_sessions(lazy: pl.LazyFrame, sessions: Sequence[tuple[datetime, datetime]]) -> pl.LazyFrame:
+    """The minutes inside a session, with its index, open and the previous session's close (all
+    as epoch microseconds)."""
+    ordered = sorted(sessions)
+    table = pl.LazyFrame(
+        {
+            "_open_ts": [opened for opened, _ in ordered],
+            "_close_ts": [closed for _, closed in ordered],
+        },
+        schema={"_open_ts": pl.Datetime("us", "UTC"), "_close_ts": pl.Datetime("us", "UTC")},
+    ).with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("_session"),
+        pl.col("_open_ts").cast(pl.Int64).alias("_open"),
+        pl.col("_close_ts").cast(pl.Int64).shift(1).alias("_prev_close"),
+    )
+    return (
+        lazy.join_asof(table, left_on="ts", right_on="_open_ts", strategy="backward")
+        .filter(pl.col("ts") < pl.col("_close_ts"))
+        .drop("_open_ts", "_close_ts")
+    )
