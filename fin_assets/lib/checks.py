@@ -76,6 +76,7 @@ from resources.tables.adjustment import (
 from resources.tables.core import CORE_BARS_TABLE
 from resources.tables.corporate import read_actions_table
 from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
+from resources.tables.intervals import interval_table
 
 
 @dataclass(frozen=True)
@@ -417,6 +418,13 @@ def build_partition_checks(
     return _checks
 
 
+INTERVAL_BARS_RULES: tuple[QualityRule, ...] = (
+    _ohlc_rule("ts", "bar"),
+    _unique_rule("ts", "bar"),
+    _positive_rule("ts"),
+)
+
+
 def build_quality_checks(
     source: Source, partitions: SourcePartitions
 ) -> list[dg.AssetChecksDefinition]:
@@ -456,6 +464,18 @@ def build_quality_checks(
             partitions_def=partitions.daily,
             rules=DAILY_RETURNS_RULES,
             universe_key=universe_key,
+        ),
+        *(
+            build_partition_checks(
+                name=source.job_name(f"core_bars_{interval}_quality"),
+                asset_key=source.key("core", f"bars_{interval}"),
+                table=source.table(interval_table(CORE_BARS_TABLE, interval)),
+                partitions=partitions,
+                partitions_def=partitions.hourly,
+                rules=INTERVAL_BARS_RULES,
+                universe_key=universe_key,
+            )
+            for interval in source.intervals
         ),
     ]
 

@@ -16,6 +16,7 @@
       freshness: {fail_minutes: 90, warn_minutes: 75, daily_deadline_cron: "0 2 * * *"}
                                      # each omitted: FIN_FRESHNESS_*, else 90 / 75 / 0 2 * * *
       max_quiet_minutes: 2           # minutes without a bar per symbol and hour, not a warning
+      intervals: [5m, 1h]            # interval tables built from the 1-minute bars (5m, 15m, 1h)
 
 Adding a source is a new file and no Python. ``dg check yaml fin_assets/defs/<name>`` validates
 a file against this model's JSON schema, which refuses what the load refuses in one file: an
@@ -59,14 +60,17 @@ from resources.calendars import SUPPORTED_CALENDARS, TWENTY_FOUR_SEVEN
 from resources.errors import InvalidInputError
 from resources.providers import get_adapter, provider_names
 from resources.ratelimit.policy import QuotaPolicy
+from resources.tables.intervals import INTERVALS
 from resources.validation import PROVIDER_SYMBOL_RE, SYMBOL_RE, parse_symbols
 
 # The providers a source may name, from the registry (resources/providers/__init__.py): a
 # Literal, so that the schema `dg check yaml` validates against lists them.
 if TYPE_CHECKING:
     ProviderName = str
+    IntervalName = str
 else:
     ProviderName = Literal[tuple(provider_names())]
+    IntervalName = Literal[tuple(INTERVALS)]
 ANY_SYMBOL_PATTERN = "|".join(
     f"(?:{rule.pattern})" for rule in (SYMBOL_RE, *PROVIDER_SYMBOL_RE.values())
 )
@@ -206,6 +210,12 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
         default=0,
     )
 
+    intervals: list[IntervalName] = _field(
+        f"Interval tables built from the 1-minute bars: any of {', '.join(INTERVALS)}.",
+        schema={"items": {"enum": list(INTERVALS)}, "pattern": TEMPLATE},
+        default_factory=list,
+    )
+
     def to_source(self, defaults: Settings) -> Source:
         """The source this declaration describes; what it leaves out comes from ``defaults``
         (the FIN_* variables: quota and freshness)."""
@@ -253,6 +263,7 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
                 daily_deadline_cron=self.freshness.daily_deadline_cron or fresh.daily_deadline_cron,
             ),
             max_quiet_minutes=self.max_quiet_minutes,
+            intervals=tuple(dict.fromkeys(self.intervals)),
             overrides=frozenset(overrides),
         )
 

@@ -26,13 +26,15 @@ def build_jobs(
     source: Source,
     hourly: Sequence[dg.AssetsDefinition],
     daily: Sequence[dg.AssetsDefinition],
+    intervals: Sequence[dg.AssetsDefinition] = (),
 ) -> SourceJobs:
-    """The jobs over a source's hourly assets (raw and core bars) and its daily tables."""
+    """The jobs over a source's hourly assets (raw and core bars, and the interval bars built
+    from them in the same run) and its daily tables."""
     raw, core = (asset.key for asset in hourly)
     return SourceJobs(
         bars_hourly=dg.define_asset_job(
             source.job_name("bars_hourly_job"),
-            selection=dg.AssetSelection.assets(raw, core),
+            selection=dg.AssetSelection.assets(raw, core, *intervals),
             description=f"Fetch and process one hour of 1-minute bars of source {source.label}.",
         ),
         daily_tables=dg.define_asset_job(

@@ -87,6 +87,8 @@ class Source:
     partitions_start: date = date(2026, 1, 1)
     freshness: FreshnessSettings = FreshnessSettings()
     max_quiet_minutes: int = 0  # minutes without a bar per symbol and hour, not a warning
+    # The interval tables built from its 1-minute bars ("5m", "1h": resources/tables/intervals.py).
+    intervals: tuple[str, ...] = ()
     origin: str | None = None  # where it was declared (a defs.yaml), for error messages
     # The FIN_* defaults its declaration overrides (quota, freshness): a default every source
     # overrides would be read and ignored, which fin_assets/lib/catalog.py refuses.

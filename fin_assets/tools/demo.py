@@ -167,6 +167,7 @@ def _materialize_source(
 
     from resources.tables.core import CORE_BARS_TABLE
     from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
+    from resources.tables.intervals import INTERVALS, interval_table
 
     assert isinstance(defs, dg.Definitions) and isinstance(instance, dg.DagsterInstance)
     if not _materialize_actions(defs, instance, source, ACTIONS_FIRST, run_config=run_config):
@@ -215,8 +216,15 @@ def _materialize_source(
         f"429s {raw_meta['throttled_429'].value})",
         "  table                              rows  content digest",
     ]
+    # The interval tables the source declares (its defs.yaml `intervals:`), beside core/bars.
+    interval_bases = [
+        interval_table(CORE_BARS_TABLE, interval)
+        for interval in INTERVALS
+        if warehouse.partition_keys(f"{source}__{interval_table(CORE_BARS_TABLE, interval)}")
+    ]
     for base, table_keys in (
         (CORE_BARS_TABLE, keys["hourly"]),
+        *((base, keys["hourly"]) for base in interval_bases),
         (DAILY_BARS_TABLE, keys["daily"]),
         (DAILY_RETURNS_TABLE, keys["daily"]),
     ):

@@ -31,11 +31,16 @@ as some charting tools do; no provider we fetch does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 import polars as pl
+
+from resources.errors import InvalidInputError, StorageError
+from resources.storage.base import Warehouse
+from resources.windows import PartitionWindow
 
 INTERVALS: dict[str, int] = {"5m": 5, "15m": 15, "1h": 60}  # name -> minutes
 
@@ -180,3 +185,55 @@ def _in_sessions(lazy: pl.LazyFrame, sessions: Sequence[tuple[datetime, datetime
         .filter(pl.col("ts") < pl.col("_close_ts"))
         .drop("_open_ts", "_close_ts")
     )
+
+
+def interval_table(base: str, interval: str) -> str:
+    """The table of ``interval`` bars next to 1-minute table ``base``: core_bars -> core_bars_5m."""
+    return f"{base}_{interval}"
+
+
+@dataclass
+class IntervalResult:
+    """What one interval step wrote."""
+
+    rows: int = 0
+    symbols: set[str] = field(default_factory=set)
+
+
+def build_interval_table(
+    warehouse: Warehouse,
+    windows: Sequence[PartitionWindow],
+    *,
+    source: str,
+    table: str,
+    minutes: int,
+    sessions: Callable[[datetime, datetime], Sequence[tuple[datetime, datetime]]] | None,
+) -> IntervalResult:
+    """For each partition: its 1-minute bars of ``source`` aggregated into ``minutes`` bars,
+    replacing the same partition of ``table`` (replace, not append: re-runs leave one copy).
+
+    The partitions are the hourly ones of the 1-minute table. An interval that divides an hour,
+    on a calendar whose zone is a whole number of hours from UTC (every supported one), has its
+    windows inside one UTC hour, so partition for partition is exact; the windows are then on
+    the exchange's clock and UTC's alike (``align="clock"``, as Massive aligns its bars).
+    ``sessions(start, end)``: the open intervals in a window (None: 24/7)."""
+    if 60 % minutes:
+        raise InvalidInputError(
+            f"{table}: an interval of {minutes} minutes does not divide an hour"
+        )
+    result = IntervalResult()
+    for window in windows:
+        bars = warehouse.read_partition(source, window.key)
+        if bars is None:
+            raise StorageError(
+                f"{source} partition {window.key} is not in the warehouse: build core/bars first"
+            )
+        frame = aggregate_bars(
+            bars,
+            minutes=minutes,
+            sessions=None if sessions is None else sessions(window.start, window.end),
+        )
+        warehouse.replace_partition(table, window.key, frame)
+        result.rows += frame.height
+        result.symbols.update(frame.get_column("symbol").unique().to_list())
+    return result
