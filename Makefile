@@ -10,7 +10,7 @@ export DAGSTER_HOME
 
 BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
 	bench-warehouse-writes bench-startup bench-metrics bench-scale bench-ui bench-wait-cpu \
-	bench-adjustment
+	bench-adjustment bench-read
 
 .PHONY: demo test test-fast test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
@@ -94,6 +94,9 @@ bench-warehouse-writes: .venv/.synced  ## replace_partition rows/s: Parquet; Pos
 
 bench-adjustment: .venv/.synced  ## factors, adjusted bars, total returns: 500 symbols x 10 years (about 30 s)
 	$(RUN) python benchmarks/adjustment.py
+
+bench-read: .venv/.synced  ## read_bars: a symbol-year and 500 symbols x 1 day, Parquet and PostgreSQL (about 1 min)
+	$(RUN) python benchmarks/read.py
 
 bench-startup: .venv/.synced  ## time to load the definitions vs import dagster
 	$(RUN) python benchmarks/startup.py

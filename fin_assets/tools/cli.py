@@ -10,6 +10,10 @@ fin-assets backfill --select raw/bars,core/bars --partition-range FIRST...LAST [
                                         a long range in one run, flat memory, with progress
 fin-assets migrate-unadjusted SOURCE [--dry-run]
                                         refetch bars an earlier version stored split-adjusted
+fin-assets read SOURCE --symbols AAPL,MSFT --start 2026-01-16 --end 2026-01-21
+                [--interval 1m|1d] [--adjustment none|splits|splits_and_dividends]
+                [--format csv|parquet] [--output FILE]
+                                        a source's bars as CSV (stdout) or Parquet
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="fin-assets", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "command", choices=["simulator", "demo", "metrics", "backfill", "migrate-unadjusted"]
+        "command",
+        choices=["simulator", "demo", "metrics", "backfill", "migrate-unadjusted", "read"],
     )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
@@ -62,6 +67,10 @@ def _dispatch(argv: list[str]) -> int:
         from fin_assets.tools.migrate import main as migrate
 
         return migrate(argv[1:])
+    if args.command == "read":
+        from fin_assets.tools.read import main as read
+
+        return read(argv[1:])
     from fin_assets.tools.demo import run_demo
 
     return run_demo(argv[1:])
