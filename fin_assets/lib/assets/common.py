@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +96,19 @@ def window_metadata(context: dg.AssetExecutionContext) -> dict[str, Any]:
         "partitions": len(keys),
         "first_partition": keys[0],
         "last_partition": keys[-1],
+    }
+
+
+def table_figures(
+    rows: int, symbols: Iterable[str], *, location: str, table: str
+) -> dict[str, Any]:
+    """What a step that wrote a table reports: rows, symbols and where the table is."""
+    names = sorted(symbols)
+    return {
+        "rows": rows,
+        "symbols": ", ".join(names),
+        "symbol_count": len(names),
+        "table": dg.MetadataValue.path(f"{location}/{table}"),
     }
 
 

@@ -8,7 +8,12 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from fin_assets.lib.assets.common import dagster_errors, partition_windows, range_result
+from fin_assets.lib.assets.common import (
+    dagster_errors,
+    partition_windows,
+    range_result,
+    table_figures,
+)
 from fin_assets.lib.assets.ranges import run_partition_keys
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.resources import WarehouseResource
@@ -89,13 +94,7 @@ def _daily_asset(
                 compute=compute,
             )
         return range_result(
-            context,
-            {
-                "rows": result.rows,
-                "symbols": ", ".join(sorted(result.symbols)),
-                "symbol_count": len(result.symbols),
-                "table": dg.MetadataValue.path(f"{wh.location}/{table}"),
-            },
+            context, table_figures(result.rows, result.symbols, location=wh.location, table=table)
         )
 
     return daily_table

@@ -11,7 +11,12 @@ built from, and a partition is built from that partition alone (resources/tables
 
 import dagster as dg
 
-from fin_assets.lib.assets.common import dagster_errors, partition_windows, range_result
+from fin_assets.lib.assets.common import (
+    dagster_errors,
+    partition_windows,
+    range_result,
+    table_figures,
+)
 from fin_assets.lib.assets.ranges import run_partition_keys
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.resources import WarehouseResource
@@ -65,13 +70,7 @@ def _interval_asset(
                 sessions=sessions,
             )
         return range_result(
-            context,
-            {
-                "rows": result.rows,
-                "symbols": ", ".join(sorted(result.symbols)),
-                "symbol_count": len(result.symbols),
-                "table": dg.MetadataValue.path(f"{wh.location}/{table}"),
-            },
+            context, table_figures(result.rows, result.symbols, location=wh.location, table=table)
         )
 
     return interval_bars
