@@ -10,7 +10,7 @@ export DAGSTER_HOME
 
 BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
 	bench-warehouse-writes bench-startup bench-metrics bench-scale bench-ui bench-wait-cpu \
-	bench-adjustment bench-read
+	bench-adjustment bench-read bench-intervals
 
 .PHONY: demo test test-fast test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
@@ -97,6 +97,9 @@ bench-adjustment: .venv/.synced  ## factors, adjusted bars, total returns: 500 s
 
 bench-read: .venv/.synced  ## read_bars: a symbol-year and 500 symbols x 1 day, Parquet and PostgreSQL (about 1 min)
 	$(RUN) python benchmarks/read.py
+
+bench-intervals: .venv/.synced  ## a 30-day backfill with and without the 5m/15m/1h tables (about 3 min)
+	$(RUN) python benchmarks/intervals.py
 
 bench-startup: .venv/.synced  ## time to load the definitions vs import dagster
 	$(RUN) python benchmarks/startup.py
