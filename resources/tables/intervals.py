@@ -134,7 +134,11 @@ def aggregate_bars(
         keyed = keyed.with_columns(start.alias("_w"))
 
     price = pl.coalesce("vwap", (pl.col("high") + pl.col("low") + pl.col("close")) / 3)
-    volume = pl.col("volume").sum()
+    # Float sums as a left fold, minute after minute (the last of a running sum): polars' own
+    # sum adds in blocks whose bounds follow the memory layout of the moment, so two builds of
+    # the same minutes could differ in the last bit, and a rebuilt table would not be the same
+    # bytes. A running sum is the order a provider sums in, and the same every time.
+    volume = pl.col("volume").cum_sum().last()
     out = (
         keyed.group_by("symbol", "_session", "_w", maintain_order=True)
         .agg(
@@ -148,7 +152,7 @@ def aggregate_bars(
             .otherwise(pl.col("trades").sum())
             .alias("trades"),
             pl.when(volume > 0)
-            .then((price * pl.col("volume")).sum() / volume)
+            .then((price * pl.col("volume")).cum_sum().last() / volume)
             .otherwise(None)
             .alias("vwap"),
             pl.len().alias("bar_count"),
