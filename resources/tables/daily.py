@@ -4,13 +4,13 @@ volatility."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
 
 from resources.errors import StorageError
 from resources.storage.base import Warehouse
+from resources.tables.results import TableResult
 from resources.tables.schemas import DAILY_SCHEMA, RETURNS_SCHEMA
 from resources.windows import PartitionWindow
 
@@ -76,14 +76,6 @@ def daily_returns(bars: pl.LazyFrame | pl.DataFrame, *, day: datetime) -> pl.Dat
     return out.cast(RETURNS_SCHEMA).sort("symbol")
 
 
-@dataclass
-class DailyResult:
-    """What one daily step wrote."""
-
-    rows: int = 0
-    symbols: set[str] = field(default_factory=set)
-
-
 def build_daily_table(
     warehouse: Warehouse,
     days: Sequence[PartitionWindow],
@@ -91,10 +83,10 @@ def build_daily_table(
     source: str,
     table: str,
     compute: Callable[..., pl.DataFrame],
-) -> DailyResult:
+) -> TableResult:
     """For each day (its ``parts``: the hourly partitions of ``source``): read, compute,
     replace the day's partition of ``table`` (replace, not append: re-runs leave one copy)."""
-    result = DailyResult()
+    result = TableResult()
     for day in days:
         try:
             bars = warehouse.scan(source, list(day.parts))

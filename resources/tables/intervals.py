@@ -32,7 +32,6 @@ as some charting tools do; no provider we fetch does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -40,24 +39,12 @@ import polars as pl
 
 from resources.errors import InvalidInputError, StorageError
 from resources.storage.base import Warehouse
+from resources.tables.results import TableResult
+from resources.tables.schemas import INTERVAL_BARS_SCHEMA
 from resources.windows import PartitionWindow
 
 INTERVALS: dict[str, int] = {"5m": 5, "15m": 15, "1h": 60}  # name -> minutes
 
-INTERVAL_BARS_SCHEMA = pl.Schema(
-    {
-        "symbol": pl.String(),
-        "ts": pl.Datetime("us", "UTC"),  # the window's start (see aggregate_bars)
-        "open": pl.Float64(),
-        "high": pl.Float64(),
-        "low": pl.Float64(),
-        "close": pl.Float64(),
-        "volume": pl.Float64(),
-        "trades": pl.Int64(),
-        "vwap": pl.Float64(),
-        "bar_count": pl.UInt32(),  # 1-minute bars the bar was built from
-    }
-)
 
 Alignment = Literal["clock", "session"]
 
@@ -196,14 +183,6 @@ def interval_table(base: str, interval: str) -> str:
     return f"{base}_{interval}"
 
 
-@dataclass
-class IntervalResult:
-    """What one interval step wrote."""
-
-    rows: int = 0
-    symbols: set[str] = field(default_factory=set)
-
-
 def build_interval_table(
     warehouse: Warehouse,
     windows: Sequence[PartitionWindow],
@@ -212,7 +191,7 @@ def build_interval_table(
     table: str,
     minutes: int,
     sessions: Callable[[datetime, datetime], Sequence[tuple[datetime, datetime]]] | None,
-) -> IntervalResult:
+) -> TableResult:
     """For each partition: its 1-minute bars of ``source`` aggregated into ``minutes`` bars,
     replacing the same partition of ``table`` (replace, not append: re-runs leave one copy).
 
@@ -225,7 +204,7 @@ def build_interval_table(
         raise InvalidInputError(
             f"{table}: an interval of {minutes} minutes does not divide an hour"
         )
-    result = IntervalResult()
+    result = TableResult()
     for window in windows:
         bars = warehouse.read_partition(source, window.key)
         if bars is None:

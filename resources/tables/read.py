@@ -34,9 +34,9 @@ from resources.storage.base import Warehouse
 from resources.tables.adjustment import ADJUSTMENT_FACTORS_TABLE
 from resources.tables.core import CORE_BARS_TABLE
 from resources.tables.daily import DAILY_BARS_TABLE
-from resources.tables.intervals import INTERVAL_BARS_SCHEMA, interval_table
 from resources.tables.intervals import INTERVALS as BAR_INTERVALS
-from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA
+from resources.tables.intervals import interval_table
+from resources.tables.schemas import CANONICAL_SCHEMA, DAILY_SCHEMA, INTERVAL_BARS_SCHEMA
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ CANONICAL_SCHEMA = pl.Schema(
     }
 )
 
+# Interval bars (resources/tables/intervals.py): the canonical bar's columns, ts the window's
+# start, and the number of 1-minute bars each was built from.
+INTERVAL_BARS_SCHEMA = pl.Schema({**BAR_SCHEMA, "bar_count": pl.UInt32()})
+
 DAILY_SCHEMA = pl.Schema(
     {
         "symbol": pl.String(),

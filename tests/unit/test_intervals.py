@@ -16,7 +16,8 @@ import pytest
 from resources.calendars import load_sessions
 from resources.providers.binance import BinanceAdapter
 from resources.providers.polygon import PolygonAdapter
-from resources.tables.intervals import INTERVAL_BARS_SCHEMA, INTERVALS, aggregate_bars
+from resources.tables.intervals import INTERVALS, aggregate_bars
+from resources.tables.schemas import INTERVAL_BARS_SCHEMA
 from tests.emulators.binance import BinanceEmulator
 from tests.emulators.polygon import PolygonEmulator
 
