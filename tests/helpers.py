@@ -245,6 +245,23 @@ def materialize_command(select: str, *partitions: str) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def running_daemon(env: Mapping[str, str], log_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """``dagster-daemon run`` of the project's code location with ``env``, its output in
+    ``log_path``; stopped (and the log closed) on exit."""
+    with log_path.open("w") as log:
+        daemon = start_cli(
+            ["dagster-daemon", "run", "-m", "fin_assets.definitions"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield daemon
+        finally:
+            stop_process(daemon)
+
+
 def stop_process(proc: subprocess.Popen[Any], *, timeout: float = 30.0) -> None:
     """SIGTERM, and SIGKILL if it has not exited ``timeout`` seconds later."""
     if proc.poll() is None:

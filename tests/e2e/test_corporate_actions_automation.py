@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -28,9 +27,8 @@ from tests.helpers import (
     dagster_home,
     materialize_command,
     run_cli,
+    running_daemon,
     set_sensors,
-    start_cli,
-    stop_process,
     wait_for,
     wait_for_sensor_ticks,
 )
@@ -106,53 +104,45 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
     before = digests(tmp_path, untouched)
     assert len(before) > 20
     set_sensors(env, stop=["eq__partition_freshness_checks_sensor"], timeout=120)
-    log = (tmp_path / "daemon.log").open("w")
-    daemon = start_cli(
-        ["dagster-daemon", "run", "-m", "fin_assets.definitions"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-            wait_for_sensor_ticks(instance, "automation_sensor", 1, timeout=180)
-            # The daily fetch of the actions (eq__corporate_actions_schedule's job).
-            materialize(env, "raw/eq/corporate_actions")
-            first = wait_for(
-                "automation to build the adjusted series",
-                lambda: materializations(instance, ADJUSTED),
-                timeout=180,
-                interval=1.0,
-            )
-            adjusted_before = pl.read_parquet(tmp_path / "lake" / "eq__core_adj_daily.parquet")
-            # Published after the fact: a dividend inside the built sessions, a split after them.
-            simulator.announce(
-                {
-                    "dividends": [
-                        {"ticker": "AAPL", "ex_dividend_date": "2026-01-15", "cash_amount": 2.5}
-                    ],
-                    "splits": [
-                        {
-                            "ticker": "AMZN",
-                            "execution_date": "2026-01-22",
-                            "split_from": 1,
-                            "split_to": 2,
-                        }
-                    ],
-                }
-            )
-            materialize(env, "raw/eq/corporate_actions")
-            records = wait_for(
-                "automation to rebuild the adjusted series",
-                lambda: (r := materializations(instance, ADJUSTED)) and len(r) > len(first) and r,
-                timeout=180,
-                interval=1.0,
-            )
-            run = instance.get_run_by_id(records[0].run_id)
-            assert run is not None and run.tags.get("dagster/sensor_name") == "automation_sensor"
-    finally:
-        stop_process(daemon)
-        log.close()
+    with (
+        running_daemon(env, tmp_path / "daemon.log"),
+        dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance,
+    ):
+        wait_for_sensor_ticks(instance, "automation_sensor", 1, timeout=180)
+        # The daily fetch of the actions (eq__corporate_actions_schedule's job).
+        materialize(env, "raw/eq/corporate_actions")
+        first = wait_for(
+            "automation to build the adjusted series",
+            lambda: materializations(instance, ADJUSTED),
+            timeout=180,
+            interval=1.0,
+        )
+        adjusted_before = pl.read_parquet(tmp_path / "lake" / "eq__core_adj_daily.parquet")
+        # Published after the fact: a dividend inside the built sessions, a split after them.
+        simulator.announce(
+            {
+                "dividends": [
+                    {"ticker": "AAPL", "ex_dividend_date": "2026-01-15", "cash_amount": 2.5}
+                ],
+                "splits": [
+                    {
+                        "ticker": "AMZN",
+                        "execution_date": "2026-01-22",
+                        "split_from": 1,
+                        "split_to": 2,
+                    }
+                ],
+            }
+        )
+        materialize(env, "raw/eq/corporate_actions")
+        records = wait_for(
+            "automation to rebuild the adjusted series",
+            lambda: (r := materializations(instance, ADJUSTED)) and len(r) > len(first) and r,
+            timeout=180,
+            interval=1.0,
+        )
+        run = instance.get_run_by_id(records[0].run_id)
+        assert run is not None and run.tags.get("dagster/sensor_name") == "automation_sensor"
 
     adjusted = pl.read_parquet(tmp_path / "lake" / "eq__core_adj_daily.parquet")
     daily = pl.read_parquet(sorted((tmp_path / "lake" / "eq__core_daily_bars").glob("*.parquet")))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,8 @@ from resources.simulator.server import MarketSimulator, SimulatorConfig
 from tests.e2e.webhook import WebhookReceiver
 from tests.helpers import (
     dagster_home,
+    running_daemon,
     set_sensors,
-    start_cli,
-    stop_process,
     wait_for,
     wait_for_sensor_ticks,
 )
@@ -130,7 +128,6 @@ def deployment(tmp_path: Path, sources: tuple[Source, ...], webhook: str) -> dic
 def test_a_stopped_provider_pages_about_its_source_only_and_the_other_keeps_landing(
     sources: tuple[Source, Source], tmp_path: Path
 ) -> None:
-    log = (tmp_path / "daemon.log").open("w")
     with WebhookReceiver() as hook:
         env = deployment(tmp_path, sources, hook.url)
         set_sensors(
@@ -145,18 +142,11 @@ def test_a_stopped_provider_pages_about_its_source_only_and_the_other_keeps_land
             ],
             timeout=120,
         )
-        daemon = start_cli(
-            ["dagster-daemon", "run", "-m", "fin_assets.definitions"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-                outage_pages_only_its_source(instance, hook, *sources)
-        finally:
-            stop_process(daemon)
-            log.close()
+        with (
+            running_daemon(env, tmp_path / "daemon.log"),
+            dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance,
+        ):
+            outage_pages_only_its_source(instance, hook, *sources)
 
 
 def outage_pages_only_its_source(
