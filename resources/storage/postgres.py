@@ -29,6 +29,10 @@ transaction over the whole table: advisory lock on the table, ``DELETE`` every r
 a registered whole table is one written at least once, and a first write that fails leaves no
 trace: ``read_table`` gives None until a write commits.
 
+Reading is one transaction too: ``COPY (SELECT ... ORDER BY key) TO STDOUT`` in CSV, with the
+session's time zone, date style and float digits pinned (``READ_SETTINGS``) so the text is exact,
+parsed by polars a batch of rows at a time into the dtypes of the registry.
+
 A ``PostgresWarehouse`` keeps its connections and what it has checked between calls (see the
 class), so a partition costs its own round trips and COMMIT, not a new connection and the
 registry and layout queries; ``close()`` it (or use it in ``with``) when done.
@@ -95,6 +99,25 @@ COPY_CHUNK_BYTES = 64 * 1024
 # as UTC whatever the session's TimeZone is.
 CSV_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6f%:z"
 
+# How a read's transaction has PostgreSQL print values, so that what COPY sends back parses to
+# exactly the values written whatever the server's or the role's settings: timestamps in UTC
+# and ISO order (DateStyle 'SQL' would print 01/05/2026), and floats exactly. Since PostgreSQL
+# 12 any extra_float_digits above 0 prints the shortest text that reads back to the same bits
+# (what the default 1 already does); before 12, 3 prints 17 significant digits, exact too.
+READ_SETTINGS = (
+    "SET LOCAL TIME ZONE 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3"
+)
+
+# A timestamptz and a date as PostgreSQL prints them under READ_SETTINGS: 2026-01-05
+# 03:00:00+00, with .123456 (trailing zeros dropped) before the offset when there are
+# microseconds, and 2026-01-05. Parsed with these formats, never by polars' guess of a pattern
+# (which reads a lone 05/01/2026 as some day). Years outside 1-9999 (BC, five digits) do not
+# parse: a loud error, not a wrong instant.
+COPY_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f%#z"
+COPY_DATE_FORMAT = "%Y-%m-%d"
+
+UTC_MICROSECONDS = pl.Datetime("us", "UTC")
+
 # After these, what a warehouse object remembers about its schema (the registry exists, a
 # table's layout) may be stale: a table or the schema was dropped or altered behind its back.
 _STALE_CATALOG_ERRORS = frozenset(
@@ -137,16 +160,20 @@ def _lock_key(*parts: str) -> int:
 def _window(partition_key: str) -> tuple[str, datetime, datetime]:
     """(grain, start, end) of a partition's UTC window."""
     key = validate_partition_key(partition_key)
+    # The key is valid (a real day and hour), so its digits are read in place: a second
+    # strptime was most of what 8,760 keys (a year of hours, one scan) cost.
+    day = (int(key[0:4]), int(key[5:7]), int(key[8:10]))
     if HOURLY_KEY_RE.fullmatch(key):
-        start = datetime.strptime(key, "%Y-%m-%d-%H:%M").replace(tzinfo=UTC)
+        start = datetime(*day, int(key[11:13]), tzinfo=UTC)
         return "hourly", start, start + timedelta(hours=1)
-    start = datetime.strptime(key, "%Y-%m-%d").replace(tzinfo=UTC)
+    start = datetime(*day, tzinfo=UTC)
     return "daily", start, start + timedelta(days=1)
 
 
-def _partition_key(grain: str, start: datetime) -> str:
-    start = start.astimezone(UTC)
-    return f"{start:%Y-%m-%d-%H:00}" if grain == "hourly" else f"{start:%Y-%m-%d}"
+# A partition's key from its partition_start, printed by PostgreSQL's to_char (of the start in
+# UTC): a year of hourly keys comes back as 8,760 strings instead of 8,760 timestamps that
+# Python then parses and formats.
+_KEY_PATTERNS = {"hourly": "YYYY-MM-DD-HH24:00", "daily": "YYYY-MM-DD"}
 
 
 @dataclass(frozen=True)
@@ -272,6 +299,86 @@ def _csv_payload(frame: pl.DataFrame, start: datetime | None) -> bytes:
     return buffer.getvalue()
 
 
+def frame_from_copy_csv(payload: bytes, schema: pl.Schema) -> pl.DataFrame:
+    """Rows that ``COPY (SELECT <schema's columns> ...) TO STDOUT WITH (FORMAT csv)`` sent under
+    ``READ_SETTINGS``, as a frame of ``schema`` (the layout's dtypes, so ``UInt32`` from bigint).
+
+    COPY's CSV prints a NULL as an empty unquoted field and an empty string as ``""``; polars
+    reads them back as null and "" (``empty_string_is_null`` is about the unquoted field).
+    Floats come as PostgreSQL's exact text (``0.30000000000000004``, ``-0``, ``1e-300``,
+    ``NaN``, ``Infinity``), which polars parses to the same bits. Timestamps and dates are read
+    as text and parsed here in their one format. A value that does not fit its dtype raises a
+    ``PolarsError`` (a negative UInt32, a date in another style) instead of becoming null."""
+    parsed: dict[pl.DataType, Callable[[pl.Expr], pl.Expr]] = {
+        UTC_MICROSECONDS: lambda text: text.str.to_datetime(
+            COPY_DATETIME_FORMAT, time_unit="us", time_zone="UTC"
+        ),
+        pl.Date(): lambda text: text.str.to_date(COPY_DATE_FORMAT),
+    }
+    texts = [name for name, dtype in schema.items() if dtype in parsed]
+    frame = pl.read_csv(
+        payload,
+        has_header=False,
+        schema={name: pl.String() if name in texts else dtype for name, dtype in schema.items()},
+        separator=",",
+        quote_char='"',
+        empty_string_is_null=True,
+        raise_if_empty=False,
+    )
+    return frame.with_columns(parsed[schema[name]](pl.col(name)) for name in texts)
+
+
+class _CopyFrames:
+    """What ``copy_expert`` writes a ``COPY ... TO STDOUT`` into: every ``batch_rows`` rows
+    become a polars frame at once, so at most one batch's CSV text exists beside the frames.
+
+    PostgreSQL sends each row of a COPY out in a message of its own (the protocol promises it)
+    and psycopg2 calls ``write`` once per message, so a batch ends at a row's end even when a
+    string holds a newline, and its frame must have exactly as many rows as there were writes:
+    a misparse cannot pass as extra or missing rows. A batch that does not parse is remembered
+    and the rest of the COPY drained unparsed, so that the COPY ends cleanly and the connection
+    stays usable; ``frame`` then raises."""
+
+    def __init__(self, schema: pl.Schema, *, batch_rows: int) -> None:
+        self._schema = schema
+        self._batch_rows = batch_rows
+        self._rows: list[bytes] = []
+        self._frames: list[pl.DataFrame] = []
+        self._error: str | None = None
+
+    def write(self, row: bytes) -> None:
+        if self._error is not None:
+            return
+        self._rows.append(row)
+        if len(self._rows) >= self._batch_rows:
+            self._parse()
+
+    def _parse(self) -> None:
+        rows, self._rows = self._rows, []
+        try:
+            frame = frame_from_copy_csv(b"".join(rows), self._schema)
+        except pl.exceptions.PolarsError as exc:
+            self._error = str(exc).strip().splitlines()[0]
+            return
+        if frame.height != len(rows):
+            self._error = f"{len(rows)} rows parsed as {frame.height}"
+            return
+        self._frames.append(frame)
+
+    def frame(self, where: str, columns: str) -> pl.DataFrame:
+        """The rows read, in order; a ``StorageError`` naming ``where`` if some did not parse."""
+        if self._rows and self._error is None:
+            self._parse()
+        if self._error is not None:
+            raise StorageError(
+                f"{where}: the rows PostgreSQL sent do not read back as the table's registered "
+                f"columns ({columns}): {self._error}; was the table altered by hand?"
+            )
+        if not self._frames:
+            return pl.DataFrame(schema=self._schema)
+        return pl.concat(self._frames, rechunk=True)
+
+
 # -- the warehouse ----------------------------------------------------------------------------
 class PostgresWarehouse:
     """Warehouse tables in one PostgreSQL schema; see the module docstring for the layout.
@@ -288,6 +395,9 @@ class PostgresWarehouse:
     server closed meanwhile (restart, ``pg_terminate_backend``, idle timeout), or a table or
     schema dropped behind the object's back - forgets it and runs once more on a new
     connection. That is safe because every call is one transaction and a replace is idempotent.
+
+    ``batch_rows`` is how many rows a read parses at once: the CSV text held in memory beside
+    the frames read so far.
     """
 
     def __init__(self, url: str, *, schema: str = "public", batch_rows: int = 50_000) -> None:
@@ -779,9 +889,13 @@ class PostgresWarehouse:
                 return None
             if layout.grain != WHOLE_GRAIN:
                 raise wrong_kind_error(table, kind=layout.grain)
-            return self._read(conn, table, layout, None)
+            return self._read(conn, table, layout, None, where=where)
 
         return self._run(where, read)
+
+    def compact(self, table: str, partition_keys: Sequence[str]) -> None:
+        """Nothing to do: a scan of any number of partitions is one query over one table."""
+        self._check_table(table)
 
     def scan_table(self, table: str) -> pl.LazyFrame:
         """The whole table, collected, then lazy (as ``scan``)."""
@@ -813,7 +927,7 @@ class PostgresWarehouse:
                 )
                 if cur.fetchone() is None:
                     return None
-            return self._read(conn, table, layout, [start])
+            return self._read(conn, table, layout, [start], where=where)
 
         return self._run(where, read)
 
@@ -838,69 +952,98 @@ class PostgresWarehouse:
         where = f"{table}: scan"
 
         def scan(conn: Any) -> pl.DataFrame:
-            windows = requested
             with conn.cursor() as cur:
                 layout = self._layout(cur, table, where)
-                present = [] if layout is None else self._keys(cur, table, layout)
-            if windows is None:
-                windows = [(k, *_window(k)) for k in present]
-            if layout is not None:
-                self._check_partitioned(table, layout)
-                for key, grain, _, _ in windows:
-                    self._check_grain(table, layout, grain, key)
-            materialized = set(present)
-            missing = [key for key, *_ in windows if key not in materialized]
-            if missing:
-                raise StorageError(
-                    f"{table}: partitions not materialized yet: {', '.join(missing)}"
-                )
-            if layout is None or not windows:
+                if layout is not None:
+                    self._check_partitioned(table, layout)
+                    for key, grain, _, _ in requested or ():
+                        self._check_grain(table, layout, grain, key)
+                if requested is None:
+                    starts = None
+                    found = layout is not None and self._has_partitions(cur, table)
+                else:
+                    # Only the requested starts are looked up: listing and formatting every key
+                    # of the table (8,760 for a year of hours) cost more than the check itself.
+                    starts = [start for _, _, start, _ in requested]
+                    present = set() if layout is None else self._present(cur, table, starts)
+                    missing = [key for key, _, start, _ in requested if start not in present]
+                    if missing:
+                        raise StorageError(
+                            f"{table}: partitions not materialized yet: {', '.join(missing)}"
+                        )
+                    found = bool(present)
+            if layout is None or not found:
                 raise StorageError(
                     f"{table}: no partitions in the PostgreSQL warehouse {self.location}"
                 )
-            everything = partition_keys is None
-            starts = None if everything else [start for _, _, start, _ in windows]
-            return self._read(conn, table, layout, starts)
+            return self._read(conn, table, layout, starts, where=where)
 
         return self._run(where, scan).lazy()
 
     def _keys(self, cur: Any, table: str, layout: _Layout) -> list[str]:
         cur.execute(
             sql.SQL(
-                "SELECT partition_start FROM {} WHERE table_name = %s ORDER BY partition_start"
+                "SELECT to_char(partition_start AT TIME ZONE 'UTC', %s) FROM {}"
+                " WHERE table_name = %s ORDER BY partition_start"
             ).format(self._ident(PARTITIONS_REGISTRY)),
+            (_KEY_PATTERNS[layout.grain], table),
+        )
+        return [key for (key,) in cur.fetchall()]
+
+    def _has_partitions(self, cur: Any, table: str) -> bool:
+        cur.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE table_name = %s)").format(
+                self._ident(PARTITIONS_REGISTRY)
+            ),
             (table,),
         )
-        return [_partition_key(layout.grain, start) for (start,) in cur.fetchall()]
+        return bool(cur.fetchone()[0])
+
+    def _present(self, cur: Any, table: str, starts: list[datetime]) -> set[datetime]:
+        """Which of ``starts`` are materialized partitions of the table."""
+        cur.execute(
+            sql.SQL(
+                "SELECT partition_start FROM {} WHERE table_name = %s AND partition_start = ANY(%s)"
+            ).format(self._ident(PARTITIONS_REGISTRY)),
+            (table, starts),
+        )
+        return {start for (start,) in cur.fetchall()}
 
     def _read(
-        self, conn: Any, table: str, layout: _Layout, starts: list[datetime] | None
+        self,
+        conn: Any,
+        table: str,
+        layout: _Layout,
+        starts: list[datetime] | None,
+        *,
+        where: str,
     ) -> pl.DataFrame:
-        """Rows of the given partitions (None: all), ordered by the primary key.
+        """Rows of the given partitions (None: all), ordered by the primary key, in the dtypes
+        written.
 
-        A server-side (named) cursor streams them in batches of ``batch_rows``; each batch
-        becomes a polars frame at once, so Python tuples never exist for more than one batch."""
-        schema = layout.schema
+        One ``COPY (SELECT ... ORDER BY key) TO STDOUT`` in CSV, printed under
+        ``READ_SETTINGS`` and parsed by polars in batches of ``batch_rows`` rows (see
+        ``_CopyFrames``): one bytes object per row on the way (psycopg2 hands each row over
+        alone), none per value, and at most one batch's text in memory beside the frames."""
         query = sql.SQL("SELECT {} FROM {}").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in layout.names), self._ident(table)
         )
-        params: tuple[object, ...] = ()
         if starts is not None:
-            query += sql.SQL(" WHERE {} = ANY(%s)").format(sql.Identifier(PARTITION_COLUMN))
-            params = (starts,)
+            query += sql.SQL(" WHERE {} = ANY({})").format(
+                sql.Identifier(PARTITION_COLUMN), sql.Literal(starts)
+            )
         query += sql.SQL(" ORDER BY {}").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in layout.key)
         )
-        frames = []
-        with conn.cursor(name="fin_assets_read") as cur:
-            cur.itersize = self.batch_rows
-            cur.execute(query, params)
-            while rows := cur.fetchmany(self.batch_rows):
-                frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
+        # CSV's defaults are the ones frame_from_copy_csv reads: comma, '"' quoting and
+        # escaping, NULL as an empty unquoted field.
+        statement = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv)").format(query)
+        frames = _CopyFrames(layout.schema, batch_rows=self.batch_rows)
+        with conn.cursor() as cur:
+            cur.execute(READ_SETTINGS)  # SET LOCAL: until this transaction ends
+            cur.copy_expert(statement, frames)
         conn.commit()
-        if not frames:
-            return pl.DataFrame(schema=schema)
-        return pl.concat(frames, rechunk=True)
+        return frames.frame(where, layout.describe())
 
     # -- checks --------------------------------------------------------------------------------
     @staticmethod

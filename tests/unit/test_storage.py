@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from resources.raw.snapshots import SnapshotStore
 from resources.storage.atomic import TEMP_PREFIX, atomic_write, atomic_write_bytes, sweep_temp_files
 from resources.storage.base import WHOLE_TABLE, WriteResult
 from resources.storage.parquet import ParquetWarehouse
+from resources.storage.postgres import frame_from_copy_csv
 from resources.storage.warehouse import warehouse_from_url
 from tests.helpers import SIMULATOR_FEED
 
@@ -754,3 +756,100 @@ def test_sweep_keeps_young_temp_files_and_ignores_a_missing_root(tmp_path: Path)
     assert sweep_temp_files(tmp_path) == 1
     assert sorted(p.name for p in young.parent.iterdir()) == [f"{TEMP_PREFIX}young", "keep.parquet"]
     assert sweep_temp_files(tmp_path / "absent") == 0
+
+
+# -- PostgresWarehouse: reading COPY's CSV back (no server needed) ----------------------------
+
+COPY_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),
+        "day": pl.Date(),
+        "price": pl.Float64(),
+        "count": pl.UInt32(),
+        "big": pl.Int64(),
+        "note": pl.String(),
+    }
+)
+
+# What PostgreSQL 15 sends for ``COPY (SELECT ...) TO STDOUT WITH (FORMAT csv)`` of these rows
+# under the warehouse's READ_SETTINGS (captured from a real server): quoted "" for an empty
+# string and nothing for NULL, exact floats, microseconds without trailing zeros.
+COPY_OUTPUT = (
+    b"AAPL,2026-01-05 03:00:00+00,2026-01-05,0.30000000000000004,4294967295,"
+    b'9223372036854775807,"split 2:1, ""adjusted"""\n'
+    b'MSFT,2026-01-05 03:00:00.000001+00,1970-01-01,-0,0,-9223372036854775808,""\n'
+    b"NVDA,2026-01-05 03:59:59.999999+00,,1e-300,,,\n"
+    b'X,0001-01-01 00:00:00.5+00,9999-12-31,NaN,1,1,"line one\nline two\r\n"\n'
+    b"Y,9999-12-31 23:59:59.999999+00,2026-01-06,Infinity,2,-1, padded \n"
+    b"Z,1970-01-01 00:00:00+00,2026-01-07,-Infinity,3,2,NULL\n"
+    b"ZZ,2000-02-29 12:00:00.12+00,2026-01-08,5e-324,4,3,\\.\n"
+    b"ZZZ,2000-02-29 12:00:00+00,2026-01-09,1.7976931348623157e+308,5,4,\xc3\xa9\xe2\x82\xac\n"
+)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+
+
+COPY_ROWS = [
+    ("AAPL", utc(2026, 1, 5, 3), date(2026, 1, 5), 0.1 + 0.2, 2**32 - 1, 2**63 - 1,
+     'split 2:1, "adjusted"'),
+    ("MSFT", utc(2026, 1, 5, 3, 0, 0, 1), date(1970, 1, 1), -0.0, 0, -(2**63), ""),
+    ("NVDA", utc(2026, 1, 5, 3, 59, 59, 999999), None, 1e-300, None, None, None),
+    ("X", utc(1, 1, 1, 0, 0, 0, 500000), date(9999, 12, 31), float("nan"), 1, 1,
+     "line one\nline two\r\n"),
+    ("Y", utc(9999, 12, 31, 23, 59, 59, 999999), date(2026, 1, 6), float("inf"), 2, -1,
+     " padded "),
+    ("Z", utc(1970, 1, 1), date(2026, 1, 7), float("-inf"), 3, 2, "NULL"),
+    ("ZZ", utc(2000, 2, 29, 12, 0, 0, 120000), date(2026, 1, 8), 5e-324, 4, 3, "\\."),
+    ("ZZZ", utc(2000, 2, 29, 12), date(2026, 1, 9), 1.7976931348623157e308, 5, 4, "é€"),
+]  # fmt: skip
+
+
+def float_bits(values: pl.Series) -> list[bytes | None]:
+    """Each float's 8 bytes: tells -0.0 from 0.0 and one NaN from another, as == does not."""
+    return [None if v is None else struct.pack("<d", v) for v in values.to_list()]
+
+
+def test_copy_csv_from_postgresql_reads_back_the_exact_values() -> None:
+    expected = pl.DataFrame(COPY_ROWS, schema=COPY_SCHEMA, orient="row")
+
+    got = frame_from_copy_csv(COPY_OUTPUT, COPY_SCHEMA)
+
+    assert got.schema == COPY_SCHEMA
+    assert_frame_equal(got, expected, check_exact=True)
+    assert float_bits(got["price"]) == float_bits(expected["price"])
+    assert got["note"].to_list()[:3] == ['split 2:1, "adjusted"', "", None]  # "" is not null
+    assert got["note"].to_list()[3:6] == ["line one\nline two\r\n", " padded ", "NULL"]
+
+
+def test_empty_copy_output_is_an_empty_frame_of_the_schema() -> None:
+    got = frame_from_copy_csv(b"", COPY_SCHEMA)
+
+    assert got.height == 0
+    assert got.schema == COPY_SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("count", b"-1"),  # a UInt32 column holding a negative bigint (edited by hand)
+        ("count", b"4294967296"),
+        # What PostgreSQL prints under DateStyle 'SQL, DMY' and a non-UTC TimeZone: a read
+        # that forgot READ_SETTINGS must fail, never misread the day or the instant.
+        ("ts", b"05/01/2026 03:00:00 UTC"),
+        ("ts", b"2026-01-04 22:00:00 EST"),
+        ("day", b"05/01/2026"),
+        ("ts", b"0001-01-01 00:00:00+00 BC"),
+        ("price", b"abc"),
+    ],
+)
+def test_copy_csv_a_value_outside_its_dtype_raises_instead_of_becoming_null(
+    column: str, value: bytes
+) -> None:
+    fields = COPY_OUTPUT.split(b"\n", 1)[0].split(b",", 6)
+    fields[list(COPY_SCHEMA).index(column)] = value
+
+    with pytest.raises(pl.exceptions.PolarsError):
+        frame_from_copy_csv(b",".join(fields) + b"\n", COPY_SCHEMA)
