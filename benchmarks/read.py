@@ -4,17 +4,25 @@ own ``scan_parquet`` over the same files, and from PostgreSQL.
     uv run --frozen python benchmarks/read.py [--no-postgres]
 
 Two data sets, written through the warehouse API as core/bars writes them (canonical schema,
-hourly partitions), into a temporary Parquet lake:
+hourly partitions, then ``Warehouse.compact`` of the keys written), into a temporary Parquet
+lake:
 
-- a year of 1-minute bars of one 24/7 symbol: 525,600 rows in 8,760 hourly partitions;
-- one day of 500 symbols: 720,000 rows in 24 partitions of 30,000.
+- a year of 1-minute bars of one 24/7 symbol: 525,600 rows in 8,760 hourly partitions, which
+  compaction turns into 365 per-day copies;
+- one day of 500 symbols: 720,000 rows in 24 partitions of 30,000, one per-day copy.
+
+``compact s`` is what the compaction of the data set costs (365 days of one symbol; one day of
+500 symbols), once after the writes; ``again s`` is a second compaction, which finds every
+copy current and rewrites nothing.
 
 Each read is ``scan_bars(...).collect()`` over the whole range, best of 3. The floor is
-``pl.scan_parquet`` over exactly the files of the range with the same filter and sort: what
-polars costs without us (no partition listing, no key computation). The year is also written
-to a fresh PostgreSQL database (created through ``FIN_TEST_POSTGRES_URL``, default
-``postgresql://postgres@127.0.0.1:5432/postgres``, dropped afterwards) and read from there; if
-the server cannot be reached its rows are skipped with the reason.
+``pl.scan_parquet`` with the same filter and sort over exactly the files the read uses (the
+per-day copies): what polars costs without us (no partition listing, no key computation, no
+check of the copies). ``hour files s`` is the same over the hour files, what a read costs
+without compaction. The year is also written to a fresh PostgreSQL database (created through
+``FIN_TEST_POSTGRES_URL``, default ``postgresql://postgres@127.0.0.1:5432/postgres``, dropped
+afterwards) and read from there; if the server cannot be reached its rows are skipped with the
+reason.
 
 Targets (the run exits 1 if one is missed): the symbol-year under 1 s from Parquet, the day of
 500 symbols under 1 s from Parquet, the symbol-year under 3 s from PostgreSQL.
@@ -26,7 +34,9 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +45,7 @@ import polars as pl
 from benchmarks.harness import Targets, table
 from benchmarks.warehouse_writes import fresh_database
 from resources.storage.base import Warehouse
-from resources.storage.parquet import ParquetWarehouse
+from resources.storage.parquet import COMPACTED_DIR, ParquetWarehouse
 from resources.tables.read import scan_bars
 from resources.tables.schemas import CANONICAL_SCHEMA
 
@@ -78,13 +88,30 @@ def bars(symbols: list[str], start: datetime, end: datetime) -> pl.DataFrame:
     ).cast(dict(CANONICAL_SCHEMA))  # type: ignore[arg-type]
 
 
-def write_hourly(warehouse: Warehouse, table_name: str, frame: pl.DataFrame) -> int:
+@dataclass(frozen=True)
+class Written:
+    partitions: int
+    write_s: float
+    compact_s: float
+    compact_again_s: float
+
+
+def write_hourly(warehouse: Warehouse, table_name: str, frame: pl.DataFrame) -> Written:
+    """``frame`` written as core/bars writes it: one partition per hour, then compacted."""
     hours = frame.with_columns(hour=pl.col("ts").dt.truncate("1h")).partition_by(
         "hour", as_dict=True, include_key=False, maintain_order=True
     )
+    began = time.perf_counter()
+    keys = []
     for (hour,), part in hours.items():
-        warehouse.replace_partition(table_name, f"{hour:%Y-%m-%d-%H}:00", part)
-    return len(hours)
+        keys.append(f"{hour:%Y-%m-%d-%H}:00")
+        warehouse.replace_partition(table_name, keys[-1], part)
+    written = time.perf_counter()
+    warehouse.compact(table_name, keys)
+    compacted = time.perf_counter()
+    warehouse.compact(table_name, keys)
+    again = time.perf_counter()
+    return Written(len(keys), written - began, compacted - written, again - compacted)
 
 
 def best_of(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -105,9 +132,8 @@ def layer_read(
 
 
 def floor_read(
-    root: Path, source: str, symbols: list[str], start: datetime, end: datetime
+    files: list[Path], symbols: list[str], start: datetime, end: datetime
 ) -> pl.DataFrame:
-    files = sorted((root / f"{source}__core_bars").glob("*.parquet"))
     return (
         pl.scan_parquet(files)
         .filter(pl.col("symbol").is_in(symbols) & (pl.col("ts") >= start) & (pl.col("ts") < end))
@@ -132,32 +158,36 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fin-assets-bench-read-") as tmp:
         lake = ParquetWarehouse(Path(tmp) / "lake")
         for label, source, symbols, start, end, data in cases:
-            written = time.perf_counter()
-            partitions = write_hourly(lake, tables_of(source)("core_bars"), data)
-            write_s = time.perf_counter() - written
-            ours_s, got = best_of(
-                lambda s=source, y=symbols, a=start, b=end: layer_read(lake, s, y, a, b)
-            )
-            floor_s, floor = best_of(
-                lambda s=source, y=symbols, a=start, b=end: floor_read(lake.root, s, y, a, b)
-            )
-            assert got.equals(floor) and got.height == data.height, label
+            bars_table = tables_of(source)("core_bars")
+            written = write_hourly(lake, bars_table, data)
+            ours_s, got = best_of(partial(layer_read, lake, source, symbols, start, end))
+            copies = sorted((lake.root / COMPACTED_DIR / bars_table).glob("*.parquet"))
+            hour_files = sorted((lake.root / bars_table).glob("*.parquet"))
+            floor_s, floor = best_of(partial(floor_read, copies, symbols, start, end))
+            hours_s, from_hours = best_of(partial(floor_read, hour_files, symbols, start, end))
+            assert got.equals(floor) and got.equals(from_hours), label
+            assert got.height == data.height, label
             rows.append(
                 [
                     label,
                     "Parquet",
                     f"{got.height:,}",
-                    f"{partitions:,}",
-                    f"{write_s:.1f}",
+                    f"{written.partitions:,}",
+                    f"{len(copies):,}",
+                    f"{written.write_s:.1f}",
+                    f"{written.compact_s:.2f}",
+                    f"{written.compact_again_s:.2f}",
                     f"{ours_s:.3f}",
                     f"{floor_s:.3f}",
                     f"{ours_s / floor_s:.2f}x",
+                    f"{hours_s:.3f}",
                 ]
             )
             targets.check(
                 f"{label} from Parquet < {TARGET_PARQUET_S:g} s",
                 ours_s < TARGET_PARQUET_S,
-                f"{ours_s:.3f} s (scan_parquet floor {floor_s:.3f} s)",
+                f"{ours_s:.3f} s (scan_parquet floor {floor_s:.3f} s over {len(copies)} "
+                f"per-day copies, {hours_s:.3f} s over {len(hour_files)} hour files)",
             )
         if args.no_postgres:
             targets.skip(
@@ -172,10 +202,14 @@ def main(argv: list[str] | None = None) -> int:
                 "backend",
                 "rows",
                 "partitions",
+                "files read",
                 "write s",
+                "compact s",
+                "again s",
                 "read_bars s (best of 3)",
                 "scan_parquet s",
                 "vs floor",
+                "hour files s",
             ],
             rows,
         )
@@ -203,9 +237,7 @@ def postgres_rows(year: pl.DataFrame, targets: Targets, rows: list[list[Any]]) -
         return
     try:
         with PostgresWarehouse(url) as warehouse:
-            written = time.perf_counter()
-            partitions = write_hourly(warehouse, tables_of(YEAR_SOURCE)("core_bars"), year)
-            write_s = time.perf_counter() - written
+            written = write_hourly(warehouse, tables_of(YEAR_SOURCE)("core_bars"), year)
             read_s, got = best_of(
                 lambda: layer_read(warehouse, YEAR_SOURCE, ["BTCUSD"], YEAR_START, YEAR_END)
             )
@@ -215,9 +247,13 @@ def postgres_rows(year: pl.DataFrame, targets: Targets, rows: list[list[Any]]) -
                 "1 symbol x 1 year",
                 "PostgreSQL",
                 f"{got.height:,}",
-                f"{partitions:,}",
-                f"{write_s:.1f}",
+                f"{written.partitions:,}",
+                "—",
+                f"{written.write_s:.1f}",
+                f"{written.compact_s:.2f}",
+                f"{written.compact_again_s:.2f}",
                 f"{read_s:.3f}",
+                "—",
                 "—",
                 "—",
             ]

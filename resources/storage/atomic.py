@@ -24,8 +24,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Let ``write`` fill a temp file next to ``path``, then swap it in atomically."""
+def atomic_write(path: Path, write: Callable[[Path], None]) -> os.stat_result:
+    """Let ``write`` fill a temp file next to ``path``, then swap it in atomically. Returns the
+    status of the file written (its inode is the one ``path`` has after the swap)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
     try:
@@ -33,6 +34,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
+            written = os.fstat(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -41,13 +43,14 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
         raise
     _fsync_dir(path.parent)
+    return written
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> os.stat_result:
     def write(tmp: Path) -> None:
         tmp.write_bytes(data)
 
-    atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def sweep_temp_files(root: Path, *, older_than_s: float = 3600.0) -> int:

@@ -1,7 +1,9 @@
 """``Warehouse``: processed tables, replaced atomically, of two kinds.
 
 - Partitioned tables (``replace_partition``, ``read_partition``, ``scan``, ``partition_keys``):
-  one file (or one row set) per hourly or daily partition, each replaced on its own.
+  one file (or one row set) per hourly or daily partition, each replaced on its own; after a
+  step wrote some, ``compact`` lets the backend consolidate them for reads (the Parquet lake
+  keeps per-day copies of hourly tables; PostgreSQL needs nothing).
 - Whole tables (``replace_table``, ``read_table``, ``scan_table``): unpartitioned tables rebuilt
   whole from their inputs (corporate actions, adjustment factors, adjusted bars, total returns),
   each row identified by the key its writer names.
@@ -47,6 +49,14 @@ class Warehouse(Protocol):
     def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None: ...
     def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame: ...
     def partition_keys(self, table: str) -> list[str]: ...
+
+    def compact(self, table: str, partition_keys: Sequence[str]) -> None:
+        """After a step wrote these partitions, let the backend consolidate them for reads; a
+        no-op where nothing needs it. The partitions stay the truth: reads give the same rows,
+        in the same order, compacted or not, and a partition written after a compaction is
+        never read stale (the Parquet lake falls back to the partition files it cannot vouch
+        for). Idempotent; keys of partitions that do not exist (any more) are allowed."""
+        ...
 
     def replace_table(self, table: str, frame: pl.DataFrame, *, key: Sequence[str]) -> WriteResult:
         """Replace the whole table with ``frame``, atomically; ``key`` names the columns that

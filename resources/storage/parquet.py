@@ -10,7 +10,11 @@ Parquet layout:
   ``<partition>`` is the partition key without its colon (``2026-01-05-0300``);
 - a whole table is one file beside those folders, ``<root>/<table>.parquet``, its rows sorted by
   its key. Being a file, not a folder, it is never listed among a table's partitions, and its
-  name goes through the same ``validate_table``/``safe_join`` checks.
+  name goes through the same ``validate_table``/``safe_join`` checks;
+- an hourly table has per-day compacted copies for reads, ``<root>/.compacted/<table>/
+  <YYYY-MM-DD>.parquet`` (see below), beside a ``<YYYY-MM-DD>.lock`` each. They are outside the
+  table folder because ``pl.scan_parquet("<root>/<table>")`` reads folders recursively and must
+  still give each row once; ``.compacted`` is no valid table name, so it is never taken for one.
 
 Replacing a partition or a whole table writes a temp file and renames it over the old one, so a
 crash mid-write leaves the previous version readable, and re-running a write replaces exactly
@@ -18,12 +22,48 @@ that file instead of appending to it; of two concurrent writers of one file, the
 wins, whole. Which kind a name is, is checked before each write (a ``<table>.parquet`` file or
 partitions under ``<table>/``): two writers racing to create one name as both kinds at once are
 not stopped, which is a bug of theirs, not a state the lake reaches otherwise.
+
+Compacted days. Reading a symbol's year of an hourly table means opening 8,760 hour files; with
+one file per day it is 365. The hour files stay the truth (writes, ``read_partition``,
+``partition_keys`` see only them); ``compact`` (called by a step after writing) writes, per day
+touched, one file of the rows of every hour file of that day, in hour order, with a record in
+its Parquet key-value metadata of the hour files it holds and their identity, (inode, size,
+mtime_ns): a rewrite renames a new file in, so a new inode. ``scan`` uses a day's copy only when
+the requested keys of that day are exactly its hours, in order, and each of them has the
+identity recorded; otherwise (an hour rewritten, added or deleted since, the copy missing, its
+record unreadable or of another table or day) it reads that day's hour files. A copy can be
+stale, then, but is never read stale or together with the hours it holds.
+
+Why the record can be trusted:
+
+- ``compact`` opens each hour file, takes the identity of the open descriptor (``fstat``) and
+  reads the bytes from that descriptor: a file replaced meanwhile is recorded as what was read;
+- the record is in the copy's own footer, replaced with it by one rename: it cannot be paired
+  with another version of the copy;
+- compactions of one day hold an exclusive ``flock`` on its lock file and look at the hour
+  files only once they hold it, so a copy is only ever replaced by one built from hour files
+  read later: every write followed by its compaction leaves the day's copy current, and a
+  reader that checked a copy and collects later reads that copy or a newer one, as it would
+  read newer hour files. (Lock files are never removed: removing one a process waits on would
+  let a third lock a new file.)
+
+Identities assume a file system that does not give a new file the inode, size and mtime_ns of
+the one it replaced; a lake copied elsewhere (new inodes) reads its hour files until compacted.
+Daily tables are not compacted: a year is already 365 files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
+import json
+import logging
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -45,26 +85,126 @@ from resources.validation import (
     validate_table,
 )
 
+logger = logging.getLogger("fin_assets.warehouse")
 
-def _write(frame: pl.DataFrame) -> Callable[[Path], None]:
-    return lambda tmp: frame.write_parquet(tmp, compression="zstd", statistics=True)
+# The folder of the compacted days, under the root: a leading dot is no valid table name.
+COMPACTED_DIR = ".compacted"
+# The key of a compacted day's record in its Parquet key-value metadata.
+COMPACTION_RECORD_KEY = "fin_assets.compacted_from"
+_HOURS = range(24)
+
+# (st_ino, st_size, st_mtime_ns): which version of an hour file. atomic_write renames a new file
+# in for every write, so a rewrite has a new inode even when its size and mtime repeat.
+FileIdentity = tuple[int, int, int]
+
+
+def file_identity(stat: os.stat_result) -> FileIdentity:
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class CompactionRecord:
+    """What a compacted day holds: the stems of the hour files it was built from, in hour
+    order, and the identity of the version of each that was read."""
+
+    table: str
+    day: str  # YYYY-MM-DD
+    hours: dict[str, FileIdentity]  # hour file stem (2026-01-05-0300) -> identity
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"table": self.table, "day": self.day, "hours": self.hours}, separators=(",", ":")
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> CompactionRecord:
+        """The record ``to_json`` wrote; a ``ValueError`` for anything else."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a compaction record is a JSON object")
+        table, day, hours = data.get("table"), data.get("day"), data.get("hours")
+        if not isinstance(table, str) or not isinstance(day, str) or not isinstance(hours, dict):
+            raise ValueError("a compaction record has a table, a day and hours")
+        identities: dict[str, FileIdentity] = {}
+        for stem, identity in hours.items():
+            if not (
+                isinstance(identity, list)
+                and len(identity) == 3
+                and all(type(n) is int for n in identity)
+            ):
+                raise ValueError(f"hour {stem}: {identity!r} is no (inode, size, mtime_ns)")
+            identities[stem] = (identity[0], identity[1], identity[2])
+        return cls(table, day, identities)
+
+
+def _write(frame: pl.DataFrame, metadata: dict[str, str] | None = None) -> Callable[[Path], None]:
+    return lambda tmp: frame.write_parquet(
+        tmp, compression="zstd", statistics=True, metadata=metadata
+    )
+
+
+def _read_record(path: Path) -> CompactionRecord | None:
+    """The record in a compacted day's footer, or None if the file is missing or unreadable or
+    holds no valid record: the caller then reads (or rebuilds from) the hour files."""
+    try:
+        text = pl.read_parquet_metadata(path).get(COMPACTION_RECORD_KEY)
+        return None if text is None else CompactionRecord.from_json(text)
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return None
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing, never removed)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+        yield
+    finally:
+        os.close(fd)
+
+
+def _day_of(key: str) -> str | None:
+    """The UTC day of an hourly key (``2026-01-05-03:00`` -> ``2026-01-05``); None if daily."""
+    return key[:10] if HOURLY_KEY_RE.fullmatch(key) else None
 
 
 class ParquetWarehouse:
+    # Hour files this instance wrote last, with their identity and rows: ``compact`` takes the
+    # rows from here instead of reading the file back when the file is still that version
+    # (same identity: the bytes this instance wrote). Bounded: a step compacts each day right
+    # after writing it, so a day of hours of a few tables is what it needs.
+    RECENT_WRITES = 128
+
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()
+        self._recent: OrderedDict[Path, tuple[FileIdentity, pl.DataFrame]] = OrderedDict()
+        # Per table: its folder, resolved under the root once; and the tables this instance
+        # wrote partitions to (checked then not to be whole tables: not checked again).
+        self._dirs: dict[str, Path] = {}
+        self._partitioned: set[str] = set()
+        self._lock = threading.Lock()  # writers in several threads share _recent
 
     @property
     def location(self) -> str:
         return str(self.root)
 
+    def _table_dir(self, table: str) -> Path:
+        directory = self._dirs.get(table)
+        if directory is None:
+            directory = self._dirs[table] = safe_join(self.root, validate_table(table))
+        return directory
+
     def _path(self, table: str, partition_key: str) -> Path:
-        return safe_join(
-            self.root, validate_table(table), f"{partition_file_stem(partition_key)}.parquet"
-        )
+        # The stem is a validated key (digits, dashes): it cannot leave the table's folder.
+        return self._table_dir(table) / f"{partition_file_stem(partition_key)}.parquet"
 
     def _table_path(self, table: str) -> Path:
         return safe_join(self.root, f"{validate_table(table)}.parquet")
+
+    def _compacted_dir(self, table: str) -> Path:
+        return safe_join(self.root, COMPACTED_DIR, validate_table(table))
 
     # -- which kind a name is ------------------------------------------------------------------
     def _refuse_whole(self, table: str) -> None:
@@ -83,9 +223,17 @@ class ParquetWarehouse:
     # -- partitioned tables --------------------------------------------------------------------
     def replace_partition(self, table: str, partition_key: str, frame: pl.DataFrame) -> WriteResult:
         path = self._path(table, partition_key)
-        self._refuse_whole(table)
-        atomic_write(path, _write(frame))
-        return WriteResult(table, partition_key, frame.height, path.stat().st_size, str(path))
+        if table not in self._partitioned:
+            self._refuse_whole(table)
+            self._partitioned.add(table)
+        written = atomic_write(path, _write(frame))
+        if HOURLY_KEY_RE.fullmatch(partition_key):
+            with self._lock:
+                self._recent.pop(path, None)
+                self._recent[path] = (file_identity(written), frame)
+                while len(self._recent) > self.RECENT_WRITES:
+                    self._recent.popitem(last=False)
+        return WriteResult(table, partition_key, frame.height, written.st_size, str(path))
 
     def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None:
         path = self._path(table, partition_key)
@@ -106,26 +254,124 @@ class ParquetWarehouse:
         return keys
 
     def _partition_keys(self, table: str) -> list[str]:
-        directory = safe_join(self.root, validate_table(table))
-        if not directory.is_dir():
-            return []
-        stems = [
-            e.name[: -len(".parquet")]
-            for e in os.scandir(directory)
-            if e.name.endswith(".parquet") and not e.name.startswith(TEMP_PREFIX)
-        ]
-        return sorted(partition_key_from_stem(s) for s in stems)
+        entries = self._partition_files(safe_join(self.root, validate_table(table)))
+        return sorted(partition_key_from_stem(s) for s in entries)
+
+    @staticmethod
+    def _partition_files(directory: Path) -> dict[str, os.DirEntry[str]]:
+        """The partition files of a table folder by stem, from one listing; {} if none."""
+        try:
+            with os.scandir(directory) as listing:
+                return {
+                    e.name[: -len(".parquet")]: e
+                    for e in listing
+                    if e.name.endswith(".parquet") and not e.name.startswith(TEMP_PREFIX)
+                }
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
 
     def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame:
-        keys = self.partition_keys(table) if partition_keys is None else partition_keys
-        paths = [self._path(table, validate_partition_key(k)) for k in keys]
-        missing = [k for k, p in zip(keys, paths, strict=True) if not p.exists()]
+        """The rows of ``partition_keys`` (all partitions if None), in the order of the keys,
+        each partition's in the order written; a day's compacted copy stands for its hour files
+        when it holds exactly the requested hours, as they are now (module docstring)."""
+        directory = safe_join(self.root, validate_table(table))
+        files = self._partition_files(directory)  # the one listing of the folder
+        if partition_keys is None:
+            keys = sorted(partition_key_from_stem(s) for s in files)
+            if not keys:
+                self._refuse_whole(table)
+        else:
+            keys = list(partition_keys)
+        stems = [partition_file_stem(k) for k in keys]
+        missing = [k for k, stem in zip(keys, stems, strict=True) if stem not in files]
         if missing:
             self._refuse_whole(table)
             raise StorageError(f"{table}: partitions not materialized yet: {', '.join(missing)}")
-        if not paths:
+        if not keys:
             raise StorageError(f"{table}: no partitions under {self.root}")
+        paths = self._files_to_read(table, directory, list(zip(keys, stems, strict=True)), files)
         return pl.scan_parquet(paths)
+
+    def _files_to_read(
+        self,
+        table: str,
+        directory: Path,
+        keys: list[tuple[str, str]],
+        files: dict[str, os.DirEntry[str]],
+    ) -> list[Path]:
+        """For each run of consecutive (key, stem) of one day, its compacted copy if it holds
+        exactly those hours as they are now, else the hour files; in the order of ``keys``."""
+        compacted_dir = self._compacted_dir(table)
+        try:
+            with os.scandir(compacted_dir) as listing:
+                compacted = {e.name for e in listing}
+        except (FileNotFoundError, NotADirectoryError):
+            compacted = set()
+        paths: list[Path] = []
+        for day, run in itertools.groupby(keys, key=lambda key_stem: _day_of(key_stem[0])):
+            # Stems are validated keys (digits and dashes): joined without safe_join's resolve.
+            stems = [stem for _, stem in run]
+            copy = compacted_dir / f"{day}.parquet"
+            if day is None or copy.name not in compacted:
+                current = False
+            else:
+                current = _current(copy, table, day, stems, files)
+            if current:
+                paths.append(copy)
+            else:
+                paths.extend(directory / f"{stem}.parquet" for stem in stems)
+        return paths
+
+    def compact(self, table: str, partition_keys: Sequence[str]) -> None:
+        """Rebuild the compacted copy of each UTC day the hourly ``partition_keys`` touch from
+        the hour files that day has now (all of them, not only the keys given), or remove it if
+        the day has none; a copy that is current already is left as it is. Daily keys need no
+        compaction (module docstring). Hour files that cannot be combined (unreadable, or of
+        different schemas) are logged and leave the day without a copy: reads of its hour
+        files then meet the problem, as before compaction."""
+        days = sorted({day for k in partition_keys if (day := _day_of(validate_partition_key(k)))})
+        if not days:
+            return
+        directory = safe_join(self.root, validate_table(table))
+        self._refuse_whole(table)
+        for day in days:
+            self._compact_day(table, directory, day)
+
+    def _compact_day(self, table: str, directory: Path, day: str) -> None:
+        copy = self._compacted_dir(table) / f"{day}.parquet"
+        hour_files = [directory / f"{day}-{hour:02d}00.parquet" for hour in _HOURS]
+        if not copy.exists() and not any(path.exists() for path in hour_files):
+            return  # nothing to build or remove: no lock file for a day never written
+        with _exclusive(copy.with_suffix(".lock")):
+            present: dict[str, FileIdentity] = {}
+            for path in hour_files:
+                with contextlib.suppress(FileNotFoundError):
+                    present[path.stem] = file_identity(path.stat())
+            if not present:
+                with contextlib.suppress(FileNotFoundError):
+                    copy.unlink()
+                return
+            record = _read_record(copy)
+            if record is not None and (record.table, record.day, record.hours) == (
+                table,
+                day,
+                present,
+            ):
+                return  # current already: compacting twice changes nothing
+            with self._lock:
+                recent = {path: self._recent[path] for path in hour_files if path in self._recent}
+            built = _combine(table, day, hour_files, recent)
+            if built is None:
+                with contextlib.suppress(FileNotFoundError):
+                    copy.unlink()
+                return
+            frame, record = built
+            atomic_write(copy, _write(frame, {COMPACTION_RECORD_KEY: record.to_json()}))
+
+    def sweep(self, *, older_than_s: float = 3600.0) -> int:
+        """Remove orphaned temp files, the compacted days' included (``.compacted/`` is under
+        the root)."""
+        return sweep_temp_files(self.root, older_than_s=older_than_s)
 
     # -- whole tables --------------------------------------------------------------------------
     def replace_table(self, table: str, frame: pl.DataFrame, *, key: Sequence[str]) -> WriteResult:
@@ -157,5 +403,59 @@ class ParquetWarehouse:
             raise StorageError(f"{table}: whole table never written: no {path}")
         return pl.scan_parquet(path)
 
-    def sweep(self, *, older_than_s: float = 3600.0) -> int:
-        return sweep_temp_files(self.root, older_than_s=older_than_s)
+
+def _current(
+    copy: Path, table: str, day: str, stems: list[str], files: dict[str, os.DirEntry[str]]
+) -> bool:
+    """Whether ``copy`` holds exactly the hour files ``stems``, in that order, as they are now."""
+    record = _read_record(copy)
+    if record is None or (record.table, record.day) != (table, day):
+        return False
+    if list(record.hours) != stems:  # same hours, same order, no key asked twice
+        return False
+    try:
+        return all(file_identity(files[s].stat()) == record.hours[s] for s in stems)
+    except OSError:  # an hour file gone since the listing: scanning it reports it
+        return False
+
+
+def _combine(
+    table: str,
+    day: str,
+    hour_files: list[Path],
+    recent: Mapping[Path, tuple[FileIdentity, pl.DataFrame]],
+) -> tuple[pl.DataFrame, CompactionRecord] | None:
+    """The rows of the day's hour files in hour order, and the record of what was read: each
+    file's identity is taken from the descriptor its bytes are read from, so a file replaced
+    meanwhile is recorded as the version read. A file this process wrote (``recent``) whose
+    identity is still the one it wrote is not read back: its rows are those written, and the
+    identity recorded is that version's. None (logged) if they cannot be combined."""
+    frames: list[pl.DataFrame] = []
+    hours: dict[str, FileIdentity] = {}
+    try:
+        for path in hour_files:
+            known = recent.get(path)
+            if known is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    if file_identity(path.stat()) == known[0]:
+                        frames.append(known[1])
+                        hours[path.stem] = known[0]
+                        continue
+            try:
+                handle = path.open("rb")
+            except FileNotFoundError:
+                continue
+            with handle:
+                identity = file_identity(os.fstat(handle.fileno()))
+                data = handle.read()
+            frames.append(pl.read_parquet(data))
+            hours[path.stem] = identity
+        if not frames:
+            return None
+        frame = pl.concat(frames, how="vertical", rechunk=False)
+    except pl.exceptions.PolarsError as exc:
+        logger.warning(
+            "%s %s: not compacted, its hour files stay what reads use: %s", table, day, exc
+        )
+        return None
+    return frame, CompactionRecord(table, day, hours)
