@@ -82,6 +82,7 @@ class CheckOutcome:
     examples: tuple[Offence, ...] = ()  # the first ones in time
     first_at: datetime | date | None = None  # earliest offending time
     last_at: datetime | date | None = None  # latest offending time
+    what: str = ""  # what a failing row is, as in "<count> <what>" (merge_outcomes)
 
 
 def format_time(value: datetime | date) -> str:
@@ -116,6 +117,7 @@ def _outcome(
             summary=ok,
             failing_rows=0,
             rows_checked=rows_checked,
+            what=what,
         )
     flagged = flagged.sort([time_col, "symbol"])
     counts = (
@@ -132,21 +134,74 @@ def _outcome(
     first_at = flagged.get_column(time_col).min()
     last_at = flagged.get_column(time_col).max()
     assert isinstance(first_at, date) and isinstance(last_at, date)  # datetime is a date too
-    first = examples[0]
-    summary = (
-        f"{failing} {what} in {len(by_symbol)} symbol(s) ({_symbols_text(by_symbol)}); "
-        f"first {first.symbol} at {format_time(first.at)}: {first.detail}"
-    )
     return CheckOutcome(
         check=check,
         passed=False if passed is None else passed,
-        summary=summary,
+        summary=_failed_summary(failing, what, by_symbol, examples[0]),
         failing_rows=failing,
         rows_checked=rows_checked,
         by_symbol=by_symbol,
         examples=examples,
         first_at=first_at,
         last_at=last_at,
+        what=what,
+    )
+
+
+def _failed_summary(failing: int, what: str, by_symbol: dict[str, int], first: Offence) -> str:
+    return (
+        f"{failing} {what} in {len(by_symbol)} symbol(s) ({_symbols_text(by_symbol)}); "
+        f"first {first.symbol} at {format_time(first.at)}: {first.detail}"
+    )
+
+
+def merge_outcomes(
+    outcomes: Sequence[CheckOutcome], *, max_examples: int = DEFAULT_MAX_EXAMPLES
+) -> CheckOutcome:
+    """One outcome of a rule over several frames (the chunks of a run's partitions) from each
+    frame's outcome: counts added, symbols' counts summed, the earliest examples kept, and
+    passed only if every one passed."""
+    if len(outcomes) == 1:
+        return outcomes[0]
+    first = outcomes[0]
+    rows_checked = sum(o.rows_checked for o in outcomes)
+    passed = all(o.passed for o in outcomes)
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        for symbol, count in outcome.by_symbol.items():
+            counts[symbol] = counts.get(symbol, 0) + count
+    if not counts:
+        if passed:
+            summary = f"no {first.what} in {rows_checked} row(s) checked"
+        else:  # failed without a failing row: a partition missing from the warehouse, say
+            summary = "; ".join(o.summary for o in outcomes if not o.passed)
+        return CheckOutcome(
+            check=first.check,
+            passed=passed,
+            summary=summary,
+            failing_rows=0,
+            rows_checked=rows_checked,
+            what=first.what,
+        )
+    by_symbol = dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    examples = tuple(
+        sorted(
+            (e for o in outcomes for e in o.examples), key=lambda e: (format_time(e.at), e.symbol)
+        )[:max_examples]
+    )
+    failing = sum(by_symbol.values())
+    times = [t for o in outcomes for t in (o.first_at, o.last_at) if t is not None]
+    return CheckOutcome(
+        check=first.check,
+        passed=passed,
+        summary=_failed_summary(failing, first.what, by_symbol, examples[0]),
+        failing_rows=failing,
+        rows_checked=rows_checked,
+        by_symbol=by_symbol,
+        examples=examples,
+        first_at=min(times),  # type: ignore[type-var]
+        last_at=max(times),  # type: ignore[type-var]
+        what=first.what,
     )
 
 
@@ -322,6 +377,9 @@ def check_missing_minutes(
     open_intervals: Sequence[tuple[datetime, datetime]] | None = None,
     max_missing_per_symbol: int = 0,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
+    check: str = MISSING_MINUTES,
+    unit: str = "minute",
+    per: timedelta | None = None,
 ) -> CheckOutcome:
     """Minutes in ``[start, end)`` without a bar, per symbol of ``symbols`` (the universe; a
     symbol with no bar at all misses every minute) and of the frame. Reported as gaps: one
@@ -329,7 +387,11 @@ def check_missing_minutes(
     ``max_missing_per_symbol`` minutes. Remember: no trades, no bar — a gap may be quiet.
 
     ``open_intervals``: the parts of the window the market is open (an exchange session, an
-    early close); only their minutes are expected. None: every minute."""
+    early close); only their minutes are expected. None: every minute. With a longer
+    ``interval`` (bars of 5 minutes, say: ``unit="5m bar"``, ``check`` its name), the expected
+    bars start every ``interval`` from each open interval's start. ``per``: the allowance
+    ``max_missing_per_symbol`` is per symbol and period of this length (an hour, for a window
+    of several hours) rather than over the whole window."""
     spans = [(start, end)] if open_intervals is None else list(open_intervals)
     grid = pl.concat(
         [
@@ -346,7 +408,8 @@ def check_missing_minutes(
         grid.to_frame(), how="cross"
     )
     missing = expected.join(present, on=["symbol", "ts"], how="anti").sort(["symbol", "ts"])
-    counts = missing.group_by("symbol").agg(pl.len().alias("n"))
+    period = [] if per is None else [pl.col("ts").dt.truncate(per).alias("_period")]
+    counts = missing.group_by("symbol", *period).agg(pl.len().alias("n"))
     over = counts.filter(pl.col("n") > max_missing_per_symbol).get_column("symbol").to_list()
     step_us = interval // timedelta(microseconds=1)
     gaps = (
@@ -363,7 +426,7 @@ def check_missing_minutes(
             "symbol",
             "ts",
             pl.format(
-                "{} minute(s) without a bar, through {}",
+                f"{{}} {unit}(s) without a bar, through {{}}",
                 pl.col("weight"),
                 pl.col("_last").dt.strftime(TIME_FORMAT),
             ).alias("detail"),
@@ -371,13 +434,14 @@ def check_missing_minutes(
         )
     )
     minutes = grid.len()
+    quiet = "quiet minutes have no bar either" if unit == "minute" else "nor has a quiet one"
     return _outcome(
-        MISSING_MINUTES,
+        check,
         gaps,
         rows_checked=minutes * len(universe),
         time_col="ts",
-        what="minute(s) without a bar (quiet minutes have no bar either)",
-        ok=f"every symbol has a bar in each of the {minutes} minute(s)",
+        what=f"{unit}(s) without a bar ({quiet})",
+        ok=f"every symbol has a bar in each of the {minutes} {unit}(s)",
         max_examples=max_examples,
         passed=not over,
     )

@@ -9,7 +9,10 @@ which window each check sees, and how a result reaches Dagster.
   ``blocking_checks_passed_in_every_dep_partition()`` keeps declarative automation from
   requesting a daily partition whose hours did not pass.
 - **Non-blocking, WARN** — hints a human should look at: missing minutes (quiet minutes have no
-  bar, DESIGN §3), price jumps, frozen prices.
+  bar, DESIGN §3), price jumps, frozen prices; windows of the interval bars without a bar.
+
+The interval bars' checks are evaluated once per run, not per partition (``build_quality_checks``
+says why).
 
 Why checks yield ``AssetCheckEvaluation``s instead of returning ``AssetCheckResult``s: our assets
 run whole ranges in one run (``BackfillPolicy.single_run()``), and in Dagster 1.13 an
@@ -64,8 +67,10 @@ from resources.quality import (
     check_positive,
     check_unique,
     format_time,
+    merge_outcomes,
     unique_check_name,
 )
+from resources.storage.base import Warehouse
 from resources.tables.adjustment import (
     ADJUSTED_DAILY_TABLE,
     ADJUSTMENT_FACTORS_TABLE,
@@ -76,7 +81,7 @@ from resources.tables.adjustment import (
 from resources.tables.core import CORE_BARS_TABLE
 from resources.tables.corporate import read_actions_table
 from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
-from resources.tables.intervals import interval_table
+from resources.tables.intervals import INTERVALS, interval_table
 
 
 @dataclass(frozen=True)
@@ -270,32 +275,46 @@ def _previous_key(partitions_def: dg.TimeWindowPartitionsDefinition, start: date
     )
 
 
+@dataclass(frozen=True)
+class CheckTarget:
+    """One asset a check step evaluates: its table, its rules, whether they see the previous
+    partition too, and the source's corporate actions table, whose splits explain jumps."""
+
+    asset_key: dg.AssetKey
+    table: str
+    rules: Sequence[QualityRule]
+    with_previous_partition: bool = False
+    splits_table: str | None = None
+    # One evaluation per check and run, over every partition of the run, instead of one per
+    # partition: for tables nothing is automated from (the interval bars), where an event per
+    # partition and check would cost more than building the table (see build_quality_checks).
+    per_run: bool = False
+
+
 def build_partition_checks(
     *,
     name: str,
-    asset_key: dg.AssetKey,
-    table: str,
+    targets: Sequence[CheckTarget],
     partitions: SourcePartitions,
     partitions_def: dg.TimeWindowPartitionsDefinition,
-    rules: Sequence[QualityRule],
     universe_key: str,
-    with_previous_partition: bool = False,
-    splits_table: str | None = None,
 ) -> dg.AssetChecksDefinition:
-    """One step that evaluates ``rules`` on each partition of ``asset_key`` in the run;
-    ``splits_table``: the source's corporate actions, whose splits explain jumps."""
+    """One step that evaluates each target's rules on each partition of the run: core/bars and
+    the interval bars built in its step are checked in one step (one process, one read of the
+    instance per chunk), as they are built in one."""
     specs = [
         dg.AssetCheckSpec(
             rule.name,
-            asset=asset_key,
+            asset=target.asset_key,
             description=rule.description,
             blocking=rule.blocking,
-            partitions_def=partitions_def,
-            metadata={"severity": rule.severity.value},
+            partitions_def=None if target.per_run else partitions_def,
+            metadata={"severity": rule.severity.value, "evaluated": _evaluated(target)},
         )
-        for rule in rules
+        for target in targets
+        for rule in target.rules
     ]
-    label = asset_key.to_user_string()
+    label = ", ".join(target.asset_key.to_user_string() for target in targets)
 
     @dg.multi_asset_check(
         name=name,
@@ -307,92 +326,90 @@ def build_partition_checks(
     def _checks(
         context: dg.AssetCheckExecutionContext,
     ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
-        selected = [
-            rule
-            for rule in rules
-            if dg.AssetCheckKey(asset_key, rule.name) in context.selected_asset_check_keys
-        ]
+        selected = {
+            target.asset_key: [
+                rule
+                for rule in target.rules
+                if dg.AssetCheckKey(target.asset_key, rule.name)
+                in context.selected_asset_check_keys
+            ]
+            for target in targets
+        }
+        running = [target for target in targets if selected[target.asset_key]]
+        step = ", ".join(target.asset_key.to_user_string() for target in running)
         if not (context.has_partition_key or context.has_partition_key_range):
             raise dg.Failure(
-                description=f"{name}: {label} is partitioned; run its checks for a partition "
+                description=f"{name}: {step} is partitioned; run its checks for a partition "
                 "or a partition range",
                 allow_retries=False,
             )
-        keys = run_partition_keys(context, partitions_def, asset=label, step=f"{label} checks")
+        keys = run_partition_keys(context, partitions_def, asset=step, step=f"{step} checks")
         failures: list[str] = []
         writer = EvaluationWriter(context)
-        reporter = ProgressReporter(context.log.info, asset=f"{label} checks", total=len(keys))
+        reporter = ProgressReporter(context.log.info, asset=f"{step} checks", total=len(keys))
         checked = 0
-        with dagster_errors(asset=f"{label} checks"):
+        with dagster_errors(asset=f"{step} checks"):
             warehouse: WarehouseResource = context.resources.warehouse
             wh = warehouse.warehouse()
             universe: UniverseResource = getattr(context.resources, universe_key)
             symbols = universe.list()
-            splits = splits_by_day(read_actions_table(wh, splits_table)) if splits_table else None
-            previous: pl.DataFrame | None = None
-            if with_previous_partition:
-                first = partitions_def.time_window_for_partition_key(keys[0])
-                before = _previous_key(partitions_def, first.start)
-                previous = wh.read_partition(table, before) if before else None
+            splits = {
+                target.asset_key: splits_by_day(read_actions_table(wh, target.splits_table))
+                for target in running
+                if target.splits_table
+            }
+            previous: dict[dg.AssetKey, pl.DataFrame | None] = {}
+            first = partitions_def.time_window_for_partition_key(keys[0])
+            before = _previous_key(partitions_def, first.start)
+            for target in running:
+                if target.with_previous_partition and before:
+                    previous[target.asset_key] = wh.read_partition(target.table, before)
+            per_run = {target.asset_key: _RunOutcomes(target, wh) for target in running}
             for chunk in _chunks(keys, CHECK_CHUNK):
-                targets = target_materializations(context.instance, asset_key, chunk)
                 evaluations: list[dg.AssetCheckEvaluation] = []
-                for key in chunk:
-                    time_window = partitions_def.time_window_for_partition_key(key)
-                    frame = wh.read_partition(table, key)
-                    # One window per partition: the rules that read the context share one concat.
-                    window = (
-                        None
-                        if frame is None
-                        else Window(
-                            partition_key=key,
-                            start=time_window.start,
-                            end=time_window.end,
-                            frame=frame,
-                            context=previous if with_previous_partition else None,
+                for target in running:
+                    if target.per_run:
+                        per_run[target.asset_key].add(
+                            selected[target.asset_key],
+                            chunk,
+                            partitions=partitions,
+                            partitions_def=partitions_def,
                             symbols=symbols,
-                            sessions=partitions.sessions,
-                            splits=splits,
                         )
+                        continue
+                    evaluations += _evaluate(
+                        context,
+                        target,
+                        selected[target.asset_key],
+                        chunk,
+                        wh=wh,
+                        partitions=partitions,
+                        partitions_def=partitions_def,
+                        symbols=symbols,
+                        splits=splits.get(target.asset_key),
+                        previous=previous,
+                        failures=failures,
                     )
-                    for rule in selected:
-                        if window is None:
-                            outcome = CheckOutcome(
-                                check=rule.name,
-                                passed=False,
-                                summary=f"{table} partition {key} is not in the warehouse: "
-                                f"materialize {label} for it first",
-                                failing_rows=0,
-                                rows_checked=0,
-                            )
-                        else:
-                            outcome = rule.evaluate(window)
-                        if not outcome.passed:
-                            failures.append(f"{rule.name} {key}: {outcome.summary}")
-                        evaluations.append(
-                            dg.AssetCheckEvaluation(
-                                asset_key=asset_key,
-                                check_name=rule.name,
-                                passed=outcome.passed,
-                                metadata=_metadata(rule, outcome, key),
-                                target_materialization_data=targets.get(key),
-                                severity=rule.severity,
-                                description=outcome.summary,
-                                blocking=rule.blocking,
-                                partition=key,
-                            )
-                        )
-                    previous = frame
                 yield from writer.write(evaluations)
                 checked += len(chunk)
                 reporter.update(checked, final=checked == len(keys))
+            yield from writer.write(
+                [
+                    evaluation
+                    for target in running
+                    if target.per_run
+                    for evaluation in per_run[target.asset_key].evaluations(
+                        context, selected[target.asset_key], keys, failures
+                    )
+                ]
+            )
         # Each line is an event: a deep range with a recurring warning names the first ones only.
         for failure in failures[:MAX_FAILURES_LOGGED]:
-            context.log.warning("%s: %s", label, failure)
+            context.log.warning("%s", failure)
         context.log.info(
             "%s: %d check(s) on %s, %d failing evaluation(s)%s",
-            label,
-            len(selected),
+            step,
+            sum(len(rules) for rules in selected.values()),
             partition_label(keys),
             len(failures),
             f" ({MAX_FAILURES_LOGGED} listed above; every one is in the check's history)"
@@ -404,25 +421,231 @@ def build_partition_checks(
         output_names = {
             spec.key: output for output, spec in _checks.check_specs_by_output_name.items()
         }
-        for rule in selected:
-            yield dg.Output(None, output_name=output_names[dg.AssetCheckKey(asset_key, rule.name)])
+        for target in running:
+            for rule in selected[target.asset_key]:
+                check_key = dg.AssetCheckKey(target.asset_key, rule.name)
+                yield dg.Output(None, output_name=output_names[check_key])
         if writer.blocking_failures:
             # What Dagster raises for a yielded blocking failure (it did not see the batched ones).
-            failed = sorted({e.check_name for e in writer.blocking_failures})
+            failed: dict[str, set[str]] = {}
+            for evaluation in writer.blocking_failures:
+                asset = evaluation.asset_key.to_user_string()
+                failed.setdefault(asset, set()).add(evaluation.check_name)
+            count = len(writer.blocking_failures)
             raise check_failed_error(
-                f"{len(writer.blocking_failures)} blocking asset check"
-                f"{'s' if len(writer.blocking_failures) > 1 else ''} failed with ERROR severity:\n"
-                f"{label}: {','.join(failed)}"
+                f"{count} blocking asset check{'s' if count > 1 else ''} failed with ERROR "
+                "severity:\n"
+                + "\n".join(
+                    f"{asset}: {','.join(sorted(names))}" for asset, names in failed.items()
+                )
             )
 
     return _checks
 
 
-INTERVAL_BARS_RULES: tuple[QualityRule, ...] = (
-    _ohlc_rule("ts", "bar"),
-    _unique_rule("ts", "bar"),
-    _positive_rule("ts"),
-)
+def _evaluated(target: CheckTarget) -> str:
+    return "once per run, over its partitions" if target.per_run else "per partition"
+
+
+class _RunOutcomes:
+    """A per-run target's outcomes, chunk after chunk of the run's partitions (each chunk's
+    partitions read as one frame: the compacted days where the warehouse has them)."""
+
+    def __init__(self, target: CheckTarget, wh: Warehouse) -> None:
+        self.target = target
+        self.wh = wh
+        self.outcomes: dict[str, list[CheckOutcome]] = {}
+        self.present: set[str] | None = None
+
+    def add(
+        self,
+        rules: Sequence[QualityRule],
+        chunk: Sequence[str],
+        *,
+        partitions: SourcePartitions,
+        partitions_def: dg.TimeWindowPartitionsDefinition,
+        symbols: tuple[str, ...],
+    ) -> None:
+        table, label = self.target.table, self.target.asset_key.to_user_string()
+        if self.present is None:
+            self.present = set(self.wh.partition_keys(table))
+        missing = [key for key in chunk if key not in self.present]
+        if missing:
+            for rule in rules:
+                self.outcomes.setdefault(rule.name, []).append(
+                    CheckOutcome(
+                        check=rule.name,
+                        passed=False,
+                        summary=f"{table} partition(s) not in the warehouse: "
+                        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}: "
+                        f"materialize {label} for them first",
+                        failing_rows=0,
+                        rows_checked=0,
+                    )
+                )
+            return
+        window = Window(
+            partition_key=f"{chunk[0]}...{chunk[-1]}",
+            start=partitions_def.time_window_for_partition_key(chunk[0]).start,
+            end=partitions_def.time_window_for_partition_key(chunk[-1]).end,
+            frame=self.wh.scan(table, list(chunk)).collect(),
+            context=None,
+            symbols=symbols,
+            sessions=partitions.sessions,
+        )
+        for rule in rules:
+            self.outcomes.setdefault(rule.name, []).append(rule.evaluate(window))
+
+    def evaluations(
+        self,
+        context: dg.AssetCheckExecutionContext,
+        rules: Sequence[QualityRule],
+        keys: Sequence[str],
+        failures: list[str],
+    ) -> list[dg.AssetCheckEvaluation]:
+        """One evaluation per rule over the run, pointing at the run's last partition's
+        materialization."""
+        asset_key = self.target.asset_key
+        target = target_materializations(context.instance, asset_key, [keys[-1]]).get(keys[-1])
+        span = partition_label(list(keys))
+        evaluations = []
+        for rule in rules:
+            outcome = merge_outcomes(self.outcomes[rule.name])
+            if not outcome.passed:
+                failures.append(
+                    f"{asset_key.to_user_string()}: {rule.name} {span}: {outcome.summary}"
+                )
+            metadata = _metadata(rule, outcome, span)
+            metadata["partitions"] = len(keys)
+            metadata["first_partition"], metadata["last_partition"] = keys[0], keys[-1]
+            evaluations.append(
+                dg.AssetCheckEvaluation(
+                    asset_key=asset_key,
+                    check_name=rule.name,
+                    passed=outcome.passed,
+                    metadata=metadata,
+                    target_materialization_data=target,
+                    severity=rule.severity,
+                    description=outcome.summary,
+                    blocking=rule.blocking,
+                )
+            )
+        return evaluations
+
+
+def _evaluate(
+    context: dg.AssetCheckExecutionContext,
+    target: CheckTarget,
+    rules: Sequence[QualityRule],
+    chunk: Sequence[str],
+    *,
+    wh: Warehouse,
+    partitions: SourcePartitions,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    symbols: tuple[str, ...],
+    splits: pl.DataFrame | None,
+    previous: dict[dg.AssetKey, pl.DataFrame | None],
+    failures: list[str],
+) -> list[dg.AssetCheckEvaluation]:
+    """``rules`` of ``target`` on each partition of ``chunk``; failures listed in ``failures``."""
+    asset_key, table = target.asset_key, target.table
+    label = asset_key.to_user_string()
+    targets = target_materializations(context.instance, asset_key, chunk)
+    evaluations: list[dg.AssetCheckEvaluation] = []
+    for key in chunk:
+        time_window = partitions_def.time_window_for_partition_key(key)
+        frame = wh.read_partition(table, key)
+        # One window per partition: the rules that read the context share one concat.
+        window = (
+            None
+            if frame is None
+            else Window(
+                partition_key=key,
+                start=time_window.start,
+                end=time_window.end,
+                frame=frame,
+                context=previous.get(asset_key) if target.with_previous_partition else None,
+                symbols=symbols,
+                sessions=partitions.sessions,
+                splits=splits,
+            )
+        )
+        for rule in rules:
+            if window is None:
+                outcome = CheckOutcome(
+                    check=rule.name,
+                    passed=False,
+                    summary=f"{table} partition {key} is not in the warehouse: "
+                    f"materialize {label} for it first",
+                    failing_rows=0,
+                    rows_checked=0,
+                )
+            else:
+                outcome = rule.evaluate(window)
+            if not outcome.passed:
+                failures.append(f"{label}: {rule.name} {key}: {outcome.summary}")
+            evaluations.append(
+                dg.AssetCheckEvaluation(
+                    asset_key=asset_key,
+                    check_name=rule.name,
+                    passed=outcome.passed,
+                    metadata=_metadata(rule, outcome, key),
+                    target_materialization_data=targets.get(key),
+                    severity=rule.severity,
+                    description=outcome.summary,
+                    blocking=rule.blocking,
+                    partition=key,
+                )
+            )
+        previous[asset_key] = frame
+    return evaluations
+
+
+MISSING_BARS = "missing_bars"
+
+
+def interval_bars_rules(source: Source, interval: str) -> tuple[QualityRule, ...]:
+    """The rules of an interval table: the blocking ones of core/bars, and its windows in
+    session time without a bar (a window of quiet minutes only has none either)."""
+    minutes = INTERVALS[interval]
+    # Quiet minutes tolerated per hour, as windows: only a window quiet throughout has no bar.
+    tolerated = source.max_quiet_minutes // minutes
+    return (
+        _ohlc_rule("ts", "bar"),
+        _unique_rule("ts", "bar"),
+        _positive_rule("ts"),
+        QualityRule(
+            MISSING_BARS,
+            f"{interval} windows of the hour in session time without a bar, per symbol of the "
+            "universe, reported as gaps (the window of a session's open or early close counts, "
+            "cut as the bars are). A window of quiet minutes only has no bar, so a gap can be a "
+            "quiet market rather than missing data." + WARN_NOTE,
+            blocking=False,
+            evaluate=lambda w: check_missing_minutes(
+                w.frame,
+                start=w.start,
+                end=w.end,
+                symbols=w.symbols,
+                interval=timedelta(minutes=minutes),
+                open_intervals=_window_starts(w.sessions.intervals(w.start, w.end), minutes),
+                max_missing_per_symbol=tolerated,
+                check=MISSING_BARS,
+                unit=f"{interval} window",
+                per=timedelta(hours=1),
+            ),
+            thresholds={"minutes": minutes, "max_missing_per_symbol": tolerated},
+        ),
+    )
+
+
+def _window_starts(
+    open_intervals: Sequence[tuple[datetime, datetime]], minutes: int
+) -> list[tuple[datetime, datetime]]:
+    """The open intervals with each start put back to its window's start on the clock, where
+    the bar holding the open minutes is labelled (9:30 ET opens the 9:00 ET hour bar)."""
+    step = timedelta(minutes=minutes)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return [(opened - (opened - epoch) % step, closed) for opened, closed in open_intervals]
 
 
 def build_quality_checks(
@@ -431,51 +654,68 @@ def build_quality_checks(
     """Every data-quality check of one source: wire into ``dg.Definitions(asset_checks=)``.
 
     Jobs selecting an asset (``AssetSelection.assets``) pick up its checks, so the hourly and
-    daily jobs run them after the asset, on the same partitions."""
+    daily jobs run them after the asset, on the same partitions.
+
+    The interval bars (5m, 15m, 1h) are checked in core/bars' check step, as they are built in
+    its step, but once per run over the run's partitions rather than once per partition: with
+    three intervals and four rules an hour would add twelve evaluations to the event log, more
+    than building the tables costs (``make bench-intervals``), and nothing is automated from
+    them (the daily tables wait on core/bars' per-partition checks). An hourly run still gets
+    an evaluation of its hour; a backfill's evaluation names its first and last partition, and
+    its failures name the symbols and times, as per-partition ones do."""
     universe_key = source.resource_key("universe")
     return [
         build_partition_checks(
             name=source.job_name("core_bars_quality"),
-            asset_key=source.key("core", "bars"),
-            table=source.table(CORE_BARS_TABLE),
+            targets=[
+                CheckTarget(
+                    source.key("core", "bars"),
+                    source.table(CORE_BARS_TABLE),
+                    core_bars_rules(source),
+                    with_previous_partition=True,
+                    splits_table=source.table(CORPORATE_ACTIONS_TABLE)
+                    if has_corporate_actions(source)
+                    else None,
+                ),
+                *(
+                    CheckTarget(
+                        source.key("core", f"bars_{interval}"),
+                        source.table(interval_table(CORE_BARS_TABLE, interval)),
+                        interval_bars_rules(source, interval),
+                        per_run=True,
+                    )
+                    for interval in source.intervals
+                ),
+            ],
             partitions=partitions,
             partitions_def=partitions.hourly,
-            rules=core_bars_rules(source),
             universe_key=universe_key,
-            with_previous_partition=True,
-            splits_table=source.table(CORPORATE_ACTIONS_TABLE)
-            if has_corporate_actions(source)
-            else None,
         ),
         build_partition_checks(
             name=source.job_name("core_daily_bars_quality"),
-            asset_key=source.key("core", "daily_bars"),
-            table=source.table(DAILY_BARS_TABLE),
+            targets=[
+                CheckTarget(
+                    source.key("core", "daily_bars"),
+                    source.table(DAILY_BARS_TABLE),
+                    DAILY_BARS_RULES,
+                )
+            ],
             partitions=partitions,
             partitions_def=partitions.daily,
-            rules=DAILY_BARS_RULES,
             universe_key=universe_key,
         ),
         build_partition_checks(
             name=source.job_name("core_daily_returns_quality"),
-            asset_key=source.key("core", "daily_returns"),
-            table=source.table(DAILY_RETURNS_TABLE),
+            targets=[
+                CheckTarget(
+                    source.key("core", "daily_returns"),
+                    source.table(DAILY_RETURNS_TABLE),
+                    DAILY_RETURNS_RULES,
+                )
+            ],
             partitions=partitions,
             partitions_def=partitions.daily,
-            rules=DAILY_RETURNS_RULES,
             universe_key=universe_key,
-        ),
-        *(
-            build_partition_checks(
-                name=source.job_name(f"core_bars_{interval}_quality"),
-                asset_key=source.key("core", f"bars_{interval}"),
-                table=source.table(interval_table(CORE_BARS_TABLE, interval)),
-                partitions=partitions,
-                partitions_def=partitions.hourly,
-                rules=INTERVAL_BARS_RULES,
-                universe_key=universe_key,
-            )
-            for interval in source.intervals
         ),
     ]
 

@@ -26,15 +26,14 @@ def build_jobs(
     source: Source,
     hourly: Sequence[dg.AssetsDefinition],
     daily: Sequence[dg.AssetsDefinition],
-    intervals: Sequence[dg.AssetsDefinition] = (),
 ) -> SourceJobs:
-    """The jobs over a source's hourly assets (raw and core bars, and the interval bars built
-    from them in the same run) and its daily tables."""
-    raw, core = (asset.key for asset in hourly)
+    """The jobs over a source's hourly assets (raw bars; core bars and the interval bars built
+    in the same step) and its daily tables."""
+    core = [key for asset in hourly for key in asset.keys if key != source.key("raw", "bars")]
     return SourceJobs(
         bars_hourly=dg.define_asset_job(
             source.job_name("bars_hourly_job"),
-            selection=dg.AssetSelection.assets(raw, core, *intervals),
+            selection=dg.AssetSelection.assets(*hourly),
             description=f"Fetch and process one hour of 1-minute bars of source {source.label}.",
         ),
         daily_tables=dg.define_asset_job(
@@ -49,9 +48,9 @@ def build_jobs(
         #   "dagster/asset_partition_range_end": "2026-01-05-23:00"}'`.
         core_bars_checks=dg.define_asset_job(
             source.job_name("core_bars_checks_job"),
-            selection=dg.AssetSelection.checks_for_assets(core),
-            description="Run the data-quality checks of core/bars on a partition or range, "
-            "without rematerializing it.",
+            selection=dg.AssetSelection.checks_for_assets(*core),
+            description="Run the data-quality checks of core/bars and its interval bars on a "
+            "partition or range, without rematerializing them.",
         ),
         daily_checks=dg.define_asset_job(
             source.job_name("daily_checks_job"),

@@ -18,7 +18,6 @@ import dagster as dg
 from fin_assets.lib.assets.actions import build_corporate_action_assets, has_corporate_actions
 from fin_assets.lib.assets.bars import build_core_bars_asset
 from fin_assets.lib.assets.daily import build_daily_assets
-from fin_assets.lib.assets.intervals import build_interval_assets
 from fin_assets.lib.assets.raw import build_raw_bars
 from fin_assets.lib.automation import daily_automation_condition
 from fin_assets.lib.checks import build_adjusted_checks, build_quality_checks
@@ -111,8 +110,7 @@ def build_source_definitions(
     partition_checks, partition_checks_sensor = build_partition_freshness_checks(
         hourly, freshness, sensor_name=source.job_name("partition_freshness_checks_sensor")
     )
-    intervals = with_freshness(build_interval_assets(source, partitions), freshness, partitions)
-    jobs = build_jobs(source, hourly, daily, intervals)
+    jobs = build_jobs(source, hourly, daily)
     # An equities source's corporate actions and adjusted series (none for crypto).
     actions = (
         with_freshness(build_corporate_action_assets(source, partitions), freshness, partitions)
@@ -132,7 +130,7 @@ def build_source_definitions(
         else []
     )
     return dg.Definitions(
-        assets=[*hourly, *intervals, *daily, *actions],
+        assets=[*hourly, *daily, *actions],
         asset_checks=[
             *partition_checks,
             *build_quality_checks(source, partitions),

@@ -47,6 +47,10 @@ Why the record can be trusted:
   read newer hour files. (Lock files are never removed: removing one a process waits on would
   let a third lock a new file.)
 
+The rows of hour files this instance wrote last (``RECENT_WRITES``) are compacted from memory,
+not read back, when the file still has the identity the write gave it (``atomic_write`` returns
+it): the same bytes, so the same record as a read would give; a file replaced since is read.
+
 Identities assume a file system that does not give a new file the inode, size and mtime_ns of
 the one it replaced; a lake copied elsewhere (new inodes) reads its hour files until compacted.
 Daily tables are not compacted: a year is already 365 files.

@@ -22,6 +22,8 @@ from resources.providers.decoding import BAR_SCHEMA, PAGE_COLUMN
 from resources.raw.manifest import MANIFESTS_DIR, Manifest, load_manifest
 from resources.raw.snapshots import SnapshotRef, SnapshotStore
 from resources.storage.base import Warehouse
+from resources.tables.intervals import IntervalTables
+from resources.tables.results import TableResult
 from resources.tables.schemas import CANONICAL_SCHEMA
 from resources.windows import PartitionWindow
 
@@ -310,6 +312,8 @@ class CoreBarsResult:
     rows: int = 0
     symbols: set[str] = field(default_factory=set)
     stats: BuildStats = field(default_factory=BuildStats)
+    # What it wrote to each interval table built from the same frames (table -> figures).
+    intervals: dict[str, TableResult] = field(default_factory=dict)
 
 
 def iter_core_bars(
@@ -373,22 +377,57 @@ def build_core_bars(
     manifests: str = MANIFESTS_DIR,
     progress: Callable[[int, int], None] | None = None,
     adapter: ProviderAdapter | None = None,
+    intervals: IntervalTables | None = None,
 ) -> CoreBarsResult:
     """The core/bars layer for a run: each partition built and replaced in the warehouse
     (replace, not append: re-runs and backfills leave one copy of each partition).
     ``progress`` is called after each partition with (partitions done, rows written);
-    ``adapter`` overrides the manifests' provider (``iter_core_bars``)."""
+    ``adapter`` overrides the manifests' provider (``iter_core_bars``); ``intervals``: the
+    interval tables built from the frames written (no second read of the minutes, no step of
+    their own), a batch of partitions at a time (``IntervalTables.batch_full``).
+
+    Each UTC day's partitions are compacted (``Warehouse.compact``) once the run is past that
+    day, while the frames just written are at hand (the Parquet lake takes them from memory
+    rather than reading them back): a day's worth of partitions is what the step holds."""
     result = CoreBarsResult()
+    if intervals is not None:
+        result.intervals = {name: TableResult() for name in intervals.tables}
     frames = iter_core_bars(
         store, partitions, stats=result.stats, manifests=manifests, adapter=adapter
     )
+    batch: list[tuple[PartitionWindow, pl.DataFrame]] = []
+    day: list[str] = []  # the keys of the day being written
+
+    def finish_day() -> None:
+        if intervals is not None:
+            intervals.write(warehouse, batch, result.intervals)
+            batch.clear()
+        for name in [table, *result.intervals]:
+            warehouse.compact(name, day)
+        day.clear()
+
     for done, (window, frame) in enumerate(frames, start=1):
+        if day and utc_day(window.key) != utc_day(day[-1]):
+            finish_day()
         warehouse.replace_partition(table, window.key, frame)
+        day.append(window.key)
+        if intervals is not None:
+            batch.append((window, frame))
+            if intervals.batch_full(batch):
+                intervals.write(warehouse, batch, result.intervals)
+                batch.clear()
         result.rows += frame.height
         result.symbols.update(frame.get_column("symbol").unique().to_list())
         if progress is not None:
             progress(done, result.rows)
+    if day:
+        finish_day()
     return result
+
+
+def utc_day(partition_key: str) -> str:
+    """The UTC day of an hourly or daily partition key (``2026-01-05-03:00`` -> ``2026-01-05``)."""
+    return partition_key[:10]
 
 
 def stamp(frame: pl.DataFrame, provider: str, fetched_us: pl.Series) -> pl.DataFrame:

@@ -31,7 +31,8 @@ as some charting tools do; no provider we fetch does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -183,40 +184,131 @@ def interval_table(base: str, interval: str) -> str:
     return f"{base}_{interval}"
 
 
-def build_interval_table(
+@dataclass(frozen=True)
+class IntervalTables:
+    """The interval tables of one source: table name -> minutes, and the source's sessions.
+
+    ``sessions(start, end)``: the open intervals in a window (None: 24/7). The partitions are
+    the hourly ones of the 1-minute table. An interval that divides an hour, on a calendar whose
+    zone is a whole number of hours from UTC (every supported one), has its windows inside one
+    UTC hour, so partition for partition is exact; the windows are then on the exchange's clock
+    and UTC's alike (``align="clock"``, as Massive aligns its bars)."""
+
+    tables: Mapping[str, int]
+    sessions: Callable[[datetime, datetime], Sequence[tuple[datetime, datetime]]] | None = None
+
+    # Partitions aggregated together (``write``): a day of hours, fewer past this many rows.
+    batch_partitions: int = 24
+    batch_rows: int = 500_000
+
+    def batch_full(self, batch: Sequence[tuple[PartitionWindow, pl.DataFrame]]) -> bool:
+        """Whether ``batch`` (partitions waiting to be written) should be written now."""
+        return (
+            len(batch) >= self.batch_partitions
+            or sum(frame.height for _, frame in batch) >= self.batch_rows
+        )
+
+    def __post_init__(self) -> None:
+        for table, minutes in self.tables.items():
+            if minutes < 1 or 60 % minutes:
+                raise InvalidInputError(
+                    f"{table}: an interval of {minutes} minutes does not divide an hour"
+                )
+
+    def write(
+        self,
+        warehouse: Warehouse,
+        batch: Sequence[tuple[PartitionWindow, pl.DataFrame]],
+        results: MutableMapping[str, TableResult],
+    ) -> None:
+        """Partitions of 1-minute bars (``batch``: consecutive hourly windows and their bars)
+        aggregated into each interval table, each partition replaced (replace, not append:
+        re-runs leave one copy; a partition without bars gets an empty one, as core/bars does).
+
+        One aggregation per table for the whole batch rather than one per partition: polars
+        costs about the same for 24 hours as for one at this size. Exact all the same: each
+        window lies inside one UTC hour (the class docstring), so the bars of a partition are
+        those whose window starts in its hour."""
+        if not batch:
+            return
+        bars = pl.concat([frame for _, frame in batch], how="vertical")
+        first, last = batch[0][0], batch[-1][0]
+        sessions = None if self.sessions is None else self.sessions(first.start, last.end)
+        partitions = {
+            table: self._split(
+                table, aggregate_bars(bars, minutes=minutes, sessions=sessions), batch
+            )
+            for table, minutes in self.tables.items()
+        }
+        for table, parts in partitions.items():
+            rows, symbols = self._replace(warehouse, table, parts)
+            result = results.setdefault(table, TableResult())
+            result.rows += rows
+            result.symbols.update(symbols)
+
+    @staticmethod
+    def _split(
+        table: str, frame: pl.DataFrame, batch: Sequence[tuple[PartitionWindow, pl.DataFrame]]
+    ) -> list[tuple[str, pl.DataFrame]]:
+        """``frame`` (bars of the batch's windows) cut into the batch's partitions, in order:
+        a bar belongs to the partition of the hour its window starts in; a partition without
+        bars gets an empty frame (it is still materialized, as core/bars' empty hours are)."""
+        hour = pl.col("ts").dt.truncate("1h").alias("_hour")
+        parts = {
+            start: part.drop("_hour")
+            for (start,), part in frame.with_columns(hour)
+            .partition_by("_hour", as_dict=True, maintain_order=True)
+            .items()
+        }
+        out = [(window.key, parts.pop(window.start, None)) for window, _ in batch]
+        if parts:  # a bar outside every window of the batch: a bug, never written silently
+            first, last = batch[0][0], batch[-1][0]
+            raise StorageError(
+                f"{table}: bars outside partitions {first.key}...{last.key}: "
+                f"{', '.join(str(start) for start in parts)}"
+            )
+        return [(key, frame.clear() if part is None else part) for key, part in out]
+
+    @staticmethod
+    def _replace(
+        warehouse: Warehouse, table: str, parts: Sequence[tuple[str, pl.DataFrame]]
+    ) -> tuple[int, set[str]]:
+        rows, symbols = 0, set()
+        for key, part in parts:
+            warehouse.replace_partition(table, key, part)
+            rows += part.height
+            symbols.update(part.get_column("symbol").unique().to_list())
+        return rows, symbols
+
+
+def build_interval_tables(
     warehouse: Warehouse,
     windows: Sequence[PartitionWindow],
     *,
     source: str,
-    table: str,
-    minutes: int,
-    sessions: Callable[[datetime, datetime], Sequence[tuple[datetime, datetime]]] | None,
-) -> TableResult:
-    """For each partition: its 1-minute bars of ``source`` aggregated into ``minutes`` bars,
-    replacing the same partition of ``table`` (replace, not append: re-runs leave one copy).
+    intervals: IntervalTables,
+) -> dict[str, TableResult]:
+    """Each partition of the 1-minute table ``source`` read once and aggregated into every
+    table of ``intervals``: what the interval tables' step does when core/bars is not rebuilt
+    in the same step (the core/bars step builds them from the frame it holds instead)."""
+    results = {table: TableResult() for table in intervals.tables}
+    batch: list[tuple[PartitionWindow, pl.DataFrame]] = []
 
-    The partitions are the hourly ones of the 1-minute table. An interval that divides an hour,
-    on a calendar whose zone is a whole number of hours from UTC (every supported one), has its
-    windows inside one UTC hour, so partition for partition is exact; the windows are then on
-    the exchange's clock and UTC's alike (``align="clock"``, as Massive aligns its bars).
-    ``sessions(start, end)``: the open intervals in a window (None: 24/7)."""
-    if 60 % minutes:
-        raise InvalidInputError(
-            f"{table}: an interval of {minutes} minutes does not divide an hour"
-        )
-    result = TableResult()
+    def flush() -> None:
+        intervals.write(warehouse, batch, results)
+        for table in intervals.tables:
+            warehouse.compact(table, [window.key for window, _ in batch])
+        batch.clear()
+
     for window in windows:
+        if batch and window.key[:10] != batch[-1][0].key[:10]:
+            flush()  # a day at a time, each day compacted right after it is written
         bars = warehouse.read_partition(source, window.key)
         if bars is None:
             raise StorageError(
                 f"{source} partition {window.key} is not in the warehouse: build core/bars first"
             )
-        frame = aggregate_bars(
-            bars,
-            minutes=minutes,
-            sessions=None if sessions is None else sessions(window.start, window.end),
-        )
-        warehouse.replace_partition(table, window.key, frame)
-        result.rows += frame.height
-        result.symbols.update(frame.get_column("symbol").unique().to_list())
-    return result
+        batch.append((window, bars))
+    if batch:
+        flush()
+    return results

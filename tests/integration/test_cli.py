@@ -127,6 +127,13 @@ def test_demo_twice_gives_identical_tables_without_new_requests(tmp_path: Path) 
     # the 19th a holiday, have none), 390 minutes each, less a few quiet minutes.
     assert 2 * 390 * 5 - 2 * 7 * 2 * 5 <= rows["us_equities__core_bars"] < 2 * 390 * 5
     assert rows["us_equities__core_daily_bars"] == rows["us_equities__core_daily_returns"] == 10
+    # The interval tables both sources declare, built in the core/bars step: every 5-minute
+    # window and hour of the clock for crypto; 78 windows and 7 hours (the first, 9:00 ET,
+    # holding 9:30-9:59) per session day for equities.
+    assert rows["crypto__core_bars_5m"] == 5 * 24 * 12 * 2
+    assert rows["crypto__core_bars_1h"] == 5 * 24 * 2
+    assert rows["us_equities__core_bars_5m"] == 2 * 78 * 5
+    assert rows["us_equities__core_bars_1h"] == 2 * 7 * 5
     assert "14 hourly (raw/us_equities/bars" in first and "2 daily" in first
     assert tables_second == tables_first
     assert re.search(r"requests\s+[1-9]\d* \(snapshots written", first), first

@@ -16,6 +16,7 @@ from resources.quality import (
     check_ohlc,
     check_positive,
     check_unique,
+    merge_outcomes,
 )
 from resources.simulator.data import generate_bars
 
@@ -405,3 +406,35 @@ def test_a_jump_that_a_split_explains_is_not_one_and_an_unexplained_one_still_is
     assert not unexplained.passed and "NVDA" in unexplained.summary
     # The split explains a tenth, not a tenth and then a half.
     assert not check_jumps(_two_sessions(0.1 * 1.5), splits=splits).passed
+
+
+def test_the_allowance_per_hour_holds_over_a_window_of_several_hours() -> None:
+    """A check over a run of hours (the interval tables' gap check) allows each symbol its
+    quiet minutes per hour, not once over the whole window."""
+    two_hours = bars(minutes=120)
+    quiet = (pl.col("symbol") == "MSFT") & pl.col("ts").is_in([at(10), at(70)])
+    frame = two_hours.filter(~quiet)
+    window = {"start": T0, "end": T0 + 2 * HOUR, "symbols": SYMBOLS, "max_missing_per_symbol": 1}
+    assert not check_missing_minutes(frame, **window).passed  # 2 > 1 over the window
+    per_hour = check_missing_minutes(frame, **window, per=HOUR)
+    assert per_hour.passed and per_hour.by_symbol == {"MSFT": 2}  # 1 per hour, still reported
+    twice = two_hours.filter(~((pl.col("symbol") == "MSFT") & pl.col("ts").is_in([at(10), at(11)])))
+    assert not check_missing_minutes(twice, **window, per=HOUR).passed
+
+
+def test_outcomes_of_chunks_merge_into_one_of_the_whole_run() -> None:
+    first, second = CLEAN, bars(start=T0 + HOUR)
+    broken = edit(second, "MSFT", at(70), high=1.0)
+    broken = edit(broken, "AAPL", at(65), low=1e6)
+    outcomes = [check_ohlc(first), check_ohlc(broken)]
+    merged = merge_outcomes(outcomes)
+    assert not merged.passed
+    assert merged.rows_checked == first.height + broken.height
+    assert merged.failing_rows == 2 and merged.by_symbol == {"AAPL": 1, "MSFT": 1}
+    assert offences(merged) == [("AAPL", at(65)), ("MSFT", at(70))]
+    assert (merged.first_at, merged.last_at) == (at(65), at(70))
+    assert merged.summary.startswith("2 row(s) break OHLC invariants in 2 symbol(s)")
+    clean = merge_outcomes([check_ohlc(first), check_ohlc(second)])
+    assert clean.passed and clean.failing_rows == 0
+    assert clean.summary == f"no row(s) break OHLC invariants in {2 * first.height} row(s) checked"
+    assert merge_outcomes(outcomes[:1]) == outcomes[0]

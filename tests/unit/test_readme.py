@@ -54,7 +54,7 @@ from resources.metrics.catalog import SPECS
 from resources.providers import get_adapter, provider_names
 from resources.raw.manifest import BARS_DATASET, MANIFESTS_DIR
 from resources.raw.snapshots import SnapshotStore
-from resources.storage.parquet import ParquetWarehouse
+from resources.storage.parquet import COMPACTED_DIR, ParquetWarehouse
 from resources.tables.core import CORE_BARS_TABLE
 from resources.tables.daily import DAILY_BARS_TABLE, DAILY_RETURNS_TABLE
 
@@ -253,6 +253,12 @@ def data_paths(sources: list[Source], env: dict[str, str]) -> set[str]:
                 for key in ("2026-01-05-00:00", "2026-01-05"):
                     written_to = Path(wh.replace_partition(source.table(base), key, frame).location)
                     paths.add(f"{data}/{written_to.relative_to(root).as_posix()}")
+            wh.compact(source.table(CORE_BARS_TABLE), ["2026-01-05-00:00"])  # as core/bars does
+        paths.update(
+            f"{data}/{p.relative_to(root).as_posix()}"
+            for p in (root / warehouse).rglob("*.parquet")
+            if COMPACTED_DIR in p.parts
+        )
     return paths
 
 

@@ -117,6 +117,7 @@ def range_result(
     figures: Mapping[str, Any],
     *,
     common: Mapping[str, Any] | None = None,
+    asset_key: dg.AssetKey | None = None,
 ) -> dg.MaterializeResult:
     """The step's materialization: one per partition of its range, as Dagster records it.
 
@@ -125,7 +126,8 @@ def range_result(
     where its range begins and ends. Dagster would copy a range's metadata to each of its
     partitions: kilobytes per hour written, serialized and held by ``dagster asset
     materialize`` for years of hours, and figures that read as the hour's own when they are
-    not. The metrics exporter counts a range's figures once, on its last partition, as here."""
+    not. The metrics exporter counts a range's figures once, on its last partition, as here.
+    ``asset_key``: which asset of a multi-asset step the result is for."""
     keys = context.partition_keys
     span: dict[str, Any] = {
         "partitions": len(keys),
@@ -135,9 +137,9 @@ def range_result(
     every = {**(common or {}), **span}
     whole = {**window_metadata(context), **every, **figures}
     if len(keys) == 1:
-        return dg.MaterializeResult(metadata=whole)
-    context.add_asset_metadata(whole, partition_key=keys[-1])
-    return dg.MaterializeResult(metadata=every)
+        return dg.MaterializeResult(asset_key=asset_key, metadata=whole)
+    context.add_asset_metadata(whole, asset_key=asset_key, partition_key=keys[-1])
+    return dg.MaterializeResult(asset_key=asset_key, metadata=every)
 
 
 def partition_label(keys: list[str] | tuple[str, ...]) -> str:
