@@ -98,7 +98,7 @@ bench-adjustment: .venv/.synced  ## factors, adjusted bars, total returns: 500 s
 bench-read: .venv/.synced  ## read_bars: a symbol-year and 500 symbols x 1 day, Parquet and PostgreSQL (about 1 min)
 	$(RUN) python benchmarks/read.py
 
-bench-intervals: .venv/.synced  ## a 30-day backfill with and without the 5m/15m/1h tables (about 3 min)
+bench-intervals: .venv/.synced  ## a 30-day backfill with and without the 5m/15m/1h tables, best of 3 (about 4 min)
 	$(RUN) python benchmarks/intervals.py
 
 bench-startup: .venv/.synced  ## time to load the definitions vs import dagster

@@ -95,7 +95,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--symbols", default="BTCUSD,ETHUSD")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     symbols = args.symbols.split(",")
     with tempfile.TemporaryDirectory() as tmp:

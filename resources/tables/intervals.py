@@ -234,17 +234,13 @@ class IntervalTables:
         bars = pl.concat([frame for _, frame in batch], how="vertical")
         first, last = batch[0][0], batch[-1][0]
         sessions = None if self.sessions is None else self.sessions(first.start, last.end)
-        partitions = {
-            table: self._split(
-                table, aggregate_bars(bars, minutes=minutes, sessions=sessions), batch
-            )
-            for table, minutes in self.tables.items()
-        }
-        for table, parts in partitions.items():
-            rows, symbols = self._replace(warehouse, table, parts)
+        for table, minutes in self.tables.items():
+            frame = aggregate_bars(bars, minutes=minutes, sessions=sessions)
+            for key, part in self._split(table, frame, batch):
+                warehouse.replace_partition(table, key, part)
             result = results.setdefault(table, TableResult())
-            result.rows += rows
-            result.symbols.update(symbols)
+            result.rows += frame.height
+            result.symbols.update(frame.get_column("symbol").unique().to_list())
 
     @staticmethod
     def _split(
@@ -268,17 +264,6 @@ class IntervalTables:
                 f"{', '.join(str(start) for start in parts)}"
             )
         return [(key, frame.clear() if part is None else part) for key, part in out]
-
-    @staticmethod
-    def _replace(
-        warehouse: Warehouse, table: str, parts: Sequence[tuple[str, pl.DataFrame]]
-    ) -> tuple[int, set[str]]:
-        rows, symbols = 0, set()
-        for key, part in parts:
-            warehouse.replace_partition(table, key, part)
-            rows += part.height
-            symbols.update(part.get_column("symbol").unique().to_list())
-        return rows, symbols
 
 
 def build_interval_tables(

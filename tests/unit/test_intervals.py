@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,8 +17,11 @@ import pytest
 from resources.calendars import load_sessions
 from resources.providers.binance import BinanceAdapter
 from resources.providers.polygon import PolygonAdapter
-from resources.tables.intervals import INTERVALS, aggregate_bars
+from resources.storage.parquet import ParquetWarehouse
+from resources.tables.intervals import INTERVALS, IntervalTables, aggregate_bars
+from resources.tables.results import TableResult
 from resources.tables.schemas import INTERVAL_BARS_SCHEMA
+from resources.windows import PartitionWindow
 from tests.emulators.binance import BinanceEmulator
 from tests.emulators.polygon import PolygonEmulator
 
@@ -195,6 +199,56 @@ def test_bad_arguments_are_refused() -> None:
         aggregate_bars(bars, minutes=5, align="session")
     with pytest.raises(ValueError, match="align must be"):
         aggregate_bars(bars, minutes=5, align="open")  # type: ignore[arg-type]
+
+
+def test_a_batch_of_partitions_writes_what_each_partition_alone_gives(tmp_path: Path) -> None:
+    """IntervalTables.write aggregates a day of hours at once and cuts the result by hour: the
+    same partitions, row for row, as aggregating each hour alone, an hour without bars
+    included (an empty partition, still written). Friday 2026-11-27, the day after
+    Thanksgiving: the session is 14:30-18:00 UTC (9:30-13:00 ET)."""
+    sessions = load_sessions(
+        "XNYS", first=date(2026, 11, 26), last=date(2026, 11, 30), cache_dir=None
+    )
+    hours = [utc(2026, 11, 27, h) for h in range(13, 20)]
+    frames = {
+        hour: pl.concat(
+            [
+                minutes(hour, 60, skip=(7, 8, 9) if hour.hour == 15 else (), symbol=s)
+                for s in ("A", "B")
+            ]
+        )
+        for hour in hours
+        if hour.hour != 16  # no bar in the 16:00 partition (a halt, say)
+    }
+    batch = [
+        (
+            PartitionWindow(f"{hour:%Y-%m-%d-%H}:00", hour, hour + timedelta(hours=1), ()),
+            frames.get(hour, frames[hours[0]].clear()),
+        )
+        for hour in hours
+    ]
+    tables = IntervalTables({"t_5m": 5, "t_1h": 60}, sessions=sessions.intervals)
+    wh = ParquetWarehouse(tmp_path)
+    results: dict[str, TableResult] = {}
+    tables.write(wh, batch, results)
+
+    for table, step in (("t_5m", 5), ("t_1h", 60)):
+        written = 0
+        for window, bars in batch:
+            alone = aggregate_bars(
+                bars, minutes=step, sessions=sessions.intervals(window.start, window.end)
+            )
+            got = wh.read_partition(table, window.key)
+            assert got is not None
+            assert got.equals(alone), (table, window.key)
+            written += got.height
+        assert results[table].rows == written and results[table].symbols == {"A", "B"}
+    # 14:30-18:00 UTC: 42 windows of 5 minutes per symbol, less the empty 16:00 hour's 12; hour
+    # bars at 14:00 (holding 14:30-14:59), 15:00 and 17:00 (ending at the early close).
+    assert results["t_5m"].rows == 2 * (42 - 12)
+    assert results["t_1h"].rows == 2 * 3
+    for hour in (13, 16, 18, 19):  # before the open, no bars, after the close
+        assert wh.read_partition("t_1h", f"2026-11-27-{hour}:00").is_empty()  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------------------
