@@ -158,13 +158,16 @@ def _positive_rule(time_col: str) -> QualityRule:
     )
 
 
+def _bar_rules() -> tuple[QualityRule, ...]:
+    """The blocking rules of every table of bars (1-minute and interval)."""
+    return (_ohlc_rule("ts", "bar"), _unique_rule("ts", "bar"), _positive_rule("ts"))
+
+
 def core_bars_rules(source: Source) -> tuple[QualityRule, ...]:
     """The rules of core/bars; the missing-minutes rule counts only the source's session
     minutes (early closes included) and tolerates its quiet minutes."""
     return (
-        _ohlc_rule("ts", "bar"),
-        _unique_rule("ts", "bar"),
-        _positive_rule("ts"),
+        *_bar_rules(),
         QualityRule(
             MISSING_MINUTES,
             "Minutes of the hour without a bar, per symbol of the universe, reported as gaps. "
@@ -611,9 +614,7 @@ def interval_bars_rules(source: Source, interval: str) -> tuple[QualityRule, ...
     # Quiet minutes tolerated per hour, as windows: only a window quiet throughout has no bar.
     tolerated = source.max_quiet_minutes // minutes
     return (
-        _ohlc_rule("ts", "bar"),
-        _unique_rule("ts", "bar"),
-        _positive_rule("ts"),
+        *_bar_rules(),
         QualityRule(
             MISSING_BARS,
             f"{interval} windows of the hour in session time without a bar, per symbol of the "
