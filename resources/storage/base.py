@@ -50,6 +50,14 @@ class Warehouse(Protocol):
     def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame: ...
     def partition_keys(self, table: str) -> list[str]: ...
 
+    def replace_partitions(
+        self, table: str, partitions: Sequence[tuple[str, pl.DataFrame]], *, by_day: bool = False
+    ) -> list[WriteResult]:
+        """Several partitions replaced, each as ``replace_partition`` would. ``by_day``: a hint
+        that the table's hours are small and best kept a day together (the Parquet lake then
+        writes one file per day instead of one per hour); reads are the same either way."""
+        ...
+
     def compact(self, table: str, partition_keys: Sequence[str]) -> None:
         """After a step wrote these partitions, let the backend consolidate them for reads; a
         no-op where nothing needs it. The partitions stay the truth: reads give the same rows,

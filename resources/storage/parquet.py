@@ -11,6 +11,8 @@ Parquet layout:
 - a whole table is one file beside those folders, ``<root>/<table>.parquet``, its rows sorted by
   its key. Being a file, not a folder, it is never listed among a table's partitions, and its
   name goes through the same ``validate_table``/``safe_join`` checks;
+- an hourly table of few rows per hour (the interval bars) can keep its hours a day per file,
+  ``<root>/<table>/<YYYY-MM-DD>.hours.parquet`` (see "Day files" below);
 - an hourly table has per-day compacted copies for reads, ``<root>/.compacted/<table>/
   <YYYY-MM-DD>.parquet`` (see below), beside a ``<YYYY-MM-DD>.lock`` each. They are outside the
   table folder because ``pl.scan_parquet("<root>/<table>")`` reads folders recursively and must
@@ -51,6 +53,19 @@ The rows of hour files this instance wrote last (``RECENT_WRITES``) are compacte
 not read back, when the file still has the identity the write gave it (``atomic_write`` returns
 it): the same bytes, so the same record as a read would give; a file replaced since is read.
 
+Day files. ``replace_partitions(..., by_day=True)`` stores the hours of each UTC day in one
+file, in hour order, with a record in its footer of the run of rows (offset, count) each hour
+occupies: a table of a few rows per hour (2 for the 1h bars of 2 symbols) then costs a file per
+day, not per hour (``make bench-intervals``). Each hour is still a partition: listed, read and
+replaced on its own (``replace_partition`` of an hour whose day has a day file rewrites that
+file with the hour replaced), and an hour without rows is recorded as materialized. The first
+by-day write of a day folds that day's hour files in and removes them (a lake written an hour
+per file is taken in day by day); a day never written by day keeps its hour files, and reads
+mix the two. A day file is truth, so one without a valid record fails reads naming it. Every
+write of an hour, every day-file write and every compaction of a day hold that day's lock
+(``.compacted/<table>/<YYYY-MM-DD>.lock``), so none of them can lose another's hour; a day
+stored by day has no compacted copy (its file is already one).
+
 Identities assume a file system that does not give a new file the inode, size and mtime_ns of
 the one it replaced; a lake copied elsewhere (new inodes) reads its hour files until compacted.
 Daily tables are not compacted: a year is already 365 files.
@@ -72,7 +87,7 @@ from pathlib import Path
 
 import polars as pl
 
-from resources.errors import StorageError
+from resources.errors import InvalidInputError, StorageError
 from resources.storage.atomic import TEMP_PREFIX, atomic_write, sweep_temp_files
 from resources.storage.base import (
     WHOLE_TABLE,
@@ -96,6 +111,11 @@ COMPACTED_DIR = ".compacted"
 # The key of a compacted day's record in its Parquet key-value metadata.
 COMPACTION_RECORD_KEY = "fin_assets.compacted_from"
 _HOURS = range(24)
+
+# A day file: the hours of one UTC day of a table stored together (``replace_partitions(...,
+# by_day=True)``), ``<table>/<YYYY-MM-DD>.hours.parquet``, with a record of its hours.
+DAY_FILE_SUFFIX = ".hours.parquet"
+DAY_RECORD_KEY = "fin_assets.hours"
 
 # (st_ino, st_size, st_mtime_ns): which version of an hour file. atomic_write renames a new file
 # in for every write, so a rewrite has a new inode even when its size and mtime repeat.
@@ -139,6 +159,44 @@ class CompactionRecord:
                 raise ValueError(f"hour {stem}: {identity!r} is no (inode, size, mtime_ns)")
             identities[stem] = (identity[0], identity[1], identity[2])
         return cls(table, day, identities)
+
+
+@dataclass(frozen=True)
+class DayRecord:
+    """What a day file holds: its hours (hour file stems, in hour order), each as the run of
+    rows (offset, count) it occupies; an hour with no rows is still materialized."""
+
+    table: str
+    day: str
+    hours: dict[str, tuple[int, int]]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"table": self.table, "day": self.day, "hours": self.hours}, separators=(",", ":")
+        )
+
+    @classmethod
+    def read(cls, path: Path, *, table: str, day: str) -> DayRecord:
+        """The record of day file ``path``; a ``StorageError`` naming the file if it has none
+        that is valid for ``table`` and ``day`` (a day file is truth: never guessed)."""
+        try:
+            text = pl.read_parquet_metadata(path).get(DAY_RECORD_KEY)
+            data = json.loads(text) if text is not None else None
+            if not isinstance(data, dict):
+                raise ValueError("no record of its hours")
+            hours = data["hours"]
+            if (
+                not isinstance(hours, dict)
+                or (data["table"], data["day"]) != (table, day)
+                or not all(
+                    isinstance(span, list) and len(span) == 2 and all(type(n) is int for n in span)
+                    for span in hours.values()
+                )
+            ):
+                raise ValueError("no valid record of its hours")
+        except (OSError, ValueError, KeyError, pl.exceptions.PolarsError) as exc:
+            raise StorageError(f"{table} day {day}: unreadable day file {path}: {exc}") from None
+        return cls(table, day, {stem: (span[0], span[1]) for stem, span in hours.items()})
 
 
 def _write(frame: pl.DataFrame, metadata: dict[str, str] | None = None) -> Callable[[Path], None]:
@@ -230,17 +288,113 @@ class ParquetWarehouse:
         if table not in self._partitioned:
             self._refuse_whole(table)
             self._partitioned.add(table)
-        written = atomic_write(path, _write(frame))
-        if HOURLY_KEY_RE.fullmatch(partition_key):
-            with self._lock:
-                self._recent.pop(path, None)
-                self._recent[path] = (file_identity(written), frame)
-                while len(self._recent) > self.RECENT_WRITES:
-                    self._recent.popitem(last=False)
+        day = _day_of(partition_key)
+        if day is None:
+            written = atomic_write(path, _write(frame))
+            return WriteResult(table, partition_key, frame.height, written.st_size, str(path))
+        with self._day_lock(table, day):
+            day_file = self._day_path(table, day)
+            if day_file.exists():  # the day is stored by day: the hour goes into its file
+                return self._rewrite_day(table, day, {path.stem: frame})[0]
+            written = atomic_write(path, _write(frame))
+        with self._lock:
+            self._recent.pop(path, None)
+            self._recent[path] = (file_identity(written), frame)
+            while len(self._recent) > self.RECENT_WRITES:
+                self._recent.popitem(last=False)
         return WriteResult(table, partition_key, frame.height, written.st_size, str(path))
+
+    def replace_partitions(
+        self, table: str, partitions: Sequence[tuple[str, pl.DataFrame]], *, by_day: bool = False
+    ) -> list[WriteResult]:
+        """Several partitions replaced, as ``replace_partition`` each; with ``by_day`` (hourly
+        keys), the hours of each UTC day are stored together in its day file, merged with that
+        day's other hours (module docstring): one file per day instead of one per hour."""
+        if not by_day:
+            return [self.replace_partition(table, key, frame) for key, frame in partitions]
+        if table not in self._partitioned:
+            self._refuse_whole(table)
+            self._partitioned.add(table)
+        by_days: dict[str, dict[str, pl.DataFrame]] = {}
+        for key, frame in partitions:
+            day = _day_of(validate_partition_key(key))
+            if day is None:
+                raise InvalidInputError(f"{table} partition {key}: only hours are stored by day")
+            by_days.setdefault(day, {})[partition_file_stem(key)] = frame
+        results: list[WriteResult] = []
+        for day, hours in by_days.items():
+            with self._day_lock(table, day):
+                results += self._rewrite_day(table, day, hours)
+        return results
+
+    def _day_path(self, table: str, day: str) -> Path:
+        return self._table_dir(table) / f"{day}{DAY_FILE_SUFFIX}"
+
+    def _rewrite_day(
+        self, table: str, day: str, replacements: dict[str, pl.DataFrame]
+    ) -> list[WriteResult]:
+        """Under the day's lock: the day file rewritten with ``replacements`` (hour stem ->
+        rows) in place of those hours, keeping its other hours and taking in the day's hour
+        files (an hour file is folded into the day file, then removed; the day's compacted
+        copy goes too, the day file being what reads use)."""
+        directory = self._table_dir(table)
+        day_file = self._day_path(table, day)
+        hours: dict[str, pl.DataFrame] = {}
+        if day_file.exists():
+            record = DayRecord.read(day_file, table=table, day=day)
+            stored = pl.read_parquet(day_file)
+            hours = {stem: stored.slice(o, n) for stem, (o, n) in record.hours.items()}
+        folded = [
+            path for hour in _HOURS if (path := directory / f"{day}-{hour:02d}00.parquet").exists()
+        ]
+        for path in folded:
+            if path.stem not in replacements and path.stem not in hours:
+                try:
+                    hours[path.stem] = pl.read_parquet(path)
+                except pl.exceptions.PolarsError as exc:
+                    raise StorageError(
+                        f"{table} partition {partition_key_from_stem(path.stem)}: unreadable "
+                        f"file {path}: {exc}"
+                    ) from None
+        hours.update(replacements)
+        ordered = sorted(hours)
+        spans: dict[str, tuple[int, int]] = {}
+        offset = 0
+        for stem in ordered:
+            spans[stem] = (offset, hours[stem].height)
+            offset += hours[stem].height
+        try:
+            frame = pl.concat([hours[stem] for stem in ordered], how="vertical")
+        except pl.exceptions.PolarsError as exc:
+            raise StorageError(
+                f"{table} day {day}: its hours do not share one schema: {exc}"
+            ) from None
+        record = DayRecord(table, day, spans)
+        written = atomic_write(day_file, _write(frame, {DAY_RECORD_KEY: record.to_json()}))
+        for path in folded:  # their rows are in the day file now
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (self._compacted_dir(table) / f"{day}.parquet").unlink()
+        return [
+            WriteResult(
+                table,
+                partition_key_from_stem(stem),
+                replacements[stem].height,
+                written.st_size,
+                str(day_file),
+            )
+            for stem in sorted(replacements)
+        ]
 
     def read_partition(self, table: str, partition_key: str) -> pl.DataFrame | None:
         path = self._path(table, partition_key)
+        day = _day_of(partition_key)
+        if day is not None and (day_file := self._day_path(table, day)).exists():
+            record = DayRecord.read(day_file, table=table, day=day)
+            if path.stem in record.hours:
+                offset, rows = record.hours[path.stem]
+                return pl.scan_parquet(day_file).slice(offset, rows).collect()
         if not path.exists():
             self._refuse_whole(table)
             return None
@@ -258,8 +412,11 @@ class ParquetWarehouse:
         return keys
 
     def _partition_keys(self, table: str) -> list[str]:
-        entries = self._partition_files(safe_join(self.root, validate_table(table)))
-        return sorted(partition_key_from_stem(s) for s in entries)
+        directory = safe_join(self.root, validate_table(table))
+        stems = set(self._partition_files(directory))
+        for day, day_file in self._day_files(directory).items():
+            stems.update(DayRecord.read(day_file, table=table, day=day).hours)
+        return sorted(partition_key_from_stem(s) for s in stems)
 
     @staticmethod
     def _partition_files(directory: Path) -> dict[str, os.DirEntry[str]]:
@@ -269,10 +426,29 @@ class ParquetWarehouse:
                 return {
                     e.name[: -len(".parquet")]: e
                     for e in listing
-                    if e.name.endswith(".parquet") and not e.name.startswith(TEMP_PREFIX)
+                    if e.name.endswith(".parquet")
+                    and not e.name.startswith(TEMP_PREFIX)
+                    and not e.name.endswith(DAY_FILE_SUFFIX)
                 }
         except (FileNotFoundError, NotADirectoryError):
             return {}
+
+    @staticmethod
+    def _day_files(directory: Path) -> dict[str, Path]:
+        """The day files of a table folder by day, from one listing; {} if none."""
+        try:
+            with os.scandir(directory) as listing:
+                return {
+                    e.name[: -len(DAY_FILE_SUFFIX)]: Path(e.path)
+                    for e in listing
+                    if e.name.endswith(DAY_FILE_SUFFIX) and not e.name.startswith(TEMP_PREFIX)
+                }
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+
+    def _day_lock(self, table: str, day: str) -> contextlib.AbstractContextManager[None]:
+        """The lock of one day of a table: its compaction, its day file and its hour writes."""
+        return _exclusive(self._compacted_dir(table) / f"{day}.lock")
 
     def scan(self, table: str, partition_keys: list[str] | None = None) -> pl.LazyFrame:
         """The rows of ``partition_keys`` (all partitions if None), in the order of the keys,
@@ -280,21 +456,53 @@ class ParquetWarehouse:
         when it holds exactly the requested hours, as they are now (module docstring)."""
         directory = safe_join(self.root, validate_table(table))
         files = self._partition_files(directory)  # the one listing of the folder
+        day_files = self._day_files(directory)
+        records = {
+            day: DayRecord.read(path, table=table, day=day) for day, path in day_files.items()
+        }
+        in_days = {stem: day for day, record in records.items() for stem in record.hours}
         if partition_keys is None:
-            keys = sorted(partition_key_from_stem(s) for s in files)
+            keys = sorted(partition_key_from_stem(s) for s in {*files, *in_days})
             if not keys:
                 self._refuse_whole(table)
         else:
             keys = list(partition_keys)
         stems = [partition_file_stem(k) for k in keys]
-        missing = [k for k, stem in zip(keys, stems, strict=True) if stem not in files]
+        missing = [
+            k
+            for k, stem in zip(keys, stems, strict=True)
+            if stem not in files and stem not in in_days
+        ]
         if missing:
             self._refuse_whole(table)
             raise StorageError(f"{table}: partitions not materialized yet: {', '.join(missing)}")
         if not keys:
             raise StorageError(f"{table}: no partitions under {self.root}")
-        paths = self._files_to_read(table, directory, list(zip(keys, stems, strict=True)), files)
-        return pl.scan_parquet(paths)
+        if not in_days:
+            paths = self._files_to_read(
+                table, directory, list(zip(keys, stems, strict=True)), files
+            )
+            return pl.scan_parquet(paths)
+        # Hours in day files are read as their runs of rows; the others as above, in key order.
+        pieces: list[pl.LazyFrame] = []
+        for in_day, run in itertools.groupby(
+            zip(keys, stems, strict=True), key=lambda key_stem: in_days.get(key_stem[1])
+        ):
+            group = list(run)
+            if in_day is None:
+                paths = self._files_to_read(table, directory, group, files)
+                pieces.append(pl.scan_parquet(paths))
+                continue
+            spans = records[in_day].hours
+            offset, rows = spans[group[0][1]]
+            for _, stem in group[1:]:
+                if spans[stem][0] == offset + rows:  # the next hour of the file: one slice
+                    rows += spans[stem][1]
+                    continue
+                pieces.append(pl.scan_parquet(day_files[in_day]).slice(offset, rows))
+                offset, rows = spans[stem]
+            pieces.append(pl.scan_parquet(day_files[in_day]).slice(offset, rows))
+        return pl.concat(pieces, how="vertical")
 
     def _files_to_read(
         self,
@@ -346,7 +554,9 @@ class ParquetWarehouse:
         hour_files = [directory / f"{day}-{hour:02d}00.parquet" for hour in _HOURS]
         if not copy.exists() and not any(path.exists() for path in hour_files):
             return  # nothing to build or remove: no lock file for a day never written
-        with _exclusive(copy.with_suffix(".lock")):
+        with self._day_lock(table, day):
+            if self._day_path(table, day).exists():
+                return  # stored by day: its day file is what reads use, nothing to compact
             present: dict[str, FileIdentity] = {}
             for path in hour_files:
                 with contextlib.suppress(FileNotFoundError):

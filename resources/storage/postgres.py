@@ -893,6 +893,13 @@ class PostgresWarehouse:
 
         return self._run(where, read)
 
+    def replace_partitions(
+        self, table: str, partitions: Sequence[tuple[str, pl.DataFrame]], *, by_day: bool = False
+    ) -> list[WriteResult]:
+        """Each partition replaced in its own transaction (``by_day`` changes nothing here: a
+        partition is rows of one table either way)."""
+        return [self.replace_partition(table, key, frame) for key, frame in partitions]
+
     def compact(self, table: str, partition_keys: Sequence[str]) -> None:
         """Nothing to do: a scan of any number of partitions is one query over one table."""
         self._check_table(table)

@@ -236,8 +236,8 @@ class IntervalTables:
         sessions = None if self.sessions is None else self.sessions(first.start, last.end)
         for table, minutes in self.tables.items():
             frame = aggregate_bars(bars, minutes=minutes, sessions=sessions)
-            for key, part in self._split(table, frame, batch):
-                warehouse.replace_partition(table, key, part)
+            # A few rows per hour (2 for the 1h bars of 2 symbols): kept a day per file.
+            warehouse.replace_partitions(table, self._split(table, frame, batch), by_day=True)
             result = results.setdefault(table, TableResult())
             result.rows += frame.height
             result.symbols.update(frame.get_column("symbol").unique().to_list())
