@@ -228,6 +228,12 @@ class ProviderAdapter(ABC):
                 f"HTTP {status} from {self.name}: {self.error_message(body)}",
                 server_wait_s=parse_retry_after(headers.get("retry-after"), now=now),
             )
+        if status == 403 and (wait := self.rate_limited_403(headers, now=now)) is not None:
+            return Verdict(
+                "throttled",
+                f"HTTP 403 from {self.name} with its rate limit spent: {self.error_message(body)}",
+                server_wait_s=wait or None,
+            )
         if status >= 500 or status == 408:
             return Verdict(
                 "retry",
@@ -251,6 +257,39 @@ class ProviderAdapter(ABC):
         if throttle is not None:
             return throttle
         return Verdict("ok", "ok", payload=payload)
+
+    def rate_limited_403(
+        self, headers: Mapping[str, str], *, now: datetime | None = None
+    ) -> float | None:
+        """Whether a 403 is a rate limit rather than "forbidden", and then how long to wait.
+
+        GitHub answers a spent quota with 403 as well as 429: "If you exceed your primary rate
+        limit, you will receive a 403 Forbidden or 429 Too Many Requests response, and the
+        x-ratelimit-remaining header will be 0 ... you should not make another request until
+        after the time specified by the x-ratelimit-reset header"; and "If the retry-after
+        response header is present, you should not retry your request until after that many
+        seconds has elapsed" (docs.github.com, REST API, troubleshooting: rate limit errors).
+        So a 403 is a rate limit when it says so in its headers: a ``Retry-After``, or a
+        remaining of 0 in any rate-limit field (``X-RateLimit-Remaining``,
+        ``RateLimit-Remaining``, an IETF ``RateLimit`` item with ``r=0``). Then the wait is the
+        Retry-After, else the reset (0.0: said spent without a reset; the client backs off).
+        A 403 without them (a key without the plan, a forbidden path) is None: fatal at once,
+        as before. A secondary limit GitHub states in its body only is not told apart from a
+        forbidden here."""
+        retry_after = parse_retry_after(headers.get("retry-after"), now=now)
+        if retry_after:
+            return retry_after
+        signal = parse_rate_limit_headers(
+            headers, now_epoch=None if now is None else now.timestamp()
+        )
+        if signal is None:
+            return None
+        spent = [item.reset_s for item in signal.limits if item.remaining == 0]
+        if signal.remaining == 0:
+            spent.append(signal.reset_s)
+        if not spent:
+            return None
+        return max((reset for reset in spent if reset), default=0.0)
 
     def rate_limit_signal(
         self, headers: Mapping[str, str], *, now: datetime | None = None

@@ -644,3 +644,34 @@ def test_retry_after_http_dates_in_the_three_forms_rfc_9110_accepts() -> None:
         "Sun Nov  6 08:49:37 1994",  # obsolete asctime() format
     ):
         assert parse_retry_after(value, now=now) == 37.0, value
+
+
+def test_a_403_with_the_rate_limit_spent_waits_for_the_reset_then_fetches(
+    make_client, sleeps
+) -> None:
+    """GitHub's primary rate limit is a 403 with x-ratelimit-remaining 0: the client waits until
+    x-ratelimit-reset (UTC epoch seconds) instead of failing; a plain 403 still fails at once."""
+    now = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    spent = {
+        "x-ratelimit-limit": "60",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": str(int(now.timestamp()) + 25),
+    }
+    recorder = Recorder(
+        httpx.Response(403, headers=spent, json={"message": "API rate limit exceeded"}),
+        ok(page_body()),
+    )
+    client = make_client(recorder, now=lambda: now)
+
+    response = client.get(bars_request(), what="test")
+
+    assert response.status == 200
+    assert sleeps == [25.0]
+    assert client.stats.throttled == 1 and client.stats.requests == 2
+
+    forbidden = make_client(
+        Recorder(httpx.Response(403, json={"message": "Forbidden"})), now=lambda: now
+    )
+    with pytest.raises(FatalResponseError, match="HTTP 403"):
+        forbidden.get(bars_request(), what="test")
+    assert len(sleeps) == 1  # no wait, no retry

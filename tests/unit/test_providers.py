@@ -373,3 +373,52 @@ def test_an_adapter_registers_through_its_entry_point(monkeypatch: pytest.Monkey
         monkeypatch.undo()
         registry._registry.cache_clear()
     assert "simulator" in registry.provider_names()  # the real metadata again
+
+
+# -- a 403 that is a rate limit (GitHub's primary limit) and one that is not -----------------
+# GitHub: "If you exceed your primary rate limit, you will receive a 403 Forbidden or 429 Too
+# Many Requests response, and the x-ratelimit-remaining header will be 0 ... you should not make
+# another request until after the time specified by the x-ratelimit-reset header. The
+# x-ratelimit-reset header is in UTC epoch seconds"; "If the retry-after response header is
+# present, you should not retry your request until after that many seconds has elapsed"
+# (docs.github.com, REST API, troubleshooting, rate limit errors).
+NOW_403 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+RESET_403 = str(int(NOW_403.timestamp()) + 42)
+
+
+@pytest.mark.parametrize(
+    ("headers", "kind", "wait"),
+    [
+        # GitHub's primary rate limit: remaining 0, reset in UTC epoch seconds.
+        (
+            {
+                "x-ratelimit-limit": "60",
+                "x-ratelimit-remaining": "0",
+                "x-ratelimit-reset": RESET_403,
+            },
+            "throttled",
+            42.0,
+        ),
+        # GitHub's secondary rate limit with retry-after.
+        ({"retry-after": "7"}, "throttled", 7.0),
+        # The IETF draft's fields: a spent service limit, t seconds to its reset.
+        (
+            {"ratelimit-policy": '"default";q=100;w=60', "ratelimit": '"default";r=0;t=30'},
+            "throttled",
+            30.0,
+        ),
+        # Spent, no reset said: a throttle, with no hint (the client backs off).
+        ({"x-ratelimit-remaining": "0"}, "throttled", None),
+        # Quota left: the 403 is about something else, fatal at once.
+        ({"x-ratelimit-remaining": "5", "x-ratelimit-reset": RESET_403}, "fatal", None),
+        ({}, "fatal", None),
+    ],
+)
+def test_a_403_is_a_throttle_only_when_its_rate_limit_headers_say_spent(
+    headers: dict[str, str], kind: str, wait: float | None
+) -> None:
+    body = fixture("polygon", "error_not_authorized.json")
+    verdict = PolygonAdapter().classify(status=403, headers=headers, body=body, now=NOW_403)
+    assert (verdict.kind, verdict.server_wait_s) == (kind, wait)
+    assert verdict.reason.startswith("HTTP 403 from polygon")
+    assert "not entitled" in verdict.reason  # the provider's own words, either way
