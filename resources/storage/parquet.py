@@ -345,8 +345,10 @@ class ParquetWarehouse:
         hours: dict[str, pl.DataFrame] = {}
         if day_file.exists():
             record = DayRecord.read(day_file, table=table, day=day)
-            stored = pl.read_parquet(day_file)
-            hours = {stem: stored.slice(o, n) for stem, (o, n) in record.hours.items()}
+            kept = {stem: span for stem, span in record.hours.items() if stem not in replacements}
+            if kept:  # read only when some of its hours stay (a whole day rewritten: not)
+                stored = pl.read_parquet(day_file)
+                hours = {stem: stored.slice(o, n) for stem, (o, n) in kept.items()}
         folded = [
             path for hour in _HOURS if (path := directory / f"{day}-{hour:02d}00.parquet").exists()
         ]
@@ -460,9 +462,13 @@ class ParquetWarehouse:
         directory = safe_join(self.root, validate_table(table))
         files = self._partition_files(directory)  # the one listing of the folder
         day_files = self._day_files(directory)
-        records = {
-            day: DayRecord.read(path, table=table, day=day) for day, path in day_files.items()
-        }
+        # The records of the days asked for only (every day's, for the whole table).
+        asked = (
+            day_files
+            if partition_keys is None
+            else {d: day_files[d] for k in partition_keys if (d := _day_of(k)) in day_files}
+        )
+        records = {day: DayRecord.read(path, table=table, day=day) for day, path in asked.items()}
         in_days = {stem: day for day, record in records.items() for stem in record.hours}
         if partition_keys is None:
             keys = sorted(partition_key_from_stem(s) for s in {*files, *in_days})
