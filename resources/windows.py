@@ -15,3 +15,8 @@ class PartitionWindow:
     start: datetime
     end: datetime
     parts: tuple[str, ...] = ()
+
+    @property
+    def day(self) -> str:
+        """The UTC day of the partition: ``2026-01-05`` for ``2026-01-05-03:00``."""
+        return self.key[:10]

@@ -396,21 +396,21 @@ def build_core_bars(
         store, partitions, stats=result.stats, manifests=manifests, adapter=adapter
     )
     batch: list[tuple[PartitionWindow, pl.DataFrame]] = []
-    day: list[str] = []  # the keys of the day being written
+    day: list[PartitionWindow] = []  # the partitions of the day being written
 
     def finish_day() -> None:
         if intervals is not None:
             intervals.write(warehouse, batch, result.intervals)
             batch.clear()
         for name in [table, *result.intervals]:
-            warehouse.compact(name, day)
+            warehouse.compact(name, [window.key for window in day])
         day.clear()
 
     for done, (window, frame) in enumerate(frames, start=1):
-        if day and utc_day(window.key) != utc_day(day[-1]):
+        if day and window.day != day[-1].day:
             finish_day()
         warehouse.replace_partition(table, window.key, frame)
-        day.append(window.key)
+        day.append(window)
         if intervals is not None:
             batch.append((window, frame))
             if intervals.batch_full(batch):
@@ -423,11 +423,6 @@ def build_core_bars(
     if day:
         finish_day()
     return result
-
-
-def utc_day(partition_key: str) -> str:
-    """The UTC day of an hourly or daily partition key (``2026-01-05-03:00`` -> ``2026-01-05``)."""
-    return partition_key[:10]
 
 
 def stamp(frame: pl.DataFrame, provider: str, fetched_us: pl.Series) -> pl.DataFrame:

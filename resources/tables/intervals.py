@@ -286,7 +286,7 @@ def build_interval_tables(
         batch.clear()
 
     for window in windows:
-        if batch and window.key[:10] != batch[-1][0].key[:10]:
+        if batch and window.day != batch[-1][0].day:
             flush()  # a day at a time, each day compacted right after it is written
         bars = warehouse.read_partition(source, window.key)
         if bars is None:
