@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +25,7 @@ from tests.helpers import (
     dagster_home,
     descendants,
     run_cli,
-    start_cli,
-    stop_process,
+    running_daemon,
     wait_for,
     wait_for_sensor_ticks,
 )
@@ -53,7 +51,6 @@ def test_a_sigkilled_run_worker_is_one_killed_alert_then_one_recovery(
 ) -> None:
     # Slow answers and small pages: the raw/bars step takes seconds, long enough to kill.
     config = SimulatorConfig(port=0, page_limit_max=20, latency_ms=700)
-    log = (tmp_path / "daemon.log").open("w")
     with MarketSimulator(config) as sim, WebhookReceiver() as hook:
         env = {
             **os.environ,
@@ -66,91 +63,89 @@ def test_a_sigkilled_run_worker_is_one_killed_alert_then_one_recovery(
             "FIN_ALERT_FORMAT": "plain",
             "FIN_SENSOR_INTERVAL_SECONDS": "2",
         }
-        daemon = start_cli(
-            ["dagster-daemon", "run", "-m", "fin_assets.definitions"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            instance = dg.DagsterInstance.get()
+        with running_daemon(env, tmp_path / "daemon.log"):
+            try:
+                instance = dg.DagsterInstance.get()
 
-            def alert_sensor_ticked() -> bool:
-                return any(
-                    state.instigator_name == SENSOR_NAME
-                    and getattr(state.instigator_data, "cursor", None)
-                    for state in instance.all_instigator_state()
+                def alert_sensor_ticked() -> bool:
+                    return any(
+                        state.instigator_name == SENSOR_NAME
+                        and getattr(state.instigator_data, "cursor", None)
+                        for state in instance.all_instigator_state()
+                    )
+
+                # The alert sensor starts at the present: let it see the instance before the kill.
+                wait_for(
+                    "the alert sensor's first tick", alert_sensor_ticked, timeout=120, interval=1
                 )
-
-            # The alert sensor starts at the present: let it see the instance before the kill.
-            wait_for("the alert sensor's first tick", alert_sensor_ticked, timeout=120, interval=1)
-            launched = run_cli(
-                [
-                    *("dagster", "job", "launch", "-m", "fin_assets.definitions"),
-                    *("-j", "bars_hourly_job", "--tags", f'{{"dagster/partition": "{HOUR}"}}'),
-                ],
-                env=env,
-                timeout=120,
-            )
-            assert launched.returncode == 0, launched.stderr[-2000:]
-            run = wait_for("the run", lambda: instance.get_runs(limit=1), timeout=30)[0]
-
-            def worker_pid() -> int | None:
-                current = instance.get_run_by_id(run.run_id)
-                worker = current.tags.get(WORKER_TAG) if current else None
-                return int(worker.rsplit(":", 2)[1]) if worker else None
-
-            pid = wait_for("the run worker", worker_pid, timeout=120, interval=POLL_S)
-            wait_for(
-                "raw/bars to be fetching",
-                lambda: sim.stats()["requests_by_path"].get("/v1/bars", 0) >= 2,
-                timeout=120,
-                interval=0.1,
-            )
-            # The OOM killer's way: SIGKILL, no warning; the step processes go with the worker.
-            for victim in [pid, *descendants(pid)]:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(victim, signal.SIGKILL)
-            sim.set_faults({}, latency_ms=0)
-
-            key = f"killed:{run.run_id}"
-
-            def about_the_run(kind: str) -> list[dict[str, object]]:
-                return [a for a in hook.alerts() if a["key"] == key and a["kind"] == kind]
-
-            (killed,) = wait_for(
-                "the killed alert", lambda: about_the_run("killed"), timeout=120, interval=POLL_S
-            )
-            facts = killed["facts"]
-            assert facts["run_id"] == run.run_id  # type: ignore[index]
-            assert facts["partitions"] == HOUR  # type: ignore[index]
-            assert facts["signal"] == "SIGKILL (9)"  # type: ignore[index]
-            for said in (run.run_id[:8], HOUR, "SIGKILL"):
-                assert said in str(killed["title"])
-            assert run.run_id in str(killed["detail"])
-
-            def retried() -> dg.DagsterRun | None:
-                retries = instance.get_runs(
-                    filters=dg.RunsFilter(tags={"dagster/parent_run_id": run.run_id})
+                launched = run_cli(
+                    [
+                        *("dagster", "job", "launch", "-m", "fin_assets.definitions"),
+                        *("-j", "bars_hourly_job", "--tags", f'{{"dagster/partition": "{HOUR}"}}'),
+                    ],
+                    env=env,
+                    timeout=120,
                 )
-                return next((r for r in retries if r.status == dg.DagsterRunStatus.SUCCESS), None)
+                assert launched.returncode == 0, launched.stderr[-2000:]
+                run = wait_for("the run", lambda: instance.get_runs(limit=1), timeout=30)[0]
 
-            retry = wait_for("the automatic retry", retried, timeout=240, interval=POLL_S)
-            assert retry.tags.get("dagster/partition") == HOUR
-            (recovery,) = wait_for(
-                "the recovery", lambda: about_the_run("recovery"), timeout=60, interval=POLL_S
-            )
-            assert HOUR in str(recovery["title"])
-            # Three more ticks of the alert sensor: nothing said twice.
-            wait_for_sensor_ticks(instance, SENSOR_NAME, 3, timeout=60)
-            assert len(about_the_run("killed")) == 1 and len(about_the_run("recovery")) == 1
-            # Not also reported as an ordinary failure.
-            assert not [a for a in hook.alerts() if a["key"] == f"run:{run.run_id}"]
-        except BaseException:
-            log.flush()
-            print("DAEMON", (tmp_path / "daemon.log").read_text()[-4000:])
-            print("ALERTS", hook.alerts())
-            raise
-        finally:
-            stop_process(daemon)
-            log.close()
+                def worker_pid() -> int | None:
+                    current = instance.get_run_by_id(run.run_id)
+                    worker = current.tags.get(WORKER_TAG) if current else None
+                    return int(worker.rsplit(":", 2)[1]) if worker else None
+
+                pid = wait_for("the run worker", worker_pid, timeout=120, interval=POLL_S)
+                wait_for(
+                    "raw/bars to be fetching",
+                    lambda: sim.stats()["requests_by_path"].get("/v1/bars", 0) >= 2,
+                    timeout=120,
+                    interval=0.1,
+                )
+                # The OOM killer's way: SIGKILL, no warning; the step processes go with the worker.
+                for victim in [pid, *descendants(pid)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(victim, signal.SIGKILL)
+                sim.set_faults({}, latency_ms=0)
+
+                key = f"killed:{run.run_id}"
+
+                def about_the_run(kind: str) -> list[dict[str, object]]:
+                    return [a for a in hook.alerts() if a["key"] == key and a["kind"] == kind]
+
+                (killed,) = wait_for(
+                    "the killed alert",
+                    lambda: about_the_run("killed"),
+                    timeout=120,
+                    interval=POLL_S,
+                )
+                facts = killed["facts"]
+                assert facts["run_id"] == run.run_id  # type: ignore[index]
+                assert facts["partitions"] == HOUR  # type: ignore[index]
+                assert facts["signal"] == "SIGKILL (9)"  # type: ignore[index]
+                for said in (run.run_id[:8], HOUR, "SIGKILL"):
+                    assert said in str(killed["title"])
+                assert run.run_id in str(killed["detail"])
+
+                def retried() -> dg.DagsterRun | None:
+                    retries = instance.get_runs(
+                        filters=dg.RunsFilter(tags={"dagster/parent_run_id": run.run_id})
+                    )
+                    return next(
+                        (r for r in retries if r.status == dg.DagsterRunStatus.SUCCESS), None
+                    )
+
+                retry = wait_for("the automatic retry", retried, timeout=240, interval=POLL_S)
+                assert retry.tags.get("dagster/partition") == HOUR
+                (recovery,) = wait_for(
+                    "the recovery", lambda: about_the_run("recovery"), timeout=60, interval=POLL_S
+                )
+                assert HOUR in str(recovery["title"])
+                # Three more ticks of the alert sensor: nothing said twice.
+                wait_for_sensor_ticks(instance, SENSOR_NAME, 3, timeout=60)
+                assert len(about_the_run("killed")) == 1 and len(about_the_run("recovery")) == 1
+                # Not also reported as an ordinary failure.
+                assert not [a for a in hook.alerts() if a["key"] == f"run:{run.run_id}"]
+            except BaseException:
+                print("DAEMON", (tmp_path / "daemon.log").read_text()[-4000:])
+                print("ALERTS", hook.alerts())
+                raise
