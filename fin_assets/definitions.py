@@ -79,6 +79,9 @@ def register_secrets(sources: Sequence[Source], settings: Settings, env: Mapping
     they pass on text that a step wrote (resources/secrets.py)."""
     for source in sources:
         register(env.get(source.api_key_env) if source.api_key_env else None)
+        if source.archive is not None:  # the S3 key pair of its bulk archive
+            for name in (source.archive.access_key_env, source.archive.secret_key_env):
+                register(env.get(name) if name else None)
         with contextlib.suppress(InvalidInputError):  # refused, with its name, when it is used
             Endpoint.parse(source.base_url)  # registers a password in the URL
     register(env.get(WEBHOOK_VARIABLE) if settings.has_webhook else None)

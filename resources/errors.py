@@ -15,9 +15,12 @@ The tree::
     │   │                           carries its watermark (how far its data goes)
     │   ├── WaitBudgetExceededError the next wait would pass the total-wait budget; carries
     │   │                           seconds_to_wait so the caller can reschedule instead of sleep
-    │   └── ResponseFormatError     a body that is not what the provider documents
-    │       └── SchemaError         a field missing or of the wrong type (names provider,
-    │                               symbol, partition and field)
+    │   ├── ResponseFormatError     a body that is not what the provider documents
+    │   │   └── SchemaError         a field missing or of the wrong type (names provider,
+    │   │                           symbol, partition and field)
+    │   └── ArchiveError            a bulk-archive file that fails its checksum, is cut short,
+    │                               does not parse or is not published where it must be (has
+    │                               .file); nothing is kept from it
     ├── DataValidationError         parsed rows that break an invariant (OHLC, prices)
     ├── StorageError                a snapshot or warehouse partition that is missing or corrupt
     └── BrokerUnreachableError      the Celery broker (FIN_EXECUTOR=celery) cannot be reached:
@@ -96,6 +99,12 @@ class SchemaError(ResponseFormatError):
         self.symbol = symbol
         self.partition = partition
         self.field = field
+
+
+class ArchiveError(ProviderError):
+    def __init__(self, message: str, *, provider: str, file: str) -> None:
+        super().__init__(message, provider=provider)
+        self.file = file
 
 
 class DataValidationError(FinAssetsError):

@@ -17,6 +17,9 @@
                                      # each omitted: FIN_FRESHNESS_*, else 90 / 75 / 0 2 * * *
       max_quiet_minutes: 2           # minutes without a bar per symbol and hour, not a warning
       intervals: [5m, 1h]            # interval tables built from the 1-minute bars (5m, 15m, 1h)
+      archive: {use: auto}           # history from the provider's bulk archive (Binance public
+                                     # data; Massive flat files: url, access_key_env,
+                                     # secret_key_env), recent hours from REST
 
 Adding a source is a new file and no Python. ``dg check yaml fin_assets/defs/<name>`` validates
 a file against this model's JSON schema, which refuses what the load refuses in one file: an
@@ -53,6 +56,7 @@ from fin_assets.lib.sources import (
     LONGEST_TABLE,
     MAX_NAME_LENGTH,
     SOURCE_NAME,
+    ArchiveSettings,
     Source,
     SourceFieldError,
 )
@@ -151,6 +155,38 @@ class FreshnessModel(dg.Model, dg.Resolvable):
     )
 
 
+class ArchiveModel(dg.Model, dg.Resolvable):
+    """The provider's bulk archive (Binance public data, Massive flat files)."""
+
+    use: Literal["auto", "always", "never"] = _field(
+        "auto: days old enough to be archived come from the archive, the rest from REST; "
+        "always: the archive only (never spends quota); never: REST only.",
+        default="auto",
+    )
+    url: str | None = _field(
+        "The archive's address: https://data.binance.vision (Binance), the S3 endpoint "
+        "https://files.massive.com (Massive); omitted: the provider's own.",
+        schema={"pattern": HTTP_URL_PATTERN},
+        default=None,
+    )
+    bucket: str | None = _field("S3 bucket (Massive: flatfiles).", default=None)
+    prefix: str | None = _field(
+        "S3 key prefix (Massive: us_stocks_sip/minute_aggs_v1).", default=None
+    )
+    access_key_env: str | None = _field(
+        "The NAME of the variable holding the S3 access key (Massive), never the key.",
+        schema={"pattern": ENV_VAR_NAME.pattern},
+        default=None,
+        pattern=ENV_VAR_NAME.pattern,
+    )
+    secret_key_env: str | None = _field(
+        "The NAME of the variable holding the S3 secret key (Massive), never the key.",
+        schema={"pattern": ENV_VAR_NAME.pattern},
+        default=None,
+        pattern=ENV_VAR_NAME.pattern,
+    )
+
+
 class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
     """A market-data source: one provider, credential, symbol list and exchange calendar."""
 
@@ -216,6 +252,12 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
         default_factory=list,
     )
 
+    archive: ArchiveModel | None = _field(
+        "History from the provider's bulk archive instead of the REST quota: {use: auto} "
+        "(Binance public data; Massive flat files with url, access_key_env, secret_key_env).",
+        default=None,
+    )
+
     def to_source(self, defaults: Settings) -> Source:
         """The source this declaration describes; what it leaves out comes from ``defaults``
         (the FIN_* variables: quota and freshness)."""
@@ -264,6 +306,16 @@ class MarketDataSource(dg.Component, dg.Model, dg.Resolvable):
             ),
             max_quiet_minutes=self.max_quiet_minutes,
             intervals=tuple(dict.fromkeys(self.intervals)),
+            archive=None
+            if self.archive is None
+            else ArchiveSettings(
+                use=self.archive.use,
+                url=self.archive.url,
+                bucket=self.archive.bucket,
+                prefix=self.archive.prefix,
+                access_key_env=self.archive.access_key_env,
+                secret_key_env=self.archive.secret_key_env,
+            ),
             overrides=frozenset(overrides),
         )
 

@@ -24,7 +24,7 @@ from fin_assets.lib.checks import build_adjusted_checks, build_quality_checks
 from fin_assets.lib.freshness import build_partition_freshness_checks, with_freshness
 from fin_assets.lib.jobs import build_jobs
 from fin_assets.lib.partitions import SourcePartitions, source_partitions
-from fin_assets.lib.resources import MarketApiResource, UniverseResource
+from fin_assets.lib.resources import ArchiveResource, MarketApiResource, UniverseResource
 from fin_assets.lib.schedules import build_schedules
 from fin_assets.lib.sensors import build_new_bars_sensor
 from fin_assets.lib.settings import Settings
@@ -86,6 +86,37 @@ def source_resources(
         source.resource_key("universe"): UniverseResource(
             symbols=",".join(source.symbols), provider=source.provider
         ),
+        **archive_resources(source, env),
+    }
+
+
+def archive_resources(source: Source, env: Mapping[str, str]) -> dict[str, dg.ConfigurableResource]:
+    """The source's bulk archive, if it declares one; its S3 keys bound late (EnvVar), as the
+    API key is, so they never reach the UI, run config or event logs."""
+    archive = source.archive
+    if archive is None:
+        return {}
+    keys: dict[str, Any] = {}
+    if archive.access_key_env and archive.secret_key_env:
+        for name in (archive.access_key_env, archive.secret_key_env):
+            if not env.get(name):
+                raise InvalidInputError(
+                    f"{source.where}: archive: variable {name} is not set: it must hold the "
+                    "archive's S3 key (Massive: dashboard, Flat Files, S3 keys)"
+                )
+        keys = {
+            "access_key": dg.EnvVar(archive.access_key_env),
+            "secret_key": dg.EnvVar(archive.secret_key_env),
+        }
+    return {
+        source.resource_key("archive"): ArchiveResource(
+            provider=source.provider,
+            use=archive.use,
+            url=archive.url,
+            bucket=archive.bucket,
+            prefix=archive.prefix,
+            **keys,
+        )
     }
 
 

@@ -22,10 +22,12 @@ from resources.http.client import (
 from resources.notify.alert import Notifier, PayloadFormat
 from resources.notify.webhook import WebhookNotifier
 from resources.providers import get_adapter
+from resources.providers.archives import archive_format
 from resources.providers.base import ProviderAdapter
 from resources.ratelimit.pacer import SharedPacer
 from resources.ratelimit.policy import QuotaPolicy
 from resources.ratelimit.stores import MemoryQuotaStore, QuotaStore, SQLiteQuotaStore, quota_key
+from resources.raw.archive import ArchiveFormat
 from resources.raw.ingest import DEFAULT_LATE_DATA_RETRIES, DEFAULT_LATE_DATA_RETRY_S
 from resources.raw.snapshots import SnapshotStore
 from resources.simulator.adapter import SimulatorAdapter
@@ -115,6 +117,33 @@ class MarketApiResource(dg.ConfigurableResource):
             max_wait_s=self.max_wait_s if max_wait_s is None else max_wait_s,
             max_body_bytes=self.max_body_bytes,
             pacer=self.pacer(),
+        )
+
+
+class ArchiveResource(dg.ConfigurableResource):
+    """A provider's bulk archive (Binance public data, Massive flat files): history without
+    spending API quota (``resources/raw/archive.py``)."""
+
+    provider: str = Field(description="The provider whose archive this is.")
+    use: str = Field(
+        default="auto",
+        description="auto: archived days from the archive, the rest from REST; always: the "
+        "archive only; never: REST only.",
+    )
+    url: str | None = Field(default=None, description="Archive base URL or S3 endpoint.")
+    bucket: str | None = Field(default=None, description="S3 bucket (Massive flat files).")
+    prefix: str | None = Field(default=None, description="S3 key prefix (Massive flat files).")
+    access_key: str | None = Field(default=None, description="S3 access key (dg.EnvVar).")
+    secret_key: str | None = Field(default=None, description="S3 secret key (dg.EnvVar).")
+
+    def format(self) -> ArchiveFormat:
+        return archive_format(
+            self.provider,
+            url=self.url,
+            bucket=self.bucket,
+            prefix=self.prefix,
+            access_key_id=self.access_key,
+            secret_access_key=self.secret_key,
         )
 
 

@@ -74,6 +74,22 @@ class SourceFieldError(InvalidInputError):
         self.reason = reason
 
 
+ARCHIVE_USES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """A source's bulk archive (``resources/raw/archive.py``): which days come from it, where
+    it is (None: the provider's own), and the NAMES of the variables holding its S3 keys."""
+
+    use: str = "auto"  # auto | always | never
+    url: str | None = None
+    bucket: str | None = None
+    prefix: str | None = None
+    access_key_env: str | None = None
+    secret_key_env: str | None = None
+
+
 @dataclass(frozen=True)
 class Source:
     name: str | None  # None: the one source of the FIN_* variables (today's names)
@@ -89,6 +105,8 @@ class Source:
     max_quiet_minutes: int = 0  # minutes without a bar per symbol and hour, not a warning
     # The interval tables built from its 1-minute bars ("5m", "1h": resources/tables/intervals.py).
     intervals: tuple[str, ...] = ()
+    # The provider's bulk archive for history (None: REST alone).
+    archive: ArchiveSettings | None = None
     origin: str | None = None  # where it was declared (a defs.yaml), for error messages
     # The FIN_* defaults its declaration overrides (quota, freshness): a default every source
     # overrides would be read and ignored, which fin_assets/lib/catalog.py refuses.
@@ -106,6 +124,36 @@ class Source:
                 check(getattr(self, field))
             except InvalidInputError as exc:
                 raise SourceFieldError(self.label, field, str(exc)) from None
+        if self.archive is not None:
+            self._check_archive(self.archive)
+
+    def _check_archive(self, archive: ArchiveSettings) -> None:
+        from resources.providers.archives import ARCHIVE_PROVIDERS
+
+        def refuse(reason: str) -> None:
+            raise SourceFieldError(self.label, "archive", reason)
+
+        if self.provider not in ARCHIVE_PROVIDERS:
+            refuse(
+                f"provider {self.provider} has no bulk archive (archives exist for "
+                f"{', '.join(ARCHIVE_PROVIDERS)}): remove the archive block"
+            )
+        if archive.use not in ARCHIVE_USES:
+            refuse(f"use {archive.use!r}: expected one of {', '.join(ARCHIVE_USES)}")
+        if archive.url is not None:
+            try:
+                validate_http_url(archive.url)
+            except InvalidInputError as exc:
+                refuse(f"url: {exc}")
+        for name in ("access_key_env", "secret_key_env"):
+            try:
+                _check_env_var_name(getattr(archive, name))
+            except InvalidInputError as exc:
+                refuse(f"{name}: {exc}")
+        if (archive.access_key_env is None) != (archive.secret_key_env is None):
+            refuse("access_key_env and secret_key_env go together (an S3 key pair)")
+        if self.provider == "binance" and archive.access_key_env:
+            refuse("Binance public data needs no keys: remove access_key_env/secret_key_env")
 
     @property
     def label(self) -> str:

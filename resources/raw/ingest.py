@@ -14,10 +14,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from resources.endpoints import Feed
-from resources.errors import NotYetPublishedError, ResponseFormatError, SchemaError
+from resources.errors import ArchiveError, NotYetPublishedError, ResponseFormatError, SchemaError
 from resources.http.client import ClientStats, FetchedPage, MarketApiClient
 from resources.logfields import log_context, with_log_context
 from resources.providers.base import ProviderAdapter
+from resources.raw.archive import (
+    ArchiveFormat,
+    ArchiveResult,
+    ArchiveStats,
+    ArchiveUse,
+    ingest_archive,
+)
 from resources.raw.manifest import BARS_DATASET, MANIFESTS_DIR, Manifest, save_manifest
 from resources.raw.snapshots import SnapshotRef, SnapshotStore, as_feed, uncovered
 from resources.validation import ensure_utc
@@ -61,6 +68,9 @@ class RawResult:
     client: ClientStats
     # Where the snapshots are kept (raw/<feed>/): shared by every source on the same feed.
     feed: str = ""
+    # What the provider's bulk archive gave (None: no archive configured, or not used).
+    archive: ArchiveStats | None = None
+    partitions_from_archive: int = 0  # filled from the archive for every symbol
 
 
 # Called as pages land: (fraction of the symbols x range fetched, bars fetched so far).
@@ -77,31 +87,77 @@ def fetch_raw_bars(
     label: str | None = None,
     manifests: str = MANIFESTS_DIR,
     progress: FetchProgress | None = None,
+    archive: ArchiveFormat | None = None,
+    archive_use: ArchiveUse = ArchiveUse.AUTO,
+    now: datetime | None = None,
 ) -> RawResult:
     """The raw layer for a run: fetch what the range lacks, then one manifest per partition.
 
-    ``partitions`` are contiguous and in time order (one partition, or a backfill's range):
-    the whole range is fetched at once with the provider's largest page, not one request per
-    partition; snapshots already stored are reused unless ``refresh``."""
+    ``partitions`` are contiguous and in time order (one partition, or a backfill's range).
+    With an ``archive``, the days it has published come from it (``resources/raw/archive.py``:
+    no quota spent); the partitions it does not cover are fetched from REST, each run of
+    consecutive ones at once with the provider's largest page, not one request per partition;
+    snapshots already stored are reused unless ``refresh`` (which concerns REST pages: archive
+    files are checked against the provider's checksum on every run)."""
     store.sweep()  # temp files of a writer that was killed
-    stats = ingest_bars(
-        client,
-        store,
-        symbols,
-        start=partitions[0].start,
-        end=partitions[-1].end,
-        refresh=refresh,
-        label=label,
-        progress=progress,
-    )
+    archived = ArchiveResult()
+    if archive is not None and archive_use is not ArchiveUse.NEVER:
+        archived = ingest_archive(
+            archive,
+            store,
+            symbols,
+            partitions,
+            use=archive_use,
+            now=now or datetime.now(UTC),
+            progress=None if progress is None else lambda f: progress(f * 0.5, 0),
+        )
+    from_archive = [p for p in partitions if _archived(p, symbols, archived)]
+    rest = [p for p in partitions if not _archived(p, symbols, archived)]
+    if rest and archive is not None and archive_use is ArchiveUse.ALWAYS:
+        first, last = rest[0].key, rest[-1].key
+        raise ArchiveError(
+            f"{archive.provider} archive at {archive.feed.endpoint} does not cover partition(s) "
+            f"{first if first == last else f'{first}...{last}'} ({len(rest)} of "
+            f"{len(partitions)}): not published yet (daily files appear the next day); the "
+            "archive path was forced (archive: always), so nothing is fetched from REST",
+            provider=archive.provider,
+            file=archive.feed.endpoint,
+        )
+    stats = IngestStats(published_through=partitions[-1].end)
+    runs = _consecutive(rest, partitions)
+    done = 0
+    for run in runs:
+        part = ingest_bars(
+            client,
+            store,
+            symbols,
+            start=run[0].start,
+            end=run[-1].end,
+            refresh=refresh,
+            label=label,
+            now=now,
+            covered=archived.refs,
+            progress=None
+            if progress is None
+            else _scaled(progress, done, len(run), len(rest), offset=0.5 if from_archive else 0),
+        )
+        done += len(run)
+        stats.snapshots_written += part.snapshots_written
+        stats.snapshots_reused += part.snapshots_reused
+        stats.bars_fetched += part.bars_fetched
+        stats.fetched_refs += part.fetched_refs
+        if part.published_through is not None and part.published_through < run[-1].end:
+            stats.published_through, stats.short_symbol = part.published_through, part.short_symbol
+            break  # the provider has nothing later: the rest waits with it
     published = stats.published_through or partitions[-1].end
     complete = [p for p in partitions if p.end <= published]
+    prefer = [*stats.fetched_refs, *(ref for refs in archived.refs.values() for ref in refs)]
     for manifest in build_manifests(
         store,
         feed=client.feed,
         symbols=symbols,
         partitions=complete,
-        prefer=stats.fetched_refs,
+        prefer=prefer,
         dataset=client.adapter.bars_dataset,
     ):
         save_manifest(store, manifest, directory=manifests)
@@ -129,10 +185,49 @@ def fetch_raw_bars(
         provider=client.provider,
         snapshots_written=stats.snapshots_written,
         snapshots_reused=stats.snapshots_reused,
-        bars_fetched=stats.bars_fetched,
+        bars_fetched=stats.bars_fetched + archived.stats.bars,
         client=client.stats,
         feed=client.feed.directory,
+        archive=archived.stats if archive is not None else None,
+        partitions_from_archive=len(from_archive),
     )
+
+
+def _archived(partition: PartitionWindow, symbols: Sequence[str], archived: ArchiveResult) -> bool:
+    """Whether the archive's snapshots cover the partition for every symbol."""
+    for symbol in symbols:
+        refs = [
+            r for r in archived.refs.get(symbol, ()) if r.overlaps(partition.start, partition.end)
+        ]
+        if uncovered(refs, start=partition.start, end=partition.end):
+            return False
+    return True
+
+
+def _consecutive(
+    chosen: Sequence[PartitionWindow], partitions: Sequence[PartitionWindow]
+) -> list[list[PartitionWindow]]:
+    """``chosen`` in runs of partitions with no other partition of ``partitions`` between
+    them: each run is one REST window (nights and weekends inside it cost nothing more), and
+    an archived day between two runs is never fetched from REST."""
+    position = {p.key: i for i, p in enumerate(partitions)}
+    runs: list[list[PartitionWindow]] = []
+    for p in chosen:
+        if runs and position[p.key] == position[runs[-1][-1].key] + 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
+def _scaled(
+    progress: FetchProgress, done: int, size: int, total: int, *, offset: float
+) -> FetchProgress:
+    def report(fraction: float, bars: int) -> None:
+        share = (done + fraction * size) / max(total, 1)
+        progress(offset + (1 - offset) * share, bars)
+
+    return report
 
 
 def ingest_bars(
@@ -146,12 +241,14 @@ def ingest_bars(
     label: str | None = None,
     now: datetime | None = None,
     progress: FetchProgress | None = None,
+    covered: Mapping[str, Sequence[SnapshotRef]] | None = None,
 ) -> IngestStats:
     """Fetch what ``[start, end)`` lacks, symbol by symbol, and say how far the data is complete.
 
     Each page is parsed before it is stored: a response that does not parse is quarantined
     (kept verbatim, but not as a snapshot) and the run fails naming it, so a bad response is
-    never reused as truth and the next run fetches its window again."""
+    never reused as truth and the next run fetches its window again. ``covered``: snapshots of
+    another path (the archive's) that count as stored."""
     start, end = ensure_utc(start), ensure_utc(end)
     stats = IngestStats(published_through=end)
     adapter = client.adapter
@@ -164,13 +261,17 @@ def ingest_bars(
     for index, symbol in enumerate(symbols):
         stored: list[SnapshotRef] = []
         if refresh:
-            gaps = [(start, fetch_end)]
+            stored = [r for r in (covered or {}).get(symbol, ()) if r.overlaps(start, end)]
+            gaps = uncovered(stored, start=start, end=fetch_end)
         else:
             # One listing per symbol gives both what is reused and what is missing.
             stored = store.list(
                 feed=client.feed, dataset=adapter.bars_dataset, symbol=symbol, start=start, end=end
             )
             stats.snapshots_reused += len(stored)
+            other = [r for r in (covered or {}).get(symbol, ()) if r.overlaps(start, end)]
+            if other:
+                stored = sorted([*stored, *other], key=lambda r: (r.start, r.end))
             gaps = uncovered(stored, start=start, end=fetch_end)
         written: list[SnapshotRef] = []
         for gap_start, gap_end in gaps:

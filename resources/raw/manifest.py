@@ -6,7 +6,12 @@ On disk it is JSON under ``<root>/manifests/raw_bars/<partition>.json`` (``Snaps
 
     {"asset": "raw/bars", "partition": "2026-01-05-03:00", "provider": "simulator",
      "dataset": "bars_1m", "adjustment": "none", "window": {"start": ..., "end": ...},
+     "filled_by": {"AAPL": "rest"},
      "symbols": {"AAPL": [{"path": ..., "sha256": ..., "start": ..., "end": ...}, ...]}}
+
+An entry cut from a provider's bulk archive (``resources/raw/archive.py``) also names its own
+``dataset`` (the archive's format), the ``archive`` file and that file's verified
+``archive_sha256``; ``filled_by`` then says ``archive`` for its symbol.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from resources.errors import StorageError
-from resources.raw.snapshots import SnapshotRef, SnapshotStore
+from resources.raw.snapshots import ArchiveOrigin, SnapshotRef, SnapshotStore
 
 RAW_BARS_ASSET = "raw/bars"
 MANIFESTS_DIR = "raw_bars"  # <root>/manifests/<MANIFESTS_DIR>/
@@ -40,6 +45,13 @@ class Manifest:
             for ref in refs:
                 yield symbol, ref
 
+    def filled_by(self) -> dict[str, str]:
+        paths = {}
+        for symbol, refs in self.symbols.items():
+            kinds = {"archive" if ref.archive is not None else "rest" for ref in refs}
+            paths[symbol] = "+".join(sorted(kinds)) if kinds else "none"
+        return paths
+
     def to_json(self) -> dict[str, Any]:
         return {
             "asset": RAW_BARS_ASSET,
@@ -49,6 +61,9 @@ class Manifest:
             # Raw bars are as traded: never split-adjusted (docs/corporate-actions.md).
             "adjustment": "none",
             "window": {"start": self.start.isoformat(), "end": self.end.isoformat()},
+            # Which path filled each symbol's window: the provider's bulk archive, its REST API,
+            # or both (a window across an archived day and a recent one).
+            "filled_by": self.filled_by(),
             "symbols": {
                 symbol: [ref.as_manifest_entry() for ref in refs]
                 for symbol, refs in self.symbols.items()
@@ -64,12 +79,15 @@ class Manifest:
                 symbol: tuple(
                     SnapshotRef(
                         provider,
-                        dataset,
+                        entry.get("dataset", dataset),
                         symbol,
                         datetime.fromisoformat(entry["start"]),
                         datetime.fromisoformat(entry["end"]),
                         entry["sha256"],
                         entry["path"],
+                        ArchiveOrigin(entry["archive"], entry["archive_sha256"])
+                        if "archive" in entry
+                        else None,
                     )
                     for entry in entries
                 )

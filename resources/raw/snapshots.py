@@ -4,6 +4,7 @@ without spending quota again.
 Layout under ``root``::
 
     raw/<feed>/<dataset>/<symbol>/<start>_<end>.<sha256[:12]>.json       the bytes
+                                            (.csv: the rows cut from a provider's archive)
     raw/<feed>/<dataset>/<symbol>/<start>_<end>.<sha256[:12]>.meta.json  the sidecar
     manifests/<asset>/<partition>.json                                     partition contents
 
@@ -59,6 +60,18 @@ QUARANTINE_DIR = "quarantine"  # <root>/quarantine/raw/...: responses that faile
 QUARANTINE_MAX_BYTES = 256 * 1024 * 1024
 
 
+# What a snapshot's bytes are: an API response (JSON) or the rows cut from an archive (CSV).
+BODY_SUFFIXES = (".json", ".csv")
+
+
+def sidecar_path(body_path: str) -> str:
+    """``<window>.<digest>.meta.json`` beside ``<window>.<digest>.<json|csv>``."""
+    for suffix in BODY_SUFFIXES:
+        if body_path.endswith(suffix):
+            return body_path[: -len(suffix)] + ".meta.json"
+    return body_path + ".meta.json"
+
+
 def _stamp(ts: datetime) -> str:
     return ensure_utc(ts).strftime(STAMP)
 
@@ -73,6 +86,14 @@ def _unstamp(text: str) -> datetime:
 
 
 @dataclass(frozen=True)
+class ArchiveOrigin:
+    """The provider's archive file a snapshot was cut from (``resources/raw/archive.py``)."""
+
+    key: str  # the file's path in the archive (its URL's path, or its S3 key)
+    sha256: str  # of the whole file, verified against the provider's checksum or ETag
+
+
+@dataclass(frozen=True)
 class SnapshotRef:
     provider: str
     dataset: str
@@ -81,17 +102,28 @@ class SnapshotRef:
     end: datetime
     sha256: str  # first 12 hex digits, as in the file name
     path: str  # relative to the store root
+    # Set where the snapshot comes from a bulk archive, not from an API response.
+    archive: ArchiveOrigin | None = None
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
         return self.start < end and start < self.end
 
     def as_manifest_entry(self) -> dict[str, str]:
-        return {
+        entry = {
             "path": self.path,
             "sha256": self.sha256,
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
         }
+        if self.archive is not None:
+            # A manifest mixes REST pages and archive extracts only across symbols: each entry
+            # names its own dataset (the format core/bars parses) and the file it came from.
+            entry |= {
+                "dataset": self.dataset,
+                "archive": self.archive.key,
+                "archive_sha256": self.archive.sha256,
+            }
+        return entry
 
 
 class SnapshotStore:
@@ -125,8 +157,13 @@ class SnapshotStore:
         end: datetime,
         body: bytes,
         meta: Mapping[str, Any],
+        suffix: str = ".json",
+        archive: ArchiveOrigin | None = None,
     ) -> SnapshotRef:
-        """Store one response verbatim with its sidecar; the same bytes land at the same path."""
+        """Store one response verbatim with its sidecar; the same bytes land at the same path.
+        ``suffix`` says what the bytes are (``.csv`` for an archive's rows)."""
+        if suffix not in BODY_SUFFIXES:
+            raise InvalidInputError(f"snapshot suffix {suffix!r}: expected one of {BODY_SUFFIXES}")
         feed = as_feed(feed)
         if feed.is_legacy:
             raise InvalidInputError(
@@ -136,7 +173,7 @@ class SnapshotStore:
         digest = hashlib.sha256(body).hexdigest()
         directory = self._symbol_dir(feed, dataset, symbol)
         name = snapshot_name(start, end, digest)
-        atomic_write_bytes(directory / f"{name}.json", body)
+        atomic_write_bytes(directory / f"{name}{suffix}", body)
         sidecar = {
             **meta,
             "provider": feed.provider,
@@ -160,7 +197,8 @@ class SnapshotStore:
             ensure_utc(start),
             ensure_utc(end),
             digest[:12],
-            str((directory / f"{name}.json").relative_to(self.root)),
+            str((directory / f"{name}{suffix}").relative_to(self.root)),
+            archive,
         )
 
     def list(  # noqa: A003 - reads naturally as store.list(...)
@@ -216,7 +254,8 @@ class SnapshotStore:
             if not name.endswith(".meta.json"):
                 continue
             stem = name[: -len(".meta.json")]
-            if f"{stem}.json" not in names:
+            body = next((f"{stem}{x}" for x in BODY_SUFFIXES if f"{stem}{x}" in names), None)
+            if body is None:
                 continue
             try:
                 window, digest = stem.split(".")
@@ -230,7 +269,7 @@ class SnapshotStore:
                     _unstamp(first),
                     _unstamp(last),
                     digest,
-                    str((directory / f"{stem}.json").relative_to(self.root)),
+                    str((directory / body).relative_to(self.root)),
                 )
             except ValueError:
                 continue  # not ours
@@ -280,7 +319,7 @@ class SnapshotStore:
 
     def read_meta(self, ref: SnapshotRef | Mapping[str, str]) -> dict[str, Any]:
         path = ref.path if isinstance(ref, SnapshotRef) else ref["path"]
-        sidecar = path[: -len(".json")] + ".meta.json"
+        sidecar = sidecar_path(path)
         try:
             meta: dict[str, Any] = json.loads(self._read_stored(sidecar))
         except FileNotFoundError:
@@ -343,7 +382,7 @@ class SnapshotStore:
         target = self.quarantine_path(ref)
         target.parent.mkdir(parents=True, exist_ok=True)
         source = safe_join(self.root, *Path(ref.path).parts)
-        sidecar = source.with_name(source.name[: -len(".json")] + ".meta.json")
+        sidecar = source.with_name(Path(sidecar_path(source.name)).name)
         meta: dict[str, Any] = {}
         with contextlib.suppress(FileNotFoundError, ValueError):
             meta = json.loads(sidecar.read_bytes())

@@ -12,13 +12,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import polars as pl
 
 from resources.errors import DataValidationError, ResponseFormatError, SchemaError, StorageError
 from resources.providers import get_adapter
+from resources.providers.archives import archive_parser
 from resources.providers.base import ProviderAdapter
-from resources.providers.decoding import BAR_SCHEMA, PAGE_COLUMN
+from resources.providers.decoding import BAR_SCHEMA, PAGE_COLUMN, ParsedPages
 from resources.raw.manifest import MANIFESTS_DIR, Manifest, load_manifest
 from resources.raw.snapshots import SnapshotRef, SnapshotStore
 from resources.storage.base import Warehouse
@@ -28,6 +30,16 @@ from resources.tables.schemas import CANONICAL_SCHEMA
 from resources.windows import PartitionWindow
 
 _BAR_COLUMNS = list(BAR_SCHEMA)
+
+
+class PageParser(Protocol):
+    """What parses stored snapshots: a provider's adapter (API responses) or the format of its
+    bulk archive (the rows cut from an archive file)."""
+
+    def parse_pages(
+        self, pages: Sequence[tuple[str, bytes]], *, partition: str | None = None
+    ) -> ParsedPages: ...
+
 
 _BAR_DTYPES = list(BAR_SCHEMA.values())
 
@@ -163,7 +175,24 @@ class SnapshotFrames:
         stats: BuildStats,
     ) -> None:
         """Read, verify and parse ``refs`` into batches of at most about BATCH_BYTES of
-        snapshots each (bodies and decoded values are transient; a batch keeps the frame)."""
+        snapshots each (bodies and decoded values are transient; a batch keeps the frame).
+        Snapshots cut from a bulk archive are parsed by its format (their dataset says which)."""
+        by_dataset: dict[str, list[tuple[str, SnapshotRef]]] = {}
+        for symbol, entry in refs:
+            by_dataset.setdefault(entry.dataset, []).append((symbol, entry))
+        for dataset, group in by_dataset.items():
+            parser: PageParser = archive_parser(dataset) or adapter
+            self._load_group(adapter.name, parser, group, partition=partition, stats=stats)
+
+    def _load_group(
+        self,
+        provider: str,
+        parser: PageParser,
+        refs: list[tuple[str, SnapshotRef]],
+        *,
+        partition: str,
+        stats: BuildStats,
+    ) -> None:
         chunk: list[tuple[str, SnapshotRef, bytes, int]] = []
         size = 0
         for symbol, entry in refs:
@@ -175,14 +204,15 @@ class SnapshotFrames:
             chunk.append((symbol, entry, body, fetched_us))
             size += len(body)
             if size >= BATCH_BYTES:
-                self._add_batch(adapter, chunk, partition=partition, stats=stats)
+                self._add_batch(provider, parser, chunk, partition=partition, stats=stats)
                 chunk, size = [], 0
         if chunk:
-            self._add_batch(adapter, chunk, partition=partition, stats=stats)
+            self._add_batch(provider, parser, chunk, partition=partition, stats=stats)
 
     def _add_batch(
         self,
-        adapter: ProviderAdapter,
+        provider: str,
+        parser: PageParser,
         chunk: list[tuple[str, SnapshotRef, bytes, int]],
         *,
         partition: str,
@@ -190,11 +220,11 @@ class SnapshotFrames:
     ) -> None:
         # An error names this partition: the first one that needed the snapshot.
         try:
-            parsed = adapter.parse_pages(
+            parsed = parser.parse_pages(
                 [(symbol, body) for symbol, _, body, _ in chunk], partition=partition
             )
         except ResponseFormatError:
-            self._quarantine_bad_page(adapter, chunk, partition=partition)
+            self._quarantine_bad_page(parser, chunk, partition=partition)
             raise
         stats.unknown_fields.update(parsed.unknown_fields)
         local = parsed.frame.get_column(PAGE_COLUMN)
@@ -203,7 +233,7 @@ class SnapshotFrames:
         batch_id = self._next_batch
         self._next_batch += 1
         fetched = pl.Series([us for *_, us in chunk], dtype=pl.Int64()).gather(local)
-        frame = stamp(parsed.frame.drop(PAGE_COLUMN), adapter.name, fetched).with_columns(
+        frame = stamp(parsed.frame.drop(PAGE_COLUMN), provider, fetched).with_columns(
             (local + first_id).alias(PAGE_COLUMN)
         )
         counts = local.value_counts()
@@ -226,7 +256,7 @@ class SnapshotFrames:
 
     def _quarantine_bad_page(
         self,
-        adapter: ProviderAdapter,
+        parser: PageParser,
         chunk: list[tuple[str, SnapshotRef, bytes, int]],
         *,
         partition: str,
@@ -236,7 +266,7 @@ class SnapshotFrames:
         is then uncovered, so raw/bars fetches it again) and fail naming where it went."""
         for symbol, ref, body, _ in chunk:
             try:
-                adapter.parse_bars(body, symbol=symbol, partition=partition)
+                parser.parse_pages([(symbol, body)], partition=partition)
             except ResponseFormatError as exc:
                 path = self._store.quarantine(ref, reason=str(exc))
                 message = (

@@ -3,6 +3,8 @@
 # No `from __future__ import annotations`: Dagster reads the asset's parameter annotations
 # (config class, resources) at decoration time and cannot resolve them as strings.
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -23,6 +25,7 @@ from fin_assets.lib.progress import ProgressReporter
 from fin_assets.lib.resources import MarketApiResource, SnapshotStoreResource, UniverseResource
 from fin_assets.lib.sources import Source
 from resources.logfields import log_context
+from resources.raw.archive import ArchiveFormat, ArchiveUse
 from resources.raw.ingest import fetch_raw_bars
 from resources.raw.manifest import MANIFESTS_DIR
 
@@ -32,6 +35,21 @@ class RawBarsConfig(dg.Config):
         default=False,
         description="Fetch again even where snapshots already cover the window.",
     )
+    archive: ArchiveUse | None = Field(
+        default=None,
+        description="This run's path, where the source declares a bulk archive: auto (archived "
+        "days from the archive, the rest from REST), always (the archive only), never (REST "
+        "only); omitted: the source's own setting.",
+    )
+
+
+@contextmanager
+def _closing(archive: ArchiveFormat | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if archive is not None:
+            archive.close()
 
 
 def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDefinition:
@@ -39,6 +57,7 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
     steps calling the same API queue for it instead of splitting one quota between runs)."""
     market_key = source.resource_key("market_api")
     universe_key = source.resource_key("universe")
+    archive_key = source.resource_key("archive") if source.archive is not None else None
     hourly = partitions.hourly
 
     @dg.asset(
@@ -48,14 +67,21 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=source.pool,
         kinds={"json"},
-        required_resource_keys={market_key, universe_key, "snapshots"},
+        required_resource_keys={market_key, universe_key, "snapshots"}
+        | ({archive_key} if archive_key else set()),
         description=f"1-minute bars exactly as {source.provider} sent them, one snapshot file "
         f"per response page, for every symbol of source {source.label}. Hourly UTC partitions"
         + ("" if partitions.sessions.always_open else f" in {source.calendar} sessions")
         + "; a partition's materialization is the manifest of the snapshots covering its hour. "
         "A range run fetches the whole range with the provider's largest page (not one request "
         "per hour) and reuses snapshots it already has, so a retry or re-run resumes without "
-        "spending quota again.",
+        "spending quota again."
+        + (
+            f" Days old enough to be archived come from {source.provider}'s bulk archive "
+            "(no quota; the manifest says which path filled each partition)."
+            if archive_key
+            else ""
+        ),
     )
     def raw_bars(context: dg.AssetExecutionContext, config: RawBarsConfig) -> dg.MaterializeResult:
         market_api: MarketApiResource = getattr(context.resources, market_key)
@@ -87,7 +113,10 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
             store = snapshots.store()
             windows = partition_windows(context, hourly)
             reporter = ProgressReporter(context.log.info, asset=asset, total=len(windows))
-            with market_api.client() as client:
+            archive = None if archive_key is None else getattr(context.resources, archive_key)
+            archive_format = None if archive is None else archive.format()
+            use = ArchiveUse(config.archive or (archive.use if archive else "never"))
+            with market_api.client() as client, _closing(archive_format):
                 spending.stats = client.stats
                 result = fetch_raw_bars(
                     client,
@@ -100,6 +129,8 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
                     progress=lambda fraction, bars: reporter.update(
                         fraction * len(windows), requests=client.stats.requests, rows=bars
                     ),
+                    archive=archive_format,
+                    archive_use=use,
                 )
                 reporter.update(
                     len(windows),
@@ -125,6 +156,14 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
                 "snapshots_written": result.snapshots_written,
                 "snapshots_reused": result.snapshots_reused,
                 **result.client.as_metadata(),
+                **(
+                    {
+                        **result.archive.as_metadata(),
+                        "partitions_from_archive": result.partitions_from_archive,
+                    }
+                    if result.archive is not None
+                    else {}
+                ),
                 "snapshot_root": dg.MetadataValue.path(str(store.root)),
                 # raw/<feed>/ under the root: sources on the same endpoint share it.
                 "snapshot_feed": result.feed,
