@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import dagster as dg
 import polars as pl
 import pytest
 
+from fin_assets.definitions import build_definitions
 from resources.errors import ArchiveError
 from resources.http.client import MarketApiClient
 from resources.providers import get_adapter
@@ -23,8 +25,15 @@ from resources.raw.archive import ARCHIVES_DIR, ArchiveUse
 from resources.raw.ingest import RawResult, fetch_raw_bars
 from resources.raw.manifest import load_manifest
 from resources.raw.snapshots import SnapshotStore
+from resources.storage.parquet import ParquetWarehouse
 from resources.tables.core import BuildStats, iter_core_bars
 from resources.windows import PartitionWindow
+from tests.conftest import (
+    assert_secrets_nowhere,
+    materialization_metadata,
+    run_range,
+    step_failure_messages,
+)
 from tests.emulators import massive_flatfiles as flat
 from tests.emulators.binance import BinanceEmulator
 from tests.emulators.binance_archive import BinanceArchiveEmulator, archive_zip
@@ -231,3 +240,127 @@ def test_massive_flat_file_day_equals_rest_unadjusted_bars_row_by_row(tmp_path: 
     assert from_rest.get_column("vwap").null_count() == 0
     kept = (tmp_path / "archive").rglob("*")
     assert not any(S3_SECRET.encode() in p.read_bytes() for p in kept if p.is_file())
+
+
+def test_massive_day_file_replaced_upstream_is_fetched_again_and_a_cut_one_refused(
+    tmp_path: Path,
+) -> None:
+    """A new ETag fetches the day again and its partitions get the new rows; a gzip cut short
+    fails naming the key, and the version in force stays."""
+    day = date(2026, 1, 15)
+    calendars = {"AAPL": "XNYS"}
+    windows = hourly_windows(day, range(14, 21))
+    store = SnapshotStore(tmp_path)
+    with (
+        PolygonEmulator(api_keys={POLYGON_KEY}, calendars=calendars, calls_per_window=None) as rest,
+        flat.MassiveFlatFiles(calendars, extra_tickers=5) as files,
+    ):
+
+        def archive() -> MassiveFlatFiles:
+            return MassiveFlatFiles(
+                files.endpoint_url,
+                access_key_id=files.access_key_id,
+                secret_access_key=files.secret_access_key,
+            )
+
+        files.publish(day)
+        fetch(rest, store, ["AAPL"], windows, archive=archive())
+        before = core_frame(store, windows)
+        files.replace(day)
+        again = fetch(rest, store, ["AAPL"], windows, archive=archive())
+        after = core_frame(store, windows)
+        files.put_truncated(day)
+        with pytest.raises(ArchiveError, match=r"2026-01-15\.csv\.gz") as error:
+            fetch(rest, store, ["AAPL"], windows, archive=archive())
+    assert again.archive is not None and again.archive.files_replaced == 1
+    assert not after.equals(before)
+    assert "nothing is kept" in str(error.value)
+    assert core_frame(store, windows).equals(after)
+
+
+EQUITIES_YAML = """\
+type: fin_assets.lib.components.MarketDataSource
+attributes:
+  name: equities
+  provider: polygon
+  symbols: [AAPL, MSFT]
+  calendar: XNYS
+  base_url: "{rest}"
+  api_key_env: ARCHIVE_TEST_POLYGON_KEY
+  quota: {{requests: 600, window_seconds: 60}}
+  partitions_start: "2026-01-02"
+  archive:
+    url: "{s3}"
+    access_key_env: ARCHIVE_TEST_S3_ACCESS
+    secret_key_env: ARCHIVE_TEST_S3_SECRET
+"""
+
+
+def test_a_backfill_from_the_ui_takes_archived_days_from_flat_files_and_the_rest_from_rest(
+    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The story end to end through Dagster: a source declares Massive flat files; one range
+    run over two session days gets the published day from its file (0 requests) and the day
+    whose file is not there from REST; its metadata and manifests say which path filled what;
+    a run forced onto the archive fails naming the missing file; no key lands anywhere."""
+    calendars = {"AAPL": "XNYS", "MSFT": "XNYS"}
+    access = "AKIA-ARCHIVE-TEST-NEVER-LOGGED"
+    secrets = {
+        "ARCHIVE_TEST_POLYGON_KEY": POLYGON_KEY,
+        "ARCHIVE_TEST_S3_ACCESS": access,
+        "ARCHIVE_TEST_S3_SECRET": S3_SECRET,
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    with (
+        PolygonEmulator(api_keys={POLYGON_KEY}, calendars=calendars, calls_per_window=None) as rest,
+        flat.MassiveFlatFiles(calendars, extra_tickers=10) as files,
+    ):
+        files.publish(date(2026, 1, 15))  # the 16th's file is not there
+        source = tmp_path / "sources" / "equities"
+        source.mkdir(parents=True)
+        (source / "defs.yaml").write_text(
+            EQUITIES_YAML.format(rest=rest.url, s3=files.endpoint_url)
+        )
+        env = {
+            **secrets,
+            "FIN_SOURCES_DIR": str(tmp_path / "sources"),
+            "FIN_DATA_DIR": str(tmp_path / "data"),
+            "FIN_QUOTA_STORE": str(tmp_path / "quota.sqlite"),
+        }
+        defs = build_definitions(env)
+        job = "equities__bars_hourly_job"
+        first, last = "2026-01-15-14:00", "2026-01-16-20:00"
+        ok = run_range(defs, job, first, last, instance=instance)
+        forced = run_range(
+            defs,
+            job,
+            "2026-01-16-14:00",
+            "2026-01-16-20:00",
+            instance=instance,
+            run_config={"ops": {"raw__equities__bars": {"config": {"archive": "always"}}}},
+        )
+    assert ok.success, step_failure_messages(ok)
+    raw = materialization_metadata(ok, ["raw", "equities", "bars"])
+    assert raw["archive_files_downloaded"] == 1 and raw["archive_files_missing"] == 1
+    assert raw["partitions_from_archive"] == 7
+    assert raw["requests"] > 0  # the 16th, from REST
+    store = SnapshotStore(tmp_path / "data")
+    paths = {
+        key: load_manifest(store, key, directory="equities__raw_bars").filled_by()
+        for key in (first, last)
+    }
+    assert paths == {
+        first: dict.fromkeys(calendars, "archive"),
+        last: dict.fromkeys(calendars, "rest"),
+    }
+    core = ParquetWarehouse(tmp_path / "data" / "warehouse").read_partition(
+        "equities__core_bars", first
+    )
+    assert core is not None and core.height > 0 and core["vwap"].null_count() == core.height
+    assert not forced.success
+    (failure,) = step_failure_messages(forced)
+    assert "2026-01-16.csv.gz" in failure and "not published" in failure
+    assert_secrets_nowhere(
+        tuple(secrets.values()), data_dir=tmp_path, instance=instance, runs=(ok, forced)
+    )

@@ -22,7 +22,12 @@ from fin_assets.lib.assets.common import (
 from fin_assets.lib.assets.ranges import run_partition_keys
 from fin_assets.lib.partitions import SourcePartitions
 from fin_assets.lib.progress import ProgressReporter
-from fin_assets.lib.resources import MarketApiResource, SnapshotStoreResource, UniverseResource
+from fin_assets.lib.resources import (
+    ArchiveResource,
+    MarketApiResource,
+    SnapshotStoreResource,
+    UniverseResource,
+)
 from fin_assets.lib.sources import Source
 from resources.logfields import log_context
 from resources.raw.archive import ArchiveFormat, ArchiveUse
@@ -35,12 +40,30 @@ class RawBarsConfig(dg.Config):
         default=False,
         description="Fetch again even where snapshots already cover the window.",
     )
-    archive: ArchiveUse | None = Field(
+    archive: str | None = Field(
         default=None,
         description="This run's path, where the source declares a bulk archive: auto (archived "
         "days from the archive, the rest from REST), always (the archive only), never (REST "
         "only); omitted: the source's own setting.",
     )
+
+
+def archive_use(asked: str | None, archive: ArchiveResource | None, *, asset: str) -> ArchiveUse:
+    """This run's path: the run's ``archive`` config, else the source's setting."""
+    if asked is None:
+        return ArchiveUse(archive.use) if archive is not None else ArchiveUse.NEVER
+    try:
+        use = ArchiveUse(asked)
+    except ValueError:
+        use = None
+    if use is None or (archive is None and use is not ArchiveUse.NEVER):
+        choices = "auto, always, never" if archive is not None else "never"
+        raise dg.Failure(
+            description=f"{asset}: run config archive: {asked!r}: expected one of {choices}"
+            + ("" if archive is not None else " (the source declares no bulk archive)"),
+            allow_retries=False,
+        )
+    return use
 
 
 @contextmanager
@@ -115,7 +138,7 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
             reporter = ProgressReporter(context.log.info, asset=asset, total=len(windows))
             archive = None if archive_key is None else getattr(context.resources, archive_key)
             archive_format = None if archive is None else archive.format()
-            use = ArchiveUse(config.archive or (archive.use if archive else "never"))
+            use = archive_use(config.archive, archive, asset=asset)
             with market_api.client() as client, _closing(archive_format):
                 spending.stats = client.stats
                 result = fetch_raw_bars(
