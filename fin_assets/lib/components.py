@@ -161,6 +161,7 @@ class ArchiveModel(dg.Model, dg.Resolvable):
     use: Literal["auto", "always", "never"] = _field(
         "auto: days old enough to be archived come from the archive, the rest from REST; "
         "always: the archive only (never spends quota); never: REST only.",
+        schema={"enum": ["auto", "always", "never"]},
         default="auto",
     )
     url: str | None = _field(

@@ -83,6 +83,25 @@ CATALOG: tuple[MetricSpec, ...] = (
         "source provider",
         "response bytes received (decoded)",
     ),
+    # -- bulk archives (Binance public data, Massive flat files): no API quota spent ---------
+    _m(
+        "fin_assets_archive_files_total",
+        "counter",
+        "source provider result",
+        "archive files runs used: downloaded, reused (checksum unchanged), missing (to REST)",
+    ),
+    _m(
+        "fin_assets_archive_downloaded_bytes_total",
+        "counter",
+        "source provider",
+        "archive bytes downloaded",
+    ),
+    _m(
+        "fin_assets_archive_checksum_failures_total",
+        "counter",
+        "source provider",
+        "archive downloads refused: their checksum or ETag did not match (nothing kept)",
+    ),
     _m(
         "fin_assets_step_attempts_total",
         "counter",

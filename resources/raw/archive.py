@@ -278,13 +278,15 @@ def ingest_archive(
     use: ArchiveUse = ArchiveUse.AUTO,
     now: datetime,
     progress: Callable[[float], None] | None = None,
+    stats: ArchiveStats | None = None,
 ) -> ArchiveResult:
     """Fill the partitions' archived days from the archive: each planned file is checked
     against the provider's checksum and reused, or downloaded, verified and cut into per-symbol
     snapshots. Returns the snapshots in force per symbol; a file not published is left to REST
-    (``use=ALWAYS``: an ArchiveError naming it)."""
+    (``use=ALWAYS``: an ArchiveError naming it). ``stats``: filled as it goes, so a caller
+    still has the figures (a checksum failure) when a file fails the step."""
     keeper = ArchiveKeeper(store, fmt)
-    result = ArchiveResult()
+    result = ArchiveResult(stats=stats if stats is not None else ArchiveStats())
     planned = fmt.plan(symbols, partitions, now=ensure_utc(now))
     result.stats.files_planned = len(planned)
     for index, file in enumerate(planned):

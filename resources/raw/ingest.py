@@ -90,6 +90,7 @@ def fetch_raw_bars(
     archive: ArchiveFormat | None = None,
     archive_use: ArchiveUse = ArchiveUse.AUTO,
     now: datetime | None = None,
+    archive_stats: ArchiveStats | None = None,
 ) -> RawResult:
     """The raw layer for a run: fetch what the range lacks, then one manifest per partition.
 
@@ -110,6 +111,7 @@ def fetch_raw_bars(
             use=archive_use,
             now=now or datetime.now(UTC),
             progress=None if progress is None else lambda f: progress(f * 0.5, 0),
+            stats=archive_stats,
         )
     from_archive = [p for p in partitions if _archived(p, symbols, archived)]
     rest = [p for p in partitions if not _archived(p, symbols, archived)]

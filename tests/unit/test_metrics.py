@@ -169,6 +169,54 @@ def test_a_steps_figures_count_once_and_a_rescheduled_attempt_counts_too() -> No
         assert values(InstanceMetrics(instance).read(), "fin_assets_api_requests_total") == 13
 
 
+def test_archive_files_bytes_and_a_failed_attempts_checksum_failure_are_counted() -> None:
+    """What a bulk archive gave: files by result and bytes from the step's figures (once per
+    step), and a checksum failure from the failed attempt's observation."""
+    raw = dg.AssetKey(["raw", "crypto", "bars"])
+    archive = {
+        "archive_files_planned": 3,
+        "archive_files_downloaded": 2,
+        "archive_files_reused": 1,
+        "archive_files_missing": 0,
+        "archive_bytes_downloaded": 4096,
+        "archive_checksum_failures": 0,
+    }
+    with dg.instance_for_test() as instance:
+        materialize(
+            instance,
+            raw,
+            ["2026-01-05-00:00", "2026-01-05-01:00"],
+            source="crypto",
+            provider="binance",
+            requests=0,
+            **archive,
+        )
+        instance.report_runless_asset_event(
+            dg.AssetObservation(
+                asset_key=raw,
+                partition="2026-01-06-00:00",
+                metadata={
+                    ATTEMPT_OUTCOME: "failed",
+                    "source": "crypto",
+                    "provider": "binance",
+                    "requests": 0,
+                    **archive,
+                    "archive_files_downloaded": 1,
+                    "archive_files_reused": 0,
+                    "archive_bytes_downloaded": 100,
+                    "archive_checksum_failures": 1,
+                },
+            )
+        )
+        samples = InstanceMetrics(instance).read()
+    labels = {"source": "crypto", "provider": "binance"}
+    assert values(samples, "fin_assets_archive_files_total", result="downloaded", **labels) == 3
+    assert values(samples, "fin_assets_archive_files_total", result="reused", **labels) == 1
+    assert values(samples, "fin_assets_archive_downloaded_bytes_total", **labels) == 4196
+    assert values(samples, "fin_assets_archive_checksum_failures_total", **labels) == 1
+    assert values(samples, "fin_assets_api_requests_total", **labels) == 0
+
+
 def test_scrapes_within_the_cache_window_share_one_reading() -> None:
     readings = []
     now = [0.0]

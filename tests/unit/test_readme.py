@@ -52,6 +52,13 @@ from fin_assets.lib.sources import Source
 from resources.endpoints import Feed
 from resources.metrics.catalog import SPECS
 from resources.providers import get_adapter, provider_names
+from resources.providers.archives import (
+    ARCHIVE_PROVIDERS,
+    BinanceVision,
+    MassiveFlatFiles,
+    archive_format,
+)
+from resources.raw.archive import RECORD_SUFFIX, ArchiveFile, ArchiveKeeper
 from resources.raw.manifest import BARS_DATASET, MANIFESTS_DIR
 from resources.raw.snapshots import SnapshotStore
 from resources.storage.parquet import COMPACTED_DIR, ParquetWarehouse
@@ -254,6 +261,28 @@ def data_paths(sources: list[Source], env: dict[str, str]) -> set[str]:
                     written_to = Path(wh.replace_partition(source.table(base), key, frame).location)
                     paths.add(f"{data}/{written_to.relative_to(root).as_posix()}")
             wh.compact(source.table(CORE_BARS_TABLE), ["2026-01-05-00:00"])  # as core/bars does
+        for provider in ARCHIVE_PROVIDERS:  # a bulk archive's kept file, record and snapshot
+            archive = archive_format(provider)
+            keeper = ArchiveKeeper(store, archive)
+            day = start.date()
+            key = (
+                BinanceVision.daily_key("BTCUSDT", day)
+                if isinstance(archive, BinanceVision)
+                else MassiveFlatFiles().key(day)
+            )
+            kept = keeper.path(ArchiveFile(key, start, end, ("BTCUSDT",)))
+            ref = store.write(
+                feed=archive.feed,
+                dataset=archive.dataset,
+                symbol="BTCUSDT",
+                start=start,
+                end=end,
+                body=b"",
+                meta={},
+                suffix=".csv",
+            )
+            for path in (kept, kept.with_name(kept.name + RECORD_SUFFIX), root / ref.path):
+                paths.add(f"{data}/{path.relative_to(root).as_posix()}")
         paths.update(
             f"{data}/{p.relative_to(root).as_posix()}"
             for p in (root / warehouse).rglob("*.parquet")

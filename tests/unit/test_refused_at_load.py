@@ -154,6 +154,16 @@ BAD_FILES: dict[str, tuple[str, str, list[str]]] = {
         "base_url",
         ["bad/defs.yaml:6: attributes.base_url: 'file:///srv/bars' is not an http(s) URL"],
     ),
+    "archive use": (
+        "  archive: {use: sometimes}",
+        "archive",
+        ["bad/defs.yaml:7: attributes.archive.use: ", "sometimes"],
+    ),
+    "archive key given as the key": (
+        "  archive: {access_key_env: AKIA1234/secret+x, secret_key_env: S}",
+        "archive",
+        ["bad/defs.yaml:7: attributes.archive.access_key_env: "],
+    ),
 }
 
 
@@ -224,6 +234,50 @@ def test_a_bad_source_file_is_refused_at_load_and_by_its_schema(
     text = (tmp / "sources" / "bad" / "defs.yaml").read_text()
     problems = schema_problems(yaml.safe_load(text)["attributes"])
     assert problems and problems[0][0][:1] == [field], problems
+
+
+@pytest.mark.parametrize(
+    ("provider", "archive", "parts"),
+    [
+        (
+            "simulator",
+            "{use: auto}",
+            ["attributes.archive: ", "provider simulator has no bulk archive"],
+        ),
+        (
+            "polygon",
+            "{access_key_env: S3_KEY_NOT_SET_ANYWHERE, secret_key_env: S3_SECRET_NOT_SET}",
+            ["archive: variable S3_KEY_NOT_SET_ANYWHERE is not set"],
+        ),
+        (
+            "polygon",
+            "{access_key_env: S3_KEY_NOT_SET_ANYWHERE}",
+            ["attributes.archive: ", "access_key_env and secret_key_env go together"],
+        ),
+    ],
+)
+def test_an_archive_the_provider_cannot_have_or_without_its_keys_is_refused_at_load(
+    provider: str,
+    archive: str,
+    parts: list[str],
+    tmp: Path,
+    sim: MarketSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    extra = f"  archive: {archive}" + (
+        "\n  api_key_env: BAD_POLYGON_KEY" if provider == "polygon" else ""
+    )
+    write_source(tmp / "sources", "bad", name="bad", base_url=sim.url, extra=extra)
+    text = (tmp / "sources" / "bad" / "defs.yaml").read_text()
+    (tmp / "sources" / "bad" / "defs.yaml").write_text(
+        text.replace("provider: simulator", f"provider: {provider}")
+    )
+    env = {**base_env(tmp, sim), "FIN_SOURCES_DIR": str(tmp / "sources"), "BAD_POLYGON_KEY": "k"}
+    monkeypatch.delenv("S3_KEY_NOT_SET_ANYWHERE", raising=False)
+    message = refused(env, tmp, sim, monkeypatch)
+    assert "bad/defs.yaml" in message or "source bad" in message, message
+    for part in parts:
+        assert part in message, message
 
 
 def test_two_sources_with_one_name_are_refused_naming_both_files(

@@ -20,6 +20,7 @@ import dagster as dg
 # A type only: the metrics exporter reads ATTEMPT_OUTCOME without loading the API client.
 if TYPE_CHECKING:
     from resources.http.client import ClientStats
+    from resources.raw.archive import ArchiveStats
 
 ATTEMPT_OUTCOME = "attempt_outcome"  # metadata key: "rescheduled" or "failed"
 RESCHEDULED, FAILED = "rescheduled", "failed"
@@ -34,6 +35,8 @@ class AttemptSpending:
     source: str
     provider: str
     stats: ClientStats | None = None
+    # What the provider's bulk archive gave this attempt (downloads, checksum failures).
+    archive: ArchiveStats | None = None
 
     @contextlib.contextmanager
     def recorded(self) -> Iterator[AttemptSpending]:
@@ -42,7 +45,10 @@ class AttemptSpending:
         try:
             yield self
         except BaseException as exc:
-            if self.stats is not None and self.stats.requests:
+            archived = self.archive is not None and (
+                self.archive.files_downloaded or self.archive.checksum_failures
+            )
+            if self.stats is not None and (self.stats.requests or archived):
                 outcome = RESCHEDULED if isinstance(exc, dg.RetryRequested) else FAILED
                 keys = self.context.partition_keys
                 self.context.log_event(
@@ -56,6 +62,7 @@ class AttemptSpending:
                             "first_partition": keys[0] if keys else "",
                             "last_partition": keys[-1] if keys else "",
                             **self.stats.as_metadata(),
+                            **(self.archive.as_metadata() if self.archive is not None else {}),
                         },
                     )
                 )

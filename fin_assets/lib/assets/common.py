@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from resources.errors import (
+    ArchiveError,
     FinAssetsError,
     NotYetPublishedError,
     ProviderError,
@@ -69,6 +70,8 @@ def dagster_errors(*, asset: str, late_data: LateDataRetries | None = None) -> I
         metadata: dict[str, str] = {"asset": asset, "error": type(exc).__name__}
         if isinstance(exc, ProviderError):
             metadata["provider"] = exc.provider
+        if isinstance(exc, ArchiveError):
+            metadata["file"] = exc.file
         if isinstance(exc, SchemaError):
             for name in ("symbol", "partition", "field"):
                 value = getattr(exc, name)

@@ -30,7 +30,7 @@ from fin_assets.lib.resources import (
 )
 from fin_assets.lib.sources import Source
 from resources.logfields import log_context
-from resources.raw.archive import ArchiveFormat, ArchiveUse
+from resources.raw.archive import ArchiveFormat, ArchiveStats, ArchiveUse
 from resources.raw.ingest import fetch_raw_bars
 from resources.raw.manifest import MANIFESTS_DIR
 
@@ -139,6 +139,7 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
             archive = None if archive_key is None else getattr(context.resources, archive_key)
             archive_format = None if archive is None else archive.format()
             use = archive_use(config.archive, archive, asset=asset)
+            spending.archive = ArchiveStats() if archive_format is not None else None
             with market_api.client() as client, _closing(archive_format):
                 spending.stats = client.stats
                 result = fetch_raw_bars(
@@ -154,6 +155,7 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
                     ),
                     archive=archive_format,
                     archive_use=use,
+                    archive_stats=spending.archive,
                 )
                 reporter.update(
                     len(windows),

@@ -74,12 +74,29 @@ class ApiTotals:
 
 
 @dataclass
+class ArchiveTotals:
+    downloaded: float = 0.0
+    reused: float = 0.0
+    missing: float = 0.0
+    bytes: float = 0.0
+    checksum_failures: float = 0.0
+
+    def add(self, metadata: Mapping[str, Any]) -> None:
+        self.downloaded += _number(metadata, "archive_files_downloaded")
+        self.reused += _number(metadata, "archive_files_reused")
+        self.missing += _number(metadata, "archive_files_missing")
+        self.bytes += _number(metadata, "archive_bytes_downloaded")
+        self.checksum_failures += _number(metadata, "archive_checksum_failures")
+
+
+@dataclass
 class EventTotals:
     """What the event log has said so far, summed (the counters), and the cursors."""
 
     materialization_cursor: int = 0
     observation_cursor: int = 0
     api: dict[tuple[str, str], ApiTotals] = field(default_factory=dict)  # (source, provider)
+    archive: dict[tuple[str, str], ArchiveTotals] = field(default_factory=dict)
     attempts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     materializations: Counter[tuple[str, str]] = field(default_factory=Counter)
     # Summed as floats (metadata figures are read by ``_number``): a Counter is typed for ints.
@@ -110,6 +127,12 @@ class EventTotals:
         if "requests" in metadata:
             provider = _text(metadata, "provider") or "unknown"
             self.api.setdefault((source, provider), ApiTotals()).add(metadata)
+        self._archived(source, metadata)
+
+    def _archived(self, source: str, metadata: Mapping[str, Any]) -> None:
+        if "archive_files_planned" in metadata:
+            provider = _text(metadata, "provider") or "unknown"
+            self.archive.setdefault((source, provider), ArchiveTotals()).add(metadata)
 
     def observed(self, record: dg.EventLogRecord) -> None:
         observation = record.event_log_entry.asset_observation
@@ -124,6 +147,7 @@ class EventTotals:
         self.attempts[source, key.to_user_string(), outcome] += 1
         provider = _text(metadata, "provider") or "unknown"
         self.api.setdefault((source, provider), ApiTotals()).add(metadata)
+        self._archived(source, metadata)
 
     def samples(self, location: CodeLocation) -> list[Sample]:
         out = []
@@ -142,6 +166,22 @@ class EventTotals:
                 Sample("fin_assets_api_retries_total", api.retries, labels),
                 Sample("fin_assets_api_wait_seconds_total", api.wait_s, labels),
                 Sample("fin_assets_api_received_bytes_total", api.bytes, labels),
+            ]
+        for (source, provider), files in sorted(self.archive.items()):
+            labels = {"source": source, "provider": provider}
+            out += [
+                *(
+                    Sample("fin_assets_archive_files_total", value, {**labels, "result": result})
+                    for result, value in (
+                        ("downloaded", files.downloaded),
+                        ("reused", files.reused),
+                        ("missing", files.missing),
+                    )
+                ),
+                Sample("fin_assets_archive_downloaded_bytes_total", files.bytes, labels),
+                Sample(
+                    "fin_assets_archive_checksum_failures_total", files.checksum_failures, labels
+                ),
             ]
         for (source, asset, outcome), count in sorted(self.attempts.items()):
             out.append(
