@@ -16,8 +16,11 @@ What is kept, under the snapshot root::
 
 A file is downloaded once: later runs ask the provider for its checksum (Binance's CHECKSUM
 file, an S3 HEAD's ETag) and reuse it while that is unchanged. A file replaced upstream is
-fetched again, cut again, and the manifests of the partitions it covers list the new snapshots,
-so core/bars rebuilds them from the new rows. A download is checked before anything is kept:
+fetched again and cut again, and the manifests of the run's partitions it covers list the new
+snapshots, so core/bars rebuilds them from the new rows. The previous version's snapshots stay:
+manifests of partitions outside the run still name them (a partition is never left pointing at
+nothing), and no listing finds them (archive snapshots enter a manifest only as the record's
+current ones). A download is checked before anything is kept:
 a checksum that does not match, a file cut short or a row that does not parse fails the step
 naming the file, and leaves nothing of it behind (the previous version, if any, stays in force).
 
@@ -42,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from resources.endpoints import Feed
-from resources.errors import ArchiveError, StorageError
+from resources.errors import ArchiveError
 from resources.providers.decoding import ParsedPages
 from resources.raw.snapshots import ArchiveOrigin, SnapshotRef, SnapshotStore
 from resources.storage.atomic import TEMP_PREFIX, atomic_write, atomic_write_bytes
@@ -336,14 +339,15 @@ def _ingest_file(
         if record is not None and record.token != version.token:
             result.stats.files_replaced += 1
             logger.warning(
-                "archive file %s was replaced upstream (%s, was %s): its partitions are rebuilt "
-                "from the new file",
+                "archive file %s was replaced upstream (%s, was %s): this run's partitions in "
+                "its window are rebuilt from the new file; partitions of %s..%s outside this "
+                "run keep the previous version until a run covers them",
                 fmt.url(file),
                 version.token,
                 record.token,
+                f"{file.start:%Y-%m-%dT%H:%MZ}",
+                f"{file.end:%Y-%m-%dT%H:%MZ}",
             )
-        if record is not None:
-            _remove_superseded(keeper, record, keep=refs.values())
     for symbol, ref in refs.items():
         result.refs.setdefault(symbol, []).append(ref)
 
@@ -424,24 +428,6 @@ def _cut(
         _Record(version.token, sha256, target.stat().st_size, fetched_at, entries),
     )
     return refs, sum(piece.rows for piece in pieces.values())
-
-
-def _remove_superseded(
-    keeper: ArchiveKeeper, record: _Record, *, keep: Iterable[SnapshotRef]
-) -> None:
-    """The snapshots of a replaced version: no record names them any more, and a listing of the
-    window must not find the old rows beside the new ones."""
-    kept = {ref.path for ref in keep}
-    for entry in record.snapshots.values():
-        path = entry.get("path")
-        if not isinstance(path, str) or path in kept:
-            continue
-        body = keeper.store.root / path
-        with contextlib.suppress(FileNotFoundError, StorageError):
-            # The sidecar first: without it the body is no longer listed as a snapshot.
-            sidecar = body.with_name(body.name.rsplit(".", 1)[0] + ".meta.json")
-            sidecar.unlink()
-            body.unlink()
 
 
 def write_stream(path: Path, chunks: Iterable[bytes]) -> Download:

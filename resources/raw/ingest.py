@@ -8,6 +8,7 @@ long the range). ``refresh=True`` fetches the whole window again.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -101,7 +102,7 @@ def fetch_raw_bars(
     snapshots already stored are reused unless ``refresh`` (which concerns REST pages: archive
     files are checked against the provider's checksum on every run)."""
     store.sweep()  # temp files of a writer that was killed
-    archived = ArchiveResult()
+    archived = ArchiveResult(stats=archive_stats or ArchiveStats())
     if archive is not None and archive_use is not ArchiveUse.NEVER:
         archived = ingest_archive(
             archive,
@@ -110,8 +111,8 @@ def fetch_raw_bars(
             partitions,
             use=archive_use,
             now=now or datetime.now(UTC),
-            progress=None if progress is None else lambda f: progress(f * 0.5, 0),
-            stats=archive_stats,
+            progress=None if progress is None else lambda f: progress(f * 0.5, archived.stats.bars),
+            stats=archived.stats,
         )
     from_archive = [p for p in partitions if _archived(p, symbols, archived)]
     rest = [p for p in partitions if not _archived(p, symbols, archived)]
@@ -196,12 +197,14 @@ def fetch_raw_bars(
 
 
 def _archived(partition: PartitionWindow, symbols: Sequence[str], archived: ArchiveResult) -> bool:
-    """Whether the archive's snapshots cover the partition for every symbol."""
+    """Whether the archive's snapshots cover the partition for every symbol (refs are sorted
+    by start: a year of daily files is 365 per symbol, looked up, not scanned)."""
     for symbol in symbols:
-        refs = [
-            r for r in archived.refs.get(symbol, ()) if r.overlaps(partition.start, partition.end)
-        ]
-        if uncovered(refs, start=partition.start, end=partition.end):
+        refs = archived.refs.get(symbol, [])
+        # The last snapshot starting at or before the partition: it covers it, or none does
+        # (one archive file's window holds whole days, never part of an hour).
+        index = bisect.bisect_right(refs, partition.start, key=lambda r: r.start) - 1
+        if index < 0 or refs[index].end < partition.end:
             return False
     return True
 

@@ -140,18 +140,24 @@ def test_a_reuploaded_archive_file_is_fetched_again_and_its_partitions_rebuilt(
     windows = hourly_windows(date(2024, 6, 1))
     store = SnapshotStore(tmp_path)
     with BinanceEmulator() as rest, BinanceArchiveEmulator() as archive_server:
-        archive = BinanceVision(archive_server.url)
-        fetch(rest, store, ["BTCUSDT"], windows, archive=archive)
+        url = archive_server.url
+        fetch(rest, store, ["BTCUSDT"], windows, archive=BinanceVision(url))
         before = core_frame(store, windows)
         archive_server.reupload("BTCUSDT", date(2024, 6, 1))  # first close moved, a row dropped
-        again = fetch(rest, store, ["BTCUSDT"], windows, archive=archive)
+        # A run over the first hour only: that hour is rebuilt from the new file...
+        first_hour = fetch(rest, store, ["BTCUSDT"], windows[:1], archive=BinanceVision(url))
+        assert core_frame(store, windows[1:]).equals(
+            before.filter(pl.col("ts") >= windows[1].start)
+        )
+        # ...and the whole day's run takes the new file everywhere, the old rows in no partition.
+        again = fetch(rest, store, ["BTCUSDT"], windows, archive=BinanceVision(url))
     after = core_frame(store, windows)
-    assert again.archive is not None and again.archive.files_replaced == 1
+    assert first_hour.archive is not None and first_hour.archive.files_replaced == 1
+    assert again.archive is not None and again.archive.files_reused == 1
     assert after.height == before.height - 1
     assert after["close"][0] != before["close"][0]
-    # Only the new version's rows are listed: the old snapshot is gone, not mixed in.
-    kept = list((store.root / "raw").rglob("*.csv"))
-    assert len(kept) == 1
+    shas = {load_manifest(store, w.key).symbols["BTCUSDT"][0].archive for w in windows}
+    assert len(shas) == 1  # every hour names the same (new) file version
 
 
 @pytest.mark.parametrize("fault", ["truncate", "corrupt_checksum"])
