@@ -20,9 +20,10 @@ files"): they equal the REST aggregates with ``adjusted=false``, which is what r
 They have no VWAP column: an archived Massive minute has no vwap (null), where the REST bar has
 Massive's ``vw``. Nothing is made up in its place.
 
-Read through obstore (Rust's object_store): a streaming GET in bounded memory, SigV4 signing, no
-botocore to import (boto3 costs about 0.5 s and 40 MB in every step process), and measured as
-fast as a plain HTTP GET on loopback.
+Read through obstore (Rust's object_store) rather than boto3: a streaming GET in bounded memory
+and SigV4 signing without botocore. Measured here against moto's S3 server (5 GETs of a 30 MB
+object, two runs each): the same transfer time (obstore 0.12-0.14 s, boto3 0.14-0.16 s), but
+0.02 s to import and build the client against boto3's 0.43 s, paid by every step process.
 """
 
 from __future__ import annotations
