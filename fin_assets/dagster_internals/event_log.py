@@ -36,8 +36,9 @@ With no ``config`` the files are those of the instance's own directory (``$DAGST
 the temporary one ``dagster dev`` makes without it), opened when the instance registers the
 storage; ``config: {base_dir: DIR}`` puts them elsewhere, as Dagster's own storage does.
 
-PostgreSQL instances (``deploy/postgres/dagster.yaml``) keep dagster-postgres's storage, which
-already writes materialization batches in one statement.
+``event_log_postgres.FinAssetsPostgresEventLogStorage`` does the same for the PostgreSQL
+instance (``deploy/postgres/dagster.yaml``), on dagster-postgres's tables, with what this module
+shares: ``BATCHED_EVENTS``, ``planned_subset``, ``expanded_planned`` and ``write_index_rows``.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ from dagster._core.storage.asset_check_execution_record import (
 )
 from dagster._core.storage.asset_check_state import AssetCheckState, _process_run_statuses
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
-from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import (
     AssetCheckExecutionsTable,
     SqlEventLogStorageTable,
@@ -89,7 +90,7 @@ from sqlalchemy.pool import NullPool
 EVENT_BATCH_SIZE = 1000
 SQLITE_BUSY_TIMEOUT_S = 15  # Dagster's own: how long a write waits for another process's lock
 
-_BATCHED = {
+BATCHED_EVENTS = {
     DagsterEventType.ASSET_MATERIALIZATION_PLANNED,  # a run's, written when it is created
     DagsterEventType.ASSET_MATERIALIZATION,
     DagsterEventType.ASSET_OBSERVATION,
@@ -297,20 +298,20 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
         # A run of N partitions is created with one planned event per asset (its subset)
         # instead of N: the process creating the run (the CLI, the daemon for a backfill) no
         # longer builds every partition's event at once. The storage writes the same
-        # per-partition rows as before (see _expanded), which is what readers of planned events
+        # per-partition rows as before (see expanded_planned), which is what readers of planned events
         # (in-progress and failed partitions in the UI, automation) look at.
         return True
 
     def store_event(self, event: EventLogEntry) -> None:
-        if _planned_subset(event) is None:
+        if planned_subset(event) is None:
             super().store_event(event)
         else:
             self.store_event_batch([event])
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        if any(_planned_subset(event) is not None for event in events):
+        if any(planned_subset(event) is not None for event in events):
             chunk: list[EventLogEntry] = []
-            for event in _expanded(events):
+            for event in expanded_planned(events):
                 chunk.append(event)
                 if len(chunk) == EVENT_BATCH_SIZE:
                     self._store_batch(chunk)
@@ -326,7 +327,7 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
         if not run_id or any(
             e.run_id != run_id
             or not e.is_dagster_event
-            or e.get_dagster_event().event_type not in _BATCHED
+            or e.get_dagster_event().event_type not in BATCHED_EVENTS
             for e in events
         ):
             super().store_event_batch(events)  # one write per event, as Dagster does
@@ -341,25 +342,38 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
                 table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
             )
             event_ids = [int(row[0]) for row in result.fetchall()]
-            assets = [
-                (event, event_id)
-                for event, event_id in zip(events, event_ids, strict=True)
-                if event.get_dagster_event().event_type in ASSET_EVENTS
-            ]
-            if assets:
-                self._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
-                # The asset table keeps each asset's latest event only: the batch's last one.
-                latest = {e.get_dagster_event().asset_key: (e, i) for e, i in assets}
-                for event, event_id in latest.values():
-                    self._store_asset_event(conn, event, event_id)
-            evaluations = []
-            for event, event_id, row in zip(events, event_ids, rows, strict=True):
-                kind = event.get_dagster_event().event_type
-                if kind == DagsterEventType.ASSET_CHECK_EVALUATION:
-                    evaluations.append(_check_row(event, event_id, row["event"]))
-                elif kind == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
-                    _record_check_planned(conn, event, event_id, row["event"])
-            _record_check_evaluations(conn, evaluations)
+            write_index_rows(self, conn, events, event_ids, rows)
+
+
+def write_index_rows(
+    storage: SqlEventLogStorage,
+    conn: Connection,
+    events: Sequence[EventLogEntry],
+    event_ids: Sequence[int],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """What Dagster writes beside a batch of events, on the batch's transaction: the asset
+    events' tags, each asset's latest event in the asset table, the check executions planned
+    and evaluated."""
+    assets = [
+        (event, event_id)
+        for event, event_id in zip(events, event_ids, strict=True)
+        if event.get_dagster_event().event_type in ASSET_EVENTS
+    ]
+    if assets:
+        storage._store_asset_event_tags(conn, [e for e, _ in assets], [i for _, i in assets])
+        # The asset table keeps each asset's latest event only: the batch's last one.
+        latest = {e.get_dagster_event().asset_key: (e, i) for e, i in assets}
+        for event, event_id in latest.values():
+            storage._store_asset_event(conn, event, event_id)
+    evaluations = []
+    for event, event_id, row in zip(events, event_ids, rows, strict=True):
+        kind = event.get_dagster_event().event_type
+        if kind == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluations.append(_check_row(event, event_id, row["event"]))
+        elif kind == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
+            _record_check_planned(conn, event, event_id, row["event"])
+    _record_check_evaluations(conn, evaluations)
 
 
 # Zero-padded key formats (Dagster's hourly and daily) and the shape of their keys.
@@ -494,18 +508,18 @@ def _updated_check_state(
     )
 
 
-def _planned_subset(event: EventLogEntry) -> PartitionsSubset | None:
+def planned_subset(event: EventLogEntry) -> PartitionsSubset | None:
     dagster_event = event.dagster_event
     if dagster_event is None or not dagster_event.is_asset_materialization_planned:
         return None
     return dagster_event.asset_materialization_planned_data.partitions_subset
 
 
-def _expanded(events: Iterable[EventLogEntry]) -> Iterator[EventLogEntry]:
+def expanded_planned(events: Iterable[EventLogEntry]) -> Iterator[EventLogEntry]:
     """Each planned event of a partition subset as the planned events of its partitions, one
     by one, exactly as Dagster writes them when a storage does not take subsets."""
     for event in events:
-        subset = _planned_subset(event)
+        subset = planned_subset(event)
         if subset is None:
             yield event
             continue

@@ -103,7 +103,9 @@ def _record(instance: dg.DagsterInstance, runs: list[str]) -> dict[str, object]:
     }
 
 
-def _scenario(sim: MarketSimulator, data: Path, instance: dg.DagsterInstance) -> dict[str, object]:
+def event_log_scenario(
+    sim: MarketSimulator, data: Path, instance: dg.DagsterInstance
+) -> dict[str, object]:
     """Six hours landed, a duplicated row written into hour 3, the checks run on the range."""
     defs = build_definitions(fin_env(sim, data))
     landed = run_range(defs, "bars_hourly_job", HOURS[0], HOURS[-1], instance=instance)
@@ -178,9 +180,9 @@ def test_ours_records_what_dagsters_own_sqlite_storage_records(
 ) -> None:
     with product_instance() as instance:
         assert isinstance(instance.event_log_storage, FinAssetsSqliteEventLogStorage)
-        ours = _scenario(sim, tmp_path / "ours", instance)
+        ours = event_log_scenario(sim, tmp_path / "ours", instance)
     with dagster_default_instance() as instance:
-        theirs = _scenario(sim, tmp_path / "dagster", instance)
+        theirs = event_log_scenario(sim, tmp_path / "dagster", instance)
 
     assert ours["materialized"] == {"raw/bars": HOURS, "core/bars": HOURS}
     executions = ours["executions"]

@@ -192,8 +192,8 @@ is_property = holds(lambda v: isinstance(v, property | functools.cached_property
 CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("prices"), "no_gaps")
 RUN_STATUS = dg.DagsterRunStatus
 EVENT = dg.DagsterEventType
-# The event types event_log.py:_store_batch writes in one transaction (its _BATCHED), and those
-# of them it must also record in the asset tables, as Dagster's store_event does.
+# The event types event_log.py:_store_batch writes in one transaction (its BATCHED_EVENTS), and
+# those of them it must also record in the asset tables, as Dagster's store_event does.
 BATCHED = {
     EVENT.ASSET_MATERIALIZATION_PLANNED,
     EVENT.ASSET_MATERIALIZATION,
@@ -316,7 +316,7 @@ IMPORTS: list[tuple[str, str, str, Check]] = [
     (
         "dagster._core.definitions.partitions.subset",
         "PartitionsSubset",
-        "event_log.py:_expanded (the partitions of a planned event's subset)",
+        "event_log.py:expanded_planned (the partitions of a planned event's subset)",
         has("get_partition_keys", "with_partition_keys"),
     ),
     (
@@ -331,7 +331,7 @@ IMPORTS: list[tuple[str, str, str, Check]] = [
     (
         "dagster._core.events",
         "AssetMaterializationPlannedData",
-        "event_log.py:_expanded (a planned event per partition)",
+        "event_log.py:expanded_planned (a planned event per partition)",
         all_of(
             takes("asset_key", kw=("partition", "partitions_subset")),
             has("asset_key", "partitions_subset"),
@@ -387,6 +387,36 @@ IMPORTS: list[tuple[str, str, str, Check]] = [
         "SqliteEventLogStorage",
         "event_log.py:FinAssetsSqliteEventLogStorage (its base class; see STORAGE_MEMBERS)",
         on("__init__", takes("base_dir", kw=("inst_data",))),
+    ),
+    (
+        STORAGE_MODULE,
+        "SqlEventLogStorage",
+        "event_log.py:write_index_rows (the storage of either instance it writes through)",
+        has("_store_asset_event_tags", "_store_asset_event", "_event_to_row"),
+    ),
+    # event_log_postgres.py
+    (
+        "dagster_postgres.utils",
+        "pg_url_from_config",
+        "event_log_postgres.py:from_config_value (the URL of postgres_url or postgres_db)",
+        all_of(
+            takes("config_value"),
+            holds(
+                lambda f: (
+                    f({"postgres_url": "postgresql://u@h:5432/d"}) == "postgresql://u@h:5432/d"
+                ),
+                "the URL as configured",
+            ),
+        ),
+    ),
+    (
+        "dagster_postgres.utils",
+        "get_token_provider_from_config",
+        "event_log_postgres.py:from_config_value (none without a token config)",
+        all_of(
+            takes("config_value"),
+            holds(lambda f: f({"postgres_url": "postgresql://u@h/d"}) is None, "None"),
+        ),
     ),
     (
         "dagster._core.storage.event_log.schema",
@@ -888,6 +918,69 @@ ADDED = {
 ABC_MACHINERY = {"_abc_impl"}  # what ABCMeta writes into every subclass
 
 
+# -- what event_log_postgres.py relies on of dagster-postgres's PostgresEventLogStorage --------
+# (member, where it is used and for what, what it relies on), read from the class.
+PG_STORAGE_MEMBERS: list[tuple[str, str, Check]] = [
+    (
+        "__init__",
+        "FinAssetsPostgresEventLogStorage.__init__ (the same arguments, passed on)",
+        takes("postgres_url", "should_autocreate_tables", "inst_data", "token_provider"),
+    ),
+    ("from_config_value", "from_config_value, overridden", takes("inst_data", "config_value")),
+    (
+        "index_transaction",
+        "_store_batch (the batch's one transaction, READ COMMITTED)",
+        holds(callable, "a context manager method"),
+    ),
+    ("_event_to_row", "_store_batch (each event serialised once)", takes("event")),
+    (
+        "_store_asset_event",
+        "write_index_rows (its upsert of the asset's latest event, on the batch's transaction)",
+        takes("conn", "event", "event_id"),
+    ),
+    ("store_event", "store_event, overridden (planned subsets expanded)", takes("event")),
+    (
+        "store_event_batch",
+        "store_event_batch, overridden; events it does not batch",
+        takes("events"),
+    ),
+    (
+        "supports_partition_subset_in_asset_materialization_planned_events",
+        "overridden to True (one planned event per asset for a range run)",
+        is_property,
+    ),
+    ("get_asset_check_partition_info", "taken from the embedded storage (same SQL)", exists),
+    ("get_asset_check_state", "taken from the embedded storage (same SQL)", exists),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "uses", "check"), PG_STORAGE_MEMBERS, ids=[name for name, *_ in PG_STORAGE_MEMBERS]
+)
+def test_postgres_storage_member_keeps_its_contract(name: str, uses: str, check: Check) -> None:
+    from dagster_postgres import PostgresEventLogStorage
+
+    member = raw_member(PostgresEventLogStorage, name)
+    problems = ["it is gone"] if member is MISSING else check(member)
+    assert not problems, relied_on(
+        f"PostgresEventLogStorage.{name}", f"event_log_postgres.py:{uses}", problems
+    )
+
+
+def test_the_postgres_seams_overrides_are_all_contracted() -> None:
+    from dagster_postgres import PostgresEventLogStorage
+
+    from fin_assets.dagster_internals.event_log_postgres import FinAssetsPostgresEventLogStorage
+
+    own = {n for n in vars(FinAssetsPostgresEventLogStorage) if not n.startswith("__")}
+    own -= ABC_MACHINERY
+    overridden = {n for n in own if hasattr(PostgresEventLogStorage, n)}
+    contracted = {name for name, *_ in PG_STORAGE_MEMBERS}
+    assert overridden <= contracted, sorted(overridden - contracted)
+    added = own - overridden
+    assert added == {"_store_batch", "takes_check_evaluation_batches"}, sorted(added)
+
+
 @pytest.fixture(scope="module")
 def dagster_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Dagster's own SQLite event log storage, on an empty directory."""
@@ -1162,7 +1255,7 @@ def test_a_planned_event_is_rebuilt_per_partition_with_replace() -> None:
         "2024-01-02",
     ), relied_on(
         "EventLogEntry._replace / DagsterEvent._replace",
-        "event_log.py:_expanded (one planned event per partition of a subset)",
+        "event_log.py:expanded_planned (one planned event per partition of a subset)",
         ["the rebuilt event is not the same event for the other partition"],
     )
 
@@ -1610,19 +1703,19 @@ MEMBERS: list[tuple[str, str, str, Check]] = [
     (
         "dagster:DagsterEvent",
         "_replace",
-        "event_log.py:_expanded (event_specific_data=)",
+        "event_log.py:expanded_planned (event_specific_data=)",
         holds(lambda _: "event_specific_data" in dg.DagsterEvent._fields, "a field to replace"),
     ),
     (
         "dagster:EventLogEntry",
         "_replace",
-        "event_log.py:_expanded (dagster_event=)",
+        "event_log.py:expanded_planned (dagster_event=)",
         holds(lambda _: "dagster_event" in dg.EventLogEntry._fields, "a field to replace"),
     ),
     (
         "dagster:DagsterEvent",
         "asset_materialization_planned_data",
-        "event_log.py:_planned_subset, _expanded",
+        "event_log.py:planned_subset, expanded_planned",
         is_property,
     ),
     (

@@ -64,7 +64,9 @@ def test_production_instance_config_is_valid_for_dagster() -> None:
     config = yaml.safe_load((ROOT / "deploy" / "postgres" / "dagster.yaml").read_text())
     result = validate_config(dagster_instance_config_schema(), config)
     assert result.success, [e.message for e in result.errors]
-    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    for storage in ("run_storage", "event_log_storage", "schedule_storage"):
+        assert config[storage]["config"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    assert config["event_log_storage"]["class"] == "FinAssetsPostgresEventLogStorage"
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     assert {
         "key": "dagster/partition",
