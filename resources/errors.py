@@ -102,9 +102,10 @@ class SchemaError(ResponseFormatError):
 
 
 class ArchiveError(ProviderError):
-    def __init__(self, message: str, *, provider: str, file: str) -> None:
+    def __init__(self, message: str, *, provider: str, file: str, checksum: bool = False) -> None:
         super().__init__(message, provider=provider)
         self.file = file
+        self.checksum = checksum  # the file's checksum (or ETag) did not match
 
 
 class DataValidationError(FinAssetsError):

@@ -160,13 +160,12 @@ class ArchiveFormat(ABC):
         return f"{self.feed.endpoint}/{file.key}"
 
     def error(self, file: ArchiveFile, what: str, *, checksum: bool = False) -> ArchiveError:
-        error = ArchiveError(
+        return ArchiveError(
             f"{self.provider} archive file {self.url(file)} {what}; nothing is kept from it",
             provider=self.provider,
             file=self.url(file),
+            checksum=checksum,
         )
-        error.checksum = checksum  # type: ignore[attr-defined]
-        return error
 
     def close(self) -> None:  # noqa: B027 - formats without connections need not close
         """Release connections."""
@@ -367,7 +366,7 @@ def _fetch(
         try:
             fmt.verify(file, download, version)
         except ArchiveError as exc:
-            if getattr(exc, "checksum", False):
+            if exc.checksum:
                 stats.checksum_failures += 1
             raise
         fetched_at = datetime.now(UTC).isoformat()
