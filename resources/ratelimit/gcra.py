@@ -66,6 +66,11 @@ class Learning:
     unpaced_units: float = 0.0  # units sent while no quota was known (charged once one is)
     probe_from: list[float] | None = None  # [limit, window_s] an estimate last probed up from
     probe_windows: int = 0  # quiet windows before the next probe (0: the default)
+    # The server said only budget_left more units until budget_until (a remaining/reset pair
+    # below what the pace would send by then: resources/ratelimit/learning.py:cap_by_remaining).
+    budget_left: float = 0.0
+    budget_until: float = 0.0
+    budget_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,10 +105,20 @@ def reserve_state(
         interval=interval,
         burst=burst,
     )
+    learning, capped = state.learning, False
+    if learning.budget_until > now:
+        if learning.budget_left >= weight:
+            learning.budget_left -= weight
+        elif send_at < learning.budget_until:
+            # The server's remaining is spent: the rest waits for its reset, then the pace.
+            state.tat += learning.budget_until - send_at
+            send_at, capped = learning.budget_until, True
     wait = send_at - now
     # The first slot after a pause (the pause's end, plus the arrival-jitter allowance).
     if state.paused_until > now and send_at <= state.paused_until + (interval or 0.0) + 1e-9:
         reason = f"shared pause: {state.pause_reason}"
+    elif capped:
+        reason = f"the server's remaining is spent: {learning.budget_reason}"
     elif active is not None:
         reason = f"pacing to quota {active.describe()}"
     else:

@@ -315,16 +315,39 @@ def parse_rate_limit_headers(
             policy = QuotaPolicy(bind.quota, bind.window_s, 1, SOURCE_LIMIT)
         if policies:
             sources.append(SOURCE_LIMIT)
+    # The expiring limit the server states beside its policies (drafts 04-06 RateLimit-Limit,
+    # draft 07 RateLimit's limit=): "the server artificially lowers the actual limits".
+    stated = _first_number(h.get("ratelimit-limit")) if policies and not limit_policies else None
     if "ratelimit" in h:
         limits, dict_limit = parse_service_limits(h["ratelimit"])
+        stated = dict_limit if dict_limit is not None else stated
         limit = limit if limit is not None else dict_limit
         named = binding if binding is not None else named
         mine = [s for s in limits if named is not None and s.policy == named]
         current = mine[0] if mine else (limits[0] if len(limits) == 1 else None)
         if current is not None:
             remaining, reset_s = current.remaining, current.reset_s
+            by_name = {p.name: p for p in policies if p.name}
+            reported = by_name.get(current.policy) if current.policy else None
+            if not mine and reported is not None:
+                # It reports another policy than the one paced by: limit, remaining and reset
+                # are all that policy's, never one policy's limit with another's remaining.
+                limit = reported.quota
         if limits:
             sources.append("RateLimit")
+    if stated is not None:
+        limit = stated
+    if limit_policies:
+        stated = _first_number(h.get("ratelimit-limit"))  # drafts 01-03: the expiring limit
+    if (
+        policy is not None
+        and stated is not None
+        and 0 < stated < policy.limit
+        and all(p.quota != stated for p in policies)
+    ):
+        # A limit below every policy's quota is the server lowering it (not another policy's
+        # expiring limit): it wins at once, over the policy's window.
+        policy = QuotaPolicy(stated, policy.window_s, 1, policy.source)
     for prefix in ("x-ratelimit-", "ratelimit-"):
         if limit is None:
             limit = _first_number(h.get(prefix + "limit"))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from resources.ratelimit.gcra import Learning, QuotaState, Reservation, pause_state, reserve_state
 from resources.ratelimit.headers import RateLimitSignal
-from resources.ratelimit.policy import ARRIVAL_JITTER_S, QuotaPolicy, lower_quota
+from resources.ratelimit.policy import ARRIVAL_JITTER_S, SAFETY_RATE, QuotaPolicy, lower_quota
 
 STATED = "stated"
 ESTIMATE = "estimate"
@@ -246,6 +246,7 @@ def _observe(
         remaining = active.rate * signal.window_s - signal.used
     if signal.policy is None and remaining is not None and remaining < units and signal.reset_s:
         waits.append((signal.source or "headers", signal.reset_s))
+    cap_by_remaining(state, signal, active, now=now, remaining=remaining)
     if waits:
         name, wait = max(waits, key=lambda w: w[1])
         pause_state(
@@ -255,6 +256,49 @@ def _observe(
         learning.count_since, learning.count_units = now + wait, 0.0
         learning.unpaced_units = 0.0
     return change
+
+
+def cap_by_remaining(
+    state: QuotaState,
+    signal: RateLimitSignal,
+    active: QuotaPolicy | None,
+    *,
+    now: float,
+    remaining: float | None = None,
+) -> None:
+    """Every remaining/reset pair the server gave is a budget: ``r`` more units until ``t``
+    seconds from now (draft 10 appendix B "Dynamic limits with parameterized windows":
+    `q=100;w=60` with `r=9;t=50` "advertises only 9 quota units for the next 50 seconds to
+    slow down the client"). Where a pair allows fewer units than the pace would send by its
+    reset, those go at the pace and the next waits for the reset; the tightest pair counts, the
+    newest answer replaces an older one's, ``r=0`` is a pause (``_observe``). A pair that
+    allows what the pace sends anyway changes nothing: a fixed window's own remaining and
+    reset (rounded up to whole seconds by most servers) never slow a client that paces right.
+    Units booked and not answered yet are not counted in ``r``: they are taken off it."""
+    learning = state.learning
+    if active is None:
+        return
+    pairs = [(item.remaining, item.reset_s, item.policy) for item in signal.limits]
+    pairs.append((signal.remaining if remaining is None else remaining, signal.reset_s, None))
+    in_flight = max(0, len(learning.leases) - 1)  # the answer's own booking is one of them
+    tightest: tuple[float, float, str] | None = None
+    for left, reset_s, name in pairs:
+        if left is None or left <= 0 or not reset_s or reset_s <= 0:
+            continue
+        if left >= active.rate * SAFETY_RATE * reset_s:
+            continue  # the pace sends no more than that by the reset
+        if (
+            tightest is None
+            or left - active.rate * reset_s < tightest[0] - active.rate * tightest[1]
+        ):
+            label = f'"{name}" ' if name else ""
+            tightest = (left, reset_s, f"{label}{left:g} left for {reset_s:g} s")
+    if tightest is None:
+        learning.budget_left, learning.budget_until, learning.budget_reason = 0.0, 0.0, ""
+        return
+    left, reset_s, reason = tightest
+    learning.budget_left = max(0.0, left - in_flight)
+    learning.budget_until, learning.budget_reason = now + reset_s, reason
 
 
 def _charge_unpaced(state: QuotaState, learning: Learning, active: QuotaPolicy, now: float) -> None:

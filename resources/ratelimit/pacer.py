@@ -288,14 +288,21 @@ class SharedPacer:
         def change(state: QuotaState) -> None:
             if signal.policy is not None and signal.policy != state.learned:
                 state.learned = signal.policy
+            active = lower_quota(self.policy, state.learned)
             spent = signal.remaining is not None and signal.remaining <= 0
             if spent and signal.reset_s and signal.policy is None:
                 pause_state(
                     state,
                     until=now + signal.reset_s,
                     reason=f"quota spent ({signal.source})",
-                    policy=lower_quota(self.policy, state.learned),
+                    policy=active,
                 )
+            # A spent service limit that is not the one paced by stops everyone too.
+            waits = signal.spent_waits(include_binding=False)
+            if waits:
+                name, wait = max(waits, key=lambda w: w[1])
+                pause_state(state, until=now + wait, reason=f"quota spent ({name})", policy=active)
+            learning.cap_by_remaining(state, signal, active, now=now)
 
         self.store.apply(self.key, now, change)
 

@@ -60,7 +60,9 @@ def test_ietf_ratelimit_draft_07_forms() -> None:
     # Every policy is kept; the one that allows the lowest rate is the one to pace by.
     assert [(p.quota, p.window_s) for p in signal.policies] == [(10, 1), (1000, 3600)]
     assert signal.policy == QuotaPolicy(1000, 3600, 1, "RateLimit-Policy")
-    assert (signal.limit, signal.remaining, signal.reset_s) == (1000, 4, 1)
+    # limit=10 is the 10/s policy's expiring limit: limit, remaining and reset are all that
+    # policy's (D07 section 3.1), never the hourly's limit beside the 1-second remaining.
+    assert (signal.limit, signal.remaining, signal.reset_s) == (10, 4, 1)
 
 
 @pytest.mark.parametrize(

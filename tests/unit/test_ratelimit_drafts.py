@@ -125,7 +125,7 @@ def test_d03_faq_the_key_value_is_the_expiring_limit() -> None:
             10,
             9,
             50,
-            (100, 60),
+            (10, 60),  # the lowered limit wins at once, over the policy's window
         ),
         # D03 appendix B.3 "Dynamic limits for pushing back with Retry-After and slow down".
         (
@@ -137,7 +137,7 @@ def test_d03_faq_the_key_value_is_the_expiring_limit() -> None:
             15,
             15,
             40,
-            (100, 60),
+            (15, 60),
         ),
         # D03 appendix B.3.2 "Use with multiple windows": "it has only 100 quota-units left;
         # the window will reset in 10 hours; the `expiring-limit` is 5000."
@@ -273,3 +273,191 @@ def test_d07_the_full_dictionary_is_unchanged() -> None:
     assert (signal.limit, signal.remaining, signal.reset_s) == (100, 50, 5)
     assert signal.policy == QuotaPolicy(100, 10, 1, "RateLimit-Policy")
     assert signal.limits == (ServiceLimit(None, 50, 5),)
+
+
+# -- 4. A limit the server lowers wins at once (drafts 06, 07) -----------------------------------
+# D06 appendix B "Dynamic limits with parameterized windows": "To avoid resource exhaustion, the
+# server artificially lowers the actual limits returned in the throttling headers." D07 gives
+# the same three responses as `RateLimit: limit=.., remaining=.., reset=..` dictionaries.
+D06 = "https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-06"
+
+
+@pytest.mark.parametrize(
+    ("headers", "limit", "remaining", "reset_s", "policy"),
+    [
+        # D06 B "Dynamic limits with parameterized windows" (a 200).
+        (
+            {
+                "RateLimit-Limit": "10",
+                "RateLimit-Policy": "100;w=60",
+                "Ratelimit-Remaining": "9",
+                "Ratelimit-Reset": "50",
+            },
+            10,
+            9,
+            50,
+            (10, 60),
+        ),
+        # D06 B "Dynamic limits for pushing back and slowing down" (a 429): "a smaller window
+        # with a lower limit", after RateLimit-Remaining 0 "for the next 20 seconds".
+        (
+            {
+                "RateLimit-Limit": "0",
+                "RateLimit-Policy": "15;w=20",
+                "Ratelimit-Remaining": "0",
+                "Ratelimit-Reset": "20",
+            },
+            0,
+            0,
+            20,
+            (15, 20),
+        ),
+        # D06 B "Dynamic limits for pushing back with Retry-After and slow down" (a 429).
+        (
+            {
+                "Retry-After": "20",
+                "RateLimit-Limit": "15",
+                "RateLimit-Policy": "100;w=60",
+                "Ratelimit-Remaining": "15",
+                "Ratelimit-Reset": "40",
+            },
+            15,
+            15,
+            40,
+            (15, 60),
+        ),
+        # D07 B, the same three.
+        (
+            {"RateLimit": "limit=10, remaining=9, reset=50", "RateLimit-Policy": "100;w=60"},
+            10,
+            9,
+            50,
+            (10, 60),
+        ),
+        (
+            {"RateLimit": "limit=0, remaining=0, reset=20", "RateLimit-Policy": "15;w=20"},
+            0,
+            0,
+            20,
+            (15, 20),
+        ),
+        (
+            {
+                "Retry-After": "20",
+                "RateLimit": "limit=15, remaining=15, reset=40",
+                "RateLimit-Policy": "100;w=60",
+            },
+            15,
+            15,
+            40,
+            (15, 60),
+        ),
+    ],
+    ids=[
+        "d06-lowered",
+        "d06-push-back",
+        "d06-retry-after",
+        "d07-lowered",
+        "d07-push-back",
+        "d07-retry-after",
+    ],
+)
+def test_a_lowered_limit_is_the_limit_and_the_pace_at_once(
+    headers: dict[str, str],
+    limit: float,
+    remaining: float,
+    reset_s: float,
+    policy: tuple[float, float],
+) -> None:
+    signal = parse(headers)
+    assert (signal.limit, signal.remaining, signal.reset_s) == (limit, remaining, reset_s)
+    assert signal.policy is not None
+    assert (signal.policy.limit, signal.policy.window_s) == policy
+
+
+def test_a_lowered_limit_paces_every_process_at_once() -> None:
+    # D06 B: a ceiling of 100/60 s configured, the server says 10 for this window: the next
+    # units go at 10 per 60 s, in every process sharing the quota.
+    clock, store = Clock(), MemoryQuotaStore()
+    ceiling = QuotaPolicy(100, 60)
+    a = SharedPacer(store, "k", policy=ceiling, clock=clock)
+    b = SharedPacer(store, "k", policy=ceiling, clock=clock)
+    a.reserve()
+    a.observe(parse({"RateLimit-Limit": "10", "RateLimit-Policy": "100;w=60"}))
+    assert a.active_policy() == QuotaPolicy(10, 60, 1, "RateLimit-Policy")
+    gaps = []
+    for pacer in (b, a, b):
+        wait = pacer.reserve()
+        clock.now += wait
+        gaps.append(wait)
+        pacer.observe(None)
+    assert all(gap >= 6.0 for gap in gaps[1:]), gaps  # 60 s / 10, not 0.6 s
+
+
+# -- 5. Remaining and reset cap the pace (draft 10) -----------------------------------------------
+def sends_before(pacer: SharedPacer, clock: Clock, deadline: float, *, most: int = 200) -> int:
+    """How many requests the pacer lets out before ``deadline`` (each answered at once, with
+    no rate-limit fields)."""
+    sent = 0
+    for _ in range(most):
+        clock.now += pacer.reserve()
+        if clock.now >= deadline:
+            break
+        sent += 1
+        pacer.observe(None)
+    return sent
+
+
+def test_d10_dynamic_slow_down_nine_left_for_fifty_seconds() -> None:
+    # D10 appendix B "Dynamic limits with parameterized windows": `RateLimit-Policy:
+    # "dynamic";q=100;w=60`, `RateLimit: "dynamic";r=9;t=50`: the server "advertises only 9
+    # quota units for the next 50 seconds to slow down the client".
+    clock, store = Clock(), MemoryQuotaStore()
+    pacer = SharedPacer(store, "k", clock=clock)
+    pacer.reserve()
+    pacer.observe(
+        parse({"RateLimit-Policy": '"dynamic";q=100;w=60', "RateLimit": '"dynamic";r=9;t=50'})
+    )
+    assert sends_before(pacer, clock, NOW + 50) == 9  # at 100/60 s it would have sent 83
+    assert clock.now == pytest.approx(NOW + 50, abs=1e-6)  # the 10th goes at the reset
+
+
+def test_d10_a_remaining_the_pace_does_not_reach_changes_nothing() -> None:
+    # D10 section 4.2 "RateLimit Field Examples": `RateLimit: "default";r=50;t=30`, "a
+    # remaining quota of 50 units and a time window reset in 30 seconds", under D08's
+    # `RateLimit-Policy: "default";q=100;w=60`: the pace sends 50 in 30 s anyway.
+    counts = []
+    for headers in (
+        {"RateLimit-Policy": '"default";q=100;w=60', "RateLimit": '"default";r=50;t=30'},
+        {"RateLimit-Policy": '"default";q=100;w=60'},  # the policy alone
+    ):
+        clock, store = Clock(), MemoryQuotaStore()
+        pacer = SharedPacer(store, "k", clock=clock)
+        pacer.reserve()
+        pacer.observe(parse(headers))
+        counts.append(sends_before(pacer, clock, NOW + 60))
+    assert counts[0] == counts[1]
+
+
+# -- 6. One policy's fields, never two policies' mixed (draft 10 FAQ) -----------------------------
+def test_d10_faq_the_policy_reported_is_the_one_named() -> None:
+    # D10 appendix "FAQ", item 8: `RateLimit-Policy: "sliding";q=100;w=60;burst=1000`,
+    # `RateLimit-Policy: "fixed";q=5000;w=3600;burst=0` (two field lines: one list),
+    # `RateLimit: "sliding";r=50;t=44`: "the value "sliding" identifies the policy being
+    # reported".
+    signal = parse(
+        {
+            "RateLimit-Policy": '"sliding";q=100;w=60;burst=1000, "fixed";q=5000;w=3600;burst=0',
+            "RateLimit": '"sliding";r=50;t=44',
+        }
+    )
+    # The pace is the lowest rate (5000/h < 100/min); the fields reported are all "sliding"'s.
+    assert signal.policy == QuotaPolicy(5000, 3600, 1, "RateLimit-Policy")
+    assert (signal.limit, signal.remaining, signal.reset_s) == (100, 50, 44)
+    assert signal.limits == (ServiceLimit("sliding", 50, 44),)
+    # And "sliding" says 50 in 44 s, fewer than the hourly pace would send (61): a budget.
+    clock, store = Clock(), MemoryQuotaStore()
+    pacer = SharedPacer(store, "k", clock=clock)
+    pacer.reserve()
+    pacer.observe(signal)
+    assert sends_before(pacer, clock, NOW + 44) == 50
