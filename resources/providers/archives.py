@@ -32,6 +32,7 @@ import gzip
 import io
 import logging
 import re
+import threading
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -119,6 +120,10 @@ def _page_column(index: int, height: int) -> pl.Series:
 class BinanceVision(ArchiveFormat):
     provider = "binance"
     dataset = "binance_vision_klines_1m"
+    # A zip holds one symbol: it is its snapshot, as downloaded (a third of the CSV's bytes;
+    # core/bars unzips it).
+    suffix = ".zip"
+    keeps_files = False
 
     def __init__(
         self,
@@ -136,13 +141,15 @@ class BinanceVision(ArchiveFormat):
         self.monthly_lag = monthly_lag
         self._client_args: dict[str, Any] = {"timeout": timeout_s, "transport": transport}
         self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
         self._klines = BinanceAdapter()
 
     @property
     def _http(self) -> httpx.Client:
-        if self._client is None:  # parsing alone (core/bars) never opens one
-            self._client = httpx.Client(follow_redirects=True, **self._client_args)
-        return self._client
+        with self._client_lock:  # files are fetched by several threads: one client for all
+            if self._client is None:  # parsing alone (core/bars) never opens one
+                self._client = httpx.Client(follow_redirects=True, **self._client_args)
+            return self._client
 
     def close(self) -> None:
         if self._client is not None:
@@ -263,16 +270,8 @@ class BinanceVision(ArchiveFormat):
 
     def split(self, file: ArchiveFile, path: Path) -> dict[str, SymbolRows]:
         (symbol,) = file.symbols
-        try:
-            with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.infolist() if not m.is_dir()]
-                if len(members) != 1 or not members[0].filename.endswith(".csv"):
-                    names = [m.filename for m in members]
-                    raise self.error(file, f"holds {names}, not one CSV")
-                body = archive.read(members[0])
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise self.error(file, f"is not a whole zip file (cut short?): {exc}") from None
-        frame = self._frame(body, symbol=symbol, where=self.url(file))
+        body = path.read_bytes()
+        frame = self._frame(body, symbol=symbol, where=self.url(file), file=file)
         first, last = _span(frame)
         if first is not None and (first < file.start or last >= file.end):  # type: ignore[operator]
             raise self.error(
@@ -282,8 +281,28 @@ class BinanceVision(ArchiveFormat):
             )
         return {symbol: SymbolRows(body, frame.height)}
 
-    def _frame(self, body: bytes, *, symbol: str, where: str) -> pl.DataFrame:
-        """Canonical bars of one CSV of klines (no header for spot; a header row is skipped)."""
+    def _csv(self, body: bytes, *, where: str, file: ArchiveFile | None) -> bytes:
+        """The CSV of a zip of klines (one member); a zip cut short names its file."""
+        try:
+            with zipfile.ZipFile(io.BytesIO(body)) as archive:
+                members = [m for m in archive.infolist() if not m.is_dir()]
+                if len(members) != 1 or not members[0].filename.endswith(".csv"):
+                    names = [m.filename for m in members]
+                    raise ValueError(f"it holds {names}, not one CSV")
+                return archive.read(members[0])
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as exc:
+            what = f"is not a whole zip file of one CSV (cut short?): {exc}"
+            if file is not None:
+                raise self.error(file, what) from None
+            raise SchemaError(f"binance archive: {where}: {what}", provider=self.provider) from None
+
+    def _frame(
+        self, body: bytes, *, symbol: str, where: str, file: ArchiveFile | None = None
+    ) -> pl.DataFrame:
+        """Canonical bars of one zip (or CSV) of klines (no header row for spot; a header row
+        is skipped)."""
+        if body[:4] == b"PK\x03\x04":
+            body = self._csv(body, where=where, file=file)
         if not body.strip():
             return canonical_bars(pl.DataFrame(schema=BAR_SCHEMA).drop("symbol"), symbol=symbol)
         header = not body[:1].isdigit()
@@ -398,8 +417,13 @@ class MassiveFlatFiles(ArchiveFormat):
         self.ready_after = ready_after
         self._credentials = (access_key_id, secret_access_key, region)
         self._store: Any = None
+        self._store_lock = threading.Lock()
 
     def store(self) -> Any:
+        with self._store_lock:
+            return self._open_store()
+
+    def _open_store(self) -> Any:
         if self._store is None:
             from obstore.store import S3Store  # imported where flat files are used, only
 

@@ -9,10 +9,12 @@ asked of the user (``ArchiveUse`` can force one path or the other).
 
 What is kept, under the snapshot root::
 
-    archives/<feed>/<file's key>               the file as downloaded, verbatim
+    archives/<feed>/<file's key>               the file as downloaded, verbatim (a file of
+                                               several symbols: Massive's day files)
     archives/<feed>/<file's key>.record.json   its checksum/ETag and the snapshots cut from it
-    raw/<feed>/<format's dataset>/<symbol>/<start>_<end>.<sha256[:12]>.csv
-                                               the symbol's rows of the file, verbatim lines
+    raw/<feed>/<format's dataset>/<symbol>/<start>_<end>.<sha256[:12]>.<csv|zip>
+                                               the symbol's rows of the file, verbatim lines;
+                                               a file of one symbol (Binance's zips) as is
 
 A file is downloaded once: later runs ask the provider for its checksum (Binance's CHECKSUM
 file, an S3 HEAD's ETag) and reuse it while that is unchanged. A file replaced upstream is
@@ -36,8 +38,10 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -54,7 +58,8 @@ from resources.windows import PartitionWindow
 
 logger = logging.getLogger("fin_assets.archive")
 
-ARCHIVES_DIR = "archives"  # <root>/archives/<feed>/<key>
+ARCHIVES_DIR = "archives"
+ARCHIVE_WORKERS = 4  # files fetched and checked at once  # <root>/archives/<feed>/<key>
 RECORD_SUFFIX = ".record.json"
 
 
@@ -113,6 +118,11 @@ class ArchiveFormat(ABC):
     provider: str  # the adapter whose canonical bars these are
     dataset: str  # the snapshots' dataset: names this format for core/bars
     feed: Feed  # where its files and snapshots are kept (one per archive endpoint)
+    suffix = ".csv"  # what a snapshot cut from a file is
+    # Whether the file is kept beside its snapshots: a file of several symbols is (a symbol
+    # added later is cut from it, no download); a file of one symbol that is its own snapshot
+    # is not kept twice.
+    keeps_files = True
 
     @abstractmethod
     def plan(
@@ -190,6 +200,13 @@ class ArchiveStats:
 class ArchiveResult:
     refs: dict[str, list[SnapshotRef]] = field(default_factory=dict)  # symbol -> in force
     stats: ArchiveStats = field(default_factory=ArchiveStats)
+    # Files are fetched by several threads: every change to refs and stats holds it.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, **figures: int) -> None:
+        with self.lock:
+            for name, value in figures.items():
+                setattr(self.stats, name, getattr(self.stats, name) + value)
 
 
 @dataclass(frozen=True)
@@ -291,10 +308,13 @@ def ingest_archive(
     result = ArchiveResult(stats=stats if stats is not None else ArchiveStats())
     planned = fmt.plan(symbols, partitions, now=ensure_utc(now))
     result.stats.files_planned = len(planned)
-    for index, file in enumerate(planned):
-        _ingest_file(keeper, file, result, use=use)
-        if progress is not None:
-            progress((index + 1) / len(planned))
+    # A few files at a time: a download waits on the network while another file is checked
+    # (unzip, gunzip, parsing and writing release the GIL).
+    with ThreadPoolExecutor(ARCHIVE_WORKERS, thread_name_prefix="archive") as pool:
+        done = pool.map(lambda f: _ingest_file(keeper, f, result, use=use), planned)
+        for index, _ in enumerate(done):
+            if progress is not None:
+                progress((index + 1) / len(planned))
     for refs in result.refs.values():
         refs.sort(key=lambda r: (r.start, r.end))
     return result
@@ -317,7 +337,7 @@ def _ingest_file(
                 "nothing is fetched from REST: run again once the provider has it, or allow "
                 "REST for recent days (archive: auto)",
             )
-        result.stats.files_missing += 1
+        result.count(files_missing=1)
         logger.info(
             "archive file %s is not published: its window goes to the REST API", fmt.url(file)
         )
@@ -332,11 +352,11 @@ def _ingest_file(
                 keeper, file, keeper.path(file), record.sha256, record.fetched_at, version
             )
         if refs is not None:
-            result.stats.files_reused += 1
+            result.count(files_reused=1)
     if refs is None:
-        refs = _fetch(keeper, file, version, result.stats)
+        refs = _fetch(keeper, file, version, result)
         if record is not None and record.token != version.token:
-            result.stats.files_replaced += 1
+            result.count(files_replaced=1)
             logger.warning(
                 "archive file %s was replaced upstream (%s, was %s): this run's partitions in "
                 "its window are rebuilt from the new file; partitions of %s..%s outside this "
@@ -347,12 +367,13 @@ def _ingest_file(
                 f"{file.start:%Y-%m-%dT%H:%MZ}",
                 f"{file.end:%Y-%m-%dT%H:%MZ}",
             )
-    for symbol, ref in refs.items():
-        result.refs.setdefault(symbol, []).append(ref)
+    with result.lock:
+        for symbol, ref in refs.items():
+            result.refs.setdefault(symbol, []).append(ref)
 
 
 def _fetch(
-    keeper: ArchiveKeeper, file: ArchiveFile, version: UpstreamVersion, stats: ArchiveStats
+    keeper: ArchiveKeeper, file: ArchiveFile, version: UpstreamVersion, result: ArchiveResult
 ) -> dict[str, SnapshotRef]:
     """Download, verify, cut and keep ``file``; nothing is kept if any step fails."""
     fmt = keeper.format
@@ -361,20 +382,19 @@ def _fetch(
     temp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}")
     try:
         download = fmt.download(file, temp)
-        stats.files_downloaded += 1
-        stats.bytes_downloaded += download.size
+        result.count(files_downloaded=1, bytes_downloaded=download.size)
         try:
             fmt.verify(file, download, version)
         except ArchiveError as exc:
             if exc.checksum:
-                stats.checksum_failures += 1
+                result.count(checksum_failures=1)
             raise
         fetched_at = datetime.now(UTC).isoformat()
         refs, rows = _cut(keeper, file, temp, download.sha256, fetched_at, version, keep=temp)
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
-    stats.bars += rows
+    result.count(bars=rows)
     return refs
 
 
@@ -410,13 +430,14 @@ def _cut(
                 "archive": file.key,
                 "archive_sha256": sha256,
             },
-            suffix=".csv",
+            suffix=fmt.suffix,
             archive=ArchiveOrigin(file.key, sha256),
         )
         refs[symbol] = ref
         entries[symbol] = {**ref.as_manifest_entry(), "rows": rows.rows}
     target = keeper.path(file)
-    if keep is not None:
+    size = path.stat().st_size
+    if keep is not None and fmt.keeps_files:
         os.replace(keep, target)
     record = keeper.record(file)
     if record is not None and record.token == version.token:
@@ -424,7 +445,7 @@ def _cut(
         entries = {**record.snapshots, **entries}
     keeper.write_record(
         file,
-        _Record(version.token, sha256, target.stat().st_size, fetched_at, entries),
+        _Record(version.token, sha256, size, fetched_at, entries),
     )
     return refs, sum(piece.rows for piece in pieces.values())
 

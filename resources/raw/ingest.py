@@ -26,7 +26,7 @@ from resources.raw.archive import (
     ArchiveUse,
     ingest_archive,
 )
-from resources.raw.manifest import BARS_DATASET, MANIFESTS_DIR, Manifest, save_manifest
+from resources.raw.manifest import BARS_DATASET, MANIFESTS_DIR, Manifest, save_manifests
 from resources.raw.snapshots import SnapshotRef, SnapshotStore, as_feed, uncovered
 from resources.validation import ensure_utc
 from resources.windows import PartitionWindow
@@ -155,6 +155,7 @@ def fetch_raw_bars(
     published = stats.published_through or partitions[-1].end
     complete = [p for p in partitions if p.end <= published]
     prefer = [*stats.fetched_refs, *(ref for refs in archived.refs.values() for ref in refs)]
+    chunk: list[Manifest] = []
     for manifest in build_manifests(
         store,
         feed=client.feed,
@@ -163,7 +164,11 @@ def fetch_raw_bars(
         prefer=prefer,
         dataset=client.adapter.bars_dataset,
     ):
-        save_manifest(store, manifest, directory=manifests)
+        chunk.append(manifest)
+        if len(chunk) == MANIFEST_CHUNK:
+            save_manifests(store, chunk, directory=manifests)
+            chunk = []
+    save_manifests(store, chunk, directory=manifests)
     if len(complete) < len(partitions):
         # Never an empty or partial success: what is published is kept (its snapshots and
         # manifests are reused), the rest waits until the provider has it.

