@@ -10,7 +10,7 @@ export DAGSTER_HOME
 
 BENCHMARKS := bench-rate-limit bench-quota-learning bench-memory bench-requests bench-throughput \
 	bench-warehouse-writes bench-startup bench-metrics bench-scale bench-ui bench-wait-cpu \
-	bench-adjustment bench-read bench-intervals
+	bench-adjustment bench-read bench-intervals bench-history
 
 .PHONY: demo test test-fast test-unit test-integration lint ui simulator bench $(BENCHMARKS) clean
 
@@ -100,6 +100,9 @@ bench-read: .venv/.synced  ## read_bars: a symbol-year and 500 symbols x 1 day, 
 
 bench-intervals: .venv/.synced  ## a 30-day backfill with and without the 5m/15m/1h tables, best of 3 (about 4 min)
 	$(RUN) python benchmarks/intervals.py
+
+bench-history: .venv/.synced  ## a year x 20 symbols of 1-minute bars: Binance archive vs REST under its quota (about 9 min)
+	$(RUN) python benchmarks/history.py
 
 bench-startup: .venv/.synced  ## time to load the definitions vs import dagster
 	$(RUN) python benchmarks/startup.py

@@ -9,12 +9,13 @@ Three runs, each in its own process (this file in ``--child`` mode):
 
 - ``archive, month``: the first 31 days (January 2025) with ``BinanceVision`` and
   ``archive_use=auto``, the asset's default: one monthly zip per symbol, CHECKSUM verified;
-- ``archive, year``: the same over the whole range;
+- ``archive, range``: the same over the whole range (a year by default);
 - ``REST``: no archive, ``GET /api/v3/klines`` with the provider's largest page (1000 bars)
   through ``MarketApiClient`` paced by ``SharedPacer`` under the adapter's documented quota
   (6000 REQUEST_WEIGHT a minute, a klines request weighs 2: 50 requests/s), as
   ``MarketApiResource`` builds it. Over ``--rest-days`` from the same start; shorter than the
-  range, its wall time, CPU, requests and bytes are projected linearly to the range.
+  range, its fetching time, CPU, requests and bytes are projected linearly to the range
+  (interpreter start and imports counted once).
 
 Both emulators (``tests/emulators``: data.binance.vision's layout and Binance's REST klines
 enforcing that same quota, 429 and 418 included) serve the same deterministic bars from this
@@ -23,9 +24,13 @@ real provider, so every file the runs will ask for is built (GET once) before an
 measured; a REST page is built when asked, on the emulator's side, in 10 ms (it can serve
 twice the quota).
 
-Wall time, CPU (user + sys) and peak RSS (``ru_maxrss``) are the child process's, from
-``wait4``: interpreter start and imports included, the same for every path. REST requests and
-rejections are counted by the REST emulator, archive files and bytes by the raw layer.
+Wall time and CPU (user + sys, from ``wait4``) are the child process's, interpreter start and
+imports included, the same for every path. Peak RSS is the child's ``VmHWM`` read by itself
+at its end: Linux carries ``ru_maxrss`` across ``execve``, so ``wait4`` would report this
+process's RSS (emulators, cached files) for every child. "fetch s" is the call up to the
+layer's last progress report (files cut, or pages stored), "manifests s" the rest of it
+(which partitions the archive covers, then one manifest per hourly partition). REST requests
+and rejections are counted by the REST emulator, archive files and bytes by the raw layer.
 
 Checked before the figures count: the archive runs sent no REST request and filled every
 partition from the archive; the REST run drew no 429/418; one day of core bars built from the
@@ -43,9 +48,12 @@ from __future__ import annotations
 # else (the harness imports Dagster and pytest through tests.helpers, the emulators the
 # simulator), so its peak RSS is the raw layer's.
 import argparse
+import functools
 import json
 import math
 import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -59,14 +67,16 @@ FIRST_DAY = date(2025, 1, 1)  # microseconds in the archive from here on
 MONTH_DAYS = 31  # January 2025: one whole month, one monthly file per symbol
 NOW = datetime(2026, 1, 10, tzinfo=UTC)  # every day and month of 2025 published by then
 SYMBOLS = (
-    "BTCUSDT ETHUSDT BNBUSDT SOLUSDT XRPUSDT ADAUSDT DOGEUSDT TRXUSDT LINKUSDT AVAXUSDT "
-    "DOTUSDT LTCUSDT BCHUSDT UNIUSDT ATOMUSDT XLMUSDT ETCUSDT FILUSDT NEARUSDT APTUSDT"
-).split()
+    *("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT"),
+    *("TRXUSDT", "LINKUSDT", "AVAXUSDT", "DOTUSDT", "LTCUSDT", "BCHUSDT", "UNIUSDT"),
+    *("ATOMUSDT", "XLMUSDT", "ETCUSDT", "FILUSDT", "NEARUSDT", "APTUSDT"),
+)
 TARGET_SPEEDUP = 10.0
 TARGET_RSS_RATIO = 1.2
 PROJECT_YEARS, PROJECT_SYMBOLS = 5, 100
 PREWARM_THREADS = 2  # zlib and sha256 release the GIL: two builds overlap a little
-MIB = 1024.0  # ru_maxrss is in KiB
+DAYS_A_YEAR = 365.25
+MIB = 1024.0  # VmHWM is in KiB
 MB = 1e6
 
 
@@ -87,11 +97,11 @@ def run_child(spec: dict[str, Any]) -> int:
     from resources.http.client import MarketApiClient
     from resources.providers import get_adapter
     from resources.providers.archives import BinanceVision
+    from resources.ratelimit.pacer import SharedPacer
+    from resources.ratelimit.stores import MemoryQuotaStore, quota_key
     from resources.raw.archive import ArchiveUse
     from resources.raw.ingest import fetch_raw_bars
     from resources.raw.snapshots import SnapshotStore
-    from resources.ratelimit.pacer import SharedPacer
-    from resources.ratelimit.stores import MemoryQuotaStore, quota_key
 
     adapter = get_adapter("binance")
     # MarketApiResource.pacer() with no quota store configured: this process only, the
@@ -104,7 +114,15 @@ def run_child(spec: dict[str, Any]) -> int:
     archive = BinanceVision(spec["archive_url"]) if spec["archive"] else None
     partitions = hourly_partitions(date.fromisoformat(spec["first"]), spec["days"])
     store = SnapshotStore(spec["store"])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
+    # The layer reports progress as files are cut and pages land, the asset's way: its last
+    # report ends the fetching; the manifests of the partitions are written after it.
+    fetched = [began]
+
+    def progress(fraction: float, bars: int) -> None:
+        fetched[0] = time.perf_counter()
+
     with MarketApiClient(adapter, base_url=spec["rest_url"], pacer=pacer) as client:
         try:
             result = fetch_raw_bars(
@@ -115,16 +133,23 @@ def run_child(spec: dict[str, Any]) -> int:
                 archive=archive,
                 archive_use=ArchiveUse.AUTO if archive else ArchiveUse.NEVER,
                 now=NOW,
+                progress=progress,
             )
         finally:
             if archive is not None:
                 archive.close()
     seconds = time.perf_counter() - began
     stats = result.archive
+    status = Path("/proc/self/status").read_text()
+    hwm = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    assert hwm is not None, "peak RSS needs Linux's /proc/self/status"
     print(
         json.dumps(
             {
                 "call_s": seconds,
+                "fetch_s": fetched[0] - began,
+                "setup_cpu_s": usage.ru_utime + usage.ru_stime,
+                "peak_rss_kib": int(hwm.group(1)),
                 "partitions": result.partitions,
                 "partitions_from_archive": result.partitions_from_archive,
                 "bars": result.bars_fetched,
@@ -149,8 +174,10 @@ class Run:
     days: int
     wall_s: float
     cpu_s: float
-    maxrss_kib: int
-    call_s: float
+    peak_rss_kib: int  # VmHWM
+    call_s: float  # the fetch_raw_bars call alone
+    fetch_s: float  # of which fetching (archive files, or REST pages), the rest manifests
+    setup_cpu_s: float  # CPU before the call: interpreter start, imports
     rest_requests: int  # counted by the REST emulator
     rejected: int  # 429s and 418s the REST emulator sent
     requests: int  # counted by the client
@@ -162,16 +189,19 @@ class Run:
     projected_from: int | None = None  # REST: measured over this many days, scaled to `days`
 
     def scaled(self, days: int) -> Run:
-        """This REST run projected linearly to ``days`` days (wall, CPU, requests, bytes)."""
+        """This REST run projected linearly to ``days`` days (the call's wall time and CPU,
+        requests, bytes; start-up and imports once)."""
         k = days / self.days
         return Run(
             self.label,
             f"{days} d, projected from {self.days} d",
             days,
-            self.wall_s * k,
-            self.cpu_s * k,
-            self.maxrss_kib,
+            self.wall_s - self.call_s + self.call_s * k,
+            self.setup_cpu_s + (self.cpu_s - self.setup_cpu_s) * k,
+            self.peak_rss_kib,
             self.call_s * k,
+            self.fetch_s * k,
+            self.setup_cpu_s,
             round(self.rest_requests * k),
             self.rejected,
             round(self.requests * k),
@@ -194,7 +224,7 @@ def measure(
     archive_url: str,
     tmp: Path,
 ) -> Run:
-    """Run one path in its own process; wall, CPU and peak RSS from ``wait4``."""
+    """Run one path in its own process: wall time and CPU from ``wait4``, peak RSS its own."""
     name = label.replace(", ", "-").replace(" ", "-")
     spec = {
         "archive": archive,
@@ -226,8 +256,10 @@ def measure(
         days,
         wall,
         usage.ru_utime + usage.ru_stime,
-        usage.ru_maxrss,
+        got["peak_rss_kib"],
         got["call_s"],
+        got["fetch_s"],
+        got["setup_cpu_s"],
         after["klines_requests"] - before["klines_requests"],
         (after["rejected_429"] - before["rejected_429"])
         + (after["rejected_418"] - before["rejected_418"]),
@@ -305,9 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--symbols 1-{len(SYMBOLS)}, --days >= 1, 1 <= --rest-days <= --days")
 
     from benchmarks.harness import Targets, table
+    from resources.providers.binance import KLINES_WEIGHT, WEIGHT_PER_MINUTE
     from tests.emulators.binance import BinanceEmulator
     from tests.emulators.binance_archive import BinanceArchiveEmulator
-    from resources.providers.binance import KLINES_WEIGHT, WEIGHT_PER_MINUTE
 
     symbols = list(SYMBOLS[: args.symbols])
     began = time.monotonic()
@@ -326,15 +358,20 @@ def main(argv: list[str] | None = None) -> int:
     ):
         tmp = Path(tmp_name)
         files, size, seconds = prewarm(archive_server.url, symbols, args.days)
-        print(f"  archive files built once, before measuring: {files} ({size / MB:.0f} MB) "
-              f"in {seconds:.0f} s", flush=True)
-        common = {"symbols": symbols, "rest": rest, "archive_url": archive_server.url, "tmp": tmp}
+        print(
+            f"  archive files built once, before measuring: {files} ({size / MB:.0f} MB) "
+            f"in {seconds:.0f} s",
+            flush=True,
+        )
+        measure_run = functools.partial(
+            measure, symbols=symbols, rest=rest, archive_url=archive_server.url, tmp=tmp
+        )
         if args.days > MONTH_DAYS:
-            runs.append(measure("archive, month", archive=True, days=MONTH_DAYS, **common))
+            runs.append(measure_run("archive, month", archive=True, days=MONTH_DAYS))
             print(f"  {runs[-1].label}: {runs[-1].wall_s:.1f} s", flush=True)
-        runs.append(measure("archive, range", archive=True, days=args.days, **common))
+        runs.append(measure_run("archive, range", archive=True, days=args.days))
         print(f"  {runs[-1].label}: {runs[-1].wall_s:.1f} s", flush=True)
-        rest_run = measure("REST", archive=False, days=rest_days, **common)
+        rest_run = measure_run("REST", archive=False, days=rest_days)
         runs.append(rest_run)
         print(f"  {rest_run.label}: {rest_run.wall_s:.1f} s", flush=True)
         check_day = FIRST_DAY + timedelta(days=rest_days // 2)
@@ -352,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                 "path",
                 "span",
                 "wall s",
+                "fetch s",
+                "manifests s",
                 "CPU s",
                 "peak RSS MiB",
                 "REST requests",
@@ -363,8 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                     r.label,
                     r.span,
                     f"{r.wall_s:.1f}",
+                    f"{r.fetch_s:.1f}",
+                    f"{r.call_s - r.fetch_s:.1f}",
                     f"{r.cpu_s:.1f}",
-                    "—" if r.projected_from else f"{r.maxrss_kib / MIB:.1f}",
+                    "—" if r.projected_from else f"{r.peak_rss_kib / MIB:.1f}",
                     f"{r.rest_requests}",
                     f"{r.files_downloaded}",
                     f"{r.downloaded_bytes / MB:.1f}",
@@ -380,22 +421,30 @@ def main(argv: list[str] | None = None) -> int:
         f"({rest_range.wall_s:.1f} s / {archive_range.wall_s:.1f} s)"
         + (f", REST projected from {rest_days} d" if rest_range is not rest_run else "")
     )
-    rss_ratio = archive_month and archive_range.maxrss_kib / archive_month.maxrss_kib
+    rss_ratio = (
+        archive_range.peak_rss_kib / archive_month.peak_rss_kib if archive_month else math.nan
+    )
     if archive_month:
         print(
             f"archive peak RSS {args.days} d / {MONTH_DAYS} d: {rss_ratio:.3f} "
-            f"({archive_range.maxrss_kib / MIB:.1f} / {archive_month.maxrss_kib / MIB:.1f} MiB)"
+            f"({archive_range.peak_rss_kib / MIB:.1f} / {archive_month.peak_rss_kib / MIB:.1f} MiB)"
         )
+    quota_per_s = WEIGHT_PER_MINUTE / KLINES_WEIGHT / 60
+    quota_floor_s = rest_range.rest_requests / quota_per_s
     print(
-        f"REST request rate: {rest_run.rest_requests / rest_run.call_s:.1f}/s inside the call "
-        f"(the documented quota allows {WEIGHT_PER_MINUTE / KLINES_WEIGHT / 60:.0f}/s)"
+        f"REST request rate: {rest_run.rest_requests / rest_run.fetch_s:.1f}/s while fetching "
+        f"(the documented quota allows {quota_per_s:.0f}/s); its {rest_range.rest_requests} "
+        f"requests at exactly the quota, nothing else counted: {quota_floor_s:.1f} s, "
+        f"{quota_floor_s / archive_range.wall_s:.1f}x the archive path"
     )
 
     # -- 5 years x 100 symbols, from the measured rates
     project_days = (date(FIRST_DAY.year + PROJECT_YEARS, 1, 1) - FIRST_DAY).days
     symbol_months = PROJECT_SYMBOLS * PROJECT_YEARS * 12
-    per_file_s = archive_range.wall_s / archive_range.files_downloaded
-    per_file_bytes = archive_range.downloaded_bytes / archive_range.files_downloaded
+    # Per symbol-month of the range (a monthly file, or its days' files where a month is cut).
+    measured_months = len(symbols) * args.days * 12 / DAYS_A_YEAR
+    per_file_s = archive_range.wall_s / measured_months
+    per_file_bytes = archive_range.downloaded_bytes / measured_months
     requests = rest_year_requests(project_days, PROJECT_SYMBOLS)
     per_request_s = rest_run.wall_s / rest_run.rest_requests
     per_request_bytes = rest_run.downloaded_bytes / rest_run.rest_requests
@@ -444,8 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     targets.check(
         f"core bars of {check_day} from the archive equal those from REST ({len(symbols)} symbols)",
         equal,
-        f"{from_archive.height} vs {from_rest.height} rows, "
-        + ("equal" if equal else "DIFFERENT"),
+        f"{from_archive.height} vs {from_rest.height} rows, " + ("equal" if equal else "DIFFERENT"),
     )
     targets.check(
         f"REST wall / archive wall over {args.days} d >= {TARGET_SPEEDUP:g}x",
