@@ -32,6 +32,7 @@ from resources.http.retry import usable_wait
 from resources.logfields import wait_fields
 from resources.providers.base import ApiRequest, ProviderAdapter, Verdict
 from resources.providers.corporate_actions import ActionDataset, ActionsPage
+from resources.ratelimit.headers import RateLimitSignal
 from resources.ratelimit.pacer import NoPacer, Pacer
 from resources.secrets import REDACTED, redact, register
 from resources.validation import ensure_utc, validate_symbol
@@ -161,6 +162,7 @@ class MarketApiClient:
         self._now = now
         self.stats = ClientStats()
         self._budget_spent = 0.0  # seconds of retry/throttle waiting so far
+        self._limits_read = False  # the provider's published limits asked for once
         # httpx logs every request URL at INFO, key included: keep it at WARNING.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         logging.getLogger("httpcore").setLevel(logging.WARNING)
@@ -414,6 +416,27 @@ class MarketApiClient:
                 wait, source = self._backoff(attempt), "backoff"
             self._wait(wait, reason=f"{source} after {reason} (attempt {attempt})", cause="retry")
 
+    def _read_published_limits(self, symbol: str) -> None:
+        """Ask once what the provider publishes as the limits in force (Binance's
+        ``exchangeInfo.rateLimits``), so every process sharing the quota paces by it at once:
+        a stated quota ends the slow start and lowers a ceiling configured too high. Without it
+        (not published, not reachable, not understood) pacing learns as before."""
+        if self._limits_read or isinstance(self._pacer, NoPacer):
+            return
+        self._limits_read = True
+        request = self.adapter.limits_request(symbol)
+        if request is None:
+            return
+        try:
+            response = self.get(request, what="published rate limits")
+        except (FatalResponseError, ResponseFormatError, RetriesExhaustedError) as exc:
+            logger.info("%s: no published rate limits (%s)", self.provider, self.redact(str(exc)))
+            return
+        policy = self.adapter.parse_limits(response.payload)
+        if policy is not None:
+            signal = RateLimitSignal(limit=policy.limit, policy=policy, source=policy.source)
+            self._pacer.observe(signal, weight=0)
+
     # -- bars ----------------------------------------------------------------------------------
     def iter_pages(
         self, symbol: str, *, start: datetime, end: datetime, label: str | None = None
@@ -423,6 +446,7 @@ class MarketApiClient:
         ``label`` (e.g. the partitions being filled) is added to every error message."""
         validate_symbol(symbol, provider=self.adapter.name)
         start, end = ensure_utc(start), ensure_utc(end)
+        self._read_published_limits(symbol)
         request: ApiRequest | None = self.adapter.bars_request(symbol, start=start, end=end)
         while request is not None:
             what = f"symbol {symbol}, window {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ}" + (
@@ -474,5 +498,6 @@ class MarketApiClient:
     def latest_bar_time(self, symbol: str) -> datetime:
         """Open time of the newest bar the provider has: the cheap 'is there new data' probe."""
         validate_symbol(symbol, provider=self.adapter.name)
+        self._read_published_limits(symbol)
         response = self.get(self.adapter.latest_request(symbol), what=f"latest bar of {symbol}")
         return self.adapter.parse_latest(response.payload, symbol=symbol)

@@ -258,6 +258,16 @@ class ProviderAdapter(ABC):
             return throttle
         return Verdict("ok", "ok", payload=payload)
 
+    def limits_request(self, symbol: str) -> ApiRequest | None:
+        """Where the provider publishes the limits in force for the caller (Binance's
+        ``exchangeInfo.rateLimits``); None: it does not. Read once per client, before its first
+        data request, so the quota is known instead of slow-started."""
+        return None
+
+    def parse_limits(self, payload: Any) -> QuotaPolicy | None:
+        """The quota to pace by from ``limits_request``'s answer (None: nothing usable)."""
+        return None
+
     def rate_limited_403(
         self, headers: Mapping[str, str], *, now: datetime | None = None
     ) -> float | None:

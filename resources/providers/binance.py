@@ -51,6 +51,9 @@ USED_WEIGHT_HEADER = "x-mbx-used-weight-1m"
 # X-MBX-USED-WEIGHT-(intervalNum)(intervalLetter); the header without an interval is legacy.
 USED_WEIGHT_RE = re.compile(r"^x-mbx-used-weight-([0-9]{1,4})([smhd])$", re.IGNORECASE)
 INTERVAL_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+EXCHANGE_INFO_PATH = "/api/v3/exchangeInfo"
+EXCHANGE_INFO_WEIGHT = 20
+LIMIT_INTERVALS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 WAF_WAIT_S = 300.0  # a 403 from the web application firewall: its 5-minute count
 
 
@@ -110,6 +113,28 @@ class BinanceAdapter(ProviderAdapter):
             {"symbol": symbol, "interval": "1m", "limit": "2"},
             weight=KLINES_WEIGHT,
         )
+
+    def limits_request(self, symbol: str) -> ApiRequest | None:
+        # GET /api/v3/exchangeInfo, weight 20: "rateLimits" lists REQUEST_WEIGHT, ORDERS and
+        # RAW_REQUESTS limits with their interval; one symbol keeps the answer small.
+        return ApiRequest(EXCHANGE_INFO_PATH, {"symbol": symbol}, weight=EXCHANGE_INFO_WEIGHT)
+
+    def parse_limits(self, payload: Any) -> QuotaPolicy | None:
+        """The REQUEST_WEIGHT limit with the lowest rate over a window of at most an hour."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("rateLimits"), list):
+            return None
+        found = []
+        for item in payload["rateLimits"]:
+            if not isinstance(item, dict) or item.get("rateLimitType") != "REQUEST_WEIGHT":
+                continue
+            unit = LIMIT_INTERVALS.get(str(item.get("interval")))
+            number, limit = item.get("intervalNum"), item.get("limit")
+            if unit is None or not isinstance(number, int) or not isinstance(limit, int):
+                continue
+            window = unit * number
+            if limit > 0 and 0 < window <= 3600:
+                found.append(QuotaPolicy(limit, window, 1, "Binance exchangeInfo"))
+        return min(found, key=lambda policy: policy.rate, default=None)
 
     def authenticate(self, request: ApiRequest, api_key: str) -> ApiRequest:
         # Market data is public; a key, if given, goes in the documented header.

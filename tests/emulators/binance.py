@@ -20,6 +20,8 @@ Rate limiting (one client IP, as all loopback clients share 127.0.0.1):
 * a fixed window of ``window_s`` aligned to the clock (``floor(now / window_s)``, i.e. the
   wall-clock minute by default) with ``weight_limit`` REQUEST_WEIGHT; every klines request
   costs ``request_weight``; every klines response carries ``X-MBX-USED-WEIGHT-1m``;
+* ``GET /api/v3/exchangeInfo`` (weight 20) lists "rateLimits": REQUEST_WEIGHT of this
+  emulator's limit and window, and the documented ORDERS and RAW_REQUESTS limits;
 * over the limit: 429 with ``Retry-After`` = seconds until the window resets (ceil, >= 1);
   rejected requests cost no weight;
 * a request that arrives before a 429's Retry-After period has ended gets the IP banned
@@ -57,6 +59,8 @@ __all__ = [
 ]
 
 KLINES_PATH = "/api/v3/klines"
+EXCHANGE_INFO_PATH = "/api/v3/exchangeInfo"
+EXCHANGE_INFO_WEIGHT = 20  # the spot docs' weight of exchangeInfo
 MINUTE_MS = 60_000
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
@@ -361,7 +365,7 @@ class BinanceEmulator(LoopbackEmulator):
     def handle(
         self, method: str, path: str, query: dict[str, list[str]], headers: Message
     ) -> Reply:
-        if path != KLINES_PATH:
+        if path not in (KLINES_PATH, EXCHANGE_INFO_PATH):
             return 404, {}, dumps({"code": -1000, "msg": "Not found."})
         if method != "GET":
             return 405, {"Allow": "GET"}, dumps({"code": -1000, "msg": "Method not allowed."})
@@ -383,14 +387,49 @@ class BinanceEmulator(LoopbackEmulator):
                 rl_headers = {"Retry-After": str(retry), "X-MBX-USED-WEIGHT-1m": str(self._used)}
                 return 429, rl_headers, rate_limit_body(self.weight_limit)
             # Weight is charged before validation: malformed requests cost weight too.
-            self._used += self.request_weight
-            self._weight_total += self.request_weight
+            weight = EXCHANGE_INFO_WEIGHT if path == EXCHANGE_INFO_PATH else self.request_weight
+            self._used += weight
+            self._weight_total += weight
             weight_header = {"X-MBX-USED-WEIGHT-1m": str(self._used)}
+        if path == EXCHANGE_INFO_PATH:
+            return 200, weight_header, dumps(self._exchange_info())
         try:
             rows = self._klines(query)
         except _Invalid as exc:
             return 400, weight_header, exc.body
         return 200, weight_header, dumps(rows)
+
+    def _exchange_info(self) -> dict[str, Any]:
+        """``GET /api/v3/exchangeInfo``: "rateLimits" as the spot docs list them (REQUEST_WEIGHT
+        per interval, ORDERS, RAW_REQUESTS), with this emulator's own weight limit and window;
+        no symbols' trading rules (nothing here reads them)."""
+        window = int(self.window_s)
+        for name, seconds in (("DAY", 86400), ("HOUR", 3600), ("MINUTE", 60), ("SECOND", 1)):
+            if window >= seconds and window % seconds == 0:
+                interval, number = name, window // seconds
+                break
+        return {
+            "timezone": "UTC",
+            "serverTime": math.floor(self.clock() * 1000),
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": interval,
+                    "intervalNum": number,
+                    "limit": self.weight_limit,
+                },
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+                {
+                    "rateLimitType": "RAW_REQUESTS",
+                    "interval": "MINUTE",
+                    "intervalNum": 5,
+                    "limit": 61000,
+                },
+            ],
+            "exchangeFilters": [],
+            "symbols": [],
+        }
 
     # -- klines ------------------------------------------------------------------------
 

@@ -192,3 +192,31 @@ def test_polygon_key_never_lands_in_logs_events_metadata_files_or_errors(
         )
     out, err = capfd.readouterr()
     assert_secrets_not_logged((POLYGON_KEY, wrong), caplog=caplog, output=out + err)
+
+
+def test_binance_published_limits_are_the_quota_from_the_first_request(tmp_path: Path) -> None:
+    """Binance publishes its limits (GET /api/v3/exchangeInfo, "rateLimits"): read once before
+    the first data request, they replace a ceiling configured 25x too high and end learn
+    mode's slow start, in every process sharing the store, before a single 429."""
+    from resources.http.client import MarketApiClient
+    from resources.providers import get_adapter
+    from resources.ratelimit.pacer import SharedPacer
+    from resources.ratelimit.policy import QuotaPolicy
+    from resources.ratelimit.stores import SQLiteQuotaStore
+
+    published = QuotaPolicy(600, 60, 1, "Binance exchangeInfo")
+    with BinanceEmulator(weight_limit=600) as binance:
+        for name, ceiling in (("too-high", QuotaPolicy(15000, 60, 20)), ("learn", None)):
+            store = SQLiteQuotaStore(tmp_path / f"{name}.sqlite")
+            pacer = SharedPacer(store, name, policy=ceiling)
+            other = SharedPacer(SQLiteQuotaStore(tmp_path / f"{name}.sqlite"), name, policy=ceiling)
+            with MarketApiClient(
+                get_adapter("binance"), base_url=binance.url, pacer=pacer
+            ) as client:
+                client.latest_bar_time("BTCUSDT")
+                assert pacer.active_policy() == published
+            assert other.active_policy() == published  # another process reads it from the store
+            other.close()
+        paths = [entry["path"] for entry in binance.request_log()]
+        assert binance.stats()["rejected_429"] == 0
+    assert [p.split("?")[0] for p in paths] == ["/api/v3/exchangeInfo", "/api/v3/klines"] * 2
