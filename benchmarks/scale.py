@@ -1,8 +1,9 @@
 """Scale benchmark (issue 15): 1, 30 and 180 days x 5 symbols, on every path a user is told to use
 for a long range, against today's code measured first on the same machine in the same run.
 
-    uv run --frozen python benchmarks/scale.py [--paths cli,command,daemon(,submit)]
-        [--days 1,30,180] [--service-days 1,180] [--info-paths PATHS]
+    uv run --frozen python benchmarks/scale.py
+        [--paths cli,command,command-pg,command-pgstock,daemon(,submit)]
+        [--days 1,30,180] [--service-days 1,180] [--stock-days 1,30] [--info-paths PATHS]
         [--baseline-days 1,30] [--baseline-ref 79139c2] [--baseline-paths cli] [--ref REV]
         [--symbols AAPL,MSFT,GOOG,AMZN,NVDA] [--automation] [--work-dir DIR]
 
@@ -15,6 +16,16 @@ the way and time is the code's):
   run worker; the steps are its children.
 - ``command``: ``fin-assets backfill --select raw/bars,core/bars --partition-range A...B``, the
   same way (it runs the range in its own process too).
+- ``command-pg`` (issue 26): the same command on the PostgreSQL instance, the tree's
+  deploy/postgres/dagster.yaml (run, schedule and event log storage in PostgreSQL, the event log
+  ours: ``FinAssetsPostgresEventLogStorage``, a range run's events in one transaction per
+  batch), in a database of its own for each range: ``CREATE DATABASE fin_assets_bench_<hex>``
+  through ``FIN_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``,
+  as the tests), dropped ``WITH (FORCE)`` after the range, failed or not.
+- ``command-pgstock``: the same with dagster-postgres's stock event log (that yaml with
+  ``event_log_storage`` set to ``dagster_postgres.event_log.PostgresEventLogStorage``, the same
+  ``postgres_db``): the baseline ``command-pg`` is held to, measured side by side in the same
+  run. It is a reference: its own figures are INFO lines, never targets.
 - ``daemon``: the production layout of deploy/systemd: ``dagster code-server start``,
   ``dagster-daemon run -w`` and ``dagster-webserver -w`` on a workspace.yaml naming the code
   server; the backfill is submitted as the UI does, GraphQL ``launchPartitionBackfill`` with the
@@ -25,9 +36,11 @@ the way and time is the code's):
   same services, the backfill submitted and followed by ``fin-assets backfill ... --submit``
   (measured too).
 
-``--days`` are the range lengths of cli and command; daemon and submit run ``--service-days``
-(1 and 180 by default: each range there costs a minute of start-up and of the backfill daemon's
-30 s iterations, and no target uses 30 days).
+``--days`` are the range lengths of cli, command and command-pg; daemon and submit run
+``--service-days`` (1 and 180 by default: each range there costs a minute of start-up and of the
+backfill daemon's 30 s iterations, and no target uses 30 days); command-pgstock runs
+``--stock-days`` (1 and 30 by default: at about 0.18 s a partition, 180 days would take 13
+minutes alone).
 
 ``command`` and ``submit`` are skipped, with the reason, for a tree where ``fin-assets backfill
 --help`` fails (the baseline). The daemon's sensors run as shipped except ``automation_sensor``,
@@ -45,23 +58,33 @@ the ``fin_assets`` each tree imports). Code under test is the working tree by de
 Every run is checked before it counts: it (the backfill and each of its runs) succeeded, and
 every hourly core/bars partition holds 1440 bars per symbol and day. Figures: simulator
 requests (``/_sim/stats``), events written (rows of ``event_logs``: each run's
-``history/runs/<run_id>.db``, and the asset index ``history/runs/index.db``), the instance's
-size, wall time, the runs' own time, wall per partition, CPU seconds of every process started
-(rusage of the reaped processes), per-partition overhead (``(wall(longest) - wall(shortest)) /
-(partitions(longest) - partitions(shortest))``: the start-up paid once drops out) and the peak
-RSS (VmHWM, /proc polled every 50 ms) of every process, by role.
+``history/runs/<run_id>.db``, and the asset index ``history/runs/index.db``; on PostgreSQL the
+one ``event_logs`` table, counted by type with SQL), the instance's size (its files; on
+PostgreSQL ``pg_database_size`` plus the files left in DAGSTER_HOME, compute logs), wall time,
+the runs' own time, wall per partition, CPU seconds of every process started (rusage of the
+reaped processes; the PostgreSQL server's are apart: the postmaster's and its children's,
+cluster-wide, so another user of the server counts too), per-partition overhead
+(``(wall(longest) - wall(shortest)) / (partitions(longest) - partitions(shortest))``: the
+start-up paid once drops out) and the peak RSS (VmHWM, /proc polled every 50 ms) of every
+process, by role (the server's backends are not ours: not watched).
 
 Targets (exit 1 if one is missed; ``--info-paths`` reports a path's as INFO lines): on every
 path, for every process role, peak RSS at the longest range <= 1.2x the shortest;
 per-partition overhead at the longest range >= 5x lower than the baseline's on the same kind
 of path (daemon for submit, cli for command; the baseline's cli when it did not run that one).
 The baseline's cost per partition grows with the range, so comparing the 180-day figure with
-the baseline's 30-day one is conservative. Then a projection to 5 years x 100 symbols.
+the baseline's 30-day one is conservative. command-pg (issue 26) is held instead to
+dagster-postgres's stock event log, command-pgstock in the same run (>= 5x lower; its longest
+range is shorter and its cost per partition grows with the range too: conservative again), and
+to the embedded instance on the same path, command (<= 1.5x). A PostgreSQL path that cannot run
+(server unreachable, no deploy/postgres/dagster.yaml in the tree) is a FAIL, not a skip. Then
+a projection to 5 years x 100 symbols.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import resource
@@ -82,6 +105,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -96,17 +120,34 @@ from benchmarks.memory import (
     clean_env,
     run_measured,
 )
+from benchmarks.warehouse_writes import DEFAULT_ADMIN_URL, fresh_database
 from tests.helpers import BIN, free_port, materialize_command, wait_for
 
 BASELINE_REF = "79139c2"  # the last commit before issue 15
-PATHS = ("cli", "command", "daemon", "submit")
+PATHS = ("cli", "command", "command-pg", "command-pgstock", "daemon", "submit")
 # submit is the daemon's backfill again, submitted by the command (about 5 min more): opt-in, so
-# that the default run stays within 15 minutes.
-DEFAULT_PATHS = ("cli", "command", "daemon")
-COMMAND_PATHS = ("command", "submit")  # need `fin-assets backfill`
+# that the default run stays within 25 minutes.
+DEFAULT_PATHS = ("cli", "command", "command-pg", "command-pgstock", "daemon")
+# need `fin-assets backfill`
+COMMAND_PATHS = ("command", "command-pg", "command-pgstock", "submit")
 SERVICE_PATHS = ("daemon", "submit")  # code server + daemon + webserver
+# The PostgreSQL instance (deploy/postgres/dagster.yaml) and the event log each path gives it:
+# ours as shipped, or dagster-postgres's own in its place.
+POSTGRES_PATHS = {
+    "command-pg": None,
+    "command-pgstock": ("dagster_postgres.event_log", "PostgresEventLogStorage"),
+}
+POSTGRES_YAML = Path("deploy") / "postgres" / "dagster.yaml"
+# A reference measured beside the code under test, not code under test: INFO lines only.
+STOCK_PATH = "command-pgstock"
 # What a path is compared with when the baseline did not run it (then its cli).
 SAME_KIND = {"cli": "cli", "command": "cli", "daemon": "daemon", "submit": "daemon"}
+# Paths held to another HEAD path of this run instead of the baseline: the PostgreSQL instance
+# with our event log against the stock one (>= TARGET_SPEEDUP lower) and against the embedded
+# instance on the same path (<= TARGET_PG_RATIO).
+STOCK_OF = {"command-pg": STOCK_PATH}
+EMBEDDED_OF = {"command-pg": "command"}
+TARGET_PG_RATIO = 1.5
 SELECT = "raw/bars,core/bars"
 ASSET_KEYS = (["raw", "bars"], ["core", "bars"])
 LOCATION = "fin_assets"
@@ -163,14 +204,17 @@ def export_tree(name: str, ref: str, dest: Path) -> Tree:
 
 def working_tree() -> Tree:
     sha = _git("rev-parse", "--short", "HEAD")
-    dirty = _git("status", "--porcelain", "--", "fin_assets", "resources", "dagster.yaml")
-    state = " + uncommitted changes in fin_assets/ or resources/" if dirty else ""
+    dirty = _git(
+        "status", "--porcelain", "--", "fin_assets", "resources", "dagster.yaml", "deploy/postgres"
+    )
+    state = " + uncommitted changes in fin_assets/, resources/ or a dagster.yaml" if dirty else ""
     return Tree("HEAD", PROJECT_ROOT, f"{sha}{state} (the working tree {PROJECT_ROOT})")
 
 
 def tree_env(tree: Tree, root: Path, url: str, symbols: Sequence[str]) -> dict[str, str]:
     """A fresh instance, data directory and quota store under ``root``, the tree's code first on
-    the path of every process (code server, run workers and steps inherit it)."""
+    the path of every process (code server, run workers and steps inherit it). The instance is
+    the embedded one (the tree's dagster.yaml): ``postgres_instance`` replaces it."""
     home = root / "dagster_home"
     home.mkdir(parents=True)
     shutil.copyfile(tree.root / "dagster.yaml", home / "dagster.yaml")
@@ -186,6 +230,92 @@ def tree_env(tree: Tree, root: Path, url: str, symbols: Sequence[str]) -> dict[s
         "FIN_DATA_DIR": str(root / "data"),
         "FIN_QUOTA_STORE": str(root / "quota.sqlite"),
     }
+
+
+def postgres_instance(
+    tree: Tree, home: Path, database: str, event_log: tuple[str, str] | None
+) -> dict[str, str]:
+    """The tree's deploy/postgres/dagster.yaml in ``home`` (over the embedded one), its event log
+    replaced by ``event_log`` (module, class) when given, and the DAGSTER_PG_* variables it
+    reads, for the database at URL ``database``."""
+    import yaml  # Dagster's own dependency
+
+    config = yaml.safe_load((tree.root / POSTGRES_YAML).read_text())
+    if event_log is not None:
+        module, class_name = event_log
+        config["event_log_storage"] = {
+            "module": module,
+            "class": class_name,
+            "config": {"postgres_db": config["event_log_storage"]["config"]["postgres_db"]},
+        }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    parts = urlsplit(database)
+    return {
+        "DAGSTER_PG_HOST": parts.hostname or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(parts.port or 5432),
+        "DAGSTER_PG_DB": parts.path.lstrip("/"),
+        "DAGSTER_PG_USERNAME": parts.username or "postgres",
+        "DAGSTER_PG_PASSWORD": parts.password or "",
+    }
+
+
+def postgres_available(tree: Tree) -> str | None:
+    """None if the PostgreSQL paths can run ``tree`` here, else why not."""
+    if not (tree.root / POSTGRES_YAML).is_file():
+        return f"no {POSTGRES_YAML} in this tree"
+    import psycopg2
+
+    url = admin_url()
+    try:
+        psycopg2.connect(url, connect_timeout=3).close()
+    except psycopg2.OperationalError as exc:
+        where = f"{urlsplit(url).hostname}:{urlsplit(url).port or 5432}"
+        return (
+            f"PostgreSQL not reachable at {where} ({str(exc).strip().splitlines()[0]}): start it "
+            "(`pg_ctlcluster <version> main start`), or point FIN_TEST_POSTGRES_URL at a server"
+        )
+    return None
+
+
+def admin_url() -> str:
+    return os.environ.get("FIN_TEST_POSTGRES_URL") or DEFAULT_ADMIN_URL
+
+
+def postmaster_pid(database: str) -> int | None:
+    """The PostgreSQL server's main process (every backend's parent); None when the server is
+    not on this machine (its CPU is then not measured)."""
+    import psycopg2
+
+    with closing(psycopg2.connect(database)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = int(cur.fetchone()[0])
+    parent = _ppid(backend)
+    cmdline = Path(f"/proc/{parent}/cmdline") if parent else None
+    if cmdline is None or b"postgres" not in cmdline.read_bytes():
+        return None  # a pid of this machine's that is no backend: the server is elsewhere
+    return parent
+
+
+def server_cpu_s(postmaster: int) -> float:
+    """CPU seconds of the PostgreSQL server so far: the postmaster's own and its reaped
+    backends' (utime, stime, cutime, cstime of /proc/<pid>/stat), plus its live children's.
+    Cluster-wide: other databases' queries count too."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int) -> list[str]:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return []
+        return stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+
+    own = fields(postmaster)
+    total = sum(int(x) for x in own[11:15]) if own else 0  # utime stime cutime cstime
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _ppid(int(entry)) == postmaster:
+            child = fields(int(entry))
+            total += sum(int(x) for x in child[11:13]) if child else 0
+    return total / ticks
 
 
 def which_code(tree: Tree) -> Tree:
@@ -218,6 +348,9 @@ class Result:
     startup_s: float = 0.0  # the services, before the submission (daemon and command paths)
     elapsed_s: float = 0.0  # this piece of the benchmark, start-up and checks included
     cpu_s: float = 0.0  # CPU time of every process the piece started (reaped), start-up included
+    # the PostgreSQL server's during the command (cluster-wide; None: not measured)
+    server_cpu_s: float | None = None
+    postgres: bool = False  # the instance: PostgreSQL (one event_logs table), or embedded
     peaks_kib: dict[str, float] = field(default_factory=dict)  # role -> largest VmHWM
     tree_sum_kib: float = 0.0  # largest sum of RSS over every process watched at once
     events_runs: Counter[str] = field(default_factory=Counter)  # the backfill's run DBs
@@ -273,18 +406,48 @@ def _event_types(db: Path) -> Counter[str]:
     return Counter({str(kind or "(log line)"): int(n) for kind, n in rows})
 
 
-def read_instance(result: Result, home: Path, backfill_id: str | None) -> set[int]:
-    """Runs, events and size of the SQLite instance at ``home``; the backfill's runs (or, with no
-    backfill, every run) must have succeeded. Returns the process ids of their run workers (the
-    ``fin_assets/worker`` tag, ``<host>:<pid>:<start ticks>``,
+RUNS_SQL = "SELECT run_id, status, start_time, end_time FROM runs"
+TAGS_SQL = "SELECT run_id, key, value FROM run_tags WHERE key IN ({0}, {0})"
+EVENTS_SQL = "SELECT dagster_event_type, count(*) FROM event_logs"
+
+
+def _postgres_instance_rows(database: str) -> tuple[list[Any], list[Any]]:
+    """Runs and tags of the PostgreSQL instance at ``database`` (dagster-postgres's tables)."""
+    import psycopg2
+
+    with closing(psycopg2.connect(database)) as conn, conn.cursor() as cur:
+        cur.execute(RUNS_SQL)
+        runs = cur.fetchall()
+        cur.execute(TAGS_SQL.format("%s"), (BACKFILL_TAG, WORKER_TAG))
+        return runs, cur.fetchall()
+
+
+def _postgres_events(database: str, run_ids: list[str]) -> tuple[Counter[str], int]:
+    """Events of ``run_ids`` by type, and the database's size in bytes."""
+    import psycopg2
+
+    with closing(psycopg2.connect(database)) as conn, conn.cursor() as cur:
+        cur.execute(f"{EVENTS_SQL} WHERE run_id = ANY(%s) GROUP BY dagster_event_type", (run_ids,))
+        kinds = Counter({str(kind or "(log line)"): int(n) for kind, n in cur.fetchall()})
+        cur.execute("SELECT pg_database_size(current_database())")
+        return kinds, int(cur.fetchone()[0])
+
+
+def read_instance(
+    result: Result, home: Path, backfill_id: str | None, database: str | None = None
+) -> set[int]:
+    """Runs, events and size of the instance at ``home`` (SQLite), or in ``database`` (a
+    PostgreSQL URL; its size then adds the files left in ``home``, compute logs); the
+    backfill's runs (or, with no backfill, every run) must have succeeded. Returns the process
+    ids of their run workers (the ``fin_assets/worker`` tag, ``<host>:<pid>:<start ticks>``,
     fin_assets/dagster_internals/runs.py)."""
     history = home / "history"
-    with _read_only(history / "runs.db") as conn:
-        runs = conn.execute("SELECT run_id, status, start_time, end_time FROM runs").fetchall()
-        tags = conn.execute(
-            "SELECT run_id, key, value FROM run_tags WHERE key IN (?, ?)",
-            (BACKFILL_TAG, WORKER_TAG),
-        ).fetchall()
+    if database is not None:
+        runs, tags = _postgres_instance_rows(database)
+    else:
+        with _read_only(history / "runs.db") as conn:
+            runs = conn.execute(RUNS_SQL).fetchall()
+            tags = conn.execute(TAGS_SQL.format("?"), (BACKFILL_TAG, WORKER_TAG)).fetchall()
     tagged = {run_id for run_id, key, value in tags if key == BACKFILL_TAG and value == backfill_id}
     ours = [r for r in runs if backfill_id is None or r[0] in tagged]
     if not ours:
@@ -294,10 +457,16 @@ def read_instance(result: Result, home: Path, backfill_id: str | None) -> set[in
         raise RuntimeError(f"runs did not succeed: {failed}")
     result.runs, result.other_runs = len(ours), len(runs) - len(ours)
     result.run_s = sum((end or 0.0) - (start or 0.0) for _, _, start, end in ours)
-    for run_id, *_ in ours:
-        result.events_runs += _event_types(history / "runs" / f"{run_id}.db")
-    result.events_index = _event_types(history / "runs" / "index.db")
-    result.instance_bytes = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
+    files = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
+    if database is not None:
+        result.postgres = True
+        result.events_runs, size = _postgres_events(database, [r[0] for r in ours])
+        result.instance_bytes = size + files
+    else:
+        for run_id, *_ in ours:
+            result.events_runs += _event_types(history / "runs" / f"{run_id}.db")
+        result.events_index = _event_types(history / "runs" / "index.db")
+        result.instance_bytes = files
     ids = {r[0] for r in ours}
     return {
         int(value.split(":")[1])
@@ -323,7 +492,8 @@ def measure_here(
     admin: httpx.Client,
     tmp: Path,
 ) -> Result:
-    """The cli or the command path: one process runs the range (it is the run worker)."""
+    """The cli and command paths (command-pg and command-pgstock: in a database of their own,
+    dropped afterwards): one process runs the range (it is the run worker)."""
     began = time.monotonic()
     root = tmp / f"{tree.name}-{path}-{days}d"
     env = tree_env(tree, root, url, symbols)
@@ -332,26 +502,45 @@ def measure_here(
         command = [sys.executable, "-m", *materialize_command(SELECT, "--partition-range", rng)]
     else:
         command = backfill_command(days)
-    before, cpu = sim_requests(admin), children_cpu_s()
-    log = root / "run.log"
-    code, seconds, _, watch = run_measured(command, env=env, log=log, cwd=tree.root)
-    if code != 0:
-        raise RuntimeError(
-            f"{tree.name} {path} {days} d failed ({code}): {log.read_text()[-3000:]}"
+    home = Path(env["DAGSTER_HOME"])
+    with ExitStack() as stack:
+        database: str | None = None
+        postmaster: int | None = None
+        if path in POSTGRES_PATHS:
+            database = stack.enter_context(fresh_database())
+            env.update(postgres_instance(tree, home, database, POSTGRES_PATHS[path]))
+            postmaster = postmaster_pid(database)
+        before, cpu = sim_requests(admin), children_cpu_s()
+        server = server_cpu_s(postmaster) if postmaster else 0.0
+        log = root / "run.log"
+        code, seconds, _, watch = run_measured(command, env=env, log=log, cwd=tree.root)
+        if code != 0:
+            raise RuntimeError(
+                f"{tree.name} {path} {days} d failed ({code}): {log.read_text()[-3000:]}"
+            )
+        result = Result(
+            path, tree.name, days, requests=sim_requests(admin) - before, wall_s=seconds
         )
-    result = Result(path, tree.name, days, requests=sim_requests(admin) - before, wall_s=seconds)
-    result.cpu_s = children_cpu_s() - cpu
-    result.partitions, result.rows = check_landed(root / "data", days, len(symbols))
-    names = {"run worker": f"{PROCESS[path]} = run worker", "step": "step", "other": "other"}
-    result.peaks_kib = {names[role]: watch.peak_of(role) for role in set(watch.roles.values())}
-    result.tree_sum_kib = watch.max_sum_kib
-    read_instance(result, Path(env["DAGSTER_HOME"]), None)
+        result.cpu_s = children_cpu_s() - cpu
+        if postmaster:
+            result.server_cpu_s = server_cpu_s(postmaster) - server
+        result.partitions, result.rows = check_landed(root / "data", days, len(symbols))
+        names = {"run worker": f"{PROCESS[path]} = run worker", "step": "step", "other": "other"}
+        result.peaks_kib = {names[role]: watch.peak_of(role) for role in set(watch.roles.values())}
+        result.tree_sum_kib = watch.max_sum_kib
+        read_instance(result, home, None, database)
     result.elapsed_s = time.monotonic() - began
     return result
 
 
 # -- the daemon's services ------------------------------------------------------------------
-PROCESS = {"cli": "cli", "command": "fin-assets backfill", "submit": "fin-assets backfill --submit"}
+PROCESS = {
+    "cli": "cli",
+    "command": "fin-assets backfill",
+    "command-pg": "fin-assets backfill",
+    "command-pgstock": "fin-assets backfill",
+    "submit": "fin-assets backfill --submit",
+}
 SPAWNED = "multiprocessing child"
 OTHER_RUNS = "other runs (workers, steps)"
 
@@ -677,6 +866,7 @@ def measure_service(
     return result
 
 
+@functools.cache
 def command_available(tree: Tree) -> str | None:
     """None if ``fin-assets backfill --help`` works in ``tree``, else why not."""
     env = {**clean_env(), "PYTHONPATH": str(tree.root)}
@@ -717,6 +907,7 @@ def path_tables(results: list[Result]) -> str:
             "s/partition",
             "CPU s",
             "CPU s/partition",
+            "PG server CPU s",
         ],
         [
             [
@@ -726,7 +917,7 @@ def path_tables(results: list[Result]) -> str:
                 f"{r.rows:,}",
                 r.requests,
                 events(r.events_runs),
-                events(r.events_index),
+                "—" if r.postgres else events(r.events_index),
                 f"{r.events_per_partition:.1f}",
                 f"{r.instance_bytes / MIB / MIB:.1f}",
                 f"{r.runs} (+{r.other_runs})",
@@ -736,6 +927,7 @@ def path_tables(results: list[Result]) -> str:
                 f"{r.per_partition_s:.3f}",
                 f"{r.cpu_s:.1f}",
                 f"{r.cpu_per_partition_s:.3f}",
+                "—" if r.server_cpu_s is None else f"{r.server_cpu_s:.1f}",
             ]
             for r in results
         ],
@@ -782,7 +974,12 @@ def overhead(results: list[Result], what: str = "wall") -> tuple[float, str]:
     the longest range (plain seconds per partition with one range only), and how it was
     computed."""
     short, long = results[0], results[-1]
-    seconds = {"wall": lambda r: r.wall_s, "run": lambda r: r.run_s, "cpu": lambda r: r.cpu_s}[what]
+    seconds = {
+        "wall": lambda r: r.wall_s,
+        "run": lambda r: r.run_s,
+        "cpu": lambda r: r.cpu_s,
+        "server CPU": lambda r: r.server_cpu_s or 0.0,
+    }[what]
     if long.partitions == short.partitions:
         return seconds(long) / long.partitions, f"{what}/partition at {long.days} d (one range)"
     slope = (seconds(long) - seconds(short)) / (long.partitions - short.partitions)
@@ -794,7 +991,14 @@ def overhead(results: list[Result], what: str = "wall") -> tuple[float, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--days", default="1,30,180", help="range lengths in days (HEAD; cli and command)"
+        "--days",
+        default="1,30,180",
+        help="range lengths in days (HEAD; cli, command and command-pg)",
+    )
+    parser.add_argument(
+        "--stock-days",
+        default="1,30",
+        help=f"range lengths of {STOCK_PATH} (dagster-postgres's stock event log; '' = --days)",
     )
     parser.add_argument(
         "--service-days",
@@ -831,10 +1035,11 @@ def main(argv: list[str] | None = None) -> int:
 
     lengths, baseline_lengths = numbers(args.days), numbers(args.baseline_days)
     service_lengths = numbers(args.service_days) or lengths
+    stock_lengths = numbers(args.stock_days) or lengths
     paths, baseline_paths = names(args.paths), names(args.baseline_paths)
     info_paths = names(args.info_paths)
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    if not lengths or min(lengths + baseline_lengths + service_lengths) < 1:
+    if not lengths or min(lengths + baseline_lengths + service_lengths + stock_lengths) < 1:
         parser.error("--days needs positive day counts")
     if not symbols or not paths:
         parser.error("--symbols needs a symbol, --paths a path")
@@ -868,19 +1073,26 @@ def main(argv: list[str] | None = None) -> int:
             if tree is None:
                 continue
             for path in chosen:
-                if path in COMMAND_PATHS and (why := command_available(tree)):
+                why = command_available(tree) if path in COMMAND_PATHS else None
+                if path in POSTGRES_PATHS:
+                    why = why or postgres_available(tree)
+                if why:
                     skipped[f"{tree.name} {path}"] = why
                     print(f"{tree.name} {path} path skipped: {why}")
                     continue
-                in_services = path in SERVICE_PATHS and tree is head
-                plan += [(tree, path, d) for d in (service_lengths if in_services else days_of)]
+                lengths_of = days_of
+                if tree is head and path in SERVICE_PATHS:
+                    lengths_of = service_lengths
+                elif tree is head and path == STOCK_PATH:
+                    lengths_of = stock_lengths
+                plan += [(tree, path, d) for d in lengths_of]
         sim, url = start_simulator(log_path=tmp / "simulator.log")
         stack.callback(stop_process, sim)
         print(f"simulator {url} (no quota); {len(symbols)} symbols; {len(plan)} backfills\n")
         results: list[Result] = []
         with httpx.Client(base_url=url, timeout=30.0) as admin:
             for tree, path, days in plan:
-                if path in ("cli", "command"):
+                if path not in SERVICE_PATHS:
                     result = measure_here(path, tree, days, symbols, url, admin, tmp)
                 else:
                     result = measure_service(
@@ -888,7 +1100,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 results.append(result)
                 print(
-                    f"  {tree.name:8} {path:7} {days:4} d: wall {result.wall_s:7.1f} s "
+                    f"  {tree.name:8} {path:15} {days:4} d: wall {result.wall_s:7.1f} s "
                     f"({result.per_partition_s:.3f} s/partition), CPU {result.cpu_s:7.1f} s, "
                     f"whole piece {result.elapsed_s:6.1f} s; load average "
                     f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
@@ -940,21 +1152,30 @@ def report(
     for path in PATHS:
         runs = by_path.get(("HEAD", path))
         if not runs:
-            if f"HEAD {path}" in skipped:
+            if f"HEAD {path}" in skipped and path in POSTGRES_PATHS:
+                # The PostgreSQL instance is what issue 26 measures: not measuring it is a miss.
+                targets.check(f"{path} path", False, skipped[f"HEAD {path}"])
+            elif f"HEAD {path}" in skipped:
                 targets.skip(f"{path} path", skipped[f"HEAD {path}"])
             continue
         short, long = runs[0], runs[-1]
         check = targets.check
-        if path in info_paths:
+        if path in info_paths or path == STOCK_PATH:
+            why = "a reference" if path == STOCK_PATH else "--info-paths"
 
-            def check(name: str, passed: bool, shown: str) -> None:
-                targets.note(f"{name} (not a target here: --info-paths)", shown)
+            def check(name: str, passed: bool, shown: str, why: str = why) -> None:
+                targets.note(f"{name} (not a target here: {why})", shown)
 
         (wall, how), (cpu, _) = overhead(runs), overhead(runs, "cpu")
+        server = (
+            f", PostgreSQL server {overhead(runs, 'server CPU')[0]:.4f} s CPU (cluster-wide)"
+            if long.server_cpu_s is not None
+            else ""
+        )
         targets.note(
             f"HEAD {path}: per-partition overhead",
-            f"{wall:.4f} s wall, {cpu:.4f} s CPU, {overhead(runs, 'run')[0]:.4f} s of the runs' "
-            f"own time = {how}",
+            f"{wall:.4f} s wall, {cpu:.4f} s CPU{server}, {overhead(runs, 'run')[0]:.4f} s of "
+            f"the runs' own time = {how}",
         )
         if long is short:
             targets.skip(f"{path}: peak RSS {long.days} d / shortest", "needs two lengths (--days)")
@@ -976,6 +1197,12 @@ def report(
                     f"{path}: {role} at {long.days} d",
                     f"{mib(long.peaks_kib[role])} MiB of deploy/systemd's MemoryMax={limit}M",
                 )
+        if path == STOCK_PATH:
+            continue  # the reference of command-pg, below: no target, no projection
+        if path in STOCK_OF:
+            postgres_targets(targets, path, by_path, check)
+            project(targets, path, runs, symbols)
+            continue
         against = next(p for p in (path, SAME_KIND[path], "cli", "") if p in baseline or not p)
         if against in baseline:
             base_wall, base_cpu, base_days = baseline[against]
@@ -1000,6 +1227,67 @@ def report(
             targets.skip(f"{path}: per-partition overhead vs the baseline", "no baseline measured")
         project(targets, path, runs, symbols)
     return targets
+
+
+def postgres_targets(
+    targets: Targets,
+    path: str,
+    by_path: dict[tuple[str, str], list[Result]],
+    check: Any,
+) -> None:
+    """Issue 26's: ``path``'s per-partition overhead (the PostgreSQL instance, our event log)
+    >= TARGET_SPEEDUP lower than with dagster-postgres's stock event log, and <= TARGET_PG_RATIO
+    the embedded instance's on the same path, all measured in this run."""
+    runs = by_path[("HEAD", path)]
+    wall, cpu, server = (overhead(runs, what)[0] for what in ("wall", "cpu", "server CPU"))
+    long = runs[-1]
+    for other, relation in ((STOCK_OF[path], "stock"), (EMBEDDED_OF[path], "embedded")):
+        theirs = by_path.get(("HEAD", other))
+        if relation == "stock":
+            name = (
+                f"{path}: per-partition overhead at {long.days} d >= {TARGET_SPEEDUP:g}x lower "
+                f"than dagster-postgres's stock event log ({other}"
+            )
+        else:
+            name = (
+                f"{path}: per-partition overhead at {long.days} d <= {TARGET_PG_RATIO:g}x the "
+                f"embedded instance's ({other}"
+            )
+        if not theirs:
+            check(f"{name})", False, f"{other} was not measured (--paths)")
+            continue
+        other_wall, other_cpu = overhead(theirs)[0], overhead(theirs, "cpu")[0]
+        other_server = overhead(theirs, "server CPU")[0]
+        at = f" at {theirs[-1].days} d"
+        if relation == "stock" and theirs[-1].days < long.days:
+            at += ": conservative, the stock cost per partition grows with the range"
+        elif relation == "embedded" and theirs[-1].days != long.days:
+            at += f", not {long.days} d: ranges differ"
+        if wall <= 0 or other_wall <= 0:  # a longer range in less time: noise, not a measurement
+            check(f"{name}{at})", False, f"not measurable: {wall:.4f} vs {other_wall:.4f} s")
+            continue
+        if relation == "stock":
+            ratio = other_wall / wall
+            check(
+                f"{name}{at})",
+                ratio >= TARGET_SPEEDUP,
+                f"{ratio:.1f}x ({wall:.4f} vs {other_wall:.4f} s wall)",
+            )
+        else:
+            ratio = wall / other_wall
+            check(
+                f"{name}{at})",
+                ratio <= TARGET_PG_RATIO,
+                f"{ratio:.2f}x ({wall:.4f} vs {other_wall:.4f} s wall)",
+            )
+        ours_all, theirs_all = cpu + server, other_cpu + other_server
+        targets.note(
+            f"{path} vs {other}: the same in CPU seconds, the processes started + the PostgreSQL "
+            f"server's (cluster-wide)",
+            f"{cpu:.4f} + {server:.4f} = {ours_all:.4f} vs {other_cpu:.4f} + {other_server:.4f} "
+            f"= {theirs_all:.4f} s"
+            + (f" ({theirs_all / ours_all:.2f}x)" if ours_all > 0 and theirs_all > 0 else ""),
+        )
 
 
 def project(targets: Targets, path: str, runs: list[Result], symbols: int) -> None:
