@@ -110,7 +110,7 @@ bench-startup: .venv/.synced  ## time to load the definitions vs import dagster
 bench-metrics: .venv/.synced  ## fin-assets metrics on 10,000 partitions: scrape time, exporter RSS
 	$(RUN) python benchmarks/metrics_scrape.py
 
-bench-scale: .venv/.synced  ## 1/30/180-day backfills: CLI, fin-assets backfill, daemon vs 79139c2 (about 14 min)
+bench-scale: .venv/.synced  ## 1/30/180-day backfills: CLI, fin-assets backfill (SQLite, PostgreSQL), daemon vs 79139c2 (about 20 min)
 	$(RUN) python benchmarks/scale.py
 
 bench-wait-cpu: .venv/.synced  ## CPU of a backfill waiting 5 min for a lagging provider, vs 7cf6aba (about 6 min)
