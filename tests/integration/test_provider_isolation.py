@@ -162,7 +162,10 @@ def test_a_binance_ban_holds_binance_only_and_polygon_is_paced_by_its_own_quota(
     # Binance: nothing sent until the ban was over, then the range landed.
     assert crypto_result.success
     assert binance_stats["requests_during_ban"] == 0
-    after = [e["t"] for e in binance_log if e["status"] == 200]
+    # The published limits (exchangeInfo) were asked for first, before the ban; the range's
+    # two klines pages only once it was over.
+    assert [e["path"] for e in binance_log][0] == "/api/v3/exchangeInfo"
+    after = [e["t"] for e in binance_log if e["status"] == 200 and "/klines" in e["path"]]
     assert len(after) == 2 and min(after) >= ban_end - 0.01
     crypto_meta = materialization_metadata(crypto_result, ["raw", "crypto", "bars"])
     assert crypto_meta["throttled_429"] == crypto_meta["banned_418"] == 1
