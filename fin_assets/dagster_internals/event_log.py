@@ -298,8 +298,8 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
         # A run of N partitions is created with one planned event per asset (its subset)
         # instead of N: the process creating the run (the CLI, the daemon for a backfill) no
         # longer builds every partition's event at once. The storage writes the same
-        # per-partition rows as before (see expanded_planned), which is what readers of planned events
-        # (in-progress and failed partitions in the UI, automation) look at.
+        # per-partition rows as before (see expanded_planned), which is what readers of planned
+        # events (in-progress and failed partitions in the UI, automation) look at.
         return True
 
     def store_event(self, event: EventLogEntry) -> None:
