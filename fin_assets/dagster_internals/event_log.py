@@ -309,27 +309,12 @@ class FinAssetsSqliteEventLogStorage(SqliteEventLogStorage):
             self.store_event_batch([event])
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        if any(planned_subset(event) is not None for event in events):
-            chunk: list[EventLogEntry] = []
-            for event in expanded_planned(events):
-                chunk.append(event)
-                if len(chunk) == EVENT_BATCH_SIZE:
-                    self._store_batch(chunk)
-                    chunk = []
+        for chunk in batches_of(events):
             self._store_batch(chunk)
-        else:
-            self._store_batch(events)
 
     def _store_batch(self, events: Sequence[EventLogEntry]) -> None:
-        if not events:
-            return
         run_id = events[0].run_id
-        if not run_id or any(
-            e.run_id != run_id
-            or not e.is_dagster_event
-            or e.get_dagster_event().event_type not in BATCHED_EVENTS
-            for e in events
-        ):
+        if not writes_in_one_transaction(events):
             super().store_event_batch(events)  # one write per event, as Dagster does
             return
         rows = [self._event_to_row(event) for event in events]  # serialized once, for both
@@ -374,6 +359,37 @@ def write_index_rows(
         elif kind == DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED:
             _record_check_planned(conn, event, event_id, row["event"])
     _record_check_evaluations(conn, evaluations)
+
+
+def batches_of(events: Sequence[EventLogEntry]) -> Iterator[Sequence[EventLogEntry]]:
+    """``events`` in batches of at most EVENT_BATCH_SIZE, planned subsets expanded into their
+    partitions' events (both storages write a batch in one transaction)."""
+    if not any(planned_subset(event) is not None for event in events):
+        if events:
+            yield events
+        return
+    chunk: list[EventLogEntry] = []
+    for event in expanded_planned(events):
+        chunk.append(event)
+        if len(chunk) == EVENT_BATCH_SIZE:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def writes_in_one_transaction(events: Sequence[EventLogEntry]) -> bool:
+    """Whether a batch is one run's BATCHED_EVENTS (and no failed-to-materialize marker, which
+    Dagster's storages drop): those are written in one transaction; any other batch is left to
+    Dagster's own way."""
+    run_id = events[0].run_id
+    return bool(run_id) and all(
+        e.run_id == run_id
+        and e.is_dagster_event
+        and e.get_dagster_event().event_type in BATCHED_EVENTS
+        and not e.get_dagster_event().is_asset_failed_to_materialize
+        for e in events
+    )
 
 
 # Zero-padded key formats (Dagster's hourly and daily) and the shape of their keys.

@@ -17,12 +17,12 @@ from dagster_postgres import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
 from fin_assets.dagster_internals.event_log import (
-    BATCHED_EVENTS,
     EVENT_BATCH_SIZE,
     FinAssetsSqliteEventLogStorage,
-    expanded_planned,
+    batches_of,
     planned_subset,
     write_index_rows,
+    writes_in_one_transaction,
 )
 
 
@@ -90,25 +90,11 @@ class FinAssetsPostgresEventLogStorage(PostgresEventLogStorage):
             self.store_event_batch([event])
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        chunk: list[EventLogEntry] = []
-        for event in expanded_planned(events):
-            chunk.append(event)
-            if len(chunk) == EVENT_BATCH_SIZE:
-                self._store_batch(chunk)
-                chunk = []
-        self._store_batch(chunk)
+        for chunk in batches_of(events):
+            self._store_batch(chunk)
 
     def _store_batch(self, events: Sequence[EventLogEntry]) -> None:
-        if not events:
-            return
-        run_id = events[0].run_id
-        if not run_id or any(
-            e.run_id != run_id
-            or not e.is_dagster_event
-            or e.get_dagster_event().event_type not in BATCHED_EVENTS
-            or e.get_dagster_event().is_asset_failed_to_materialize
-            for e in events
-        ):
+        if not writes_in_one_transaction(events):
             super().store_event_batch(events)  # dagster-postgres's own way
             return
         rows = [self._event_to_row(event) for event in events]

@@ -333,19 +333,10 @@ class BinanceVision(ArchiveFormat):
                 ]
             )
         except (pl.exceptions.PolarsError, ValueError) as exc:
-            raise SchemaError(
-                f"binance archive: symbol {symbol}: {where}: rows are not Binance klines "
-                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                provider=self.provider,
-                symbol=symbol,
+            raise _rows_refused(
+                self, "binance archive", symbol, where, "Binance klines", exc
             ) from None
-        if frame.null_count().sum_horizontal().item():
-            raise SchemaError(
-                f"binance archive: symbol {symbol}: {where}: a row has an empty field "
-                "(a line cut short?)",
-                provider=self.provider,
-                symbol=symbol,
-            )
+        _no_empty_field(self, frame, "binance archive", symbol, where)
         return canonical_bars(self._klines.finish_frame(frame), symbol=symbol)
 
     def parse_pages(
@@ -357,6 +348,29 @@ class BinanceVision(ArchiveFormat):
             frame = self._frame(body, symbol=symbol, where=where)
             frames.append(frame.hstack([_page_column(index, frame.height)]))
         return _with_page(frames)
+
+
+def _rows_refused(
+    fmt: ArchiveFormat, archive: str, symbol: str, where: str, expected: str, exc: Exception
+) -> SchemaError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return SchemaError(
+        f"{archive}: symbol {symbol}: {where}: rows are not {expected} ({first})",
+        provider=fmt.provider,
+        symbol=symbol,
+    )
+
+
+def _no_empty_field(
+    fmt: ArchiveFormat, frame: pl.DataFrame, archive: str, symbol: str, where: str
+) -> None:
+    """A null in a parsed row is a field left empty: a line cut short, never a value."""
+    if frame.null_count().sum_horizontal().item():
+        raise SchemaError(
+            f"{archive}: symbol {symbol}: {where}: a row has an empty field (a line cut short?)",
+            provider=fmt.provider,
+            symbol=symbol,
+        )
 
 
 def _span(frame: pl.DataFrame) -> tuple[datetime | None, datetime | None]:
@@ -572,18 +586,10 @@ class MassiveFlatFiles(ArchiveFormat):
             if raw.height and not (tickers == symbol).all():
                 raise ValueError(f"rows of another ticker than {symbol}")
         except (pl.exceptions.PolarsError, ValueError) as exc:
-            raise SchemaError(
-                f"massive flat files: symbol {symbol}: {where}: rows are not minute aggregates "
-                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
-                provider=self.provider,
-                symbol=symbol,
+            raise _rows_refused(
+                self, "massive flat files", symbol, where, "minute aggregates", exc
             ) from None
-        if frame.null_count().sum_horizontal().item():
-            raise SchemaError(
-                f"massive flat files: symbol {symbol}: {where}: a row has an empty field",
-                provider=self.provider,
-                symbol=symbol,
-            )
+        _no_empty_field(self, frame, "massive flat files", symbol, where)
         return canonical_bars(frame, symbol=symbol)  # vwap: null, the files have none
 
     def parse_pages(
