@@ -35,7 +35,7 @@ import re
 import threading
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,21 @@ FLATFILE_COLUMNS = (
     "window_start",
     "transactions",
 )
+
+
+def _parsed_pages(
+    frame_of: Callable[..., pl.DataFrame],
+    pages: Sequence[tuple[str, bytes]],
+    *,
+    partition: str | None,
+) -> ParsedPages:
+    """``(symbol, body)`` pages as one frame, each row with its page's index (PAGE_COLUMN)."""
+    frames = []
+    for index, (symbol, body) in enumerate(pages):
+        where = f"partition {partition}" if partition else "snapshot"
+        frame = frame_of(body, symbol=symbol, where=where)
+        frames.append(frame.hstack([_page_column(index, frame.height)]))
+    return _with_page(frames)
 
 
 def _empty_pages() -> ParsedPages:
@@ -342,12 +357,7 @@ class BinanceVision(ArchiveFormat):
     def parse_pages(
         self, pages: Sequence[tuple[str, bytes]], *, partition: str | None = None
     ) -> ParsedPages:
-        frames = []
-        for index, (symbol, body) in enumerate(pages):
-            where = f"partition {partition}" if partition else "snapshot"
-            frame = self._frame(body, symbol=symbol, where=where)
-            frames.append(frame.hstack([_page_column(index, frame.height)]))
-        return _with_page(frames)
+        return _parsed_pages(self._frame, pages, partition=partition)
 
 
 def _rows_refused(
@@ -595,12 +605,7 @@ class MassiveFlatFiles(ArchiveFormat):
     def parse_pages(
         self, pages: Sequence[tuple[str, bytes]], *, partition: str | None = None
     ) -> ParsedPages:
-        frames = []
-        for index, (symbol, body) in enumerate(pages):
-            where = f"partition {partition}" if partition else "snapshot"
-            frame = self._frame(body, symbol=symbol, where=where)
-            frames.append(frame.hstack([_page_column(index, frame.height)]))
-        return _with_page(frames)
+        return _parsed_pages(self._frame, pages, partition=partition)
 
 
 # dataset -> format, for core/bars: parsing needs no endpoint, so one instance of each serves
