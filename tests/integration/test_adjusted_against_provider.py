@@ -83,7 +83,9 @@ def provider_bars(sim: MarketSimulator, symbol: str, day: date, *, adjusted: boo
 
 
 def provider_actions(sim: MarketSimulator, kind: str) -> list[dict[str, object]]:
-    with httpx.Client(base_url=sim.url) as http:
+    # The simulator computes the actions of every symbol's history on demand: seconds on a
+    # busy host, longer than httpx's default 5 s read timeout.
+    with httpx.Client(base_url=sim.url, timeout=60.0) as http:
         answer = http.get(
             f"/stocks/v1/{kind}", params={"ticker.any_of": ",".join(SYMBOLS), "limit": "5000"}
         )
