@@ -315,9 +315,10 @@ def parse_rate_limit_headers(
             policy = QuotaPolicy(bind.quota, bind.window_s, 1, SOURCE_LIMIT)
         if policies:
             sources.append(SOURCE_LIMIT)
-    # The expiring limit the server states beside its policies (drafts 04-06 RateLimit-Limit,
-    # draft 07 RateLimit's limit=): "the server artificially lowers the actual limits".
-    stated = _first_number(h.get("ratelimit-limit")) if policies and not limit_policies else None
+    # The expiring limit the server states beside its policies (drafts 01-03: RateLimit-Limit's
+    # first member; 04-06: RateLimit-Limit; 07: RateLimit's limit=): "the server artificially
+    # lowers the actual limits".
+    stated = _first_number(h.get("ratelimit-limit")) if policies else None
     if "ratelimit" in h:
         limits, dict_limit = parse_service_limits(h["ratelimit"])
         stated = dict_limit if dict_limit is not None else stated
@@ -337,8 +338,6 @@ def parse_rate_limit_headers(
             sources.append("RateLimit")
     if stated is not None:
         limit = stated
-    if limit_policies:
-        stated = _first_number(h.get("ratelimit-limit"))  # drafts 01-03: the expiring limit
     if (
         policy is not None
         and stated is not None
