@@ -38,7 +38,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -60,6 +60,7 @@ from resources.secrets import redact, register
 from resources.windows import PartitionWindow
 
 logger = logging.getLogger("fin_assets.archive")
+T = TypeVar("T")
 
 BINANCE_VISION_URL = "https://data.binance.vision"
 MASSIVE_FLATFILES_URL = "https://files.massive.com"
@@ -223,65 +224,53 @@ class BinanceVision(ArchiveFormat):
                     files.extend(dailies)
         return files
 
-    def _get(self, url: str) -> httpx.Response | None:
-        """A small GET (a CHECKSUM file); None on 404, retried on 5xx and connection errors."""
-        last: Exception | str = ""
+    def _retrying(self, url: str, read: Callable[[httpx.Response], T]) -> T | None:
+        """GET ``url`` (streamed) and ``read`` a 200; None on 403/404 (not there); 5xx and
+        connection errors tried again, ``DOWNLOAD_ATTEMPTS`` in all; any other status, or the
+        last failure, is an ArchiveError naming the URL."""
+        last = ""
         for _ in range(DOWNLOAD_ATTEMPTS):
             try:
-                response = self._http.get(url)
+                with self._http.stream("GET", url) as response:
+                    status = response.status_code
+                    if status == 200:
+                        return read(response)
+                    if status in (403, 404):
+                        return None
+                    if status < 500:
+                        raise ArchiveError(
+                            f"binance archive: {url} answered HTTP {status}",
+                            provider=self.provider,
+                            file=url,
+                        )
+                    last = f"HTTP {status}"
             except httpx.TransportError as exc:
-                last = exc
-                continue
-            if response.status_code in (403, 404):
-                return None
-            if response.status_code >= 500:
-                last = f"HTTP {response.status_code}"
-                continue
-            if response.status_code != 200:
-                raise ArchiveError(
-                    f"binance archive: {url} answered HTTP {response.status_code}",
-                    provider=self.provider,
-                    file=url,
-                )
-            return response
+                last = redact(str(exc))
         raise ArchiveError(
-            f"binance archive: {url} could not be read after {DOWNLOAD_ATTEMPTS} attempts "
-            f"({redact(str(last))})",
+            f"binance archive: {url} could not be read after {DOWNLOAD_ATTEMPTS} attempts ({last})",
             provider=self.provider,
             file=url,
         )
 
     def version(self, file: ArchiveFile) -> UpstreamVersion | None:
-        response = self._get(self.url(file) + ".CHECKSUM")
-        if response is None:
+        text = self._retrying(self.url(file) + ".CHECKSUM", lambda r: r.read().decode("latin-1"))
+        if text is None:
             return None
-        match = _CHECKSUM_RE.match(response.text.strip())
+        match = _CHECKSUM_RE.match(text.strip())
         name = file.key.rsplit("/", 1)[-1]
         if match is None or match.group(2) != name:
             raise self.error(
                 file,
-                f"has a CHECKSUM file that is not sha256sum's line for {name}: "
-                f"{response.text[:120]!r}",
+                f"has a CHECKSUM file that is not sha256sum's line for {name}: {text[:120]!r}",
                 checksum=True,
             )
         return UpstreamVersion(f"sha256:{match.group(1)}", sha256=match.group(1))
 
     def download(self, file: ArchiveFile, into: Path) -> Download:
-        url = self.url(file)
-        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-            try:
-                with self._http.stream("GET", url) as response:
-                    if response.status_code != 200:
-                        if response.status_code >= 500 and attempt < DOWNLOAD_ATTEMPTS:
-                            continue
-                        raise self.error(
-                            file, f"could not be downloaded: HTTP {response.status_code}"
-                        )
-                    return write_stream(into, response.iter_bytes(CHUNK))
-            except httpx.TransportError as exc:
-                if attempt == DOWNLOAD_ATTEMPTS:
-                    raise self.error(file, f"could not be downloaded: {redact(str(exc))}") from None
-        raise AssertionError("unreachable")
+        got = self._retrying(self.url(file), lambda r: write_stream(into, r.iter_bytes(CHUNK)))
+        if got is None:
+            raise self.error(file, "disappeared between its CHECKSUM and its download")
+        return got
 
     def split(self, file: ArchiveFile, path: Path) -> dict[str, SymbolRows]:
         (symbol,) = file.symbols

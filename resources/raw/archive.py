@@ -52,7 +52,7 @@ from resources.endpoints import Feed
 from resources.errors import ArchiveError
 from resources.providers.decoding import ParsedPages
 from resources.raw.snapshots import ArchiveOrigin, SnapshotRef, SnapshotStore
-from resources.storage.atomic import TEMP_PREFIX, atomic_write, atomic_write_bytes
+from resources.storage.atomic import TEMP_PREFIX, atomic_write_bytes
 from resources.validation import ensure_utc, safe_join
 from resources.windows import PartitionWindow
 
@@ -451,18 +451,16 @@ def _cut(
 
 
 def write_stream(path: Path, chunks: Iterable[bytes]) -> Download:
-    """Write ``chunks`` to ``path`` (fsynced), hashing them: the one way a download is kept."""
+    """Write ``chunks`` to ``path`` (a temp name of the caller's, fsynced), hashing them on the
+    way: the one way a download lands. The caller moves it into place once it is checked."""
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     size = 0
-
-    def write(tmp: Path) -> None:
-        nonlocal size
-        with open(tmp, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-                sha.update(chunk)
-                md5.update(chunk)
-                size += len(chunk)
-
-    atomic_write(path, write)
+    with open(path, "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            sha.update(chunk)
+            md5.update(chunk)
+            size += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
     return Download(path, size, sha.hexdigest(), md5.hexdigest())

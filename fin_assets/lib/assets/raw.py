@@ -3,8 +3,7 @@
 # No `from __future__ import annotations`: Dagster reads the asset's parameter annotations
 # (config class, resources) at decoration time and cannot resolve them as strings.
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, nullcontext
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -30,7 +29,7 @@ from fin_assets.lib.resources import (
 )
 from fin_assets.lib.sources import Source
 from resources.logfields import log_context
-from resources.raw.archive import ArchiveFormat, ArchiveStats, ArchiveUse
+from resources.raw.archive import ArchiveStats, ArchiveUse
 from resources.raw.ingest import fetch_raw_bars
 from resources.raw.manifest import MANIFESTS_DIR
 
@@ -64,15 +63,6 @@ def archive_use(asked: str | None, archive: ArchiveResource | None, *, asset: st
             allow_retries=False,
         )
     return use
-
-
-@contextmanager
-def _closing(archive: ArchiveFormat | None) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        if archive is not None:
-            archive.close()
 
 
 def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDefinition:
@@ -140,7 +130,8 @@ def build_raw_bars(source: Source, partitions: SourcePartitions) -> dg.AssetsDef
             archive_format = None if archive is None else archive.format()
             use = archive_use(config.archive, archive, asset=asset)
             spending.archive = ArchiveStats() if archive_format is not None else None
-            with market_api.client() as client, _closing(archive_format):
+            closes = closing(archive_format) if archive_format is not None else nullcontext()
+            with market_api.client() as client, closes:
                 spending.stats = client.stats
                 result = fetch_raw_bars(
                     client,
