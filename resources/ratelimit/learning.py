@@ -273,20 +273,27 @@ def cap_by_remaining(
     reset, those go at the pace and the next waits for the reset; the tightest pair counts, the
     newest answer replaces an older one's, ``r=0`` is a pause (``_observe``). A pair that
     allows what the pace sends anyway changes nothing: a fixed window's own remaining and
-    reset (rounded up to whole seconds by most servers) never slow a client that paces right.
-    Units booked and not answered yet are not counted in ``r``: they are taken off it."""
+    reset never slow a client that paces right.
+
+    ``t`` is whole seconds, rounded up (an Integer in every draft, and in the X-RateLimit
+    dialects): more quota may come up to a second sooner. A pair slows the pace only where the
+    pace would send more than ``r`` before that earliest reset. So ``t=1`` alone never does:
+    a token bucket says ``r=1;t=1`` to a client sending at its rate (draft 10: ``t`` is "the
+    number of seconds until additional quota ... is made available"), and reading it as one
+    unit a second would cost 95 % of a 20/s quota.
+    Units booked to go before the reset and not answered yet are not counted in ``r``: they
+    are taken off it."""
     learning = state.learning
     if active is None:
         return
     pairs = [(item.remaining, item.reset_s, item.policy) for item in signal.limits]
     pairs.append((signal.remaining if remaining is None else remaining, signal.reset_s, None))
-    in_flight = max(0, len(learning.leases) - 1)  # the answer's own booking is one of them
     tightest: tuple[float, float, str] | None = None
     for left, reset_s, name in pairs:
         if left is None or left <= 0 or not reset_s or reset_s <= 0:
             continue
-        if left >= active.rate * SAFETY_RATE * reset_s:
-            continue  # the pace sends no more than that by the reset
+        if left >= active.rate * SAFETY_RATE * max(0.0, reset_s - 1.0):
+            continue  # the pace sends no more than that by the earliest reset
         if (
             tightest is None
             or left - active.rate * reset_s < tightest[0] - active.rate * tightest[1]
@@ -297,6 +304,8 @@ def cap_by_remaining(
         learning.budget_left, learning.budget_until, learning.budget_reason = 0.0, 0.0, ""
         return
     left, reset_s, reason = tightest
+    # The answer's own booking is one of the leases (it is settled after this).
+    in_flight = max(0, sum(1 for lease in learning.leases if lease[1] < now + reset_s) - 1)
     learning.budget_left = max(0.0, left - in_flight)
     learning.budget_until, learning.budget_reason = now + reset_s, reason
 

@@ -461,3 +461,45 @@ def test_d10_faq_the_policy_reported_is_the_one_named() -> None:
     pacer.reserve()
     pacer.observe(signal)
     assert sends_before(pacer, clock, NOW + 44) == 50
+
+
+def test_d10_a_token_buckets_few_left_for_one_second_do_not_slow_the_pace() -> None:
+    # D10 section 4.1.2: `t` is "the number of seconds until additional quota associated with
+    # the quota policy is made available", a non-negative Integer. A token bucket of 20/s,
+    # burst 2, answers clients sending at its rate with `r=1;t=1` (the simulator's strict
+    # bucket, resources/simulator/quota.py, is the server here). Read as one unit for the next
+    # second, the pair would cost 80 % of the quota (39 accepted of 200); more comes every 50 ms.
+    from resources.simulator.quota import ServerQuota
+
+    clock, store = Clock(), MemoryQuotaStore()
+    server = ServerQuota(requests=20, window_s=1, burst=2, clock=clock)
+    pacers = [SharedPacer(store, "k", clock=clock) for _ in range(4)]
+    # Four processes, each holding its next booking while the others' answers come in.
+    due = {i: NOW + pacer.reserve() for i, pacer in enumerate(pacers)}
+    accepted = rejected = 0
+    pairs = set()
+    while clock.now < NOW + 10:
+        i = min(due, key=lambda k: due[k])
+        pacer = pacers[i]
+        clock.now = max(clock.now, due[i])
+        if pacer.booked():
+            decision = server.check("key", consume=True)
+            signal = parse(decision.headers)
+            pairs.add(decision.headers["RateLimit"])
+            if decision.allowed:
+                accepted += 1
+                pacer.observe(signal)
+            else:
+                rejected += 1
+                pacer.throttled(
+                    server_wait_s=float(decision.headers["Retry-After"]),
+                    signal=signal,
+                    weight=1,
+                    attempt=1,
+                    ban=False,
+                    reason="429",
+                )
+        due[i] = clock.now + pacer.reserve()
+    assert pairs == {'"default";r=1;t=1'}
+    assert rejected == 0
+    assert accepted >= 0.99 * 20 * 10  # 199 of the 200 the bucket's rate allows in 10 s
