@@ -296,7 +296,7 @@ class TokenBucketPacer(SharedPacer):
 class _ExactPolicy(QuotaPolicy):
     """A policy paced exactly at its rate and burst: for in-process tests and tools."""
 
-    def paced(self) -> tuple[float, int]:
+    def paced(self, jitter_s: float = 0.0) -> tuple[float, int]:
         return 1.0 / self.rate, self.burst
 
 

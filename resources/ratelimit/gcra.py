@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from resources.ratelimit.policy import QuotaPolicy
+from resources.ratelimit.policy import ARRIVAL_JITTER_S, MAX_JITTER_S, QuotaPolicy
 
 
 # -- the shared state -----------------------------------------------------------------------
@@ -71,6 +71,9 @@ class Learning:
     budget_left: float = 0.0
     budget_until: float = 0.0
     budget_reason: str = ""
+    # How late this key's requests leave their booked slots, a high quantile of what every
+    # process measured (resources/ratelimit/learning.py:note_sent): the pacer's jitter margin.
+    late_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,11 +95,17 @@ class QuotaState:
     learning: Learning = field(default_factory=Learning)
 
 
+def jitter_s(state: QuotaState) -> float:
+    """How far apart requests sent on schedule may reach the server, for this key: the least
+    allowance plus how late its requests have been leaving (``Learning.late_s``)."""
+    return min(MAX_JITTER_S, ARRIVAL_JITTER_S + state.learning.late_s)
+
+
 def reserve_state(
     state: QuotaState, *, weight: int, now: float, policy: QuotaPolicy | None
 ) -> Reservation:
     active = policy or state.learned
-    interval, burst = active.paced() if active else (None, 1)
+    interval, burst = active.paced(jitter_s(state)) if active else (None, 1)
     send_at, state.tat = gcra_book(
         tat=state.tat,
         paused_until=state.paused_until,
@@ -135,5 +144,5 @@ def pause_state(
     if active is not None:
         # After the pause, one request at its end and then the paced rate, not a full burst:
         # the server's bucket is only known to hold one unit when Retry-After runs out.
-        interval, burst = active.paced()
+        interval, burst = active.paced(jitter_s(state))
         state.tat = max(state.tat, until + (burst - 1) * interval)

@@ -26,9 +26,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from resources.ratelimit.gcra import Learning, QuotaState, Reservation, pause_state, reserve_state
+from resources.ratelimit.gcra import (
+    Learning,
+    QuotaState,
+    Reservation,
+    jitter_s,
+    pause_state,
+    reserve_state,
+)
 from resources.ratelimit.headers import RateLimitSignal
-from resources.ratelimit.policy import ARRIVAL_JITTER_S, SAFETY_RATE, QuotaPolicy, lower_quota
+from resources.ratelimit.policy import MAX_JITTER_S, SAFETY_RATE, QuotaPolicy, lower_quota
 
 STATED = "stated"
 ESTIMATE = "estimate"
@@ -172,6 +179,26 @@ def settle(state: QuotaState, *, owner: str, rtt_s: float | None) -> None:
         learning.rtt_s = rtt_s if not learning.rtt_s else 0.8 * learning.rtt_s + 0.2 * rtt_s
 
 
+LATE_RISE = 0.3  # a later send moves the estimate this share of the way up at once ...
+LATE_DECAY = 0.99  # ... and each send on time lets it fall by 1 % (half in ~70 sends)
+
+
+def note_sent(learning: Learning, *, late_s: float) -> None:
+    """A request left ``late_s`` after its booked slot: the host's share of the arrival jitter.
+
+    ``Learning.late_s`` follows a high quantile of that, for every process of the key: up fast
+    (``LATE_RISE`` of the gap to a later send), down slowly (``LATE_DECAY`` per send), so one
+    descheduled process raises the margin at once and a quiet host wins it back over about a
+    hundred requests. On a quiet host sends are a millisecond late and the margin is the
+    least allowance; with two CPU hogs beside 8 processes, tens of milliseconds (measured in
+    benchmarks/README.md). The pacer spaces units by it (``QuotaPolicy.paced``)."""
+    late = min(MAX_JITTER_S, max(0.0, late_s))
+    if late > learning.late_s:
+        learning.late_s += LATE_RISE * (late - learning.late_s)
+    else:
+        learning.late_s *= LATE_DECAY
+
+
 def sent_late(state: QuotaState, *, late_s: float) -> None:
     """A booked request leaves ``late_s`` seconds after its slot (a busy host kept its process
     off the CPU): the server counts it from when it arrives. A bucket that was idle when it
@@ -194,13 +221,17 @@ def observe(
     now: float,
     owner: str,
     rtt_s: float | None,
+    late_s: float | None = None,
 ) -> Change | None:
     """Learn from an answer that was not a throttle, then free ``owner``'s slot in flight
     (in that order, in one transaction: a pause the answer calls for is in place before
     anyone else may send). Returns what changed in the quota in force (None: nothing); pauses
-    every process when the server says the quota is spent."""
+    every process when the server says the quota is spent. ``late_s``: how late the request
+    left its slot (``note_sent``)."""
     learning = state.learning
     _start(learning, now)
+    if late_s is not None:
+        note_sent(learning, late_s=late_s)
     change = None
     if signal is not None:
         change = _observe(state, learning, ceiling, signal, units, now)
@@ -220,8 +251,9 @@ def counted_by(state: QuotaState, active: QuotaPolicy | None, *, units: int, now
     bookings) is already ahead of that: this costs nothing then, nor on a quiet machine."""
     if active is None:
         return
-    interval, burst = active.paced()
-    state.tat = max(state.tat, now + min(units, burst) * interval - ARRIVAL_JITTER_S)
+    jitter = jitter_s(state)
+    interval, burst = active.paced(jitter)
+    state.tat = max(state.tat, now + min(units, burst) * interval - jitter)
 
 
 def _observe(
@@ -313,7 +345,7 @@ def cap_by_remaining(
 def _charge_unpaced(state: QuotaState, learning: Learning, active: QuotaPolicy, now: float) -> None:
     """The first quota known: what was sent before it (the first request of learn mode) is
     booked under it now, so a fixed window does not see that request plus a full window."""
-    interval, _ = active.paced()
+    interval, _ = active.paced(jitter_s(state))
     state.tat = max(state.tat, now) + learning.unpaced_units * interval
     learning.unpaced_units = 0.0
 
@@ -366,6 +398,20 @@ def _window_from_resets(
 
 
 # -- after a throttle -----------------------------------------------------------------------
+def whole_seconds_within(span: float) -> float:
+    """The window a header-less 429 shows: the whole seconds in ``span``.
+
+    ``span`` runs from the first unit counted to when the server takes more at the latest
+    (the pause's end: ``Retry-After``, itself rounded up to whole seconds, or our own wait), so
+    the window is no longer than ``span``; it also holds the time the first units took to
+    send. Every quota a provider documents is a whole number of seconds (per second, minute,
+    hour, day), so the window is at most ``floor(span)``: the same bound, without the
+    rounding and the sending time, which cost up to a second of every window (5.16 s learned
+    for 5, utilization 0.95; 3.21 s for a rolling 3 s, 0.91). Under a second it is ``span``."""
+    whole = math.floor(span + 1e-6)
+    return float(whole) if whole >= 1 else span
+
+
 def throttled(
     state: QuotaState,
     *,
@@ -474,11 +520,13 @@ def _lower_from_throttle(
         # Nothing of ours was accepted since the last reset: the 429 says nothing about the
         # rate we may send at (someone else spent the quota, or the server had a bad moment).
         return None
+    window = whole_seconds_within(span)
     estimate = QuotaPolicy(
         math.floor(accepted),
-        span,
+        window,
         1,
-        f"429: {accepted:g} units accepted in the {span:.2f} s before the server takes more",
+        f"429: {accepted:g} units accepted in the {span:.2f} s before the server takes more "
+        f"({window:g} s window)",
     )
     if active is None or estimate.rate < active.rate:
         lowered = estimate

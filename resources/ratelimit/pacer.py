@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from resources.ratelimit import learning
-from resources.ratelimit.gcra import QuotaState, pause_state
+from resources.ratelimit.gcra import QuotaState, jitter_s, pause_state
 from resources.ratelimit.headers import RateLimitSignal
 from resources.ratelimit.policy import ARRIVAL_JITTER_S, QuotaPolicy, lower_quota
 from resources.ratelimit.stores import QuotaStore
@@ -151,6 +151,8 @@ class SharedPacer:
         self._booked = True
         self._booked_at: float | None = None
         self._send_at: float | None = None  # when the booking in hand was to be sent
+        self._late: float | None = None  # how late it left (told to the store with its answer)
+        self._jitter = ARRIVAL_JITTER_S  # the key's jitter margin, as of our last answer
         # Names this pacer's booking in flight in the shared state (one client, one request
         # at a time): its next booking, or its answer, frees the slot.
         self._owner = secrets.token_hex(6)
@@ -183,7 +185,8 @@ class SharedPacer:
             return
         now = self._clock()
         late = now - send_at
-        if late <= ARRIVAL_JITTER_S:
+        self._late = max(0.0, late)
+        if late <= self._jitter:
             return  # within the allowance every booking keeps for it
         # The provider part of the key only: the rest holds the base URL (which may carry a
         # password).
@@ -239,6 +242,7 @@ class SharedPacer:
     ) -> float:
         now = self._clock()
         booked_at = self._booked_at
+        self._late = None
 
         def change(state: QuotaState) -> tuple[float, learning.Change | None]:
             return learning.throttled(
@@ -268,19 +272,22 @@ class SharedPacer:
             if signal is not None:
                 self._observe_plain(signal, now)
             return
-        learned = self.store.apply(
-            self.key,
-            now,
-            lambda s: learning.observe(
-                s,
+        late, self._late = self._late, None
+
+        def change(state: QuotaState) -> tuple[learning.Change | None, float]:
+            found = learning.observe(
+                state,
                 ceiling=self.policy,
                 signal=signal,
                 units=weight,
                 now=now,
                 owner=self._owner,
                 rtt_s=rtt_s,
-            ),
-        )
+                late_s=late,
+            )
+            return found, jitter_s(state)
+
+        learned, self._jitter = self.store.apply(self.key, now, change)
         if learned is not None:
             self._log_change(learned)
 

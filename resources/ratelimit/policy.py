@@ -9,10 +9,13 @@ from dataclasses import dataclass
 # benchmarks/README.md. A margin is still needed: the server counts arrivals, and a request
 # that waited on a busy machine can arrive right behind the next one.
 SAFETY_RATE = 0.998
-# Requests sent on schedule can still reach the server bunched up by this much (a busy
-# machine, a slow first connection): the burst the pacer uses is that much smaller, so the
-# server's own burst absorbs it. Measured: see benchmarks/README.md.
+# Requests sent on schedule can still reach the server bunched up by this much (a slow first
+# connection, the server's own scheduling): the least arrival jitter the pacer allows for.
+# Measured: see benchmarks/README.md. On top of it the pacer allows for how late this key's
+# requests actually leave their slots, measured as they go (``Learning.late_s``): a busy host
+# keeps a process off the CPU for tens of milliseconds (resources/ratelimit/learning.py).
 ARRIVAL_JITTER_S = 0.02
+MAX_JITTER_S = 0.25  # beyond this a host is too busy for any margin: sent_late moves slots on
 
 
 # -- policies and what servers say --------------------------------------------------------------
@@ -36,16 +39,27 @@ class QuotaPolicy:
     def rate(self) -> float:
         return self.limit / self.window_s
 
-    def paced(self) -> tuple[float, float]:
+    def paced(self, jitter_s: float = ARRIVAL_JITTER_S) -> tuple[float, float]:
         """(seconds per unit, burst in units) the pacer actually uses: a margin under the
-        quota, ``SAFETY_RATE`` of its rate and ``ARRIVAL_JITTER_S`` less than its burst.
+        quota for ``jitter_s``, how far apart requests sent on schedule may reach the server.
+
+        - The rate is at most ``SAFETY_RATE`` of the quota's.
+        - A token bucket (``burst`` > 1) absorbs jitter in its burst: the pacer uses
+          ``jitter_s`` less of it, and the server's tolerance takes a request that arrives
+          that much early after one that arrived late.
+        - A window (``burst`` 1: fixed, rolling, or learned) does not: ``limit`` units must be
+          more than ``window_s`` apart even when one of them arrives ``jitter_s`` late, so the
+          units are spaced ``(window_s + jitter_s) / limit`` at least (3 s + 20 ms for a
+          rolling 15 per 3 s, where 99.8 % of the rate left 6 ms).
 
         Under a fixed window, units sent at ``SAFETY_RATE`` of the rate after a burst of ``b``
         number at most ``b + SAFETY_RATE * limit`` in any window, so a policy for a
         fixed-window server keeps its burst at most ``(1 - SAFETY_RATE) * limit`` (learned
         policies use 1); under a token bucket the server's own burst is what it accepts."""
         interval = 1.0 / (self.rate * SAFETY_RATE)
-        return interval, self.burst - min(1.0, ARRIVAL_JITTER_S / interval)
+        if self.burst == 1:
+            interval = max(interval, (self.window_s + jitter_s) / self.limit)
+        return interval, self.burst - min(float(self.burst), jitter_s / interval)
 
     def describe(self) -> str:
         return f"{self.limit:g}/{self.window_s:g}s burst {self.burst} ({self.source})"

@@ -288,7 +288,9 @@ def test_a_server_that_counts_requests_is_paced_per_request_whatever_a_request_w
     run_until(processes, clock, T0 + 10)
     by_window = statuses_by_window(sim, 2)
     assert sim.stats()["rejected_429"] == 0
-    assert [by_window[(w, 200)] for w in range(5)] == [40] * 5  # every window full
+    # Every window full, less the jitter margin (40 units per 2 s + 20 ms): 39 or 40.
+    assert all(39 <= by_window[(w, 200)] <= 40 for w in range(5))
+    assert sum(by_window[(w, 200)] for w in range(5)) >= 198
     assert store.learned("k") == QuotaPolicy(
         40, 2, 1, "X-RateLimit-Limit per the window between two resets"
     )

@@ -24,6 +24,12 @@ J = ARRIVAL_JITTER_S  # the pacer's burst is this much shorter: every slot comes
 BASE_URL = "http://provider.test"
 
 
+def window_interval(limit: int, window_s: float = 1.0) -> float:
+    """The pace of a window (a burst-1 policy): 99.8 % of its rate, and ``limit`` units more
+    than ``window_s`` + J apart, so one unit arriving J late still leaves the window whole."""
+    return max(window_s / (limit * SAFETY_RATE), (window_s + J) / limit)
+
+
 class Clock:
     def __init__(self, start: float = NOW) -> None:
         self.now = start
@@ -145,7 +151,7 @@ def test_a_slow_answer_on_an_idle_schedule_moves_the_burst_after_it_on(rtt: floa
 def test_weights_cost_several_units() -> None:
     clock = Clock()
     pacer = SharedPacer(MemoryQuotaStore(), "k", policy=QuotaPolicy(10, 1, 1), clock=clock)
-    interval = 1 / (10 * SAFETY_RATE)
+    interval = window_interval(10)
     assert pacer.reserve(weight=5) == pytest.approx(4 * interval + J)
     assert pacer.reserve(weight=1) == pytest.approx(5 * interval + J)
 
@@ -157,7 +163,7 @@ def test_learns_the_quota_from_ratelimit_policy_then_paces() -> None:
     assert [pacer.reserve() for _ in range(3)] == [0, 0, 0]  # nothing known: no pacing
     pacer.observe(parse_rate_limit_headers({"RateLimit-Policy": "20;w=1"}, now_epoch=NOW))
     assert store.learned("k") == QuotaPolicy(20, 1, 1, "RateLimit-Policy")
-    interval = 1 / (20 * SAFETY_RATE)
+    interval = window_interval(20)
     # The three units sent before the quota was known are booked under it first: a fixed
     # window must not see them plus a full window.
     assert [pacer.reserve() for _ in range(3)] == pytest.approx(
@@ -291,7 +297,7 @@ def test_learning_client_paces_after_the_first_response(caplog) -> None:
     caplog.set_level("INFO", logger="fin_assets.client")
     for _ in range(3):
         client.get(SimulatorAdapter().latest_request("AAPL"), what="t")
-    interval = 1 / (5 * SAFETY_RATE)
+    interval = window_interval(5)
     # 1st: nothing known, sent at once; the policy learned from its answer books it, so the
     # 2nd waits one interval (plus J), the 3rd one more.
     assert sleeps == pytest.approx([interval + J, interval], abs=1e-6)
@@ -307,7 +313,7 @@ def test_sqlite_store_shares_bookings_pauses_and_learned_quotas(tmp_path: Path) 
     path = tmp_path / "quota.sqlite"
     one, two = SQLiteQuotaStore(path), SQLiteQuotaStore(path)  # two "processes"
     policy = QuotaPolicy(10, 1, 1)
-    interval = 1 / (10 * SAFETY_RATE)
+    interval = window_interval(10)
     waits = [
         store.reserve("k", weight=1, now=NOW, policy=policy).wait_s
         for store in (one, two, one, two)
@@ -392,7 +398,7 @@ def test_slots_booked_before_a_pause_are_booked_again_after_it_not_fired_togethe
     instant the pause ends (that herd draws the next 429)."""
     clock, store = Clock(start=0.0), MemoryQuotaStore()
     policy = QuotaPolicy(10, 1, 1)
-    interval = 1 / (10 * SAFETY_RATE)
+    interval = window_interval(10)
     others = [SharedPacer(store, "k", policy=policy, clock=clock) for _ in range(3)]
     for other in others:
         other.reserve()  # three slots booked ahead of us: 0, 1 and 2 intervals

@@ -502,4 +502,6 @@ def test_d10_a_token_buckets_few_left_for_one_second_do_not_slow_the_pace() -> N
         due[i] = clock.now + pacer.reserve()
     assert pairs == {'"default";r=1;t=1'}
     assert rejected == 0
-    assert accepted >= 0.99 * 20 * 10  # 199 of the 200 the bucket's rate allows in 10 s
+    # The policy learned is a window (burst 1): 20 units per 1 s + the 20 ms jitter margin,
+    # 196 of the 200 the bucket's rate allows in 10 s (39 when the pair was a budget).
+    assert accepted >= 195
