@@ -35,7 +35,7 @@ Every figure comes from the server's own request log: accepted requests, 429s, b
 the most 429s the whole instance drew in any one quota window, and utilization after the first
 window: units accepted from the end of the first window to the end, over the most the
 binding quota allows in that span. Targets (exit 1 on a miss): zero bans everywhere; at most
-one 429 per window for the whole instance; utilization after the first window >= 0.90 in every
+one 429 per window for the whole instance; utilization after the first window >= 0.95 in every
 scenario; >= 0.99 and zero 429s configured and correct (the token bucket of
 ``make bench-rate-limit``, the issue's reference; binance-correct is reported beside it).
 
@@ -123,7 +123,7 @@ SCENARIOS = (
         configured_right=True,
     ),
 )
-TARGET_UTIL = 0.90
+TARGET_UTIL = 0.95
 TARGET_UTIL_CONFIGURED = 0.99
 
 
@@ -172,6 +172,9 @@ def run_worker() -> int:
             time.sleep(min(0.2, max(0.0, start_at - time.time())))
         requests = throttled = failures = 0
         try:
+            # As the product's first bars request does: the provider's published limits
+            # (Binance's exchangeInfo), read by one process of the instance.
+            client.read_published_limits(SYMBOL)
             while time.time() < until:
                 try:
                     client.get(request, what="quota-learning benchmark")
@@ -322,11 +325,14 @@ def run_scenario(
     workers.send(procs, f"{start_at!r} {until!r}")
     outputs = workers.read_all(procs, until - time.time() + GRACE_S)
     log = admin.get("/_sim/requests").json()["requests"]
+    # Accepted units count data requests: a read of the published limits (binance) costs its
+    # weight in the first window and is not one of them. 429s and bans count every request.
+    data = [e for e in log if e["path"] == "/v1/latest"]
     reader = SQLiteQuotaStore(store)
     learned = reader.learned(quota_key("simulator", url, None))  # every adapter here is one
     reader.close()
     measured_from = start_at + window
-    accepted_after = sum(1 for e in log if e["status"] == 200 and measured_from <= e["t"] < until)
+    accepted_after = sum(1 for e in data if e["status"] == 200 and measured_from <= e["t"] < until)
     per_window = Counter(
         math.floor((e["t"] - start_at) / window) for e in log if e["status"] == 429
     )
@@ -337,7 +343,7 @@ def run_scenario(
     return Result(
         scenario=scenario,
         n=n,
-        accepted=sum(1 for e in log if e["status"] == 200 and e["t"] < until),
+        accepted=sum(1 for e in data if e["status"] == 200 and e["t"] < until),
         rejected=sum(1 for e in log if e["status"] == 429),
         bans=sum(1 for e in log if e["status"] == 418),
         max_per_window=max(per_window.values(), default=0),

@@ -416,26 +416,31 @@ class MarketApiClient:
                 wait, source = self._backoff(attempt), "backoff"
             self._wait(wait, reason=f"{source} after {reason} (attempt {attempt})", cause="retry")
 
-    def _read_published_limits(self, symbol: str) -> None:
-        """Ask once what the provider publishes as the limits in force (Binance's
+    def read_published_limits(self, symbol: str) -> None:
+        """Ask what the provider publishes as the limits in force (Binance's
         ``exchangeInfo.rateLimits``), so every process sharing the quota paces by it at once:
-        a stated quota ends the slow start and lowers a ceiling configured too high. Without it
-        (not published, not reachable, not understood) pacing learns as before."""
+        a stated quota ends the slow start and lowers a ceiling configured too high. One
+        process of the instance asks, once an hour (``learning.claim_published_read``); the
+        first bars request of every client calls this. Without an answer (not published, not
+        reachable, not understood) pacing learns as before."""
         if self._limits_read or isinstance(self._pacer, NoPacer):
             return
         self._limits_read = True
         request = self.adapter.limits_request(symbol)
-        if request is None:
+        if request is None or not self._pacer.claim_published_read():
             return
         try:
             response = self.get(request, what="published rate limits")
         except (FatalResponseError, ResponseFormatError, RetriesExhaustedError) as exc:
             logger.info("%s: no published rate limits (%s)", self.provider, self.redact(str(exc)))
+            self._pacer.claim_published_read(release=True)
             return
         policy = self.adapter.parse_limits(response.payload)
-        if policy is not None:
-            signal = RateLimitSignal(limit=policy.limit, policy=policy, source=policy.source)
-            self._pacer.observe(signal, weight=0)
+        if policy is None:
+            self._pacer.claim_published_read(release=True)
+            return
+        signal = RateLimitSignal(limit=policy.limit, policy=policy, source=policy.source)
+        self._pacer.observe(signal, weight=0)
 
     # -- bars ----------------------------------------------------------------------------------
     def iter_pages(
@@ -446,7 +451,7 @@ class MarketApiClient:
         ``label`` (e.g. the partitions being filled) is added to every error message."""
         validate_symbol(symbol, provider=self.adapter.name)
         start, end = ensure_utc(start), ensure_utc(end)
-        self._read_published_limits(symbol)
+        self.read_published_limits(symbol)
         request: ApiRequest | None = self.adapter.bars_request(symbol, start=start, end=end)
         while request is not None:
             what = f"symbol {symbol}, window {start:%Y-%m-%dT%H:%MZ}..{end:%Y-%m-%dT%H:%MZ}" + (
@@ -498,6 +503,6 @@ class MarketApiClient:
     def latest_bar_time(self, symbol: str) -> datetime:
         """Open time of the newest bar the provider has: the cheap 'is there new data' probe."""
         validate_symbol(symbol, provider=self.adapter.name)
-        self._read_published_limits(symbol)
+        self.read_published_limits(symbol)
         response = self.get(self.adapter.latest_request(symbol), what=f"latest bar of {symbol}")
         return self.adapter.parse_latest(response.payload, symbol=symbol)

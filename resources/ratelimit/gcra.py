@@ -74,6 +74,7 @@ class Learning:
     # How late this key's requests leave their booked slots, a high quantile of what every
     # process measured (resources/ratelimit/learning.py:note_sent): the pacer's jitter margin.
     late_s: float = 0.0
+    published_read_at: float = 0.0  # when a process of the key claimed the published limits
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -179,6 +179,23 @@ def settle(state: QuotaState, *, owner: str, rtt_s: float | None) -> None:
         learning.rtt_s = rtt_s if not learning.rtt_s else 0.8 * learning.rtt_s + 0.2 * rtt_s
 
 
+PUBLISHED_READ_EVERY_S = 3600.0  # published limits are read again after this long
+
+
+def claim_published_read(learning: Learning, *, now: float, release: bool) -> bool:
+    """One process of the instance reads the provider's published limits (Binance's
+    ``exchangeInfo``, weight 20) and states them for every process; the others would only
+    spend quota to learn the same. The claim holds ``PUBLISHED_READ_EVERY_S`` (a provider
+    may change its limits), and a read that failed gives it back (``release``)."""
+    if release:
+        learning.published_read_at = 0.0
+        return False
+    if learning.published_read_at and now - learning.published_read_at < PUBLISHED_READ_EVERY_S:
+        return False
+    learning.published_read_at = now
+    return True
+
+
 LATE_RISE = 0.3  # a later send moves the estimate this share of the way up at once ...
 LATE_DECAY = 0.99  # ... and each send on time lets it fall by 1 % (half in ~70 sends)
 

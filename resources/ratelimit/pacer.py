@@ -69,6 +69,12 @@ class Pacer(Protocol):
         """Seconds of a shared pause still to run (set after our slot was booked), and why."""
         ...
 
+    def claim_published_read(self, *, release: bool = False) -> bool:
+        """Whether this client is the one to read the provider's published limits now (one
+        read per instance, not per process); ``release=True`` gives the claim back after a
+        read that failed."""
+        ...
+
 
 class NoPacer:
     """No quota at all; a throttle still waits what the server said, or backs off."""
@@ -123,6 +129,9 @@ class NoPacer:
 
     def pause_remaining(self) -> tuple[float, str]:
         return 0.0, ""
+
+    def claim_published_read(self, *, release: bool = False) -> bool:
+        return False  # nothing to pace by
 
 
 class SharedPacer:
@@ -208,6 +217,13 @@ class SharedPacer:
     def pause_remaining(self) -> tuple[float, str]:
         until, reason = self.store.paused_until(self.key)
         return max(0.0, until - self._clock()), reason
+
+    def claim_published_read(self, *, release: bool = False) -> bool:
+        return self.store.apply(
+            self.key,
+            self._clock(),
+            lambda s: learning.claim_published_read(s.learning, now=self._clock(), release=release),
+        )
 
     def close(self) -> None:
         try:

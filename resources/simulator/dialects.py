@@ -11,6 +11,8 @@ speak others, and each is written here from its public documentation:
   back off after a 429 is banned: 418 with Retry-After until the ban is over
   (https://developers.binance.com/docs/binance-spot-api-docs/rest-api/limits). Rejected
   requests cost no weight. The interval letter follows the window (``-3S`` for 3 s).
+  ``GET /api/v3/exchangeInfo`` (weight 20, counted like any request) publishes the limit in
+  ``rateLimits`` as the spot docs list it (``REQUEST_WEIGHT``, interval, intervalNum, limit).
 - ``ietf``: draft-ietf-httpapi-ratelimit-headers-10: several policies in ``RateLimit-Policy``
   (``"burst";q=10;w=1, "sustained";q=24;w=4``), ``RateLimit`` with one service limit per
   policy (``r`` remaining, ``t`` seconds until more quota); each policy a fixed window aligned
@@ -49,7 +51,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from resources.providers.base import ApiRequest, ProviderAdapter
-from resources.providers.binance import KLINES_WEIGHT, BinanceAdapter, used_weight_signal
+from resources.providers.binance import (
+    EXCHANGE_INFO_PATH,
+    EXCHANGE_INFO_WEIGHT,
+    KLINES_WEIGHT,
+    BinanceAdapter,
+    used_weight_signal,
+)
 from resources.ratelimit.headers import RateLimitSignal
 from resources.simulator.adapter import SimulatorAdapter
 from resources.simulator.data import bar_at, floor_minute, minute_iso
@@ -156,15 +164,15 @@ class DialectSimulator(LoopbackService):
             self._window_used = 0
             self._no_send_until = 0.0  # binance: a 429's Retry-After
             self._banned_until = 0.0
-            self._log: collections.deque[tuple[float, int]] = collections.deque(maxlen=200_000)
+            self._log: collections.deque[tuple[float, int, str]] = collections.deque(maxlen=200_000)
 
     def request_log(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [{"t": t, "path": LATEST_PATH, "status": s} for t, s in self._log]
+            return [{"t": t, "path": path, "status": s} for t, s, path in self._log]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            statuses = collections.Counter(s for _, s in self._log)
+            statuses = collections.Counter(s for _, s, _ in self._log)
         return {
             "requests": sum(statuses.values()),
             "accepted": statuses[200],
@@ -184,13 +192,25 @@ class DialectSimulator(LoopbackService):
         if split.path == "/_sim/reset" and method == "POST":
             self.reset()
             return _Answer(200, {}, dumps({"status": "reset"}))
+        if (
+            split.path == EXCHANGE_INFO_PATH
+            and method == "GET"
+            and self.config.dialect == "binance"
+        ):
+            with self._lock:
+                now = self._clock()
+                status, headers, error = self._admit_binance(now, weight=EXCHANGE_INFO_WEIGHT)
+                self._log.append((now, status, EXCHANGE_INFO_PATH))
+            return _Answer(
+                status, headers, dumps(error if status != 200 else self._exchange_info())
+            )
         if split.path != LATEST_PATH or method != "GET":
             return _Answer(404, {}, dumps({"error": "not found"}))
         symbol = (parse_qs(split.query).get("symbol") or ["AAPL"])[0]
         with self._lock:
             now = self._clock()
             status, headers, error = self._admit(now)
-            self._log.append((now, status))
+            self._log.append((now, status, LATEST_PATH))
         if status != 200:
             return _Answer(status, headers, dumps(error))
         minute = floor_minute(datetime.fromtimestamp(now, UTC)) - 1
@@ -212,8 +232,39 @@ class DialectSimulator(LoopbackService):
         self._used[key] = self._used.get(key, 0) + units
 
     # binance ------------------------------------------------------------------------------
-    def _admit_binance(self, now: float) -> tuple[int, dict[str, str], Any]:
-        policy, weight = self.config.policies[0], self.config.request_weight
+    def _exchange_info(self) -> dict[str, Any]:
+        """``GET /api/v3/exchangeInfo``'s ``rateLimits`` as the spot docs list them: the
+        REQUEST_WEIGHT limit enforced here, beside the documented ORDERS and RAW_REQUESTS."""
+        policy = self.config.policies[0]
+        interval, number = _limit_interval(policy.window_s)
+        return {
+            "timezone": "UTC",
+            "serverTime": int(self._clock() * 1000),
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": interval,
+                    "intervalNum": number,
+                    "limit": policy.limit,
+                },
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+                {
+                    "rateLimitType": "RAW_REQUESTS",
+                    "interval": "MINUTE",
+                    "intervalNum": 5,
+                    "limit": 61000,
+                },
+            ],
+            "exchangeFilters": [],
+            "symbols": [],
+        }
+
+    def _admit_binance(
+        self, now: float, *, weight: int | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        policy = self.config.policies[0]
+        weight = self.config.request_weight if weight is None else weight
         used, left = self._fixed(policy, now)
         header = f"X-MBX-USED-WEIGHT-{_interval(policy.window_s)}"
         if now < self._banned_until or now < self._no_send_until:
@@ -314,6 +365,14 @@ class DialectSimulator(LoopbackService):
         return 200, {}, None
 
 
+def _limit_interval(window_s: int) -> tuple[str, int]:
+    """exchangeInfo's (interval, intervalNum) for a window: 60 -> ("MINUTE", 1)."""
+    for seconds, name in ((86400, "DAY"), (3600, "HOUR"), (60, "MINUTE")):
+        if window_s % seconds == 0:
+            return name, window_s // seconds
+    return "SECOND", window_s
+
+
 def _interval(window_s: int) -> str:
     """Binance's (intervalNum)(intervalLetter) for a window: 60 -> 1M, 3 -> 3S."""
     for seconds, letter in ((86400, "D"), (3600, "H"), (60, "M")):
@@ -330,6 +389,8 @@ class _BinanceDialect(SimulatorAdapter):
     throttle_statuses = BinanceAdapter.throttle_statuses
     ban_statuses = BinanceAdapter.ban_statuses
     default_quota = None
+    limits_request = BinanceAdapter.limits_request
+    parse_limits = BinanceAdapter.parse_limits
 
     def latest_request(self, symbol: str) -> ApiRequest:
         return ApiRequest(LATEST_PATH, {"symbol": symbol}, weight=KLINES_WEIGHT)

@@ -195,9 +195,10 @@ def test_polygon_key_never_lands_in_logs_events_metadata_files_or_errors(
 
 
 def test_binance_published_limits_are_the_quota_from_the_first_request(tmp_path: Path) -> None:
-    """Binance publishes its limits (GET /api/v3/exchangeInfo, "rateLimits"): read once before
-    the first data request, they replace a ceiling configured 25x too high and end learn
-    mode's slow start, in every process sharing the store, before a single 429."""
+    """Binance publishes its limits (GET /api/v3/exchangeInfo, "rateLimits", weight 20): read
+    by one process of the instance before its first data request, they replace a ceiling
+    configured 25x too high and end learn mode's slow start, in every process sharing the
+    store, before a single 429. The other processes do not spend 20 weight to read them again."""
     from resources.http.client import MarketApiClient
     from resources.providers import get_adapter
     from resources.ratelimit.pacer import SharedPacer
@@ -216,7 +217,11 @@ def test_binance_published_limits_are_the_quota_from_the_first_request(tmp_path:
                 client.latest_bar_time("BTCUSDT")
                 assert pacer.active_policy() == published
             assert other.active_policy() == published  # another process reads it from the store
-            other.close()
+            with MarketApiClient(
+                get_adapter("binance"), base_url=binance.url, pacer=other
+            ) as second:
+                second.latest_bar_time("ETHUSDT")
         paths = [entry["path"] for entry in binance.request_log()]
         assert binance.stats()["rejected_429"] == 0
-    assert [p.split("?")[0] for p in paths] == ["/api/v3/exchangeInfo", "/api/v3/klines"] * 2
+    read_once = ["/api/v3/exchangeInfo", "/api/v3/klines", "/api/v3/klines"]
+    assert [p.split("?")[0] for p in paths] == read_once * 2

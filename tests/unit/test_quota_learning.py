@@ -450,3 +450,30 @@ def test_a_rolling_window_on_a_busy_host_draws_no_429(processes: int) -> None:
         due[i] = clock.now + pacer.reserve() + late()
     assert sim.stats()["rejected_429"] == 0
     assert sim.stats()["accepted"] >= 0.97 * 15 * 40  # 40 windows of 3 s
+
+
+# -- published limits ----------------------------------------------------------------------------
+def test_published_limits_are_read_by_one_process_and_again_after_a_failed_read() -> None:
+    # Binance's exchangeInfo (weight 20) states the limit: one process of the instance reads
+    # it. A read that fails (here a 404 from a proxy) gives the claim back to the next one.
+    clock, store = Clock(), MemoryQuotaStore()
+    sim = server("binance", "weight=1200/60", clock, request_weight=2)
+    adapter = dialect_adapter("binance")
+    served = transport_to(sim)
+    failures = [1]
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v3/exchangeInfo" and failures:
+            failures.pop()
+            return httpx.Response(404, json={"error": "not found"})
+        return served.handle_request(request)
+
+    ceiling = QuotaPolicy(6000, 60, 1, "Binance documented")
+    processes = [client(flaky, clock, store, policy=ceiling, adapter=adapter) for _ in range(3)]
+    for process in processes:
+        process.read_published_limits("BTCUSDT")
+        process.get(adapter.latest_request("BTCUSDT"), what="test")
+    reads = [e for e in sim.request_log() if e["path"] == "/api/v3/exchangeInfo"]
+    assert len(reads) == 1  # the first process's read failed; the second read; the third not
+    assert store.learned("k") == QuotaPolicy(1200, 60, 1, "Binance exchangeInfo")
+    assert sim.stats()["rejected_429"] == 0
