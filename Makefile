@@ -74,11 +74,13 @@ bench: .venv/.synced  ## every benchmark; each prints a table and exits 1 on a m
 	if [ -n "$$failed" ]; then echo "missed targets in:$$failed"; exit 1; fi; \
 	echo "every target met"
 
-bench-rate-limit: .venv/.synced  ## shared quota vs fixed sleep vs retry-on-429 (about 2 min)
-	$(RUN) python benchmarks/rate_limit.py
+# HOGS=2: that many processes spin on the CPU throughout (a busy host).
+HOGS ?= 0
+bench-rate-limit: .venv/.synced  ## shared quota vs fixed sleep vs retry-on-429 (about 2 min; HOGS=2: a busy host)
+	$(RUN) python benchmarks/rate_limit.py --cpu-hogs $(HOGS)
 
-bench-quota-learning: .venv/.synced  ## the quota learned from 6 server dialects, 1-8 processes (about 4 min)
-	$(RUN) python benchmarks/quota_learning.py
+bench-quota-learning: .venv/.synced  ## the quota learned from 6 server dialects, 1-8 processes (about 4 min; HOGS=2: a busy host)
+	$(RUN) python benchmarks/quota_learning.py --cpu-hogs $(HOGS)
 
 bench-memory: .venv/.synced  ## peak RSS of a 1-day vs a 30-day range backfill (about 2 min)
 	$(RUN) python benchmarks/memory.py

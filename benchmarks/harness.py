@@ -7,12 +7,13 @@ is importable because the project is installed in the environment.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,20 @@ from tests.helpers import PROJECT_ROOT, stop_process
 
 
 # -- processes ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def cpu_hogs(count: int) -> Iterator[None]:
+    """``count`` processes spinning ``while True: pass`` for as long as the block runs: a busy
+    host, each hog wanting a whole core."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        if hogs:
+            print(f"{count} CPU hog(s) running beside the benchmark", flush=True)
+        yield
+    finally:
+        for hog in hogs:
+            stop_process(hog, timeout=5)
+
+
 def start_simulator(
     args: Sequence[str] = (), *, log_path: Path, timeout_s: float = 30.0
 ) -> tuple[subprocess.Popen[str], str]:

@@ -436,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--per-window", action="store_true", help="also print each window's answers by status"
     )
+    parser.add_argument(
+        "--cpu-hogs", type=int, default=0, help="processes spinning on the CPU throughout"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -447,7 +450,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     began = time.monotonic()
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="fin-assets-quota-") as tmp_name:
+    with (
+        harness.cpu_hogs(args.cpu_hogs),
+        tempfile.TemporaryDirectory(prefix="fin-assets-quota-") as tmp_name,
+    ):
         tmp = Path(tmp_name)
         workers = Workers(max(counts), tmp)
         try:

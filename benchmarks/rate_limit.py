@@ -25,7 +25,8 @@ the same from 1 s after the start (Q*(T-1)), every 429 the server sent, and the 
 time each logical request spent waiting (pacing, Retry-After, backoff, sleep; not the network).
 
 Targets (the run exits 1 if one is missed; the baselines never fail it):
-configured: utilization >= 0.99 and zero 429s for every N;
+configured: utilization >= 0.99 and zero 429s for every N (>= 0.98 with ``--cpu-hogs``: that
+many processes spin on the CPU throughout, a busy host);
 learned: at most one 429 per process (<= N) and utilization after start-up >= 0.90.
 
 Our client paces at SAFETY_RATE (99.8 %) of the quota and uses the burst less ARRIVAL_JITTER_S
@@ -63,6 +64,7 @@ BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 5.0
 STARTUP_WINDOW_S = 1.0  # "after start-up" utilization is measured from start + this
 TARGET_CONFIGURED_UTIL = 0.99
+TARGET_BUSY_UTIL = 0.98  # with --cpu-hogs: two hogs on this 2-core machine (issue 25)
 TARGET_LEARNED_UTIL_AFTER = 0.90
 WORKER_GRACE_S = 30.0  # a worker still running this long after --until is killed
 READY_TIMEOUT_S = 120.0  # for N workers to import and open their store
@@ -474,7 +476,9 @@ def details(results: list[Result]) -> list[str]:
     return lines
 
 
-def targets(results: list[Result]) -> tuple[list[str], bool]:
+def targets(
+    results: list[Result], configured_util: float = TARGET_CONFIGURED_UTIL
+) -> tuple[list[str], bool]:
     lines: list[str] = []
     ok = True
 
@@ -490,9 +494,9 @@ def targets(results: list[Result]) -> tuple[list[str], bool]:
     configured = [r for r in results if r.strategy == "configured"]
     learned = [r for r in results if r.strategy == "learned"]
     check(
-        f"configured: utilization >= {TARGET_CONFIGURED_UTIL}",
+        f"configured: utilization >= {configured_util}",
         configured,
-        lambda r: r.utilization >= TARGET_CONFIGURED_UTIL,
+        lambda r: r.utilization >= configured_util,
         lambda r: f"{r.utilization:.3f}",
     )
     check(
@@ -529,6 +533,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dump-log", metavar="DIR", help="write each scenario's request log and records here"
     )
+    parser.add_argument(
+        "--cpu-hogs",
+        type=int,
+        default=0,
+        help="processes spinning on the CPU throughout (a busy host); the configured "
+        f"target is then {TARGET_BUSY_UTIL}",
+    )
     # Worker mode (internal): this file run as one of the N processes.
     parser.add_argument("--worker", choices=STRATEGIES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -555,7 +566,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     began = time.monotonic()
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="fin-assets-bench-") as tmp_name:
+    with (
+        harness.cpu_hogs(args.cpu_hogs),
+        tempfile.TemporaryDirectory(prefix="fin-assets-bench-") as tmp_name,
+    ):
         tmp = Path(tmp_name)
         sim, url = start_simulator(args.quota, args.burst, tmp / "simulator.log")
         try:
@@ -582,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in details(results):
         print(line)
     print()
-    lines, ok = targets(results)
+    lines, ok = targets(results, TARGET_BUSY_UTIL if args.cpu_hogs else TARGET_CONFIGURED_UTIL)
     for line in lines:
         print(line)
     print(f"\nruntime {time.monotonic() - began:.1f} s")

@@ -17,6 +17,11 @@ class Reservation:
     # False: nothing was booked, the wait is only until it is worth asking again (a slot in
     # flight may be free by then: see resources/ratelimit/learning.py).
     booked: bool = True
+    # The key's TAT after this booking, and the pace it was booked at (seconds per unit, burst
+    # in units; None: no quota known): where the server's schedule is once it arrives on time.
+    tat: float = 0.0
+    interval: float | None = None
+    burst: float = 1.0
 
 
 def gcra_book(
@@ -133,7 +138,7 @@ def reserve_state(
         reason = f"pacing to quota {active.describe()}"
     else:
         reason = "no quota known yet"
-    return Reservation(max(0.0, wait), reason)
+    return Reservation(max(0.0, wait), reason, tat=state.tat, interval=interval, burst=burst)
 
 
 def pause_state(

@@ -216,14 +216,33 @@ def note_sent(learning: Learning, *, late_s: float) -> None:
         learning.late_s *= LATE_DECAY
 
 
+def late_shift(
+    booking: Reservation, *, units: int, slot: float, sent: float, jitter_s: float
+) -> float:
+    """How far a request booked for ``slot`` and sent at ``sent`` (a busy host kept its
+    process off the CPU; the server counts from the arrival) moves the server's schedule past
+    ours.
+
+    - A token bucket (paced burst over 1): the server's TAT before the request was where
+      ours was, ``booking.tat`` less the request's units; after it, the later of that and the
+      arrival, plus its units. Only what the arrival pushes past ``booking.tat`` moves it:
+      nothing in a saturated schedule, where the bucket had units queued ahead (a request up
+      to ``burst - 1`` intervals late), and all of the lateness after an idle bucket, where
+      the rest of a burst sent on our schedule would reach the server early by as much.
+    - A window (burst 1): a unit late would arrive next to the following one; the schedule
+      moves on by the lateness.
+
+    Up to ``jitter_s`` is absorbed by the margin every booking keeps (``QuotaPolicy.paced``)."""
+    late = sent - slot
+    if booking.interval is None or late <= 0:
+        return 0.0
+    shift = sent + units * booking.interval - booking.tat if booking.burst > 1 else late
+    return shift if shift > jitter_s else 0.0  # the margin every booking keeps absorbs less
+
+
 def sent_late(state: QuotaState, *, late_s: float) -> None:
-    """A booked request leaves ``late_s`` seconds after its slot (a busy host kept its process
-    off the CPU): the server counts it from when it arrives. A bucket that was idle when it
-    was booked therefore starts the server's schedule that much later than ours, and the rest
-    of the burst, sent on our schedule, would reach the server early by as much: past the
-    arrival-jitter allowance that is a 429. The shared schedule moves on by the lateness, so
-    every process's next slot is where the server's clock has it. (In a saturated schedule a
-    late request costs nothing to the server; moving on then costs ``late_s`` of quota once.)"""
+    """The shared schedule moves on by ``late_s`` (``late_shift``): every process's next slot
+    is where the server's clock has it."""
     if late_s > 0 and state.tat:
         state.tat += late_s
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from resources.ratelimit import learning
-from resources.ratelimit.gcra import QuotaState, jitter_s, pause_state
+from resources.ratelimit.gcra import QuotaState, Reservation, jitter_s, pause_state
 from resources.ratelimit.headers import RateLimitSignal
 from resources.ratelimit.policy import ARRIVAL_JITTER_S, QuotaPolicy, lower_quota
 from resources.ratelimit.stores import QuotaStore
@@ -161,6 +161,8 @@ class SharedPacer:
         self._booked_at: float | None = None
         self._send_at: float | None = None  # when the booking in hand was to be sent
         self._late: float | None = None  # how late it left (told to the store with its answer)
+        self._booking: Reservation | None = None  # the booking in hand
+        self._units = 1
         self._jitter = ARRIVAL_JITTER_S  # the key's jitter margin, as of our last answer
         # Names this pacer's booking in flight in the shared state (one client, one request
         # at a time): its next booking, or its answer, frees the slot.
@@ -183,6 +185,7 @@ class SharedPacer:
         if booking.booked:
             self._booked_at = now
             self._send_at = now + booking.wait_s
+            self._booking, self._units = booking, weight
         return booking.wait_s
 
     def booked(self) -> bool:
@@ -195,13 +198,23 @@ class SharedPacer:
         now = self._clock()
         late = now - send_at
         self._late = max(0.0, late)
-        if late <= self._jitter:
-            return  # within the allowance every booking keeps for it
+        if self._booking is None:
+            return
+        shift = learning.late_shift(
+            self._booking, units=self._units, slot=send_at, sent=now, jitter_s=self._jitter
+        )
+        if shift <= 0:
+            return  # the server's schedule is where ours is
         # The provider part of the key only: the rest holds the base URL (which may carry a
         # password).
         provider = self.key.split("|")[0]
-        logger.debug("quota %s: sent %.3f s after its slot: the schedule moves on", provider, late)
-        self.store.apply(self.key, now, lambda s: learning.sent_late(s, late_s=late))
+        logger.debug(
+            "quota %s: sent %.3f s after its slot: the schedule moves on %.3f s",
+            provider,
+            late,
+            shift,
+        )
+        self.store.apply(self.key, now, lambda s: learning.sent_late(s, late_s=shift))
 
     def settle(self, *, rtt_s: float | None = None) -> None:
         if self.adaptive:

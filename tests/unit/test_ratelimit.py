@@ -126,6 +126,25 @@ def test_a_slot_sent_late_moves_every_later_slot_on_by_as_much(late: float) -> N
     assert after_burst == pytest.approx(interval + J + moved - late, abs=1e-6)
 
 
+def test_a_late_slot_in_a_saturated_schedule_moves_nothing() -> None:
+    """Eight processes keep the bucket busy: every unit is booked behind others, so the
+    server's TAT is ahead of any arrival up to ``burst - 1`` intervals late. A request 80 ms
+    late (the CPU hogs of ``make bench-rate-limit HOGS=2``) then costs the server nothing,
+    and moving the shared schedule on by it would throw 80 ms of quota away each time."""
+    clock = Clock()
+    store = MemoryQuotaStore()
+    policy = QuotaPolicy(20, 1, 5)
+    pacers = [SharedPacer(store, "k", policy=policy, clock=clock, adaptive=False) for _ in range(8)]
+    waits = [pacer.reserve() for pacer in pacers]  # the burst, then three queued
+    late = pacers[5]
+    clock.now += waits[5] + 0.080
+    late.sending()
+    after = pacers[0].reserve()
+    interval = 1 / (20 * SAFETY_RATE)
+    # The 9th unit: four intervals after the burst, as if the 6th had left on time.
+    assert after + 0.080 + waits[5] == pytest.approx(4 * interval + J, abs=1e-6)
+
+
 @pytest.mark.parametrize("rtt", [0.002, 0.035], ids=["quiet: answered in 2 ms", "busy: 35 ms"])
 def test_a_slow_answer_on_an_idle_schedule_moves_the_burst_after_it_on(rtt: float) -> None:
     """The first request of an idle quota is answered ``rtt`` later: the server may have
