@@ -8,8 +8,9 @@ of that ceiling and what the server has shown (``QuotaState.learned``):
 - **stated**: the server said it (an IETF policy, ``X-RateLimit-Limit`` over a window learned
   from two resets, Binance's used weight at its 429). It replaces any guess and is confirmed.
 - **estimate**: a 429 that said nothing about the quota. The units the server accepted since
-  the last reset, over the time until it takes more, is the rate it allows us; when that does
-  not explain the 429 (we were already below it), the quota in force is cut by ``DECREASE``.
+  the last reset, over the whole seconds until it takes more (``whole_seconds_within``), is
+  the rate it allows us; when that does not explain the 429 (we were already below it), the
+  quota in force is cut by ``DECREASE``.
   An estimate probes back up by ``PROBE_STEP`` after ``PROBE_WINDOWS`` windows without a 429
   (additive increase, never above the ceiling: one 429 per probe at most); a probe that draws
   a 429 goes back to where it came from, and the next one waits twice as long.
@@ -19,6 +20,10 @@ Until the quota in force is confirmed (stated, or a full window at its rate pass
 doubles each round without a 429, so N processes meeting a wrong quota earn one 429, not N.
 A header-less 429 waits for the window: the known one, else a backoff that grows past the
 longest plausible window (``LONGEST_PLAUSIBLE_WINDOW_S``).
+
+Every answer also tells the store how late its request left its booked slot (``note_sent``):
+the key's jitter margin (``gcra.jitter_s``, used by ``QuotaPolicy.paced``) follows what the
+host actually does, instead of a constant that held on a quiet machine only.
 """
 
 from __future__ import annotations
