@@ -106,6 +106,18 @@ def _last_heard(instance: dg.DagsterInstance, run_id: str) -> float:
     return max([0.0, *(r.event_log_entry.timestamp for r in records.records)])
 
 
+def _inherited(instance: dg.DagsterInstance, run: dg.DagsterRun, worker: str) -> bool:
+    """Whether ``run``'s worker tag is its parent's: Dagster's automatic retry copies the
+    parent run's tags (``use_parent_run_tags``), the dead worker's included, and the retry's
+    own worker writes its tag only once it starts. On a loaded host a retry waited longer than
+    the grace period to start, and was failed as dead before it ran."""
+    parent_id = run.tags.get("dagster/parent_run_id")
+    if not parent_id:
+        return False
+    parent = instance.get_run_by_id(parent_id)
+    return parent is not None and parent.tags.get(WORKER_TAG) == worker
+
+
 def reap_dead_runs(
     instance: dg.DagsterInstance,
     *,
@@ -124,6 +136,8 @@ def reap_dead_runs(
         worker = run.tags.get(WORKER_TAG)
         if run.run_id == skip_run_id or worker is None or worker_is_alive(worker) is not False:
             continue
+        if _inherited(instance, run, worker):
+            continue  # a retry not yet started: the dead worker is the retried run's
         if time.time() - _last_heard(instance, run.run_id) < grace_s:
             continue  # its code server may still say how it died: ask again next time
         pid = worker.rsplit(":", 2)[1]
