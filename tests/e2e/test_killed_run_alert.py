@@ -134,8 +134,9 @@ def test_a_sigkilled_run_worker_is_one_killed_alert_then_one_recovery(
                         (r for r in retries if r.status == dg.DagsterRunStatus.SUCCESS), None
                     )
 
-                # The retry launches, fetches and builds its hour: under a whole `make test` on
-                # a host three times slower than usual it took over 240 s (2026-12-06).
+                # The retry launches, fetches and builds its hour: minutes under a whole
+                # `make test` on a slow host. (It once never came: the dead-run reaper failed it
+                # over the worker tag copied from this run; runs.py:_inherited.)
                 retry = wait_for("the automatic retry", retried, timeout=600, interval=POLL_S)
                 assert retry.tags.get("dagster/partition") == HOUR
                 (recovery,) = wait_for(
