@@ -232,10 +232,11 @@ class SharedPacer:
         return max(0.0, until - self._clock()), reason
 
     def claim_published_read(self, *, release: bool = False) -> bool:
+        now = self._clock()
         return self.store.apply(
             self.key,
-            self._clock(),
-            lambda s: learning.claim_published_read(s.learning, now=self._clock(), release=release),
+            now,
+            lambda s: learning.claim_published_read(s.learning, now=now, release=release),
         )
 
     def close(self) -> None:
