@@ -30,8 +30,10 @@ from tests.helpers import BIN, PROJECT_ROOT, dagster_home, descendants, wait_for
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 SYMBOLS = "AAPL,MSFT,NVDA"
 RANGE = "2026-01-05-00:00...2026-01-06-23:00"
-# What the issue asks of a re-run started at once after a kill: 2 of 5 such re-runs hung.
-RERUN_WITHIN_S = 60.0
+# A re-run started at once after a kill hung for good before the fix (2 of 5 such re-runs): this
+# is how long to wait before calling it hung, not a speed target. It takes 25-40 s on a quiet
+# 2-core host and over 60 s on a loaded one (CI on 2026-12-07: 60 s was not enough).
+RERUN_HUNG_AFTER_S = 300.0
 # ... and of a step process whose run worker alone was killed: it ran on for 17 minutes.
 ORPHAN_GONE_WITHIN_S = 60.0
 
@@ -128,7 +130,7 @@ def test_a_backfill_rerun_at_once_after_a_sigkill_finishes_exact(
             start_new_session=True,
         )
         try:
-            returncode = second.wait(timeout=RERUN_WITHIN_S)
+            returncode = second.wait(timeout=RERUN_HUNG_AFTER_S)
         except subprocess.TimeoutExpired:
             returncode = None
         finally:
