@@ -2,6 +2,11 @@
 
 - ``multiprocess`` (the default): Dagster's default executor, one process per step on the
   run's host (``fin_assets.dagster_internals.runs.fin_assets_executor``).
+- ``in_process``: the same executor configured ``in_process``: every step in the run's own
+  process. A run of one source's hour then starts one Python process instead of one per step
+  (each costs about 2 s of CPU to import Dagster and the definitions), at the price of the
+  isolation: a step that runs out of memory takes its run's process with it, and a run's
+  steps never run side by side. For a small deployment on a small host.
 - ``celery``: dagster-celery's executor. The run's process (launched by the daemon, or a
   ``dagster asset materialize``) only orchestrates; each step is a message on the broker
   (``FIN_CELERY_BROKER``, RabbitMQ), executed by whichever ``dagster-celery worker`` takes it,
@@ -9,7 +14,7 @@
   are read by the next step). Results come back over the broker too (``rpc://``): no other
   service. ``deploy/celery/README.md`` shows a deployment.
 
-Both are wrapped by ``fin_assets.dagster_internals.runs.ReapingExecutor``: the run's orchestrating
+Each is wrapped by ``fin_assets.dagster_internals.runs.ReapingExecutor``: the run's orchestrating
 process is
 recorded and judged by pid on its own host as before. A Celery worker host is never judged by
 pid: what saves a step whose host dies is the broker, configured here (``CELERY_CONFIG``):

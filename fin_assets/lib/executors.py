@@ -1,6 +1,7 @@
 """The executor every job of the code location runs on, chosen by ``FIN_EXECUTOR``: Dagster's
-default one or dagster-celery's, each wrapped by the run reaper (both built in
-``fin_assets/dagster_internals/executors.py``, which says why each Celery setting)."""
+default one (multiprocess, or configured in_process) or dagster-celery's, each wrapped by the
+run reaper (built in ``fin_assets/dagster_internals/executors.py``, which says what each
+costs and why each Celery setting)."""
 
 from __future__ import annotations
 
@@ -31,5 +32,9 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     if settings.executor == "celery":
         return fin_assets_celery_executor().configured(
             celery_executor_config(settings), name="fin_assets_celery_executor"
+        )
+    if settings.executor == "in_process":
+        return fin_assets_executor.configured(
+            {"in_process": {}}, name="fin_assets_in_process_executor"
         )
     return fin_assets_executor

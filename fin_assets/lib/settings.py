@@ -40,7 +40,7 @@ QUOTA_STORE_FILE = "fin_assets_quota.sqlite"
 # FIN_DATA_DIR; never in the checkout, which a deployment mounts read-only.
 CACHE_DIR = "fin_assets_cache"
 WAREHOUSE_FORMS = "an absolute directory (the Parquet lake) or postgresql://user@host:5432/db"
-EXECUTORS = ("multiprocess", "celery")
+EXECUTORS = ("multiprocess", "in_process", "celery")
 # RabbitMQ's own default account, on loopback: a real deployment names its broker.
 DEFAULT_CELERY_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 # Any of these set: the environment describes the deployment's one source (the shorthand,
@@ -112,7 +112,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "FIN_METRICS_CACHE_SECONDS", "5", "scrapes of fin-assets metrics share a reading this long"
     ),
-    Setting("FIN_EXECUTOR", "multiprocess", "where steps run: 'multiprocess' (here) or 'celery'"),
+    Setting(
+        "FIN_EXECUTOR",
+        "multiprocess",
+        "where steps run: 'multiprocess' (here), 'in_process' (in the run's process) or 'celery'",
+    ),
     Setting("FIN_CELERY_BROKER", DEFAULT_CELERY_BROKER, "the Celery broker, FIN_EXECUTOR=celery"),
 )
 DEFAULTS: dict[str, str] = {s.name: s.default for s in SETTINGS}

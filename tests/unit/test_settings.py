@@ -63,7 +63,11 @@ def test_defaults_come_from_where_they_are_used() -> None:
         ("FIN_MAX_WAIT_SECONDS", "-1", "FIN_MAX_WAIT_SECONDS='-1' must not be negative"),
         ("FIN_QUOTA_REQUESTS", "0", "FIN_QUOTA_REQUESTS=0 would never send"),
         ("FIN_ALERT_FORMAT", "teams", "FIN_ALERT_FORMAT='teams': expected one of slack, plain"),
-        ("FIN_EXECUTOR", "k8s", "FIN_EXECUTOR='k8s': expected one of multiprocess, celery"),
+        (
+            "FIN_EXECUTOR",
+            "k8s",
+            "FIN_EXECUTOR='k8s': expected one of multiprocess, in_process, celery",
+        ),
         ("FIN_PROVIDER", "nyse", "unknown provider 'nyse'"),
         # nan and inf parse as floats: a budget of nan seconds ran as if unset.
         ("FIN_MAX_WAIT_SECONDS", "nan", "FIN_MAX_WAIT_SECONDS='nan' must be a finite number"),

@@ -211,3 +211,19 @@ def test_the_command_line_refuses_an_ignored_setting_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith("fin-assets simulator: FIN_CALENDAR is set"), err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("value", "executor"),
+    [("multiprocess", "fin_assets_executor"), ("in_process", "fin_assets_in_process_executor")],
+)
+def test_each_executor_value_is_the_executor_of_every_job(
+    value: str, executor: str, base_env: dict[str, str]
+) -> None:
+    """FIN_EXECUTOR's other values (celery: the case above) are the executor of every job,
+    the UI's and the CLI's implicit asset job included. That an in_process run executes its
+    steps in its own process is seen in tests/e2e/test_freshness_alerts.py, whose daemon
+    launches such runs."""
+    defs = build_definitions({**base_env, "FIN_EXECUTOR": value})
+    jobs = [*defs.resolve_all_job_defs(), defs.resolve_implicit_global_asset_job_def()]
+    assert {job.executor_def.name for job in jobs} == {executor}
