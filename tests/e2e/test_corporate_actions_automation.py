@@ -22,11 +22,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from fin_assets.definitions import build_definitions
 from resources.simulator.server import MarketSimulator, SimulatorConfig
+from tests.conftest import RANGE_END_TAG, RANGE_START_TAG, step_failure_messages
 from tests.helpers import (
     dagster_home,
-    materialize_command,
-    run_cli,
     running_daemon,
     set_sensors,
     wait_for,
@@ -48,6 +48,7 @@ attributes:
   max_quiet_minutes: 2
 """
 ADJUSTED = dg.AssetKey(["core", "eq", "adjusted_daily_bars"])
+SESSION_HOURS = ("2026-01-13-14:00", "2026-01-15-20:00")
 
 
 @pytest.fixture
@@ -71,9 +72,21 @@ def deployment(tmp_path: Path, url: str) -> dict[str, str]:
     }
 
 
-def materialize(env: dict[str, str], select: str, *partitions: str) -> None:
-    done = run_cli(materialize_command(select, *partitions), env=env, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+def materialize(
+    env: dict[str, str], instance: dg.DagsterInstance, select: str, first: str = "", last: str = ""
+) -> None:
+    """What ``dagster asset materialize --select select [--partition-range first...last]`` does,
+    run in this process: the story is the daemon's, and each command would start a Python
+    process per step (run_cli's cost, paid by the stories that are about the CLI)."""
+    defs = build_definitions(env)
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey.from_user_string(key) for key in select.split(",")],
+        tags={RANGE_START_TAG: first, RANGE_END_TAG: last} if first else None,
+        raise_on_error=False,
+    )
+    assert result.success, step_failure_messages(result)
 
 
 def digests(root: Path, patterns: tuple[str, ...]) -> dict[str, str]:
@@ -96,10 +109,9 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
 ) -> None:
     env = deployment(tmp_path, simulator.url)
     # As the schedules would have: three sessions of bars, then their daily bars.
-    materialize(
-        env, "raw/eq/bars,core/eq/bars", "--partition-range", "2026-01-13-14:00...2026-01-15-20:00"
-    )
-    materialize(env, "core/eq/daily_bars", "--partition-range", "2026-01-13...2026-01-15")
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        materialize(env, instance, "raw/eq/bars,core/eq/bars", *SESSION_HOURS)
+        materialize(env, instance, "core/eq/daily_bars", "2026-01-13", "2026-01-15")
     untouched = ("data/raw/**/bars_1m*/**/*", "data/manifests/eq__raw_bars/*", "lake/eq__core_*/*")
     before = digests(tmp_path, untouched)
     assert len(before) > 20
@@ -110,7 +122,7 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
     ):
         wait_for_sensor_ticks(instance, "automation_sensor", 1, timeout=180)
         # The daily fetch of the actions (eq__corporate_actions_schedule's job).
-        materialize(env, "raw/eq/corporate_actions")
+        materialize(env, instance, "raw/eq/corporate_actions")
         first = wait_for(
             "automation to build the adjusted series",
             lambda: materializations(instance, ADJUSTED),
@@ -134,7 +146,7 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
                 ],
             }
         )
-        materialize(env, "raw/eq/corporate_actions")
+        materialize(env, instance, "raw/eq/corporate_actions")
         records = wait_for(
             "automation to rebuild the adjusted series",
             lambda: (r := materializations(instance, ADJUSTED)) and len(r) > len(first) and r,
