@@ -223,6 +223,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             env.pop(name, None)
         workers = {name: _start_worker(name, env, tmp) for name in ("w1", "w2")}
         try:
+            # While the workers start (each imports Dagster and the definitions).
+            reference = tmp / "reference"
+            _reference_run(reference, tmp / "reference-data")
             for worker in workers.values():
                 wait_for(
                     f"Celery worker {worker.name} to be ready",
@@ -231,8 +234,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     interval=POLL_S,
                 )
                 assert worker.proc.poll() is None, worker.log.read_text()[-3000:]
-            reference = tmp / "reference"
-            _reference_run(reference, tmp / "reference-data")
             cluster = Cluster(env, database, sim, workers, tmp, reference)
             yield cluster
             for proc in cluster.started:  # a run left behind by a failed assertion
