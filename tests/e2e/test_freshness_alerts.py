@@ -231,7 +231,10 @@ def outage_pages_once_about_its_source_only(
             interval=POLL_S,
         )
     (sensor_run, *_) = instance.get_runs(
-        filters=dg.RunsFilter(tags={"dagster/sensor_name": "steady__new_bars_sensor"})
+        filters=dg.RunsFilter(
+            tags={"dagster/sensor_name": "steady__new_bars_sensor"},
+            statuses=[dg.DagsterRunStatus.SUCCESS],
+        )
     )
     engine = instance.all_logs(sensor_run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
     assert any("Executing steps in process" in (e.message or "") for e in engine)

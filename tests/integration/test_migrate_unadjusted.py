@@ -156,6 +156,9 @@ def test_migration_refetches_unadjusted_and_leaves_a_consistent_table(
         "FIN_WAREHOUSE_URL": str(tmp_path / "lake"),
         "FIN_QUOTA_STORE": str(tmp_path / "quota.sqlite"),
         "POLYGON_MIGRATE_KEY": KEY,
+        # The migration's runs are the job's own; in the run's process, each is one Python
+        # process instead of one per step (what is checked is the data they leave).
+        "FIN_EXECUTOR": "in_process",
     }
     dry = run_cli(["fin-assets", "migrate-unadjusted", "eq", "--dry-run"], env=env, timeout=240)
     assert dry.returncode == 0, dry.stderr[-3000:]
