@@ -33,7 +33,7 @@ from tests.helpers import (
     wait_for_sensor_ticks,
 )
 
-pytestmark = pytest.mark.slow(150)
+pytestmark = pytest.mark.slow(100)
 
 SYMBOLS = ("AAPL", "AMZN")
 SOURCE_YAML = """\

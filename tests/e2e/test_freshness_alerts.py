@@ -45,7 +45,7 @@ from tests.helpers import (
     wait_for_sensor_ticks,
 )
 
-pytestmark = pytest.mark.slow(200)
+pytestmark = pytest.mark.slow(150)
 
 LAG_HOURS = 24
 SPEED = 120  # a simulated hour every 30 s

@@ -35,7 +35,7 @@ from tests.helpers import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow(30)
+pytestmark = pytest.mark.slow(55)
 
 RULES = PROJECT_ROOT / "deploy" / "prometheus" / "fin-assets.rules.yml"
 JOB = "fin-assets"  # the job name of deploy/prometheus/prometheus.yml (the rules use it)

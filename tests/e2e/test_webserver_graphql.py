@@ -10,6 +10,7 @@ from unittest import mock
 
 import dagster as dg
 import httpx
+import pytest
 
 from fin_assets.definitions import build_definitions
 from resources.simulator.server import MarketSimulator, SimulatorConfig
@@ -39,6 +40,7 @@ def serving(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow(20)
 def test_freshness_status_and_check_results_over_graphql(tmp_path: Path) -> None:
     home = dagster_home(tmp_path / "home")
     with MarketSimulator(SimulatorConfig(port=0)) as sim:

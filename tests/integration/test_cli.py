@@ -112,7 +112,7 @@ def _demo(tmp_path: Path) -> str:
     return proc.stdout
 
 
-@pytest.mark.slow(20)
+@pytest.mark.slow(55)
 def test_demo_twice_gives_identical_tables_without_new_requests(tmp_path: Path) -> None:
     """The default deployment: two sources on the simulator over 2026-01-16 .. 2026-01-20."""
     first = _demo(tmp_path)

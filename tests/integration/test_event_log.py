@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionResolvedStatus,
@@ -175,6 +176,7 @@ def _assert_check_state_as_dagster_computes_it(
     }
 
 
+@pytest.mark.slow(15)
 def test_ours_records_what_dagsters_own_sqlite_storage_records(
     sim: MarketSimulator, tmp_path: Path
 ) -> None:

@@ -122,6 +122,7 @@ def provider_unadjusted(url: str, day: date) -> pl.DataFrame:
     )
 
 
+@pytest.mark.slow(20)
 def test_migration_refetches_unadjusted_and_leaves_a_consistent_table(
     emulator: PolygonEmulator, tmp_path: Path
 ) -> None:

@@ -39,7 +39,7 @@ from tests.helpers import (
 )
 from tests.postgres.conftest import postgres_instance_env
 
-pytestmark = pytest.mark.slow(60)
+pytestmark = pytest.mark.slow(75)
 
 HOUR = "2026-01-05-03:00"
 POLL_S = 0.5  # every probe here asks the Dagster instance

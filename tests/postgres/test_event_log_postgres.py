@@ -41,6 +41,7 @@ def count(url: str, query: str) -> int:
         return int(cur.fetchone()[0])
 
 
+@pytest.mark.slow(25)
 def test_ours_records_what_dagster_postgres_records(sim: MarketSimulator, tmp_path: Path) -> None:
     with (
         throwaway_database("fin_assets_evlog_") as ours_url,

@@ -97,7 +97,7 @@ def test_schedule_state_from_the_cli_is_stored_in_postgres(
     )
 
 
-@pytest.mark.slow(27)
+@pytest.mark.slow(15)
 def test_two_concurrent_runs_of_one_partition_leave_one_consistent_copy(
     fresh_database: str, pg_url: str, tmp_path: Path
 ) -> None:
