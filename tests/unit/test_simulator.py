@@ -617,10 +617,15 @@ def test_token_bucket_quota_allows_the_burst_then_the_rate(make_sim) -> None:
         assert rejected.headers["Retry-After"] == "1"
         assert rejected.headers["RateLimit-Policy"] == '"default";q=10;w=1'
         assert rejected.headers["X-RateLimit-Remaining"] == "0"
+        rejected_at = time.monotonic()
         time.sleep(0.12)  # one token back (0.1 s per request)
         ok = http.get("/v1/latest", params={"symbol": "AAPL"})
+        back_after = time.monotonic() - rejected_at
         assert ok.status_code == 200
-        assert ok.headers["RateLimit"].startswith('"default";r=0;t=')
+        # The one token it spent was the only one back, unless a busy host slept us for longer
+        # than two tokens' worth (seen under a whole make test on 4 workers: r=1).
+        left = int(ok.headers["RateLimit"].split(";r=")[1].split(";")[0])
+        assert left == 0 if back_after < 0.2 else 0 <= left <= 2, (left, back_after)
     stats = sim.stats()
     assert stats["rejected_429"] == 2
     assert stats["accepted"] == 4
