@@ -69,6 +69,10 @@ def deployment(tmp_path: Path, url: str) -> dict[str, str]:
         "FIN_WAREHOUSE_URL": str(tmp_path / "lake"),
         "FIN_QUOTA_STORE": str(tmp_path / "quota.sqlite"),
         "FIN_AUTOMATION_INTERVAL_SECONDS": "2",
+        # Automation's runs execute their steps in their own process: one Python process per
+        # run instead of one per step (the executor's own stories: test_dead_runs,
+        # test_crash_recovery, test_celery).
+        "FIN_EXECUTOR": "in_process",
     }
 
 
