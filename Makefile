@@ -32,7 +32,8 @@ demo: .venv/.synced  ## simulator + Dagster, both declared sources over 2026-01-
 # `slow` mark; --maxschedchunk=1 hands each worker one test at a time). tests/setup.sh starts or
 # installs what the tests need besides uv.lock (PostgreSQL, RabbitMQ, Prometheus), or says what.
 # 3 processes on 2 cores: 8:13 against 8:35 for 4 (fresh clone, same tree, back to back); the
-# waiting stories slow down under more CPU contention than they save.
+# waiting stories slow down under more CPU contention than they save. Again on 2026-12-07:
+# 10:34 for 3, 10:30 for 4 with a timing test failed under the contention (same tree).
 PYTEST_WORKERS ?= 3
 PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --maxschedchunk=1 --durations=15
 
@@ -46,7 +47,7 @@ test: .venv/.synced  ## every test: unit, integration, PostgreSQL, end to end (a
 	$(COMPILE_PROJECT)
 	$(RUN) pytest $(PYTEST_PARALLEL)
 
-test-fast: .venv/.synced  ## unit + integration without the slow stories (under 2 min)
+test-fast: .venv/.synced  ## unit + integration without the slow stories (about 3 min on 2 cores)
 	bash tests/setup.sh
 	$(COMPILE_PROJECT)
 	$(RUN) pytest $(PYTEST_PARALLEL) -m "not slow" tests/unit tests/integration
