@@ -77,12 +77,15 @@ def deployment(tmp_path: Path, url: str) -> dict[str, str]:
 
 
 def materialize(
-    env: dict[str, str], instance: dg.DagsterInstance, select: str, first: str = "", last: str = ""
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    select: str,
+    first: str = "",
+    last: str = "",
 ) -> None:
     """What ``dagster asset materialize --select select [--partition-range first...last]`` does,
     run in this process: the story is the daemon's, and each command would start a Python
     process per step (run_cli's cost, paid by the stories that are about the CLI)."""
-    defs = build_definitions(env)
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         instance=instance,
@@ -112,10 +115,11 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
     simulator: MarketSimulator, tmp_path: Path
 ) -> None:
     env = deployment(tmp_path, simulator.url)
+    defs = build_definitions(env)  # the code location, as the daemon's code server loads it
     # As the schedules would have: three sessions of bars, then their daily bars.
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        materialize(env, instance, "raw/eq/bars,core/eq/bars", *SESSION_HOURS)
-        materialize(env, instance, "core/eq/daily_bars", "2026-01-13", "2026-01-15")
+        materialize(defs, instance, "raw/eq/bars,core/eq/bars", *SESSION_HOURS)
+        materialize(defs, instance, "core/eq/daily_bars", "2026-01-13", "2026-01-15")
     untouched = ("data/raw/**/bars_1m*/**/*", "data/manifests/eq__raw_bars/*", "lake/eq__core_*/*")
     before = digests(tmp_path, untouched)
     assert len(before) > 20
@@ -126,7 +130,7 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
     ):
         wait_for_sensor_ticks(instance, "automation_sensor", 1, timeout=180)
         # The daily fetch of the actions (eq__corporate_actions_schedule's job).
-        materialize(env, instance, "raw/eq/corporate_actions")
+        materialize(defs, instance, "raw/eq/corporate_actions")
         first = wait_for(
             "automation to build the adjusted series",
             lambda: materializations(instance, ADJUSTED),
@@ -150,7 +154,7 @@ def test_an_action_announced_after_the_bars_rebuilds_the_adjusted_series_only(
                 ],
             }
         )
-        materialize(env, instance, "raw/eq/corporate_actions")
+        materialize(defs, instance, "raw/eq/corporate_actions")
         records = wait_for(
             "automation to rebuild the adjusted series",
             lambda: (r := materializations(instance, ADJUSTED)) and len(r) > len(first) and r,
